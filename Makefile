@@ -1,0 +1,42 @@
+# Two commands, from a fresh clone:
+#   make run    set up (once) and run the default grid, then write its report
+#   make test   set up (once) and run the tests
+# Set-up = a virtual environment in .venv with the pinned dependencies and the package (editable).
+
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CONFIG ?= config.yaml
+CORES ?= all
+SNAKEMAKE_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: setup run report test test-all lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+setup: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) $(SNAKEMAKE_ARGS)
+	$(MAKE) --no-print-directory report CONFIG=$(CONFIG)
+
+report: $(STAMP)
+	$(BIN)/snakemake --configfile $(CONFIG) --report \
+	  results/$$($(BIN)/python -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['experiment'])" $(CONFIG))/report.html
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -m "slow or not slow" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/snakemake --lint
+
+clean:
+	rm -rf results/*/ resources logs .snakemake

@@ -1,0 +1,159 @@
+"""Command-line interface: one sub-command per pipeline stage.
+
+Every Snakemake rule is a one-line call of one of these, so any stage also runs by hand
+(``snakemake -p`` prints the exact command of each job).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _json_arg(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object")
+    return value
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="imbench", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("synth", help="generate the embedded synthetic dataset (HAM10000 format)")
+    s.add_argument("--out", required=True, type=Path, help="output folder")
+    s.add_argument("--n-images", type=int, default=2000)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--width", type=int, default=80)
+    s.add_argument("--height", type=int, default=60)
+    s.add_argument("--noise", type=float, default=1.0, help="class-overlap scale (1 = default)")
+
+    s = sub.add_parser("index", help="normalised index of a task: image_id, path, label, label_name, group")
+    s.add_argument("--task", required=True)
+    s.add_argument("--raw", required=True, type=Path, help="the dataset's raw folder")
+    s.add_argument("--out", required=True, type=Path)
+
+    s = sub.add_parser("split", help="grouped stratified train/val/test split")
+    s.add_argument("--index", required=True, type=Path)
+    s.add_argument("--out", required=True, type=Path)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--fractions", type=float, nargs=3, default=(0.70, 0.15, 0.15), metavar=("TRAIN", "VAL", "TEST"))
+
+    s = sub.add_parser("cache", help="decode + resize every image once into a uint8 array")
+    s.add_argument("--index", required=True, type=Path, help="index CSV of the task")
+    s.add_argument("--raw", required=True, type=Path, help="folder the index paths are relative to")
+    s.add_argument("--out-dir", required=True, type=Path)
+    s.add_argument("--size", required=True, type=int)
+    s.add_argument("--mode", default="squash", choices=("squash", "crop"))
+    s.add_argument("--workers", type=int, default=None)
+
+    s = sub.add_parser("train", help="train one cell")
+    s.add_argument("--task", required=True)
+    s.add_argument("--cache-dir", required=True, type=Path)
+    s.add_argument("--split", required=True, type=Path, help="split CSV (same rows as the cache index)")
+    s.add_argument("--model", required=True)
+    s.add_argument("--method", required=True)
+    s.add_argument("--seed", required=True, type=int)
+    s.add_argument("--settings", type=_json_arg, default={}, help="JSON object of training settings")
+    s.add_argument("--threads", type=int, default=None, help="CPU threads (overrides the settings)")
+    s.add_argument("--out-dir", required=True, type=Path)
+
+    s = sub.add_parser("posthoc", help="apply a post-hoc method to another cell's predictions")
+    s.add_argument("--method", required=True)
+    s.add_argument("--base-dir", required=True, type=Path)
+    s.add_argument("--out-dir", required=True, type=Path)
+    s.add_argument("--params", type=_json_arg, default={}, help="JSON object of method parameters")
+
+    s = sub.add_parser("evaluate", help="metrics of one cell from its saved predictions")
+    s.add_argument("--cell-dir", required=True, type=Path)
+    s.add_argument("--out", type=Path, default=None)
+    s.add_argument("--n-boot", type=int, default=1000)
+    s.add_argument("--boot-seed", type=int, default=0)
+
+    s = sub.add_parser("aggregate", help="tables and figures of an experiment")
+    s.add_argument("--experiment", required=True)
+    s.add_argument("--results", required=True, type=Path, help="the experiment's results folder")
+    s.add_argument("--metrics", required=True, type=Path, nargs="+", help="metrics.json files of the cells")
+    s.add_argument("--settings", type=_json_arg, default={}, help="JSON object of aggregation settings")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"imbench {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args) -> int:
+    if args.command == "synth":
+        from .data.synthetic import generate
+
+        meta = generate(args.out, n_images=args.n_images, seed=args.seed, width=args.width,
+                        height=args.height, noise=args.noise)
+        print(f"wrote {len(meta)} images of {meta.lesion_id.nunique()} lesions to {args.out}")
+    elif args.command == "index":
+        from .data.tasks import get_task
+        from .io import write_csv
+
+        task = get_task(args.task)
+        index = task.build(args.raw)
+        write_csv(args.out, index)
+        print(f"{args.task}: {len(index)} images, {index.group.nunique()} groups; "
+              f"class counts {index.label_name.value_counts().to_dict()}")
+    elif args.command == "split":
+        import pandas as pd
+
+        from .data.split import grouped_split
+        from .io import write_csv
+
+        index = pd.read_csv(args.index, dtype={"image_id": str, "group": str})
+        out = grouped_split(index, tuple(args.fractions), seed=args.seed)
+        write_csv(args.out, out)
+        print(pd.crosstab(out.label_name, out.split, margins=True).to_string())
+    elif args.command == "cache":
+        import pandas as pd
+
+        from .data.cache import build_cache
+
+        index = pd.read_csv(args.index, dtype={"image_id": str, "group": str})
+        path = build_cache(index, args.raw, args.out_dir, args.size, args.mode, args.workers)
+        print(f"cached {len(index)} images at {args.size} px ({args.mode}) in {path}")
+    elif args.command == "train":
+        from .train import Settings, train_cell
+
+        settings = Settings.from_dict(args.settings)
+        if args.threads:
+            settings.threads = args.threads
+        run = train_cell(args.task, args.cache_dir, args.split, args.model, args.method, args.seed, settings,
+                         args.out_dir, log=lambda m: print(m, flush=True))
+        print(f"best epoch {run['best_epoch']} val macro-F1 {run['best_val_macro_f1']:.4f}; "
+              f"{run['timings']['train_images_per_second']} images/s")
+    elif args.command == "posthoc":
+        from .evaluate import run_posthoc
+
+        run = run_posthoc(args.method, args.base_dir, args.out_dir, **args.params)
+        print(f"{args.method}: decision rule {json.dumps(run['decision_rule'])}")
+    elif args.command == "evaluate":
+        from .evaluate import evaluate_cell
+
+        res = evaluate_cell(args.cell_dir, args.out, n_boot=args.n_boot, boot_seed=args.boot_seed)
+        head = res["headline"]
+        print(f"test {head} {res['test']['scalars'][head]}")
+    elif args.command == "aggregate":
+        from .aggregate import aggregate
+
+        aggregate(args.experiment, args.results, args.metrics, **args.settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""The method registry: how each imbalance method is assembled from parts.
+
+A method is a combination of
+- a training **loss** (``losses.py``),
+- a batch **sampler** (``samplers.py``; ``shuffle`` = the plain one),
+- a classifier **head** (``linear`` or ``cosine``),
+- optionally a **post-hoc** decision rule fitted on validation predictions of another cell
+  (``posthoc.py``), in which case the method trains nothing and reuses that cell.
+
+Adding a method is one ``register_method`` call here (plus its loss/sampler if new) and a test.
+
+Public API::
+
+    build_loss(name, class_counts, kind="multiclass", n_samples=None, **params) -> nn.Module
+    build_sampler(name, labels, batch_size, seed, **params) -> batch sampler
+    fit_posthoc(name, val_probs, val_labels, train_counts, kind, **params) -> DecisionRule
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+KINDS = ("multiclass", "binary", "multilabel")
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    family: str  # baseline | data | loss | post-hoc | hybrid | loss+schedule
+    loss: str
+    sampler: str = "shuffle"
+    head: str = "linear"
+    posthoc: str | None = None
+    base: str | None = None  # for post-hoc methods: the method whose predictions are reused
+    source: str = ""
+    summary: str = ""
+
+    @property
+    def trains(self) -> bool:
+        return self.posthoc is None
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register_method(method: Method) -> Method:
+    if method.name in METHODS:
+        raise ValueError(f"method {method.name!r} registered twice")
+    if method.head not in ("linear", "cosine"):
+        raise ValueError(f"method {method.name!r}: head {method.head!r} is not 'linear' or 'cosine'")
+    METHODS[method.name] = method
+    return method
+
+
+def get_method(name: str) -> Method:
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ValueError(f"unknown method {name!r}; known methods: {list(METHODS)}") from None
+
+
+def list_methods() -> list[str]:
+    return list(METHODS)
+
+
+for _m in (
+    Method("ce", "baseline", "ce", source="all", summary="cross-entropy (BCE for multi-label)"),
+    Method("ros", "data", "ce", sampler="ros", source="BBFL",
+           summary="random over-sampling to the majority count (imbalanced-learn 'auto') + CE"),
+    Method("rus", "data", "ce", sampler="rus", source="BBFL",
+           summary="random under-sampling to the minority count (imbalanced-learn 'auto') + CE"),
+    Method("cost_sensitive", "loss", "cost_sensitive", source="BBFL, Le et al.",
+           summary="CE weighted by N/(K n_c), weighted mean"),
+    Method("bwcce", "loss", "bwcce", source="LMF",
+           summary="CE weighted by (1 - n_c/N)/(K - 1), weighted mean"),
+    Method("thresholding", "post-hoc", "ce", posthoc="thresholding", base="ce", source="BBFL",
+           summary="post-hoc decision rule on the ce cell's predictions, fitted on validation"),
+    Method("focal", "loss", "focal", source="all", summary="softmax focal loss, gamma 2, mean"),
+    Method("batch_balanced", "data", "ce", sampler="batch_balanced", source="BBFL",
+           summary="every batch holds floor(B/K) samples of each class + CE"),
+    Method("bbfl", "hybrid", "focal", sampler="batch_balanced", source="BBFL",
+           summary="batch-balanced sampler + focal loss (gamma 2)"),
+    Method("ldam", "loss", "ldam", head="cosine", source="Cao et al. 2019",
+           summary="LDAM margins on the target logit, s = 30, cosine head"),
+    Method("ldam_drw", "loss+schedule", "ldam_drw", head="cosine", source="Cao et al. 2019",
+           summary="LDAM + deferred re-weighting (class-balanced weights from 80 % of epochs)"),
+    Method("lmf", "hybrid", "lmf", source="LMF",
+           summary="alpha * LDAM(weights = margins) + beta * focal(alpha_t = margins, gamma 1.5)"),
+    Method("cw_focal", "hybrid", "cw_focal", source="Le et al. 2020",
+           summary="focal loss with class-balanced alpha_t = N/(K n_c)"),
+    Method("logit_adjustment", "loss", "logit_adjustment", source="Menon et al. 2021",
+           summary="CE on z + tau log(pi) (balanced softmax at tau = 1); raw logits at test time"),
+    Method("cb_focal", "loss", "cb_focal", source="Cui et al. 2019",
+           summary="class-balanced sigmoid focal loss, beta 0.9999, gamma 1"),
+):
+    register_method(_m)
+
+
+def method_kinds(name: str) -> tuple[str, ...]:
+    """Task kinds where ``name`` has a meaning (its loss's kinds)."""
+    from .losses import LOSS_KINDS
+
+    return tuple(LOSS_KINDS[get_method(name).loss])
+
+
+def default_params(name: str) -> dict:
+    """Every parameter of method ``name`` with its default (loss, sampler and post-hoc parts)."""
+    from .losses import LOSS_DEFAULTS
+    from .posthoc import POSTHOC_DEFAULTS
+    from .samplers import SAMPLER_DEFAULTS
+
+    m = get_method(name)
+    params = dict(LOSS_DEFAULTS.get(m.loss, {}))
+    params.update(SAMPLER_DEFAULTS.get(m.sampler, {}))
+    if m.posthoc:
+        params.update(POSTHOC_DEFAULTS.get(m.posthoc, {}))
+    return params
+
+
+def split_params(name: str, params: dict | None) -> tuple[dict, dict, dict]:
+    """Split user parameters of method ``name`` into (loss, sampler, post-hoc) parameters.
+
+    Unknown names raise one ``ValueError`` listing the method's parameters.
+    """
+    from .losses import LOSS_DEFAULTS
+    from .posthoc import POSTHOC_DEFAULTS
+    from .samplers import SAMPLER_DEFAULTS
+
+    m = get_method(name)
+    loss_keys = set(LOSS_DEFAULTS.get(m.loss, {}))
+    sampler_keys = set(SAMPLER_DEFAULTS.get(m.sampler, {}))
+    posthoc_keys = set(POSTHOC_DEFAULTS.get(m.posthoc, {})) if m.posthoc else set()
+    out: tuple[dict, dict, dict] = ({}, {}, {})
+    for key, value in (params or {}).items():
+        if key in posthoc_keys:
+            out[2][key] = value
+        elif key in loss_keys and not m.posthoc:
+            out[0][key] = value
+        elif key in sampler_keys and not m.posthoc:
+            out[1][key] = value
+        else:
+            allowed = sorted((posthoc_keys if m.posthoc else loss_keys | sampler_keys))
+            raise ValueError(f"method {name!r} has no parameter {key!r}; its parameters: {allowed}")
+    return out
+
+
+def build_loss(name: str, class_counts, kind: str = "multiclass", n_samples: int | None = None, **params):
+    """The training loss of method ``name`` (a ``torch.nn.Module`` called as ``loss(logits, targets)``)."""
+    from .losses import make_loss
+
+    m = get_method(name)
+    loss_params, _, _ = split_params(name, params)
+    return make_loss(m.loss, class_counts, kind=kind, n_samples=n_samples, **loss_params)
+
+
+def build_sampler(name: str, labels, batch_size: int, seed: int, **params):
+    """The batch sampler of method ``name`` (``shuffle`` for methods that do not resample)."""
+    from .samplers import make_batch_sampler
+
+    m = get_method(name)
+    _, sampler_params, _ = split_params(name, params)
+    return make_batch_sampler(m.sampler, labels, batch_size, seed, **sampler_params)
+
+
+def fit_posthoc(name: str, val_probs, val_labels, train_counts, kind: str, n_train: int | None = None, **params):
+    """Fit the post-hoc decision rule of method ``name`` on validation predictions only."""
+    from .posthoc import fit_rule
+
+    m = get_method(name)
+    if not m.posthoc:
+        raise ValueError(f"method {name!r} is not a post-hoc method")
+    _, _, posthoc_params = split_params(name, params)
+    return fit_rule(m.posthoc, val_probs, val_labels, train_counts, kind, n_train=n_train, **posthoc_params)

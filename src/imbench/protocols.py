@@ -1,0 +1,38 @@
+"""Training protocols (SPEC §6): named sets of training settings shared by an experiment's cells.
+
+An experiment picks one by name and may override any field (``protocol_overrides`` in the config).
+The resolved settings of every cell are written to its ``run.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .train import Settings
+
+PROTOCOLS: dict[str, dict] = {
+    # The embedded demo: CPU, tiny model, 32 px, a few epochs. The whole default grid runs in
+    # minutes on 2 cores.
+    "demo": dict(epochs=6, batch_size=64, optimizer="adamw", lr=3e-3, weight_decay=1e-4, scheduler="cosine",
+                 warmup_epochs=0, image_size=32, normalize="imagenet", augment="flip", pretrained=False,
+                 threads=1, device="auto"),
+    # LMF paper, faithful (arXiv 2212.12741 and its official code): resize to 224×224 without crop,
+    # no normalisation, no augmentation; Adam lr 1e-4, wd 5e-4; StepLR ×0.1 every 30 epochs;
+    # 100 epochs; batch 32; keep the epoch with the best validation macro-F1.
+    "lmf": dict(epochs=100, batch_size=32, optimizer="adam", lr=1e-4, weight_decay=5e-4, scheduler="step",
+                step_size=30, step_gamma=0.1, image_size=224, normalize="none", augment="none", pretrained=True),
+    # A modern default for real data: ImageNet normalisation, flips, AdamW + cosine with warm-up.
+    "standard": dict(epochs=30, batch_size=64, optimizer="adamw", lr=3e-4, weight_decay=0.05, scheduler="cosine",
+                     warmup_epochs=2, image_size=224, normalize="imagenet", augment="flip", pretrained=True),
+}
+
+
+def resolve(protocol: str, overrides: dict | None = None) -> Settings:
+    """``Settings`` of a protocol with ``overrides`` applied (unknown names raise ``ValueError``)."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; known protocols: {sorted(PROTOCOLS)}")
+    return Settings.from_dict({**PROTOCOLS[protocol], **(overrides or {})})
+
+
+def resolved_dict(protocol: str, overrides: dict | None = None) -> dict:
+    return dataclasses.asdict(resolve(protocol, overrides))

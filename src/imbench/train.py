@@ -1,0 +1,380 @@
+"""Train one cell: (task, model, method, seed) under one protocol.
+
+Reads the cached uint8 images, trains with the method's loss/sampler/head, keeps the weights of
+the epoch with the best validation macro-F1, and writes into ``out_dir``:
+
+- ``predictions.csv``: one row per validation and test image: split, image_id, group, the label,
+  the class probabilities (``prob_<class>``) and the default decision (``pred``: argmax);
+- ``history.csv``: per epoch: mean training loss, validation macro-F1, learning rate, seconds;
+- ``run.json``: resolved settings and method parameters, package versions, hardware, timings;
+- ``best.pt``: the best epoch's model weights.
+
+A killed run resumes from ``checkpoint.pt`` (model, optimizer, scheduler, epoch, best-so-far and
+history, written atomically after every epoch) when started again with the same settings.
+Per-epoch randomness (sampler draws, augmentation) is a pure function of (seed, epoch), so a resumed
+run produces exactly the numbers of an uninterrupted one on the CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from . import __version__
+from .data.cache import load_cache
+from .data.tasks import get_task
+from .io import atomic_path, write_csv, write_json
+from .methods import build_loss, build_sampler, get_method
+from .models import create_model
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class Settings:
+    """Training hyper-parameters of one cell (a protocol with the experiment's overrides)."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    optimizer: str = "adamw"  # adamw | adam | sgd
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9  # sgd only
+    scheduler: str = "cosine"  # cosine | step | none
+    warmup_epochs: int = 0
+    step_size: int = 30  # step only
+    step_gamma: float = 0.1  # step only
+    image_size: int = 32
+    normalize: str = "imagenet"  # imagenet | none
+    augment: str = "flip"  # none | flip
+    pretrained: bool = False
+    drop_rate: float = 0.0
+    eval_batch_size: int = 256
+    threads: int = 1
+    device: str = "auto"  # auto | cpu | cuda
+    deterministic: bool = True
+    method_params: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Settings":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown training setting(s) {unknown}; known: {sorted(known)}")
+        s = cls(**d)
+        _check_choice("optimizer", s.optimizer, ("adamw", "adam", "sgd"))
+        _check_choice("scheduler", s.scheduler, ("cosine", "step", "none"))
+        _check_choice("normalize", s.normalize, ("imagenet", "none"))
+        _check_choice("augment", s.augment, ("none", "flip"))
+        _check_choice("device", s.device, ("auto", "cpu", "cuda"))
+        for name in ("epochs", "batch_size", "image_size", "eval_batch_size", "threads"):
+            if int(getattr(s, name)) < 1:
+                raise ValueError(f"setting {name} must be ≥ 1, got {getattr(s, name)}")
+        return s
+
+
+def _check_choice(name: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ValueError(f"setting {name}={value!r} is not one of {list(allowed)}")
+
+
+# ----------------------------------------------------------------------------- data
+
+
+class Split:
+    """Images (uint8 NHWC tensor), labels and ids of one split, all in memory."""
+
+    def __init__(self, images: np.ndarray, index: pd.DataFrame, rows: np.ndarray):
+        self.rows = rows
+        self.images = torch.from_numpy(np.ascontiguousarray(images[rows]))
+        self.labels = torch.as_tensor(index["label"].to_numpy()[rows], dtype=torch.long)
+        self.image_id = index["image_id"].to_numpy()[rows]
+        self.group = index["group"].to_numpy()[rows]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def to_input(batch_u8: torch.Tensor, settings: Settings, device: torch.device,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+    """uint8 NHWC → float NCHW on ``device``, optionally flipped at random (per sample)."""
+    x = batch_u8.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
+    if generator is not None and settings.augment == "flip":
+        n = x.shape[0]
+        flips = torch.rand(n, 2, generator=generator).to(device)
+        hflip = (flips[:, 0] < 0.5).view(n, 1, 1, 1)
+        vflip = (flips[:, 1] < 0.5).view(n, 1, 1, 1)
+        x = torch.where(hflip, x.flip(3), x)
+        x = torch.where(vflip, x.flip(2), x)
+    if settings.normalize == "imagenet":
+        mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+        x = (x - mean) / std
+    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
+
+
+@torch.no_grad()
+def predict(model, split: Split, settings: Settings, device: torch.device, kind: str) -> np.ndarray:
+    """Class probabilities for a split: softmax (single-label) or sigmoid (multi-label)."""
+    model.eval()
+    out = []
+    for start in range(0, len(split), settings.eval_batch_size):
+        x = to_input(split.images[start:start + settings.eval_batch_size], settings, device)
+        logits = model(x).float()
+        out.append((torch.sigmoid(logits) if kind == "multilabel" else logits.softmax(1)).cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, 0))
+
+
+def macro_f1(labels: np.ndarray, probs: np.ndarray, num_classes: int) -> float:
+    """Macro-F1 of the argmax over all ``num_classes`` classes; a class never true and never
+    predicted counts 0 (scikit-learn's ``f1_score(average='macro', zero_division=0)``, computed
+    here from the confusion counts so a training job need not import scikit-learn)."""
+    pred = probs.argmax(1)
+    cm = np.bincount(labels * num_classes + pred, minlength=num_classes**2).reshape(num_classes, num_classes)
+    tp = np.diag(cm).astype(float)
+    denom = cm.sum(0) + cm.sum(1)  # 2·TP + FP + FN
+    f1 = np.divide(2 * tp, denom, out=np.zeros(num_classes), where=denom > 0)
+    return float(f1.mean())
+
+
+# ----------------------------------------------------------------------------- optimisation
+
+
+def make_optimizer(model, s: Settings):
+    if s.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+    if s.optimizer == "adam":  # L2 penalty in the gradient, as torch.optim.Adam (LMF protocol)
+        return torch.optim.Adam(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
+
+
+def lr_factor(epoch: int, s: Settings) -> float:
+    """Learning-rate multiplier for a 0-based epoch (applied per epoch)."""
+    if epoch < s.warmup_epochs:
+        return (epoch + 1) / (s.warmup_epochs + 1)
+    if s.scheduler == "cosine":
+        span = max(1, s.epochs - s.warmup_epochs)
+        return float(0.5 * (1 + np.cos(np.pi * (epoch - s.warmup_epochs) / span)))
+    if s.scheduler == "step":
+        return float(s.step_gamma ** (epoch // s.step_size))
+    return 1.0
+
+
+def set_lr(optimizer, epoch: int, s: Settings) -> float:
+    lr = s.lr * lr_factor(epoch, s)
+    for g in optimizer.param_groups:
+        g["lr"] = lr
+    return lr
+
+
+# ----------------------------------------------------------------------------- environment
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("setting device=cuda but no CUDA device is available")
+    return torch.device(name)
+
+
+def versions() -> dict:
+    import sklearn
+    import timm
+    import torchvision
+
+    return {"imbench": __version__, "python": platform.python_version(), "torch": torch.__version__,
+            "torchvision": torchvision.__version__, "timm": timm.__version__, "numpy": np.__version__,
+            "pandas": pd.__version__, "scikit-learn": sklearn.__version__}
+
+
+def hardware(device: torch.device) -> dict:
+    info = {"platform": platform.platform(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "device": str(device)}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def settings_hash(payload: dict) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def load_split(cache_dir: str | Path, split_path: str | Path):
+    """The cached images and their index with the ``split`` column of ``split_path`` attached."""
+    images, index = load_cache(cache_dir)
+    split = pd.read_csv(split_path, dtype={"image_id": str, "group": str})
+    if "split" not in split.columns:
+        raise ValueError(f"{split_path}: no 'split' column")
+    if len(split) != len(index) or not (split["image_id"].to_numpy() == index["image_id"].to_numpy()).all():
+        raise ValueError(f"{split_path}: its image_id column does not match {Path(cache_dir) / 'index.csv'} "
+                         "(rebuild the cache or the split from the same index)")
+    index = index.copy()
+    index["split"] = split["split"].to_numpy()
+    return images, index
+
+
+def train_cell(task_name: str, cache_dir: str | Path, split_path: str | Path, model_name: str, method_name: str,
+               seed: int, settings: Settings, out_dir: str | Path, log=print) -> dict:
+    """Train one cell and write its outputs into ``out_dir``. Returns the ``run.json`` content."""
+    t_start = time.time()
+    task = get_task(task_name)
+    method = get_method(method_name)
+    if not method.trains:
+        raise ValueError(f"method {method_name!r} is post-hoc: it trains nothing (use `imbench posthoc`)")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    kind, K = task.kind, task.num_classes
+
+    torch.set_num_threads(settings.threads)
+    device = resolve_device(settings.device)
+    if settings.deterministic and device.type == "cpu":
+        torch.use_deterministic_algorithms(True)
+
+    images, index = load_split(cache_dir, split_path)
+    if images.shape[1] != settings.image_size:
+        raise ValueError(f"{cache_dir}: cached images are {images.shape[1]} px but the protocol asks for "
+                         f"{settings.image_size} px")
+    splits = {name: Split(images, index, np.flatnonzero(index["split"].to_numpy() == name))
+              for name in ("train", "val", "test")}
+    for name, sp in splits.items():
+        if len(sp) == 0:
+            raise ValueError(f"{cache_dir}/index.csv: the {name} split is empty")
+    train = splits["train"]
+    train_labels = train.labels.numpy()
+    counts = np.bincount(train_labels, minlength=K)
+
+    loss_fn = build_loss(method_name, counts.tolist(), kind=kind, n_samples=len(train),
+                         **settings.method_params).to(device)
+    sampler = build_sampler(method_name, train_labels, settings.batch_size, seed, **settings.method_params)
+
+    torch.manual_seed(seed)
+    model = create_model(model_name, K, head=method.head, pretrained=settings.pretrained,
+                         drop_rate=settings.drop_rate).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, settings)
+
+    identity = {"task": task_name, "model": model_name, "method": method_name, "seed": seed,
+                "settings": dataclasses.asdict(settings), "n_train": len(train)}
+    ident_hash = settings_hash(identity)
+    ckpt_path = out_dir / "checkpoint.pt"
+    start_epoch, best_f1, best_epoch, best_state, history = 0, -1.0, -1, None, []
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+        if ckpt.get("identity_hash") == ident_hash:
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            start_epoch, best_f1, best_epoch = ckpt["epoch"] + 1, ckpt["best_f1"], ckpt["best_epoch"]
+            best_state, history = ckpt["best_state"], json.loads(ckpt["history"])
+            log(f"resuming from {ckpt_path} at epoch {start_epoch}")
+        else:
+            log(f"ignoring {ckpt_path}: it was written with other settings")
+
+    use_bar = sys.stderr.isatty()
+    train_seconds = sum(h["seconds"] for h in history)
+    for epoch in range(start_epoch, settings.epochs):
+        t0 = time.time()
+        lr = set_lr(optimizer, epoch, settings)
+        sampler.set_epoch(epoch)
+        if hasattr(loss_fn, "set_epoch"):
+            loss_fn.set_epoch(epoch, settings.epochs)
+        gen = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
+        model.train()
+        total = torch.zeros((), device=device)
+        n_seen = 0
+        batches = iter(sampler)
+        if use_bar:
+            from tqdm import tqdm
+
+            batches = tqdm(batches, total=len(sampler), desc=f"epoch {epoch + 1}/{settings.epochs}", leave=False)
+        for idx in batches:
+            if len(idx) < 2:
+                # A last batch of one sample (N ≡ 1 mod B) cannot be batch-normalised in training
+                # mode; it is skipped (and not counted in the epoch's images).
+                continue
+            idx = torch.as_tensor(np.asarray(idx), dtype=torch.long)
+            x = to_input(train.images[idx], settings, device, gen)
+            y = train.labels[idx].to(device, non_blocking=True)
+            loss = loss_fn(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.detach() * len(idx)  # no host sync per step
+            n_seen += len(idx)
+        train_loss = float(total) / max(1, n_seen)
+        val_probs = predict(model, splits["val"], settings, device, kind)
+        val_f1 = macro_f1(splits["val"].labels.numpy(), val_probs, K)
+        seconds = time.time() - t0
+        train_seconds += seconds
+        if not np.isfinite(train_loss):
+            raise FloatingPointError(f"training loss is {train_loss} at epoch {epoch + 1}")
+        if val_f1 > best_f1:
+            best_f1, best_epoch = val_f1, epoch
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_macro_f1": val_f1, "lr": lr,
+                        "seconds": round(seconds, 3), "images": n_seen})
+        with atomic_path(ckpt_path) as tmp:
+            torch.save({"identity_hash": ident_hash, "epoch": epoch, "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(), "best_f1": best_f1, "best_epoch": best_epoch,
+                        "best_state": best_state, "history": json.dumps(history)}, tmp)
+        log(f"epoch {epoch + 1}/{settings.epochs} loss {train_loss:.4f} val_macro_f1 {val_f1:.4f} "
+            f"lr {lr:.2e} {seconds:.1f}s")
+
+    train_images = sum(h["images"] for h in history)
+    model.load_state_dict(best_state)
+    with atomic_path(out_dir / "best.pt") as tmp:
+        torch.save(best_state, tmp)
+    frames = []
+    for name in ("val", "test"):
+        sp = splits[name]
+        probs = predict(model, sp, settings, device, kind)
+        frames.append(predictions_frame(name, sp.image_id, sp.group, sp.labels.numpy(), probs, task.classes))
+    write_csv(out_dir / "history.csv", pd.DataFrame(history))
+    write_csv(out_dir / "predictions.csv", pd.concat(frames, ignore_index=True), float_format="%.6g")
+    run = {
+        **identity,
+        "kind": kind,
+        "classes": list(task.classes),
+        "method_info": dataclasses.asdict(method),
+        "loss_params": getattr(loss_fn, "params", {}),
+        "sampler_params": getattr(sampler, "params", {}),
+        "train_class_counts": counts.tolist(),
+        "samples_per_epoch": int(getattr(sampler, "num_samples", len(train))),
+        "best_epoch": best_epoch + 1,
+        "best_val_macro_f1": best_f1,
+        "versions": versions(),
+        "hardware": hardware(device),
+        "timings": {"wall_seconds": round(time.time() - t_start, 3), "train_seconds": round(train_seconds, 3),
+                    "train_images_per_second": round(train_images / train_seconds, 1) if train_seconds else None},
+        "identity_hash": ident_hash,
+    }
+    write_json(out_dir / "run.json", run)
+    ckpt_path.unlink(missing_ok=True)  # the run is complete; best.pt holds the weights
+    return run
+
+
+def predictions_frame(split: str, image_id, group, labels: np.ndarray, probs: np.ndarray, classes,
+                      pred: np.ndarray | None = None) -> pd.DataFrame:
+    """The predictions table of one split (single-label: ``label``/``pred`` columns)."""
+    df = pd.DataFrame({"split": split, "image_id": image_id, "group": group, "label": labels})
+    for j, c in enumerate(classes):
+        df[f"prob_{c}"] = probs[:, j]
+    df["pred"] = probs.argmax(1) if pred is None else pred
+    return df

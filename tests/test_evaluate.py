@@ -1,0 +1,96 @@
+"""Evaluation from saved predictions, the post-hoc step and aggregation into tables and figures."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from imbench.aggregate import aggregate, figure_names
+from imbench.evaluate import evaluate_cell, run_posthoc
+from imbench.metrics import compute_metrics
+from imbench.train import Settings, train_cell
+
+
+@pytest.fixture(scope="module")
+def cells(tiny_synthetic, tmp_path_factory):
+    root = tmp_path_factory.mktemp("cells")
+    s = Settings.from_dict(dict(epochs=2, batch_size=32, image_size=16, lr=3e-3))
+    out = {}
+    for method in ("ce", "ros"):
+        for seed in (0, 1):
+            d = root / "synthetic" / "test_resnet" / method / f"seed{seed}"
+            train_cell("synthetic", tiny_synthetic["cache"], tiny_synthetic["split"], "test_resnet", method, seed, s, d)
+            out[(method, seed)] = d
+    for seed in (0, 1):
+        d = root / "synthetic" / "test_resnet" / "thresholding" / f"seed{seed}"
+        run_posthoc("thresholding", out[("ce", seed)], d)
+        out[("thresholding", seed)] = d
+    for d in out.values():
+        evaluate_cell(d, n_boot=50)
+    return root, out
+
+
+def test_metrics_come_from_saved_predictions(cells):
+    _, out = cells
+    d = out[("ros", 0)]
+    m = json.loads((d / "metrics.json").read_text())
+    preds = pd.read_csv(d / "predictions.csv")
+    test = preds[preds.split == "test"]
+    probs = test.filter(like="prob_").to_numpy()
+    ref = compute_metrics("multiclass", test.label.to_numpy(), probs, test.pred.to_numpy(), m["classes"])
+    assert m["test"]["scalars"] == pytest.approx(ref["scalars"], nan_ok=True)
+    b = m["bootstrap"]["balanced_accuracy"]
+    assert b["low"] <= b["estimate"] <= b["high"] and b["n_boot"] == 50
+
+
+def test_thresholding_reuses_ce_predictions_and_never_reads_test_labels(cells):
+    _, out = cells
+    ce = pd.read_csv(out[("ce", 0)] / "predictions.csv")
+    th = pd.read_csv(out[("thresholding", 0)] / "predictions.csv")
+    prob_cols = [c for c in ce.columns if c.startswith("prob_")]
+    pd.testing.assert_frame_equal(ce[prob_cols], th[prob_cols])  # no retraining
+    run = json.loads((out[("thresholding", 0)] / "run.json").read_text())
+    assert run["decision_rule"]["decision"] == "prior_correction"
+    priors = np.array(run["decision_rule"]["priors"])
+    expected = (ce[prob_cols].to_numpy() / priors).argmax(1)
+    assert (th.pred.to_numpy() == expected).all()
+
+
+def test_posthoc_ignores_test_labels(cells, tmp_path):
+    """Scrambling the test labels of the base cell leaves the fitted rule unchanged."""
+    _, out = cells
+    base = tmp_path / "base"
+    base.mkdir()
+    preds = pd.read_csv(out[("ce", 1)] / "predictions.csv")
+    test = preds.split == "test"
+    preds.loc[test, "label"] = np.random.default_rng(0).permutation(preds.loc[test, "label"].to_numpy())
+    preds.to_csv(base / "predictions.csv", index=False)
+    (base / "run.json").write_text((out[("ce", 1)] / "run.json").read_text())
+    run_posthoc("thresholding", base, tmp_path / "th")
+    a = json.loads((tmp_path / "th" / "run.json").read_text())["decision_rule"]
+    b = json.loads((out[("thresholding", 1)] / "run.json").read_text())["decision_rule"]
+    assert a == b
+
+
+def test_aggregate_tables_and_figures(cells, tmp_path):
+    root, out = cells
+    res = tmp_path / "res"
+    aggregate("t", res, [d / "metrics.json" for d in out.values()], n_boot=50,
+              methods=["ce", "ros", "thresholding"], models=["test_resnet"])
+    summary = pd.read_csv(res / "tables" / "summary.csv")
+    head = summary[(summary.metric == "balanced_accuracy") & (summary.split == "test")]
+    assert set(head.method) == {"ce", "ros", "thresholding"} and (head.n == 2).all()
+    long = pd.read_csv(res / "tables" / "metrics_long.csv")
+    ce_vals = long[(long.method == "ce") & (long.metric == "balanced_accuracy") & (long.split == "test")].value
+    assert head[head.method == "ce"]["mean"].iloc[0] == pytest.approx(ce_vals.mean())
+    assert head[head.method == "ce"]["sd"].iloc[0] == pytest.approx(ce_vals.std(ddof=1))
+    paired = pd.read_csv(res / "tables" / "paired_vs_ce.csv")
+    assert len(paired) == 4 and set(paired.method) == {"ros", "thresholding"}
+    assert (paired.p_holm >= paired.p_value - 1e-12).all()
+    md = (res / "tables" / "synthetic.md").read_text()
+    assert "| thresholding |" in md and "±" in md
+    for name in figure_names("synthetic"):
+        assert (res / "figures" / name).stat().st_size > 5000, name

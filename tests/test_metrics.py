@@ -1,0 +1,409 @@
+"""imbench.metrics against scikit-learn and hand-computed values."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from imbench.metrics import HEADLINE, KINDS, compute_metrics, metric_names, scalar_fn
+
+NAMES7 = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
+ODIR8 = list("NDGCAHMO")
+
+
+def _softmax_probs(rng, n, k, round_to=None):
+    p = rng.dirichlet(np.ones(k) * 0.7, size=n)
+    if round_to is not None:  # coarse values -> many tied scores
+        p = np.round(p, round_to)
+        p[:, -1] = 1 - p[:, :-1].sum(axis=1)
+        p = np.clip(p, 0, 1)
+        p /= p.sum(axis=1, keepdims=True)
+    return p
+
+
+def _mc_case(name):
+    rng = np.random.default_rng(7)
+    n, k = 300, 7
+    y = rng.choice(k, size=n, p=[0.03, 0.05, 0.11, 0.01, 0.11, 0.67, 0.02])
+    probs = _softmax_probs(rng, n, k)
+    # make probabilities informative so the metrics are not all near chance
+    probs[np.arange(n), y] += rng.random(n)
+    probs /= probs.sum(axis=1, keepdims=True)
+    pred = probs.argmax(axis=1)
+    if name == "absent_class":
+        keep = y != 3
+        y, probs, pred = y[keep], probs[keep], pred[keep]
+        pred[:5] = 3  # predicted but never true
+    elif name == "one_class_predicted":
+        pred = np.full_like(y, 5)
+    elif name == "ties":
+        probs = _softmax_probs(rng, n, k, round_to=1)
+        pred = probs.argmax(axis=1)
+    elif name == "perfect":
+        probs = np.full((len(y), k), 0.0)
+        probs[np.arange(len(y)), y] = 1.0
+        pred = y.copy()
+    return y, probs, pred
+
+
+def _sk_defined_mean_auc(y_bin_cols, probs):
+    vals = [skm.roc_auc_score(y_bin_cols[:, c], probs[:, c]) for c in range(probs.shape[1])
+            if 0 < y_bin_cols[:, c].sum() < len(y_bin_cols)]
+    return np.mean(vals), len(vals)
+
+
+@pytest.mark.parametrize("case", ["random", "absent_class", "one_class_predicted", "ties", "perfect"])
+def test_multiclass_matches_sklearn(case):
+    y, probs, pred = _mc_case(case)
+    k = len(NAMES7)
+    labels = np.arange(k)
+    r = compute_metrics("multiclass", y, probs, pred, NAMES7)
+    s = r["scalars"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert s["accuracy"] == pytest.approx(skm.accuracy_score(y, pred))
+        assert s["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y, pred))
+        for avg in ("macro", "weighted"):
+            assert s[f"{avg}_f1"] == pytest.approx(
+                skm.f1_score(y, pred, labels=labels, average=avg, zero_division=0))
+        assert s["macro_precision"] == pytest.approx(
+            skm.precision_score(y, pred, labels=labels, average="macro", zero_division=0))
+        assert s["macro_recall"] == pytest.approx(
+            skm.recall_score(y, pred, labels=labels, average="macro", zero_division=0))
+        onehot = np.eye(k, dtype=int)[y]
+        auc, n_used = _sk_defined_mean_auc(onehot, probs)
+        assert s["macro_auc"] == pytest.approx(auc)
+        assert r["n_classes_used"]["macro_auc"] == n_used
+        assert r["n_classes_used"]["balanced_accuracy"] == len(np.unique(y))
+        for kk in (2, 3):
+            assert s[f"top{kk}_accuracy"] == pytest.approx(
+                skm.top_k_accuracy_score(y, probs, k=kk, labels=labels))
+        assert s["log_loss"] == pytest.approx(skm.log_loss(y, probs, labels=labels))
+        assert r["confusion_matrix"] == skm.confusion_matrix(y, pred, labels=labels).tolist()
+        prec, rec, f1, sup = skm.precision_recall_fscore_support(
+            y, pred, labels=labels, zero_division=0)
+    for c, entry in enumerate(r["per_class"]):
+        assert entry["class"] == NAMES7[c]
+        assert entry["precision"] == pytest.approx(prec[c])
+        assert entry["recall"] == pytest.approx(rec[c])
+        assert entry["f1"] == pytest.approx(f1[c])
+        assert entry["support"] == sup[c]
+        assert entry["n_predicted"] == int((pred == c).sum())
+    assert r["n"] == len(y)
+
+
+def test_multiclass_all_present_auc_equals_sklearn_ovr():
+    y, probs, pred = _mc_case("random")
+    assert len(np.unique(y)) == 7
+    r = compute_metrics("multiclass", y, probs, pred, NAMES7)
+    assert r["scalars"]["macro_auc"] == pytest.approx(
+        skm.roc_auc_score(y, probs, multi_class="ovr", average="macro"))
+
+
+def test_absent_class_by_hand():
+    # 4 classes, class 3 never true; predicted once.
+    y = np.array([0, 0, 1, 1, 2, 2])
+    pred = np.array([0, 1, 1, 1, 2, 3])
+    probs = np.full((6, 4), 0.1)
+    probs[np.arange(6), pred] = 0.7
+    r = compute_metrics("multiclass", y, probs, pred, ["a", "b", "c", "d"])
+    s = r["scalars"]
+    recalls = [0.5, 1.0, 0.5]
+    assert s["balanced_accuracy"] == pytest.approx(np.mean(recalls))  # present classes only
+    assert s["macro_recall"] == pytest.approx(sum(recalls) / 4)  # absent class counts as 0
+    assert r["n_classes_used"] == {"balanced_accuracy": 3, "macro_auc": 3}
+    d = r["per_class"][3]
+    assert (d["support"], d["recall"], d["precision"], d["f1"], d["auc"]) == (0, 0.0, 0.0, 0.0, None)
+    assert r["confusion_matrix"][3] == [0, 0, 0, 0]
+    assert [row[3] for row in r["confusion_matrix"]] == [0, 0, 1, 0]
+    # weighted F1 ignores the absent class (weight = support = 0)
+    f1 = [2 * 1 / (2 + 1), 2 * 2 / (2 + 3), 2 * 1 / (2 + 1)]  # 2TP / (support + n_predicted)
+    assert s["weighted_f1"] == pytest.approx(np.mean(f1))
+
+
+def test_all_one_class_predictions_by_hand():
+    y = np.array([0, 0, 0, 1, 2])
+    pred = np.zeros(5, dtype=int)
+    probs = np.tile([0.6, 0.3, 0.1], (5, 1))  # every score tied within a column
+    s = compute_metrics("multiclass", y, probs, pred, ["a", "b", "c"])["scalars"]
+    assert s["accuracy"] == pytest.approx(0.6)
+    assert s["balanced_accuracy"] == pytest.approx(1 / 3)
+    assert s["macro_precision"] == pytest.approx(0.6 / 3)
+    assert s["macro_f1"] == pytest.approx((2 * 3 / (3 + 5)) / 3)
+    assert s["macro_auc"] == pytest.approx(0.5)  # all ties
+    assert s["top2_accuracy"] == pytest.approx(0.8)  # class 2 (lowest score) misses
+    assert s["top3_accuracy"] is None  # K <= k
+
+
+def test_perfect_predictions():
+    y, probs, pred = _mc_case("perfect")
+    s = compute_metrics("multiclass", y, probs, pred, NAMES7)["scalars"]
+    for name in ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "macro_auc", "top2_accuracy"):
+        assert s[name] == pytest.approx(1.0), name
+    assert s["ece"] == pytest.approx(0.0)
+    assert s["log_loss"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_top_k_ties_follow_sklearn():
+    # scores tied with the true class: sklearn ranks the higher class index first
+    y = np.array([0, 2, 1, 3])
+    probs = np.array([[0.25] * 4, [0.25] * 4, [0.4, 0.2, 0.2, 0.2], [0.1, 0.3, 0.3, 0.3]])
+    pred = probs.argmax(axis=1)
+    s = compute_metrics("multiclass", y, probs, pred, list("abcd"))["scalars"]
+    assert s["top2_accuracy"] == pytest.approx(
+        skm.top_k_accuracy_score(y, probs, k=2, labels=np.arange(4)))
+    assert s["top2_accuracy"] == pytest.approx(0.5)  # rows 0 and 2 miss, rows 1 and 3 hit
+
+
+def test_ece_hand_computed():
+    # confidences 0.9 / 0.75 / 0.62 / 0.71 fall in four different bins of width 1/15
+    probs = np.array([[0.9, 0.1], [0.75, 0.25], [0.62, 0.38], [0.29, 0.71]])
+    y = np.array([0, 1, 0, 1])  # correct, wrong, correct, correct
+    s = compute_metrics("binary", y, probs, probs.argmax(1), ["neg", "pos"])["scalars"]
+    assert s["ece"] == pytest.approx((0.1 + 0.75 + 0.38 + 0.29) / 4)
+    # two confidences sharing a bin (13/15, 14/15]: one right, one wrong
+    probs = np.array([[0.9, 0.05, 0.05], [0.92, 0.04, 0.04], [0.1, 0.2, 0.7]])
+    y = np.array([0, 1, 2])
+    s = compute_metrics("multiclass", y, probs, probs.argmax(1), list("abc"))["scalars"]
+    assert s["ece"] == pytest.approx(2 / 3 * abs(0.5 - 0.91) + 1 / 3 * 0.3)
+
+
+def test_ece_uses_probabilities_not_y_pred():
+    probs = np.array([[0.9, 0.1], [0.2, 0.8]])
+    y = np.array([0, 1])
+    a = compute_metrics("binary", y, probs, np.array([0, 1]), ["n", "p"])["scalars"]["ece"]
+    b = compute_metrics("binary", y, probs, np.array([1, 1]), ["n", "p"])["scalars"]["ece"]
+    assert a == b == pytest.approx((0.1 + 0.2) / 2)
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_binary_matches_sklearn(ties):
+    rng = np.random.default_rng(3)
+    n = 400
+    y = (rng.random(n) < 0.15).astype(int)
+    p1 = np.clip(0.3 * y + rng.random(n) * 0.7, 0, 1)
+    if ties:
+        p1 = np.round(p1, 1)
+    probs = np.column_stack([1 - p1, p1])
+    pred = (p1 > 0.4).astype(int)
+    r = compute_metrics("binary", y, probs, pred, ["rest", "mel"])
+    s = r["scalars"]
+    assert s["accuracy"] == pytest.approx(skm.accuracy_score(y, pred))
+    assert s["f1"] == pytest.approx(skm.f1_score(y, pred))
+    assert s["auc"] == pytest.approx(skm.roc_auc_score(y, p1))
+    assert s["auprc"] == pytest.approx(skm.average_precision_score(y, p1))
+    assert s["sensitivity"] == pytest.approx(skm.recall_score(y, pred))
+    assert s["specificity"] == pytest.approx(skm.recall_score(y, pred, pos_label=0))
+    assert s["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y, pred))
+    assert s["precision"] == pytest.approx(skm.precision_score(y, pred))
+    assert r["confusion_matrix"] == skm.confusion_matrix(y, pred, labels=[0, 1]).tolist()
+    assert r["per_class"][1]["auc"] == pytest.approx(s["auc"])
+    # one-vs-rest for class 0 with p0 = 1 - p1: the same ranking, the same AUC
+    assert r["per_class"][0]["auc"] == pytest.approx(s["auc"])
+
+
+def test_binary_single_class_and_no_positive_predictions():
+    y = np.zeros(4, dtype=int)
+    probs = np.array([[0.8, 0.2], [0.6, 0.4], [0.3, 0.7], [0.9, 0.1]])
+    pred = probs.argmax(1)
+    r = compute_metrics("binary", y, probs, pred, ["n", "p"])
+    s = r["scalars"]
+    assert s["auc"] is None and s["auprc"] is None and s["sensitivity"] is None
+    assert s["specificity"] == pytest.approx(0.75)
+    assert s["balanced_accuracy"] == pytest.approx(0.75)  # mean over the class present
+    assert s["precision"] == 0.0 and s["f1"] == 0.0  # zero_division=0
+    assert r["n_classes_used"] == {"balanced_accuracy": 1}
+    # no predicted positives at all
+    y = np.array([0, 1, 1])
+    probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3]])
+    s = compute_metrics("binary", y, probs, np.zeros(3, dtype=int), ["n", "p"])["scalars"]
+    assert (s["precision"], s["f1"], s["sensitivity"], s["specificity"]) == (0.0, 0.0, 0.0, 1.0)
+    assert s["auc"] == pytest.approx(1.0)
+
+
+def _ml_case(rng, n=200, k=8):
+    y = (rng.random((n, k)) < np.linspace(0.05, 0.5, k)).astype(int)
+    probs = np.clip(0.35 * y + 0.65 * rng.random((n, k)), 0, 1)
+    pred = (probs > 0.45).astype(int)
+    return y, probs, pred
+
+
+def test_multilabel_matches_sklearn():
+    rng = np.random.default_rng(11)
+    y, probs, pred = _ml_case(rng)
+    r = compute_metrics("multilabel", y, probs, pred, ODIR8)
+    s = r["scalars"]
+    assert s["macro_auc"] == pytest.approx(skm.roc_auc_score(y, probs, average="macro"))
+    assert s["map"] == pytest.approx(skm.average_precision_score(y, probs, average="macro"))
+    assert s["macro_f1"] == pytest.approx(skm.f1_score(y, pred, average="macro", zero_division=0))
+    assert s["micro_f1"] == pytest.approx(skm.f1_score(y, pred, average="micro", zero_division=0))
+    assert s["mean_f2"] == pytest.approx(
+        skm.fbeta_score(y, pred, beta=2, average="samples", zero_division=1.0))
+    assert r["confusion_matrix"] is None
+    prec, rec, f1, sup = skm.precision_recall_fscore_support(y, pred, zero_division=0)
+    for c, e in enumerate(r["per_class"]):
+        assert (e["precision"], e["recall"], e["f1"]) == pytest.approx((prec[c], rec[c], f1[c]))
+        assert e["support"] == sup[c] and e["n_predicted"] == pred[:, c].sum()
+        assert e["auc"] == pytest.approx(skm.roc_auc_score(y[:, c], probs[:, c]))
+        assert e["ap"] == pytest.approx(skm.average_precision_score(y[:, c], probs[:, c]))
+
+
+def test_multilabel_column_without_positives():
+    rng = np.random.default_rng(12)
+    y, probs, pred = _ml_case(rng)
+    y[:, 2] = 0
+    pred[:, 2] = 0
+    r = compute_metrics("multilabel", y, probs, pred, ODIR8)
+    s = r["scalars"]
+    others = [c for c in range(8) if c != 2]
+    assert s["macro_auc"] == pytest.approx(np.mean([skm.roc_auc_score(y[:, c], probs[:, c]) for c in others]))
+    assert s["map"] == pytest.approx(np.mean([skm.average_precision_score(y[:, c], probs[:, c]) for c in others]))
+    assert r["n_classes_used"] == {"macro_auc": 7, "map": 7}
+    assert r["per_class"][2]["auc"] is None and r["per_class"][2]["ap"] is None
+    # never true and never predicted: F1 = 0 under zero_division=0, still in the macro mean
+    assert s["macro_f1"] == pytest.approx(skm.f1_score(y, pred, average="macro", zero_division=0))
+    assert r["per_class"][2]["f1"] == 0.0
+
+
+def test_mean_f2_hand_computed():
+    y = np.array([[1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [1, 0, 0, 0]])
+    pred = np.array([[1, 0, 1, 0], [0, 0, 0, 0], [1, 0, 0, 0], [1, 1, 1, 1]])
+    probs = np.where(pred == 1, 0.8, 0.2)
+    # F2 = 5TP / (5TP + 4FN + FP): 5/10, empty/empty = 1, 0/1 = 0, 5/8
+    s = compute_metrics("multilabel", y, probs, pred, list("abcd"))["scalars"]
+    assert s["mean_f2"] == pytest.approx((0.5 + 1.0 + 0.0 + 0.625) / 4)
+
+
+def _official_odir(gt, pr):
+    """ODIR_evaluation.py, restated: flatten, threshold 0.5, sklearn calls, mean."""
+    gt = gt.flatten()
+    pr = pr.flatten()
+    kappa = skm.cohen_kappa_score(gt, pr > 0.5)
+    f1 = skm.f1_score(gt, pr > 0.5, average="micro")
+    auc = skm.roc_auc_score(gt, pr)
+    return kappa, f1, auc, (kappa + f1 + auc) / 3.0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_odir_score_matches_official_script(seed):
+    rng = np.random.default_rng(seed)
+    y, probs, pred = _ml_case(rng, n=150)
+    if seed == 2:
+        probs = np.round(probs, 1)  # ties, and values exactly 0.5 (not > 0.5)
+        assert (probs == 0.5).any()
+    s = compute_metrics("multilabel", y, probs, pred, ODIR8)["scalars"]
+    kappa, f1, auc, score = _official_odir(y, probs)
+    assert s["odir_kappa"] == pytest.approx(kappa)
+    assert s["odir_f1"] == pytest.approx(f1)
+    assert s["odir_auc"] == pytest.approx(auc)
+    assert s["odir_score"] == pytest.approx(score)
+    # the official "micro F1" of a flattened binary vector is its accuracy
+    assert s["odir_f1"] == pytest.approx(np.mean(y.ravel() == (probs.ravel() > 0.5)))
+
+
+def test_odir_ignores_y_pred_and_undefined_kappa():
+    rng = np.random.default_rng(5)
+    y, probs, pred = _ml_case(rng, n=50)
+    a = compute_metrics("multilabel", y, probs, pred, ODIR8)["scalars"]
+    b = compute_metrics("multilabel", y, probs, 1 - pred, ODIR8)["scalars"]
+    assert all(a[k] == b[k] for k in ("odir_score", "odir_kappa", "odir_f1", "odir_auc"))
+    assert a["macro_f1"] != b["macro_f1"]
+    # no positives anywhere and nothing above 0.5: kappa 0/0, AUC undefined
+    y0 = np.zeros((4, 8), dtype=int)
+    s = compute_metrics("multilabel", y0, np.full((4, 8), 0.1), y0, ODIR8)["scalars"]
+    assert s["odir_kappa"] is None and s["odir_auc"] is None and s["odir_score"] is None
+    assert s["odir_f1"] == 1.0 and s["macro_auc"] is None and s["map"] is None
+    assert s["mean_f2"] == 1.0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_result_is_strict_json(kind):
+    rng = np.random.default_rng(9)
+    if kind == "multilabel":
+        y, probs, pred = _ml_case(rng, n=30)
+        y[:, 0] = 0
+        names = ODIR8
+    else:
+        k = 2 if kind == "binary" else 7
+        probs = _softmax_probs(rng, 30, k)
+        y = np.zeros(30, dtype=int)  # a single class: many undefined values
+        pred = probs.argmax(1)
+        names = ["n", "p"] if kind == "binary" else NAMES7
+    r = compute_metrics(kind, y, probs, pred, names)
+    text = json.dumps(r, allow_nan=False)
+    assert json.loads(text) == r
+    assert list(r["scalars"]) == metric_names(kind)
+    assert any(v is None for v in r["scalars"].values()) or any(
+        e["auc"] is None for e in r["per_class"])
+
+
+def test_metric_names_and_headline():
+    for kind in KINDS:
+        assert HEADLINE[kind] in metric_names(kind)
+    assert metric_names("binary")[:2] == ["accuracy", "f1"]
+    with pytest.raises(ValueError, match="kind"):
+        metric_names("regression")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_scalar_fn_equals_compute_metrics(kind):
+    rng = np.random.default_rng(4)
+    if kind == "multilabel":
+        y, probs, pred = _ml_case(rng, n=60)
+        names = ODIR8
+    else:
+        k = 2 if kind == "binary" else 7
+        y = rng.integers(0, k, 60)
+        probs = _softmax_probs(rng, 60, k)
+        pred = probs.argmax(1)
+        names = ["n", "p"] if kind == "binary" else NAMES7
+    scalars = compute_metrics(kind, y, probs, pred, names)["scalars"]
+    for name in metric_names(kind):
+        assert scalar_fn(kind, name)(y, probs, pred) == scalars[name], name
+    with pytest.raises(ValueError, match="not a"):
+        scalar_fn(kind, "nonsense")
+
+
+def _ok_mc():
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1]])
+    return np.array([0, 1]), probs, np.array([0, 1]), ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda y, p, yp, c: (y, p, yp, ["a", "b"]), "probs: expected 2 columns"),
+    (lambda y, p, yp, c: (np.array([0, 3]), p, yp, c), r"y_true: expected values in \[0, 2\]"),
+    (lambda y, p, yp, c: (y, p, np.array([0, -1]), c), "y_pred: expected values"),
+    (lambda y, p, yp, c: (np.array([0.0, 0.5]), p, yp, c), "y_true: expected integer"),
+    (lambda y, p, yp, c: (y, np.where(p == 0.8, np.nan, p), yp, c), "probs: expected finite"),
+    (lambda y, p, yp, c: (y, p * 2, yp, c), "probs: expected probabilities in"),
+    (lambda y, p, yp, c: (y, p * 0.5, yp, c), "row 0 sums to 0.5"),
+    (lambda y, p, yp, c: (y, p, np.array([0, 1, 1]), c), r"y_pred: expected a 1-D array of 2"),
+    (lambda y, p, yp, c: (y[:, None], p, yp, c), "y_true: expected a 1-D array"),
+    (lambda y, p, yp, c: (y, p[0], yp, c), "probs: expected a real"),
+    (lambda y, p, yp, c: (np.array(["a", "b"]), p, yp, c), "y_true: expected integer labels"),
+])
+def test_validation_errors(change, match):
+    args = change(*_ok_mc())
+    with pytest.raises(ValueError, match=match):
+        compute_metrics("multiclass", *args)
+
+
+def test_validation_errors_other_kinds():
+    probs = np.array([[0.7, 0.2, 0.1]])
+    with pytest.raises(ValueError, match="class_names: expected exactly 2"):
+        compute_metrics("binary", np.array([0]), probs, np.array([0]), ["a", "b", "c"])
+    p = np.array([[0.2, 0.9], [0.6, 0.1]])  # sigmoid outputs need not sum to 1
+    ok = compute_metrics("multilabel", np.array([[0, 1], [1, 0]]), p, np.array([[0, 1], [1, 0]]), ["x", "y"])
+    assert ok["scalars"]["macro_auc"] == 1.0
+    with pytest.raises(ValueError, match=r"y_true: expected values in \[0, 1\]"):
+        compute_metrics("multilabel", np.array([[0, 2], [1, 0]]), p, np.array([[0, 1], [1, 0]]), ["x", "y"])
+    with pytest.raises(ValueError, match=r"y_pred: expected an \(N, K\)"):
+        compute_metrics("multilabel", np.array([[0, 1], [1, 0]]), p, np.array([0, 1]), ["x", "y"])
+    with pytest.raises(ValueError, match="kind"):
+        compute_metrics("ordinal", np.array([0]), probs, np.array([0]), ["a", "b", "c"])
+    with pytest.raises(ValueError, match="probs: expected at least one row"):
+        compute_metrics("multiclass", np.array([], dtype=int), np.zeros((0, 3)), np.array([], dtype=int), list("abc"))

@@ -1,0 +1,126 @@
+"""The Snakemake workflow end to end on a tiny grid: outputs, rerun semantics, config errors, lint."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+TINY = ROOT / "tests" / "configs" / "tiny.yaml"
+
+
+def smk(workdir: Path, *args: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
+    cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), *args]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=workdir)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def planned_jobs(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run: rule → count."""
+    jobs = {}
+    block = output.split("Job stats:")[-1]
+    for line in block.splitlines():
+        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if m and m.group(1) != "total":
+            jobs[m.group(1)] = int(m.group(2))
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("pipeline")
+    shutil.copy(TINY, work / "config.yaml")
+    smk(work, "--cores", "2", "--configfile", "config.yaml")
+    return work
+
+
+def test_grid_outputs(tiny_run):
+    res = tiny_run / "results" / "tiny"
+    for method in ("ce", "ros", "thresholding", "bbfl"):
+        for seed in (0, 1):
+            cell = res / "synthetic" / "test_resnet" / method / f"seed{seed}"
+            assert (cell / "metrics.json").is_file()
+            if method != "thresholding":
+                assert (cell / "benchmark.tsv").is_file() and (cell / "train.log").is_file()
+    summary = pd.read_csv(res / "tables" / "summary.csv")
+    assert set(summary.method) == {"ce", "ros", "thresholding", "bbfl"}
+    assert (res / "tables" / "synthetic.md").read_text().count("±") >= 4
+    assert len(list((res / "figures").glob("*.png"))) == 5
+    # grouped split written as CSV beside the results' inputs
+    split = pd.read_csv(tiny_run / "resources" / "prepared" / "synthetic" / "split_seed0.csv")
+    assert (split.groupby("group").split.nunique() == 1).all()
+
+
+def test_nothing_left_to_do(tiny_run):
+    out = smk(tiny_run, "-n", "--configfile", "config.yaml")
+    assert "Nothing to be done" in out.stdout + out.stderr
+
+
+def test_rerun_one_cell(tiny_run):
+    cell = tiny_run / "results" / "tiny" / "synthetic" / "test_resnet" / "ros" / "seed1"
+    target = str(cell.relative_to(tiny_run) / "metrics.json")
+    other = tiny_run / "results" / "tiny" / "synthetic" / "test_resnet" / "ros" / "seed0" / "metrics.json"
+    before = other.stat().st_mtime
+    shutil.rmtree(cell)
+    plan = smk(tiny_run, target, "-n", "--configfile", "config.yaml")
+    assert planned_jobs(plan.stdout) == {"train": 1, "evaluate": 1}
+    plan = smk(tiny_run, "-n", "--configfile", "config.yaml", "-R", target)
+    assert planned_jobs(plan.stdout) == {"train": 1, "evaluate": 1, "aggregate": 1, "all": 1}
+    smk(tiny_run, "--cores", "2", "--configfile", "config.yaml", "-R", target)
+    assert (cell / "metrics.json").is_file()
+    assert other.stat().st_mtime == before  # no other cell was recomputed
+    assert (tiny_run / "results" / "tiny" / "tables" / "summary.csv").stat().st_mtime > (cell / "metrics.json").stat().st_mtime
+
+
+def test_report(tiny_run):
+    smk(tiny_run, "--configfile", "config.yaml", "--report", "results/tiny/report.html")
+    html = (tiny_run / "results" / "tiny" / "report.html").read_text(errors="replace")
+    assert "synthetic_per_class_recall.png" in html
+
+
+def _bad_config(tmp_path, change) -> str:
+    cfg = yaml.safe_load(TINY.read_text())
+    change(cfg)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    proc = smk(tmp_path, "-n", "--configfile", "config.yaml", check=False, timeout=300)
+    assert proc.returncode != 0
+    assert not (tmp_path / "resources").exists() and not (tmp_path / "results").exists()
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if "invalid configuration" in line]
+    assert len(lines) == 1, proc.stdout + proc.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (lambda c: c["methods"].append("smote"), r"config key 'methods\.4': 'smote' is not allowed; allowed values: \[.*'ce'"),
+        (lambda c: c.update(tasks=["ham20000"]), r"config key 'tasks\.0': 'ham20000' is not allowed; allowed values: \[.*'synthetic'"),
+        (lambda c: c.update(models=["resnet_999"]), r"config key 'models': unknown model 'resnet_999'; allowed: timm model names"),
+        (lambda c: c.update(seeds="zero"), r"config key 'seeds': 'zero' is not of type 'array'"),
+        (lambda c: c.pop("models"), r"config key '\(top level\)': 'models' is a required property"),
+        (lambda c: c.update(protocol_overrides={"epoch": 3}), r"config key 'protocol_overrides': unknown training setting"),
+        (lambda c: c.update(method_params={"bbfl": {"gama": 1}}), r"config key 'method_params.bbfl': method 'bbfl' has no parameter 'gama'"),
+        (lambda c: c.update(methods=["thresholding"]), r"'thresholding' reuses the predictions of 'ce'"),
+    ],
+)
+def test_bad_config_stops_before_any_work(tmp_path, change, expected):
+    line = _bad_config(tmp_path, change)
+    assert re.search(expected, line), line
+
+
+def test_lint_is_clean():
+    proc = subprocess.run([*SNAKEMAKE, "--lint", "--configfile", str(TINY)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

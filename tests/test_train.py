@@ -1,0 +1,150 @@
+"""Training one cell: outputs, reproducibility, resume after a kill, every method end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from imbench.methods import build_loss, build_sampler, get_method, list_methods, method_kinds
+from imbench.models import create_model
+from imbench.train import Settings, train_cell
+
+TINY = dict(epochs=2, batch_size=32, image_size=16, lr=3e-3, threads=1)
+
+
+def _train(tiny, out, method="ce", seed=0, log=lambda m: None, **over):
+    s = Settings.from_dict({**TINY, **over})
+    return train_cell("synthetic", tiny["cache"], tiny["split"], "test_resnet", method, seed, s, out, log=log)
+
+
+def test_outputs_and_records(tiny_synthetic, tmp_path):
+    run = _train(tiny_synthetic, tmp_path / "cell")
+    cell = tmp_path / "cell"
+    for name in ("predictions.csv", "history.csv", "run.json", "best.pt"):
+        assert (cell / name).is_file(), name
+    assert not (cell / "checkpoint.pt").exists()
+    preds = pd.read_csv(cell / "predictions.csv")
+    split = pd.read_csv(tiny_synthetic["split"])
+    assert set(preds.split) == {"val", "test"}
+    assert len(preds) == (split.split != "train").sum()
+    probs = preds.filter(like="prob_").to_numpy()
+    assert probs.shape[1] == 7 and np.allclose(probs.sum(1), 1, atol=1e-4)
+    assert (preds.pred == probs.argmax(1)).all()
+    hist = pd.read_csv(cell / "history.csv")
+    assert list(hist.epoch) == [1, 2] and {"train_loss", "val_macro_f1", "lr", "seconds"} <= set(hist.columns)
+    saved = json.loads((cell / "run.json").read_text())
+    assert saved["settings"]["epochs"] == 2 and saved["versions"]["torch"] == torch.__version__
+    assert saved["best_val_macro_f1"] == pytest.approx(hist.val_macro_f1.max())
+    assert saved["timings"]["train_images_per_second"] > 0
+    assert saved["hardware"]["device"] == "cpu"
+    assert run["train_class_counts"] == np.bincount(split[split.split == "train"].label, minlength=7).tolist()
+
+
+def test_same_seed_same_numbers(tiny_synthetic, tmp_path):
+    _train(tiny_synthetic, tmp_path / "a", method="bbfl", seed=4)
+    _train(tiny_synthetic, tmp_path / "b", method="bbfl", seed=4)
+    _train(tiny_synthetic, tmp_path / "c", method="bbfl", seed=5)
+    a, b, c = (pd.read_csv(tmp_path / x / "predictions.csv") for x in "abc")
+    pd.testing.assert_frame_equal(a, b)
+    assert not a.equals(c)
+
+
+class Killed(Exception):
+    pass
+
+
+def test_killed_run_resumes_to_identical_numbers(tiny_synthetic, tmp_path):
+    _train(tiny_synthetic, tmp_path / "full", method="ldam_drw", epochs=3)
+
+    def die_after_first_epoch(msg):
+        if msg.startswith("epoch 1/"):
+            raise Killed
+
+    with pytest.raises(Killed):
+        _train(tiny_synthetic, tmp_path / "resumed", method="ldam_drw", epochs=3, log=die_after_first_epoch)
+    assert (tmp_path / "resumed" / "checkpoint.pt").exists()
+    assert not (tmp_path / "resumed" / "predictions.csv").exists()
+    messages = []
+    _train(tiny_synthetic, tmp_path / "resumed", method="ldam_drw", epochs=3, log=messages.append)
+    assert any(m.startswith("resuming from") for m in messages)
+    assert not any(m.startswith("epoch 1/") for m in messages)
+    for name in ("predictions.csv", "history.csv"):
+        full = pd.read_csv(tmp_path / "full" / name).drop(columns="seconds", errors="ignore")
+        res = pd.read_csv(tmp_path / "resumed" / name).drop(columns="seconds", errors="ignore")
+        pd.testing.assert_frame_equal(full, res)
+
+
+def test_checkpoint_with_other_settings_is_ignored(tiny_synthetic, tmp_path):
+    def die(msg):
+        if msg.startswith("epoch 1/"):
+            raise Killed
+
+    with pytest.raises(Killed):
+        _train(tiny_synthetic, tmp_path / "x", epochs=2, log=die)
+    messages = []
+    _train(tiny_synthetic, tmp_path / "x", epochs=2, lr=1e-3, log=messages.append)
+    assert any("written with other settings" in m for m in messages)
+
+
+TRAINED = [m for m in list_methods() if get_method(m).trains]
+
+
+@pytest.mark.parametrize("method", TRAINED)
+def test_every_method_trains_one_step(method, tiny_synthetic):
+    """Each method's loss, sampler and head run forward and backward on the real data path."""
+    labels = pd.read_csv(tiny_synthetic["split"]).query("split == 'train'").label.to_numpy()
+    counts = np.bincount(labels, minlength=7)
+    loss_fn = build_loss(method, counts.tolist(), kind="multiclass", n_samples=len(labels))
+    sampler = build_sampler(method, labels, 32, seed=0)
+    sampler.set_epoch(0)
+    if hasattr(loss_fn, "set_epoch"):
+        loss_fn.set_epoch(0, 10)
+    torch.manual_seed(0)
+    model = create_model("test_resnet", 7, head=get_method(method).head)
+    idx = np.asarray(next(iter(sampler)))
+    x = torch.rand(len(idx), 3, 16, 16)
+    y = torch.as_tensor(labels[idx])
+    loss = loss_fn(model(x), y)
+    loss.backward()
+    assert torch.isfinite(loss)
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    assert "multiclass" in method_kinds(method)
+
+
+def test_cosine_head_for_ldam_only():
+    assert get_method("ldam").head == get_method("ldam_drw").head == "cosine"
+    assert get_method("lmf").head == "linear"  # paper-faithful: LMF's official code uses a plain head
+    model = create_model("test_resnet", 7, head="cosine")
+    out = model(torch.rand(4, 3, 16, 16))
+    assert out.abs().max() <= 1 + 1e-5
+
+
+def test_bad_settings():
+    with pytest.raises(ValueError, match=r"unknown training setting\(s\) \['epoch'\]"):
+        Settings.from_dict({"epoch": 3})
+    with pytest.raises(ValueError, match="optimizer='rmsprop' is not one of"):
+        Settings.from_dict({"optimizer": "rmsprop"})
+
+
+def test_posthoc_method_does_not_train(tiny_synthetic, tmp_path):
+    with pytest.raises(ValueError, match="post-hoc"):
+        _train(tiny_synthetic, tmp_path / "t", method="thresholding")
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_macro_f1_matches_sklearn(seed):
+    from sklearn.metrics import f1_score
+
+    from imbench.train import macro_f1
+
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 5, 60)
+    labels[labels == 3] = 0  # class 3 absent from the labels
+    probs = rng.dirichlet(np.ones(6), 60)  # 6 classes: class 5 never true
+    ref = f1_score(labels, probs.argmax(1), labels=list(range(6)), average="macro", zero_division=0)
+    assert macro_f1(labels, probs, 6) == pytest.approx(ref)

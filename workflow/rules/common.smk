@@ -1,0 +1,149 @@
+# Configuration checks, the grid, and the input functions every stage uses.
+
+import json
+import os
+import sys
+
+from snakemake.utils import validate
+
+
+# Jobs call the `imbench` CLI: make the environment running Snakemake (the project's virtual
+# environment) come first on PATH, so jobs find it without an activated shell.
+os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+
+
+def _config_error(message):
+    # One line naming the key and what was expected, before any job runs.
+    raise WorkflowError(f"invalid configuration: {message}")
+
+
+def _validate_config():
+    import jsonschema
+    import yaml
+
+    schema_path = os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")
+    with open(schema_path) as fh:
+        schema = yaml.safe_load(fh)
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
+    if error is not None:
+        key = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+        detail = error.message
+        if error.validator == "enum":
+            detail = f"{error.instance!r} is not allowed; allowed values: {error.validator_value}"
+        elif error.validator == "additionalProperties":
+            detail = f"{error.message}; allowed keys: {sorted(error.schema.get('properties', {}))}"
+        _config_error(f"config key '{key}': {detail}")
+    # Fill the schema's defaults (split, cache, synthetic, evaluation, ...).
+    validate(config, schema=schema_path)
+    from imbench.config import ConfigError, check_config
+
+    try:
+        return check_config(config)
+    except ConfigError as exc:
+        _config_error(str(exc))
+
+
+SKIPPED = _validate_config()
+for _task, _method, _note in SKIPPED:
+    print(f"imbench: {_note}", file=sys.stderr)
+
+from imbench.aggregate import figure_names
+from imbench.data.tasks import get_task
+from imbench.methods import get_method
+from imbench.protocols import resolved_dict
+
+EXP = config["experiment"]
+SETTINGS = resolved_dict(config["protocol"], config.get("protocol_overrides"))
+IMAGE_SIZE = SETTINGS["image_size"]
+CACHE_MODE = config["cache"]["mode"]
+_SKIP = {(t, m) for t, m, _ in SKIPPED}
+TRAINED = [m for m in config["methods"] if get_method(m).trains]
+POSTHOC = [m for m in config["methods"] if not get_method(m).trains]
+
+
+def _alternatives(values):
+    import re
+
+    return "|".join(re.escape(str(v)) for v in values)
+
+
+wildcard_constraints:
+    experiment=_alternatives([EXP]),
+    task=_alternatives(config["tasks"]),
+    model=_alternatives(config["models"]),
+    seed=r"\d+",
+    size=r"\d+",
+    mode="squash|crop",
+
+
+def raw_dir(wildcards):
+    """The raw folder of the task's dataset (the embedded synthetic one is generated)."""
+    return f"resources/raw/{get_task(wildcards.task).dataset}"
+
+
+def cell_dir(task, model, method, seed):
+    return f"results/{EXP}/{task}/{model}/{method}/seed{seed}"
+
+
+def cells():
+    """Every (task, model, method, seed) of the grid, minus methods without meaning for a task."""
+    for t in config["tasks"]:
+        for model in config["models"]:
+            for m in config["methods"]:
+                if (t, m) in _SKIP:
+                    continue
+                for s in config["seeds"]:
+                    yield t, model, m, s
+
+
+def all_metrics():
+    return [f"{cell_dir(*c)}/metrics.json" for c in cells()]
+
+
+def aggregate_outputs():
+    out = [f"results/{EXP}/tables/{name}" for name in TABLES]
+    out += [f"results/{EXP}/tables/{t}.md" for t in config["tasks"]]
+    out += [f"results/{EXP}/figures/{f}" for t in config["tasks"] for f in figure_names(t)]
+    return out
+
+
+TABLES = ["metrics_long.csv", "summary.csv", "per_class.csv", "bootstrap.csv", "paired_vs_ce.csv"]
+
+
+def train_settings(wildcards):
+    """Resolved training settings of one cell, as JSON (tracked by the params rerun trigger)."""
+    settings = dict(SETTINGS)
+    settings["method_params"] = (config.get("method_params") or {}).get(wildcards.method, {})
+    return json.dumps(settings, sort_keys=True)
+
+
+def posthoc_params(wildcards):
+    return json.dumps((config.get("method_params") or {}).get(wildcards.method, {}), sort_keys=True)
+
+
+def base_cell(wildcards):
+    base = get_method(wildcards.method).base
+    return cell_dir(wildcards.task, wildcards.model, base, wildcards.seed)
+
+
+def aggregate_settings(wildcards):
+    ev = config.get("evaluation", {})
+    return json.dumps({"n_boot": ev.get("n_boot", 1000), "boot_seed": ev.get("boot_seed", 0),
+                       "methods": config["methods"], "models": config["models"]})
+
+
+def results_dir(wildcards, output):
+    """results/<experiment>, derived from the aggregate rule's first table."""
+    return os.path.dirname(os.path.dirname(output.tables[0]))
+
+
+def report_figure(task, name):
+    """A figure registered for the report, with its caption and the task as category."""
+    kind = name[len(task) + 1 : -4]
+    return report(
+        f"results/{EXP}/figures/{name}",
+        caption=f"../report/{kind}.rst",
+        category=task,
+        subcategory="figures",
+        labels={"task": task, "figure": kind},
+    )

@@ -1,0 +1,67 @@
+# Data stages: generate/download -> index -> grouped split -> cache.
+
+
+rule synthetic_data:
+    output:
+        directory("resources/raw/synthetic"),
+    params:
+        n_images=config["synthetic"]["n_images"],
+        seed=config["synthetic"]["seed"],
+        width=config["synthetic"]["width"],
+        height=config["synthetic"]["height"],
+        noise=config["synthetic"]["noise"],
+    conda:
+        "../../envs/imbench.yaml"
+    log:
+        "logs/data/synthetic.log",
+    shell:
+        "imbench synth --out {output} --n-images {params.n_images} --seed {params.seed}"
+        " --width {params.width} --height {params.height} --noise {params.noise} > {log} 2>&1"
+
+
+rule index:
+    input:
+        raw=raw_dir,
+    output:
+        "resources/prepared/{task}/index.csv",
+    conda:
+        "../../envs/imbench.yaml"
+    log:
+        "logs/data/index_{task}.log",
+    shell:
+        "imbench index --task {wildcards.task} --raw {input.raw} --out {output} > {log} 2>&1"
+
+
+rule split:
+    input:
+        "resources/prepared/{task}/index.csv",
+    output:
+        "resources/prepared/{task}/split_seed{split_seed}.csv",
+    params:
+        fractions=" ".join(str(f) for f in config["split"]["fractions"]),
+    wildcard_constraints:
+        split_seed=r"\d+",
+    conda:
+        "../../envs/imbench.yaml"
+    log:
+        "logs/data/split_{task}_seed{split_seed}.log",
+    shell:
+        "imbench split --index {input} --out {output} --seed {wildcards.split_seed}"
+        " --fractions {params.fractions} > {log} 2>&1"
+
+
+rule cache:
+    input:
+        index="resources/prepared/{task}/index.csv",
+        raw=raw_dir,
+    output:
+        images="resources/cache/{task}/{size}px-{mode}/images.npy",
+        index="resources/cache/{task}/{size}px-{mode}/index.csv",
+    threads: 16  # an upper bound: Snakemake scales it down to --cores
+    conda:
+        "../../envs/imbench.yaml"
+    log:
+        "logs/data/cache_{task}_{size}px-{mode}.log",
+    shell:
+        "imbench cache --index {input.index} --raw {input.raw} --out-dir $(dirname {output.images})"
+        " --size {wildcards.size} --mode {wildcards.mode} --workers {threads} > {log} 2>&1"
