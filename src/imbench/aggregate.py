@@ -29,6 +29,12 @@ from .io import atomic_path, read_json, write_csv, write_text
 from .stats import holm, paired_bootstrap, summarise_seeds
 
 KEYS = ["task", "model", "method", "seed"]
+#: Metrics shown in each task's Markdown tables (besides the headline), per task kind.
+TABLE_METRICS = {
+    "multiclass": ["macro_f1", "accuracy", "balanced_accuracy", "macro_auc"],
+    "binary": ["f1", "auprc", "auc", "balanced_accuracy", "sensitivity", "specificity"],
+    "multilabel": ["odir_score", "macro_f1", "mean_f2", "macro_auc", "map"],
+}
 
 
 def load_cells(metrics_paths) -> list[dict]:
@@ -81,7 +87,8 @@ def paired_table(cells: list[dict], n_boot: int = 1000, seed: int = 0, baseline:
 
     def test_preds(c):
         if c["dir"] not in preds:
-            preds[c["dir"]] = read_predictions(Path(c["dir"]) / "predictions.csv", c["classes"])["test"]
+            preds[c["dir"]] = read_predictions(Path(c["dir"]) / "predictions.csv", c["classes"],
+                                               multilabel=c["kind"] == "multilabel")["test"]
         return preds[c["dir"]]
 
     rows = []
@@ -149,7 +156,8 @@ def task_markdown(task: str, summary: pd.DataFrame, paired: pd.DataFrame, headli
     parts = [f"# {task}", "",
              f"Test set; mean ± sd over {n_seeds} seed(s) (sd with ddof = 1); the best mean of each column "
              "is in bold. ▲/▼: better/worse than `ce` in a paired group bootstrap on every seed, "
-             "Holm-adjusted p < 0.05 over all comparisons of the experiment.", ""]
+             "Holm-adjusted p < 0.05 over all comparisons of the experiment. n/a: the method has no meaning "
+             "for this kind of task and was skipped at planning.", ""]
     for metric in dict.fromkeys([headline, *metrics]):
         if not ((summary.task == task) & (summary.metric == metric)).any():
             continue
@@ -252,7 +260,7 @@ def make_figures(task: str, long: pd.DataFrame, per_class: pd.DataFrame, cells: 
         plt.close(fig)
 
     # 5. confusion matrices (row-normalised, summed over seeds), first model
-    single = [c for c in cells if c["task"] == task and "confusion_matrix" in c["test"]]
+    single = [c for c in cells if c["task"] == task and c["test"].get("confusion_matrix") is not None]
     if single:
         model = models[0]
         n = len(methods)
@@ -282,7 +290,13 @@ def make_figures(task: str, long: pd.DataFrame, per_class: pd.DataFrame, cells: 
 
 
 def figure_names(task: str) -> list[str]:
-    return [f"{task}_{n}.png" for n in ("heatmap", "methods", "per_class_recall", "training_curves", "confusion")]
+    """The figures aggregation writes for ``task`` (no confusion matrices for multi-label tasks)."""
+    from .data.tasks import get_task
+
+    names = ["heatmap", "methods", "per_class_recall", "training_curves"]
+    if get_task(task).kind != "multilabel":
+        names.append("confusion")
+    return [f"{task}_{n}.png" for n in names]
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -312,7 +326,7 @@ def aggregate(experiment: str, results: str | Path, metrics_paths, n_boot: int =
     for task in dict.fromkeys(c["task"] for c in cells):
         first = next(c for c in cells if c["task"] == task)
         n_seeds = len({c["seed"] for c in cells if c["task"] == task})
-        metrics = table_metrics or ["macro_f1", "accuracy", "balanced_accuracy", "macro_auc"]
+        metrics = table_metrics or TABLE_METRICS[first["kind"]]
         md = task_markdown(task, summary, paired, first["headline"], metrics, methods, models, n_seeds)
         write_text(table_dir / f"{task}.md", md + "\n")
         make_figures(task, long, per_class, cells, first["headline"], methods, models, fig_dir)

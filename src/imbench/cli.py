@@ -33,6 +33,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     s.add_argument("--width", type=int, default=80)
     s.add_argument("--height", type=int, default=60)
     s.add_argument("--noise", type=float, default=1.0, help="class-overlap scale (1 = default)")
+    s.add_argument("--second-lesion-fraction", type=float, default=0.0,
+                   help="share of lesions shown with a second lesion of another class (multi-label variant)")
 
     s = sub.add_parser("index", help="normalised index of a task: image_id, path, label, label_name, group")
     s.add_argument("--task", required=True)
@@ -98,7 +100,8 @@ def _dispatch(args) -> int:
         from .data.synthetic import generate
 
         meta = generate(args.out, n_images=args.n_images, seed=args.seed, width=args.width,
-                        height=args.height, noise=args.noise)
+                        height=args.height, noise=args.noise,
+                        second_lesion_fraction=args.second_lesion_fraction)
         print(f"wrote {len(meta)} images of {meta.lesion_id.nunique()} lesions to {args.out}")
     elif args.command == "index":
         from .data.tasks import get_task

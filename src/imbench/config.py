@@ -9,7 +9,7 @@ overrides and method parameters that exist. Each problem is one line naming the 
 from __future__ import annotations
 
 from .data.tasks import TASKS, get_task
-from .methods import METHODS, get_method, method_kinds, split_params
+from .methods import METHODS, get_method, method_kinds, resolve_params, split_params
 from .protocols import PROTOCOLS, resolve
 
 
@@ -45,6 +45,9 @@ def check_config(config: dict) -> list[tuple[str, str, str]]:
             raise ConfigError(f"config key 'method_params': unknown method {m!r}; allowed: {list(METHODS)}")
         try:
             split_params(m, params)
+            for t in config["tasks"]:
+                for model in config["models"]:
+                    resolve_params(m, params, t, model)
         except ValueError as exc:
             raise ConfigError(f"config key 'method_params.{m}': {exc}") from None
     for m in config["methods"]:

@@ -21,22 +21,35 @@ from .stats import bootstrap_ci
 PRIMARY_SPLIT = "test"
 
 
-def read_predictions(path: str | Path, classes) -> dict[str, dict[str, np.ndarray]]:
-    """Read a predictions table into per-split arrays ``label``, ``probs``, ``pred``, ``group``."""
+def prediction_columns(classes, multilabel: bool) -> tuple[list[str], list[str], list[str]]:
+    """(label, probability, decision) column names of a predictions table."""
+    prob = [f"prob_{c}" for c in classes]
+    if multilabel:
+        return [f"label_{c}" for c in classes], prob, [f"pred_{c}" for c in classes]
+    return ["label"], prob, ["pred"]
+
+
+def read_predictions(path: str | Path, classes, multilabel: bool = False) -> dict[str, dict[str, np.ndarray]]:
+    """Read a predictions table into per-split arrays ``label``, ``probs``, ``pred``, ``group``.
+
+    ``label``/``pred`` are 1-D class ids (single-label) or (N, K) 0/1 matrices (multi-label).
+    """
     path = Path(path)
     df = pd.read_csv(path, dtype={"image_id": str, "group": str})
-    prob_cols = [f"prob_{c}" for c in classes]
-    missing = [c for c in ["split", "image_id", "group", "label", "pred", *prob_cols] if c not in df.columns]
+    label_cols, prob_cols, pred_cols = prediction_columns(classes, multilabel)
+    missing = [c for c in ["split", "image_id", "group", *label_cols, *prob_cols, *pred_cols] if c not in df.columns]
     if missing:
         raise ValueError(f"{path}: missing column(s) {missing}")
     out = {}
     for split, part in df.groupby("split", sort=False):
+        label = part[label_cols].to_numpy().astype(int)
+        pred = part[pred_cols].to_numpy().astype(int)
         out[split] = {
             "image_id": part["image_id"].to_numpy(),
             "group": part["group"].to_numpy(),
-            "label": part["label"].to_numpy().astype(int),
+            "label": label if multilabel else label[:, 0],
             "probs": part[prob_cols].to_numpy(dtype=float),
-            "pred": part["pred"].to_numpy().astype(int),
+            "pred": pred if multilabel else pred[:, 0],
         }
     return out
 
@@ -52,7 +65,7 @@ def evaluate_cell(cell_dir: str | Path, out: str | Path | None = None, n_boot: i
     cell_dir = Path(cell_dir)
     run = read_json(cell_dir / "run.json")
     kind, classes = run["kind"], run["classes"]
-    preds = read_predictions(cell_dir / "predictions.csv", classes)
+    preds = read_predictions(cell_dir / "predictions.csv", classes, multilabel=kind == "multilabel")
     result = {
         "task": run["task"], "model": run["model"], "method": run["method"], "seed": run["seed"],
         "kind": kind, "classes": classes, "headline": HEADLINE[kind],
@@ -64,7 +77,8 @@ def evaluate_cell(cell_dir: str | Path, out: str | Path | None = None, n_boot: i
         p = preds[split]
         result[split] = compute_metrics(kind, p["label"], p["probs"], p["pred"], list(classes))
     if boot_metrics is None:
-        boot_metrics = tuple(dict.fromkeys([HEADLINE[kind], "macro_f1", "accuracy"]))
+        extra = ["macro_f1", "macro_auc"] if kind == "multilabel" else ["macro_f1", "accuracy"]
+        boot_metrics = tuple(dict.fromkeys([HEADLINE[kind], *extra]))
     p = preds[PRIMARY_SPLIT]
     result["bootstrap"] = {
         name: bootstrap_ci(scalar_fn(kind, name), (p["label"], p["probs"], p["pred"]), p["group"],
@@ -81,14 +95,16 @@ def run_posthoc(method_name: str, base_dir: str | Path, out_dir: str | Path, **p
     base_dir, out_dir = Path(base_dir), Path(out_dir)
     base_run = read_json(base_dir / "run.json")
     kind, classes = base_run["kind"], base_run["classes"]
+    multilabel = kind == "multilabel"
     table = pd.read_csv(base_dir / "predictions.csv", dtype={"image_id": str, "group": str})
-    preds = read_predictions(base_dir / "predictions.csv", classes)
-    val = preds["val"]
+    preds = read_predictions(base_dir / "predictions.csv", classes, multilabel)
+    val = preds["val"]  # the rule sees validation rows only
     counts = base_run["train_class_counts"]
     rule = fit_posthoc(method_name, val["probs"], val["label"], counts, kind,
                        n_train=base_run.get("n_train"), **params)
-    prob_cols = [f"prob_{c}" for c in classes]
-    table["pred"] = rule.predict(table[prob_cols].to_numpy(dtype=float))
+    _, prob_cols, pred_cols = prediction_columns(classes, multilabel)
+    decision = rule.predict(table[prob_cols].to_numpy(dtype=float))
+    table[pred_cols] = decision if multilabel else decision[:, None]
     run = {k: v for k, v in base_run.items() if k not in ("timings", "identity_hash")}
     run.update({
         "method": method_name,

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from . import __version__
 from .data.cache import load_cache
+from .data.multilabel import label_matrix
 from .data.tasks import get_task
 from .io import atomic_path, write_csv, write_json
 from .methods import build_loss, build_sampler, get_method
@@ -95,12 +96,19 @@ def _check_choice(name: str, value, allowed) -> None:
 
 
 class Split:
-    """Images (uint8 NHWC tensor), labels and ids of one split, all in memory."""
+    """Images (uint8 NHWC tensor), labels and ids of one split, all in memory.
 
-    def __init__(self, images: np.ndarray, index: pd.DataFrame, rows: np.ndarray):
+    ``labels``: int64 class ids (single-label) or a float 0/1 (N, K) matrix (multi-label).
+    """
+
+    def __init__(self, images: np.ndarray, index: pd.DataFrame, rows: np.ndarray, kind: str = "multiclass",
+                 classes=()):
         self.rows = rows
         self.images = torch.from_numpy(np.ascontiguousarray(images[rows]))
-        self.labels = torch.as_tensor(index["label"].to_numpy()[rows], dtype=torch.long)
+        if kind == "multilabel":
+            self.labels = torch.as_tensor(label_matrix(index, classes)[rows], dtype=torch.float32)
+        else:
+            self.labels = torch.as_tensor(index["label"].to_numpy()[rows], dtype=torch.long)
         self.image_id = index["image_id"].to_numpy()[rows]
         self.group = index["group"].to_numpy()[rows]
 
@@ -136,6 +144,17 @@ def predict(model, split: Split, settings: Settings, device: torch.device, kind:
         logits = model(x).float()
         out.append((torch.sigmoid(logits) if kind == "multilabel" else logits.softmax(1)).cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, 0))
+
+
+def selection_f1(labels: np.ndarray, probs: np.ndarray, kind: str) -> float:
+    """The checkpoint-selection metric: macro-F1 of the default decision (argmax, or 0.5 per label)."""
+    if kind != "multilabel":
+        return macro_f1(labels, probs, probs.shape[1])
+    pred = probs >= 0.5
+    y = labels.astype(bool)
+    tp = (pred & y).sum(0)
+    denom = pred.sum(0) + y.sum(0)
+    return float(np.divide(2 * tp, denom, out=np.zeros(len(tp)), where=denom > 0).mean())
 
 
 def macro_f1(labels: np.ndarray, probs: np.ndarray, num_classes: int) -> float:
@@ -251,14 +270,18 @@ def train_cell(task_name: str, cache_dir: str | Path, split_path: str | Path, mo
     if images.shape[1] != settings.image_size:
         raise ValueError(f"{cache_dir}: cached images are {images.shape[1]} px but the protocol asks for "
                          f"{settings.image_size} px")
-    splits = {name: Split(images, index, np.flatnonzero(index["split"].to_numpy() == name))
+    splits = {name: Split(images, index, np.flatnonzero(index["split"].to_numpy() == name), kind, task.classes)
               for name in ("train", "val", "test")}
     for name, sp in splits.items():
         if len(sp) == 0:
             raise ValueError(f"{cache_dir}/index.csv: the {name} split is empty")
     train = splits["train"]
-    train_labels = train.labels.numpy()
-    counts = np.bincount(train_labels, minlength=K)
+    if kind == "multilabel":
+        train_labels = train.labels.numpy().astype(np.int64)
+        counts = train_labels.sum(0)  # positives per label
+    else:
+        train_labels = train.labels.numpy()
+        counts = np.bincount(train_labels, minlength=K)
 
     loss_fn = build_loss(method_name, counts.tolist(), kind=kind, n_samples=len(train),
                          **settings.method_params).to(device)
@@ -320,7 +343,7 @@ def train_cell(task_name: str, cache_dir: str | Path, split_path: str | Path, mo
             n_seen += len(idx)
         train_loss = float(total) / max(1, n_seen)
         val_probs = predict(model, splits["val"], settings, device, kind)
-        val_f1 = macro_f1(splits["val"].labels.numpy(), val_probs, K)
+        val_f1 = selection_f1(splits["val"].labels.numpy(), val_probs, kind)
         seconds = time.time() - t0
         train_seconds += seconds
         if not np.isfinite(train_loss):
@@ -345,7 +368,8 @@ def train_cell(task_name: str, cache_dir: str | Path, split_path: str | Path, mo
     for name in ("val", "test"):
         sp = splits[name]
         probs = predict(model, sp, settings, device, kind)
-        frames.append(predictions_frame(name, sp.image_id, sp.group, sp.labels.numpy(), probs, task.classes))
+        frames.append(predictions_frame(name, sp.image_id, sp.group, sp.labels.numpy(), probs, task.classes,
+                                        multilabel=kind == "multilabel"))
     write_csv(out_dir / "history.csv", pd.DataFrame(history))
     write_csv(out_dir / "predictions.csv", pd.concat(frames, ignore_index=True), float_format="%.6g")
     run = {
@@ -371,10 +395,24 @@ def train_cell(task_name: str, cache_dir: str | Path, split_path: str | Path, mo
 
 
 def predictions_frame(split: str, image_id, group, labels: np.ndarray, probs: np.ndarray, classes,
-                      pred: np.ndarray | None = None) -> pd.DataFrame:
-    """The predictions table of one split (single-label: ``label``/``pred`` columns)."""
-    df = pd.DataFrame({"split": split, "image_id": image_id, "group": group, "label": labels})
+                      pred: np.ndarray | None = None, multilabel: bool = False) -> pd.DataFrame:
+    """The predictions table of one split.
+
+    Single-label: ``label``, ``prob_<class>``…, ``pred`` (default decision: argmax).
+    Multi-label: ``label_<class>``…, ``prob_<class>``…, ``pred_<class>``… (default: prob ≥ 0.5).
+    """
+    df = pd.DataFrame({"split": split, "image_id": image_id, "group": group})
+    if multilabel:
+        for j, c in enumerate(classes):
+            df[f"label_{c}"] = labels[:, j].astype(int)
+    else:
+        df["label"] = labels
     for j, c in enumerate(classes):
         df[f"prob_{c}"] = probs[:, j]
-    df["pred"] = probs.argmax(1) if pred is None else pred
+    if multilabel:
+        decision = (probs >= 0.5).astype(int) if pred is None else pred
+        for j, c in enumerate(classes):
+            df[f"pred_{c}"] = decision[:, j]
+    else:
+        df["pred"] = probs.argmax(1) if pred is None else pred
     return df

@@ -49,7 +49,7 @@ for _task, _method, _note in SKIPPED:
 
 from imbench.aggregate import figure_names
 from imbench.data.tasks import get_task
-from imbench.methods import get_method
+from imbench.methods import get_method, resolve_params
 from imbench.protocols import resolved_dict
 
 EXP = config["experiment"]
@@ -113,7 +113,8 @@ TABLES = ["metrics_long.csv", "summary.csv", "per_class.csv", "bootstrap.csv", "
 def train_settings(wildcards):
     """Resolved training settings of one cell, as JSON (tracked by the params rerun trigger)."""
     settings = dict(SETTINGS)
-    settings["method_params"] = (config.get("method_params") or {}).get(wildcards.method, {})
+    params = (config.get("method_params") or {}).get(wildcards.method, {})
+    settings["method_params"] = resolve_params(wildcards.method, params, wildcards.task, wildcards.model)
     return json.dumps(settings, sort_keys=True)
 
 
@@ -147,3 +148,10 @@ def report_figure(task, name):
         subcategory="figures",
         labels={"task": task, "figure": kind},
     )
+
+
+def second_lesion_fraction(wildcards):
+    """Only the multi-label variant draws second lesions; `synthetic` stays one lesion per image."""
+    if wildcards.dataset == "synthetic_ml":
+        return config["synthetic"]["second_lesion_fraction"]
+    return 0.0

@@ -3,8 +3,11 @@
 
 rule synthetic_data:
     output:
-        directory("resources/raw/synthetic"),
+        directory("resources/raw/{dataset}"),
+    wildcard_constraints:
+        dataset="synthetic|synthetic_ml",
     params:
+        second_lesion_fraction=second_lesion_fraction,
         n_images=config["synthetic"]["n_images"],
         seed=config["synthetic"]["seed"],
         width=config["synthetic"]["width"],
@@ -13,10 +16,11 @@ rule synthetic_data:
     conda:
         "../../envs/imbench.yaml"
     log:
-        "logs/data/synthetic.log",
+        "logs/data/{dataset}.log",
     shell:
         "imbench synth --out {output} --n-images {params.n_images} --seed {params.seed}"
-        " --width {params.width} --height {params.height} --noise {params.noise} > {log} 2>&1"
+        " --width {params.width} --height {params.height} --noise {params.noise}"
+        " --second-lesion-fraction {params.second_lesion_fraction} > {log} 2>&1"
 
 
 rule index:

@@ -95,9 +95,36 @@ def make_metadata(n_images: int, seed: int) -> pd.DataFrame:
     return df[["lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization", "dataset"]]
 
 
+def _lesion(dx: str, rng: np.random.Generator, noise: float):
+    """Lesion-level draw (shared by all images of a lesion): the class signal plus wide noise."""
+    colour, radius, texture = _SIGNAL[dx]
+    colour = np.array(colour, float) + rng.normal(0, 28 * noise, 3)
+    radius = radius * float(np.exp(rng.normal(0, 0.22 * noise)))
+    texture = max(0.0, texture + rng.normal(0, 0.15 * noise))
+    aspect = float(np.exp(rng.normal(0, 0.2)))
+    freq = 2.0 + 4.0 * rng.random()
+    return colour, radius, texture, aspect, freq
+
+
+def _draw(img, lesion, xx, yy, cx, cy, theta, scale):
+    """Blend one elliptic lesion (colour, radius, texture, aspect, freq) onto ``img``."""
+    colour, radius, texture, aspect, freq = lesion
+    u = ((xx - cx) * np.cos(theta) + (yy - cy) * np.sin(theta)) / (radius * scale * aspect)
+    v = (-(xx - cx) * np.sin(theta) + (yy - cy) * np.cos(theta)) / (radius * scale / aspect)
+    d = np.sqrt(u**2 + v**2)
+    mask = np.clip((1.15 - d) / 0.3, 0, 1)[..., None]  # soft lesion border
+    pattern = 1 + texture * np.sin(freq * np.pi * u) * np.sin(freq * np.pi * v)
+    return img * (1 - mask) + (colour * pattern[..., None]) * mask
+
+
 def render(dx: str, lesion_rng: np.random.Generator, image_rng: np.random.Generator,
-           width: int, height: int, noise: float) -> np.ndarray:
-    """Draw one image: skin background, an elliptic lesion with the class's colour/size/texture."""
+           width: int, height: int, noise: float,
+           second: tuple[str, np.random.Generator] | None = None) -> np.ndarray:
+    """Draw one image: skin background, an elliptic lesion with the class's colour/size/texture.
+
+    ``second`` = (class, generator) adds a smaller lesion of another class off-centre (the
+    multi-label variant); it draws from its own generator, so the first lesion is unchanged.
+    """
     colour, radius, texture = _SIGNAL[dx]
     # Lesion-level draw (shared by all images of the lesion): the class signal plus wide noise.
     colour = np.array(colour, float) + lesion_rng.normal(0, 28 * noise, 3)
@@ -118,27 +145,59 @@ def render(dx: str, lesion_rng: np.random.Generator, image_rng: np.random.Genera
     mask = np.clip((1.15 - d) / 0.3, 0, 1)[..., None]  # soft lesion border
     pattern = 1 + texture * np.sin(freq * np.pi * u) * np.sin(freq * np.pi * v)
     img = skin * (1 - mask) + (colour * pattern[..., None]) * mask
+    if second is not None:
+        dx2, rng2 = second
+        corner = rng2.integers(4)
+        cx2 = width * (0.5 + (0.3 if corner % 2 else -0.3) + rng2.normal(0, 0.03))
+        cy2 = height * (0.5 + (0.3 if corner // 2 else -0.3) + rng2.normal(0, 0.03))
+        img = _draw(img, _lesion(dx2, rng2, noise), xx, yy, cx2, cy2, rng2.uniform(0, np.pi),
+                    0.55 * min(width, height))
     img *= 1 + image_rng.normal(0, 0.05)
     img += image_rng.normal(0, 6, img.shape)
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
+def second_lesions(meta: pd.DataFrame, fraction: float, seed: int) -> pd.Series:
+    """Per image, the class of a second lesion in the picture ('' for none): a ``fraction`` of
+    lesions get one, of a class other than their own drawn with HAM10000's proportions."""
+    classes = list(HAM_COUNTS)
+    p = np.array([HAM_COUNTS[c] for c in classes], float)
+    out = {}
+    for i, (lesion, dx) in enumerate(meta.drop_duplicates("lesion_id")[["lesion_id", "dx"]].itertuples(index=False)):
+        rng = np.random.default_rng([seed, 3, i])
+        if rng.random() < fraction:
+            q = np.where(np.array(classes) == dx, 0, p)
+            out[lesion] = classes[rng.choice(len(classes), p=q / q.sum())]
+        else:
+            out[lesion] = ""
+    return meta.lesion_id.map(out)
+
+
 def generate(out_dir: str | Path, n_images: int = 2000, seed: int = 0, width: int = 80,
-             height: int = 60, noise: float = 1.0) -> pd.DataFrame:
+             height: int = 60, noise: float = 1.0, second_lesion_fraction: float = 0.0) -> pd.DataFrame:
     """Write a synthetic HAM10000-format tree to ``out_dir`` and return its metadata.
 
     Layout: ``out_dir/HAM10000_metadata.csv`` and ``out_dir/images/<image_id>.jpg``.
     The metadata file is written last (atomically), so a tree with a metadata file is complete.
+
+    With ``second_lesion_fraction`` > 0 (the multi-label variant ``synthetic_ml``) some images also
+    show a smaller lesion of another class, named in an extra ``dx2`` column (empty otherwise); the
+    HAM10000 parser ignores that column, so the tree is still valid HAM10000 format.
     """
     out_dir = Path(out_dir)
     img_dir = out_dir / "images"
     img_dir.mkdir(parents=True, exist_ok=True)
     meta = make_metadata(n_images, seed)
+    if second_lesion_fraction > 0:
+        meta["dx2"] = second_lesions(meta, second_lesion_fraction, seed)
     lesion_seeds = {lid: i for i, lid in enumerate(dict.fromkeys(meta.lesion_id))}
     for row_no, row in enumerate(meta.itertuples(index=False)):
         lesion_rng = np.random.default_rng([seed, 1, lesion_seeds[row.lesion_id]])
         image_rng = np.random.default_rng([seed, 2, row_no])
-        pixels = render(row.dx, lesion_rng, image_rng, width, height, noise)
+        second = None
+        if getattr(row, "dx2", ""):
+            second = (row.dx2, np.random.default_rng([seed, 4, lesion_seeds[row.lesion_id]]))
+        pixels = render(row.dx, lesion_rng, image_rng, width, height, noise, second)
         target = img_dir / f"{row.image_id}.jpg"
         tmp = target.with_suffix(".tmp.jpg")
         Image.fromarray(pixels).save(tmp, quality=92)

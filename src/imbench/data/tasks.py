@@ -68,3 +68,16 @@ register_task(Task(
     group_key="lesion_id", build=lambda root: ham10000.build_index(root, binary_positive="mel"),
     note="melanoma vs rest: binary analog of BBFL's private RNFLD task",
 ))
+
+
+def _synthetic_ml(root: Path) -> pd.DataFrame:
+    from .multilabel import synthetic_ml_index
+
+    return synthetic_ml_index(root)
+
+
+register_task(Task(
+    name="synthetic_ml", dataset="synthetic_ml", kind="multilabel", classes=ham10000.CLASSES,
+    group_key="lesion_id", build=_synthetic_ml,
+    note="multi-label variant of the synthetic data: some images show a second lesion of another class",
+))

@@ -171,3 +171,31 @@ def fit_posthoc(name: str, val_probs, val_labels, train_counts, kind: str, n_tra
         raise ValueError(f"method {name!r} is not a post-hoc method")
     _, _, posthoc_params = split_params(name, params)
     return fit_rule(m.posthoc, val_probs, val_labels, train_counts, kind, n_train=n_train, **posthoc_params)
+
+
+PAPER = "paper"
+
+
+def resolve_params(name: str, params: dict | None, task: str, model: str) -> dict:
+    """Method parameters of one cell, with ``"paper"`` values looked up for that (task, model).
+
+    Only LMF has per-(task, model) published values: ``{alpha: paper, beta: paper}`` takes the
+    α/β of the LMF paper's Table 6 (``LMF_PAPER_ALPHA_BETA``). The model is matched by its name
+    before any ``.tag`` (``resnet50.tv2_in1k`` → ``resnet50``). A cell the paper did not run raises
+    ``ValueError`` naming the task and model.
+    """
+    params = dict(params or {})
+    wanted = [k for k, v in params.items() if v == PAPER]
+    if not wanted:
+        return params
+    if name != "lmf" or not set(wanted) <= {"alpha", "beta"}:
+        raise ValueError(f"method {name!r}: only lmf's alpha and beta can be 'paper' (got {wanted})")
+    from .losses import LMF_PAPER_ALPHA_BETA
+
+    key = (task, model.split(".")[0])
+    if key not in LMF_PAPER_ALPHA_BETA:
+        raise ValueError(f"method 'lmf': the LMF paper gives no alpha/beta for task {task!r} and model "
+                         f"{model!r}; it covers {sorted(LMF_PAPER_ALPHA_BETA)}")
+    alpha, beta = LMF_PAPER_ALPHA_BETA[key]
+    params.update({k: {"alpha": alpha, "beta": beta}[k] for k in wanted})
+    return params

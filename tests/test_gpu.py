@@ -1,0 +1,81 @@
+"""GPU leases: distinct devices for concurrent jobs, release on exit and on SIGKILL (no GPU needed:
+the leases are plain file locks over the ids in CUDA_VISIBLE_DEVICES)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from imbench.gpu import device_pool, gpu_lease
+
+HOLD = """
+import os, sys, time
+from imbench.gpu import gpu_lease
+with gpu_lease(sys.argv[1], log=lambda m: None) as dev:
+    print(dev, os.environ["CUDA_VISIBLE_DEVICES"], flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+def _holder(lock_dir, seconds, pool="0,1"):
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": pool}
+    p = subprocess.Popen([sys.executable, "-c", HOLD, str(lock_dir), str(seconds)], stdout=subprocess.PIPE,
+                         text=True, env=env)
+    line = p.stdout.readline().split()
+    return p, line
+
+
+def test_pool_from_visible_devices(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2, 5")
+    assert device_pool() == ["2", "5"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert device_pool() == []
+
+
+def test_single_device_is_a_no_op(monkeypatch, tmp_path):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")  # what SLURM gives a one-GPU job
+    with gpu_lease(tmp_path, log=lambda m: None) as dev:
+        assert dev == "3"
+    assert not list(tmp_path.iterdir())
+
+
+def test_concurrent_jobs_get_distinct_devices(tmp_path):
+    a, la = _holder(tmp_path, 5)
+    b, lb = _holder(tmp_path, 5)
+    try:
+        assert {la[0], lb[0]} == {"0", "1"}
+        assert la[0] == la[1] and lb[0] == lb[1]  # CUDA_VISIBLE_DEVICES narrowed to the lease
+    finally:
+        a.kill(), b.kill(), a.wait(), b.wait()
+
+
+def test_lease_is_released_when_the_job_is_killed(tmp_path, monkeypatch):
+    a, la = _holder(tmp_path, 60)
+    b, lb = _holder(tmp_path, 60)
+    b.send_signal(signal.SIGKILL)
+    b.wait()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    try:
+        with gpu_lease(tmp_path, timeout=5, poll=0.1, log=lambda m: None) as dev:
+            assert dev == lb[0]  # the killed job's device is free again
+    finally:
+        a.kill(), a.wait()
+
+
+def test_waits_then_times_out_when_all_busy(tmp_path, monkeypatch):
+    a, _ = _holder(tmp_path, 60, pool="0,1")
+    b, _ = _holder(tmp_path, 60, pool="0,1")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(TimeoutError, match=r"no free GPU among \['0', '1'\]"):
+            with gpu_lease(tmp_path, timeout=0.5, poll=0.1, log=lambda m: None):
+                pass
+        assert time.monotonic() - t0 >= 0.5
+    finally:
+        a.kill(), b.kill(), a.wait(), b.wait()

@@ -1,0 +1,66 @@
+"""Registries and configuration: names agree everywhere, parameters route and resolve."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from imbench.config import ConfigError, check_config
+from imbench.data.tasks import TASKS
+from imbench.methods import (METHODS, build_loss, default_params, get_method, list_methods, resolve_params,
+                             split_params)
+from imbench.protocols import PROTOCOLS
+
+SCHEMA = yaml.safe_load((Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml").read_text())
+CONFIG = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
+
+
+def test_schema_names_match_registries():
+    props = SCHEMA["properties"]
+    assert props["methods"]["items"]["enum"] == list(METHODS)
+    assert sorted(props["tasks"]["items"]["enum"]) == sorted(TASKS)
+    assert sorted(props["protocol"]["enum"]) == sorted(PROTOCOLS)
+
+
+def test_default_grid_runs_every_method():
+    assert CONFIG["methods"] == list_methods()
+    assert len(CONFIG["seeds"]) >= 2
+    assert check_config(dict(CONFIG)) == []
+
+
+def test_unknown_method_is_loud():
+    with pytest.raises(ValueError, match=r"unknown method 'smote'; known methods: \['ce'"):
+        get_method("smote")
+
+
+def test_params_route_to_the_right_part():
+    assert split_params("bbfl", {"gamma": 1.0}) == ({"gamma": 1.0}, {}, {})
+    assert split_params("ros", {"redraw": True}) == ({}, {"redraw": True}, {})
+    assert set(default_params("ldam_drw")) == {"max_m", "s", "beta", "drw_start"}
+    assert split_params("thresholding", {"tau": 0.5}) == ({}, {}, {"tau": 0.5})
+    with pytest.raises(ValueError, match="method 'ros' has no parameter 'gamma'"):
+        split_params("ros", {"gamma": 2})
+    assert build_loss("bbfl", [10, 5, 2], gamma=1.0).params["gamma"] == 1.0
+
+
+def test_lmf_paper_alpha_beta():
+    # LMF Table 6: HAM10000 / ResNet-50 → α 0.5, β 1.0; ODIR / DenseNet-121 → α 1.0, β 1.1
+    assert resolve_params("lmf", {"alpha": "paper", "beta": "paper"}, "ham10000", "resnet50.tv2_in1k") == \
+        {"alpha": 0.5, "beta": 1.0}
+    assert resolve_params("lmf", {"beta": "paper", "gamma": 2.0}, "odir_eye", "densenet121") == \
+        {"beta": 1.1, "gamma": 2.0}
+    assert resolve_params("lmf", {"alpha": 2.0}, "synthetic", "test_resnet") == {"alpha": 2.0}
+    with pytest.raises(ValueError, match="gives no alpha/beta for task 'synthetic' and model 'test_resnet'"):
+        resolve_params("lmf", {"alpha": "paper"}, "synthetic", "test_resnet")
+    with pytest.raises(ValueError, match="only lmf's alpha and beta"):
+        resolve_params("focal", {"gamma": "paper"}, "ham10000", "resnet50")
+
+
+def test_config_check_names_the_key():
+    cfg = dict(CONFIG, method_params={"lmf": {"alpha": "paper"}})
+    with pytest.raises(ConfigError, match=r"config key 'method_params.lmf': .*no alpha/beta for task 'synthetic'"):
+        check_config(cfg)
+    with pytest.raises(ConfigError, match=r"config key 'protocol': unknown protocol 'fast'"):
+        check_config(dict(CONFIG, protocol="fast"))
