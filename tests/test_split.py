@@ -55,3 +55,19 @@ def test_too_few_groups():
     df = pd.DataFrame({"label": [0, 1] * 5, "group": np.arange(10).astype(str)})
     with pytest.raises(ValueError, match="10 groups are too few for 20 folds"):
         grouped_split(df)
+
+
+def test_official_split_is_kept(tmp_path):
+    """A dataset with a published split (DermaMNIST) keeps it instead of a grouped split."""
+    from imbench.cli import main
+
+    index = pd.DataFrame({"image_id": [f"d{i}" for i in range(6)], "path": "x", "label": [0, 1] * 3,
+                          "label_name": ["a", "b"] * 3, "group": [f"d{i}" for i in range(6)],
+                          "official_split": ["train", "train", "valid", "val", "test", "test"]})
+    index.to_csv(tmp_path / "index.csv", index=False)
+    assert main(["split", "--index", str(tmp_path / "index.csv"), "--out", str(tmp_path / "split.csv")]) == 0
+    out = pd.read_csv(tmp_path / "split.csv")
+    assert out.split.tolist() == ["train", "train", "val", "val", "test", "test"]
+    index.assign(official_split="holdout").to_csv(tmp_path / "bad.csv", index=False)
+    assert main(["split", "--index", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "s2.csv")]) == 2
+    assert not (tmp_path / "s2.csv").exists()

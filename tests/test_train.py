@@ -148,3 +148,21 @@ def test_macro_f1_matches_sklearn(seed):
     probs = rng.dirichlet(np.ones(6), 60)  # 6 classes: class 5 never true
     ref = f1_score(labels, probs.argmax(1), labels=list(range(6)), average="macro", zero_division=0)
     assert macro_f1(labels, probs, 6) == pytest.approx(ref)
+
+
+def test_early_stopping_and_grad_clip(tiny_synthetic, tmp_path):
+    messages = []
+    _train(tiny_synthetic, tmp_path / "es", epochs=6, lr=0.0, early_stopping=1, grad_clip=1.0, log=messages.append)
+    hist = pd.read_csv(tmp_path / "es" / "history.csv")
+    # lr 0: only batch-norm statistics move, so the validation score soon stops improving; training
+    # then ends exactly `patience` epochs after the best one
+    best = int(hist.epoch[hist.val_macro_f1.to_numpy().argmax()])
+    assert any(m.startswith("early stopping") for m in messages)
+    assert len(hist) < 6 and int(hist.epoch.iloc[-1]) - best == 1
+
+
+def test_autocast_is_off_on_cpu():
+    from imbench.train import autocast
+
+    with autocast(torch.device("cpu"), Settings()):
+        assert not torch.is_autocast_enabled("cpu")

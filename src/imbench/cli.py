@@ -7,6 +7,7 @@ Every Snakemake rule is a one-line call of one of these, so any stage also runs 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -36,10 +37,15 @@ def get_args_parser() -> argparse.ArgumentParser:
     s.add_argument("--second-lesion-fraction", type=float, default=0.0,
                    help="share of lesions shown with a second lesion of another class (multi-label variant)")
 
+    sub.add_parser("download", help="download, verify and unpack a dataset (imbench download --help)",
+                   add_help=False)
+
     s = sub.add_parser("index", help="normalised index of a task: image_id, path, label, label_name, group")
     s.add_argument("--task", required=True)
     s.add_argument("--raw", required=True, type=Path, help="the dataset's raw folder")
     s.add_argument("--out", required=True, type=Path)
+    s.add_argument("--exclusions", type=Path, default=None,
+                   help="CSV of the images left out of the index, with the reason (empty when none)")
 
     s = sub.add_parser("split", help="grouped stratified train/val/test split")
     s.add_argument("--index", required=True, type=Path)
@@ -87,6 +93,11 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["download"]:  # its own parser: imbench download <dataset> --out DIR ...
+        from .data.download import main as download_main
+
+        return download_main(argv[1:])
     args = get_args_parser().parse_args(argv)
     try:
         return _dispatch(args)
@@ -107,8 +118,15 @@ def _dispatch(args) -> int:
         from .data.tasks import get_task
         from .io import write_csv
 
+        import pandas as pd
+
         task = get_task(args.task)
-        index = task.build(args.raw)
+        built = task.build(args.raw)
+        index, exclusions = built if isinstance(built, tuple) else (built, None)
+        if args.exclusions:
+            if exclusions is None:
+                exclusions = pd.DataFrame(columns=["image_id", "group", "file", "reason"])
+            write_csv(args.exclusions, exclusions)
         write_csv(args.out, index)
         print(f"{args.task}: {len(index)} images, {index.group.nunique()} groups; "
               f"class counts {index.label_name.value_counts().to_dict()}")
@@ -119,7 +137,16 @@ def _dispatch(args) -> int:
         from .io import write_csv
 
         index = pd.read_csv(args.index, dtype={"image_id": str, "group": str})
-        out = grouped_split(index, tuple(args.fractions), seed=args.seed)
+        if "official_split" in index.columns:
+            # A dataset with its own published split (DermaMNIST): used as it is, for comparability
+            # with published numbers; the task's note says whether it leaks groups.
+            out = index.assign(split=index["official_split"].replace({"valid": "val", "validation": "val"}))
+            bad = sorted(set(out.split) - {"train", "val", "test"})
+            if bad:
+                raise ValueError(f"{args.index}: official_split values {bad} are not train/val/test")
+            print("using the dataset's official split (not grouped)")
+        else:
+            out = grouped_split(index, tuple(args.fractions), seed=args.seed)
         write_csv(args.out, out)
         print(pd.crosstab(out.label_name, out.split, margins=True).to_string())
     elif args.command == "cache":
@@ -136,8 +163,16 @@ def _dispatch(args) -> int:
         settings = Settings.from_dict(args.settings)
         if args.threads:
             settings.threads = args.threads
-        run = train_cell(args.task, args.cache_dir, args.split, args.model, args.method, args.seed, settings,
-                         args.out_dir, log=lambda m: print(m, flush=True))
+        from .gpu import gpu_lease
+
+        def log(message):
+            print(message, flush=True)
+
+        # On a machine with several GPUs each training job leases one (see imbench.gpu).
+        lease = gpu_lease(log=log) if settings.device != "cpu" else contextlib.nullcontext()
+        with lease:
+            run = train_cell(args.task, args.cache_dir, args.split, args.model, args.method, args.seed, settings,
+                             args.out_dir, log=log)
         print(f"best epoch {run['best_epoch']} val macro-F1 {run['best_val_macro_f1']:.4f}; "
               f"{run['timings']['train_images_per_second']} images/s")
     elif args.command == "posthoc":

@@ -66,7 +66,11 @@ class Settings:
     eval_batch_size: int = 256
     threads: int = 1
     device: str = "auto"  # auto | cpu | cuda
-    deterministic: bool = True
+    deterministic: bool = True  # CPU only: torch.use_deterministic_algorithms
+    amp: str = "auto"  # auto (bf16 autocast on CUDA, off on CPU) | bf16 | off
+    compile: bool = False  # torch.compile the model
+    grad_clip: float = 0.0  # max gradient norm; 0 = off
+    early_stopping: int = 0  # stop after this many epochs without a better validation macro-F1; 0 = off
     method_params: dict = field(default_factory=dict)
 
     @classmethod
@@ -81,6 +85,9 @@ class Settings:
         _check_choice("normalize", s.normalize, ("imagenet", "none"))
         _check_choice("augment", s.augment, ("none", "flip"))
         _check_choice("device", s.device, ("auto", "cpu", "cuda"))
+        _check_choice("amp", s.amp, ("auto", "bf16", "off"))
+        if s.grad_clip < 0 or s.early_stopping < 0:
+            raise ValueError("settings grad_clip and early_stopping must be ≥ 0")
         for name in ("epochs", "batch_size", "image_size", "eval_batch_size", "threads"):
             if int(getattr(s, name)) < 1:
                 raise ValueError(f"setting {name} must be ≥ 1, got {getattr(s, name)}")
@@ -134,6 +141,15 @@ def to_input(batch_u8: torch.Tensor, settings: Settings, device: torch.device,
     return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
 
 
+def autocast(device: torch.device, settings: Settings):
+    """bf16 autocast on CUDA (``amp``: auto or bf16); a no-op context on the CPU or with amp off.
+
+    bf16 keeps fp32's exponent range, so no loss scaling is needed; losses are computed in fp32
+    (the loss modules cast logits to float32)."""
+    enabled = device.type == "cuda" and settings.amp in ("auto", "bf16")
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
 @torch.no_grad()
 def predict(model, split: Split, settings: Settings, device: torch.device, kind: str) -> np.ndarray:
     """Class probabilities for a split: softmax (single-label) or sigmoid (multi-label)."""
@@ -141,7 +157,8 @@ def predict(model, split: Split, settings: Settings, device: torch.device, kind:
     out = []
     for start in range(0, len(split), settings.eval_batch_size):
         x = to_input(split.images[start:start + settings.eval_batch_size], settings, device)
-        logits = model(x).float()
+        with autocast(device, settings):
+            logits = model(x).float()
         out.append((torch.sigmoid(logits) if kind == "multilabel" else logits.softmax(1)).cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, 0))
 
@@ -293,6 +310,7 @@ def train_cell(task_name: str, cache_dir: str | Path, split_path: str | Path, mo
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, settings)
+    step_model = torch.compile(model) if settings.compile else model
 
     identity = {"task": task_name, "model": model_name, "method": method_name, "seed": seed,
                 "settings": dataclasses.asdict(settings), "n_train": len(train)}
@@ -313,6 +331,9 @@ def train_cell(task_name: str, cache_dir: str | Path, split_path: str | Path, mo
     use_bar = sys.stderr.isatty()
     train_seconds = sum(h["seconds"] for h in history)
     for epoch in range(start_epoch, settings.epochs):
+        if settings.early_stopping and best_epoch >= 0 and epoch - best_epoch > settings.early_stopping:
+            log(f"early stopping: no better validation macro-F1 for {settings.early_stopping} epochs")
+            break
         t0 = time.time()
         lr = set_lr(optimizer, epoch, settings)
         sampler.set_epoch(epoch)
@@ -335,9 +356,13 @@ def train_cell(task_name: str, cache_dir: str | Path, split_path: str | Path, mo
             idx = torch.as_tensor(np.asarray(idx), dtype=torch.long)
             x = to_input(train.images[idx], settings, device, gen)
             y = train.labels[idx].to(device, non_blocking=True)
-            loss = loss_fn(model(x), y)
+            with autocast(device, settings):
+                logits = step_model(x)
+            loss = loss_fn(logits.float(), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if settings.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
             optimizer.step()
             total += loss.detach() * len(idx)  # no host sync per step
             n_seen += len(idx)

@@ -155,3 +155,13 @@ def second_lesion_fraction(wildcards):
     if wildcards.dataset == "synthetic_ml":
         return config["synthetic"]["second_lesion_fraction"]
     return 0.0
+
+
+def download_args(dataset):
+    """The options of `imbench download <dataset>`, shell-quoted, from config["download"][dataset]."""
+    import shlex
+
+    from imbench.data.download import cli_args
+
+    cfg = (config.get("download") or {}).get(dataset) or {}
+    return " ".join(shlex.quote(a) for a in cli_args(dataset, cfg))

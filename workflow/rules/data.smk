@@ -27,13 +27,15 @@ rule index:
     input:
         raw=raw_dir,
     output:
-        "resources/prepared/{task}/index.csv",
+        index="resources/prepared/{task}/index.csv",
+        exclusions="resources/prepared/{task}/exclusions.csv",
     conda:
         "../../envs/imbench.yaml"
     log:
         "logs/data/index_{task}.log",
     shell:
-        "imbench index --task {wildcards.task} --raw {input.raw} --out {output} > {log} 2>&1"
+        "imbench index --task {wildcards.task} --raw {input.raw} --out {output.index}"
+        " --exclusions {output.exclusions} > {log} 2>&1"
 
 
 rule split:

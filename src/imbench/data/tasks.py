@@ -81,3 +81,42 @@ register_task(Task(
     group_key="lesion_id", build=_synthetic_ml,
     note="multi-label variant of the synthetic data: some images show a second lesion of another class",
 ))
+
+# Real datasets beyond HAM10000 (raw folders made by `imbench download <dataset>`). Their builders
+# return ``(index, exclusions)``: the exclusions table lists every image dropped (or, for ``odir``,
+# blanked) with the reason.
+from . import dermamnist, isic2019, odir  # noqa: E402
+
+register_task(Task(
+    name="isic2019", dataset="isic2019", kind="multiclass", classes=isic2019.CLASSES,
+    group_key="lesion_id", build=isic2019.build_index,
+    note="ISIC 2019 training set, 8 classes (the all-zero UNK column dropped); images without a lesion_id "
+         "are their own group; image_id drops the _downsampled suffix of 2,074 file names; "
+         "contains all of HAM10000",
+))
+register_task(Task(
+    name="odir_eye", dataset="odir", kind="multiclass", classes=odir.CLASSES,
+    group_key="patient ID", build=odir.build_eye_index,
+    note="ODIR-5K per eye in Kaggle's full_df.csv framing (6,392 images): the category of each eye's first "
+         "diagnostic keyword; both eyes of a patient share a split",
+))
+register_task(Task(
+    name="odir_glaucoma", dataset="odir", kind="binary", classes=("N", "G"),
+    group_key="patient ID", build=lambda root: odir.build_eye_index(root, binary=True),
+    note="ODIR-5K per eye, glaucoma (G) vs normal (N) eyes of the odir_eye framing: fundus analog of BBFL",
+))
+register_task(Task(
+    name="odir", dataset="odir", kind="multilabel", classes=odir.CLASSES,
+    group_key="patient ID", build=odir.build_patient_index,
+    note="ODIR-5K official framing: 8 patient-level labels (multi-hot columns y_N..y_O); input = both fundus "
+         "images side by side in one 1024x512 image (combined/<ID>.jpg, written at index time); eyes with only "
+         "image-quality keywords are blanked, patients with two such eyes dropped; label = rarest positive "
+         "label, for stratification",
+))
+register_task(Task(
+    name="dermamnist", dataset="dermamnist", kind="multiclass", classes=dermamnist.CLASSES,
+    group_key="image (no lesion ids)", build=dermamnist.build_index,
+    note="MedMNIST DermaMNIST with its own train/val/test split (column official_split). That split LEAKS "
+         "lesions: images of one lesion are in train and test. Smoke-test/speed dataset only; never mix with "
+         "HAM10000 or ISIC 2019 (it is derived from HAM10000)",
+))

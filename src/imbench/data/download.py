@@ -1,0 +1,983 @@
+"""Download, verify and unpack the real datasets into ``resources/raw/<dataset>/``.
+
+One entry point per dataset (:func:`prepare_ham10000`, :func:`prepare_isic2019`,
+:func:`prepare_odir`, :func:`prepare_dermamnist`) and a command line (:func:`main`,
+``imbench download <dataset> --out DIR ...``). Each does the same four things:
+
+1. **download** every remote file with pooch into a downloads folder (default
+   ``resources/downloads/<dataset>/``, outside the rule's output so that a failed run keeps what it
+   fetched). Mirrors are tried in order. Transient failures (connection drops, HTTP 5xx, a
+   truncated body) are retried, and an interrupted transfer resumes from its ``.part`` file with an
+   HTTP ``Range`` request. A file gets its final name only once it is complete and its checksum
+   (where one is known) matches; pooch writes to a temporary name and renames.
+2. **verify** what no checksum covers by content: headers, row counts, one-hot labels, and the
+   class counts the dataset owners published (these can be switched off for mirrors or miniatures).
+   Checksums reported by third parties only (not by the owners) are compared too, but a mismatch is
+   a warning followed by the content checks, not an error.
+3. **extract** archives safely: every member name is checked before anything is written (no
+   absolute paths, no ``..``, no links pointing outside), links are never created, and non-image
+   members are skipped. The extracted image ids must equal the metadata ids exactly.
+4. **publish**: everything is assembled in a hidden staging folder beside ``--out`` and renamed onto
+   it only when all checks pass, so ``--out`` either does not exist or is complete.
+
+Every failure is one :class:`DownloadError` line naming the URL, file, member or row and what was
+expected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import stat
+import sys
+import tarfile
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Callable, Iterable, Sequence
+
+from .ham10000 import DatasetError
+
+DATASETS = ("ham10000", "isic2019", "odir", "dermamnist")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+# ISIC challenge hosts, in the order tried. The same file names are served by both.
+ISIC_HOSTS = ("https://isic-archive.s3.amazonaws.com/challenges", "https://isic-challenge-data.s3.amazonaws.com")
+HAM_BASE_URLS = tuple(f"{h}/2018" for h in ISIC_HOSTS)
+ISIC2019_BASE_URLS = tuple(f"{h}/2019" for h in ISIC_HOSTS)
+DATAVERSE_URL = "https://dataverse.harvard.edu"
+HAM_DOI = "doi:10.7910/DVN/DBW86T"
+ODIR_KAGGLE_DATASET = "andrewmvd/ocular-disease-recognition-odir5k"
+ODIR_ZIP = "ocular-disease-recognition-odir5k.zip"
+DERMAMNIST_BASE_URLS = ("https://zenodo.org/records/10519652/files",)
+DERMAMNIST_SIZES = (28, 64, 128, 224)
+
+# Checksums the owners publish (hard checks) and those only third parties report (soft checks).
+DERMAMNIST_MD5 = {
+    28: "0744692d530f8e62ec473284d019b0c7",
+    64: "b70a2f5635c6199aeaa28c31d7202e1f",
+    128: "2defd784463fa5243564e855ed717de1",
+    224: "8974907d8e169bef5f5b96bc506ae45d",
+}
+REPORTED_HASHES = {
+    "ISIC2018_Task3_Training_GroundTruth.zip": "md5:8302427e4ce0c107559531b9f444abe9",
+    "ISIC2018_Task3_Training_LesionGroupings.csv": "md5:9517b6aa6902d6c27e234bac8279a64a",
+    "ISIC_2019_Training_GroundTruth.csv": "sha256:aa88e9638fe4df9ef330dc4ba22fa4bd475c44af692fffb870c73091ab25cdcd",
+    "ISIC_2019_Training_Metadata.csv": "sha256:d93994a8ed201d474de9a7af7e17ec30929cbc4a5220659ecbde17cbe83e9316",
+}
+REPORTED_SIZES = {"ISIC2018_Task3_Training_Input.zip": 2_771_732_744}
+
+
+class DownloadError(DatasetError):
+    """A download, checksum, archive or content check failed (one line, naming what and where)."""
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------- download
+
+
+class _ClientError(Exception):
+    """An HTTP 4xx answer: retrying the same URL is pointless, the next mirror is tried."""
+
+
+class ResumableDownloader:
+    """A pooch downloader that streams into ``part`` and resumes it with an HTTP Range request.
+
+    pooch calls it with a temporary output name; the complete ``part`` file is renamed onto that
+    name, then pooch checks the hash and renames it to the final name. A transfer that breaks off
+    leaves ``part`` behind (a ``requests`` exception, which pooch retries), so the next attempt, or
+    the next run, continues where it stopped.
+    """
+
+    def __init__(self, part: Path, expected_size: int | None = None, timeout: float = 60.0,
+                 progress: bool = True, chunk_size: int = 1 << 16):
+        self.part = Path(part)
+        self.expected_size = expected_size
+        self.timeout = timeout
+        self.progress = progress
+        self.chunk_size = chunk_size
+
+    def __call__(self, url: str, output_file, pooch_obj=None, check_only: bool = False):
+        import requests
+
+        if check_only:
+            with requests.head(url, allow_redirects=True, timeout=self.timeout) as r:
+                return r.status_code == 200
+        have = self.part.stat().st_size if self.part.exists() else 0
+        # identity: byte counts must match Content-Length (no transparent gzip decoding)
+        headers = {"Accept-Encoding": "identity", **({"Range": f"bytes={have}-"} if have else {})}
+        with requests.get(url, headers=headers, stream=True, timeout=self.timeout) as r:
+            if r.status_code == 416 and have:
+                # The part file is already as long as (or longer than) the remote one: start over.
+                self.part.unlink()
+                raise ValueError(f"server refused to resume at byte {have}; restarting the download")
+            if 400 <= r.status_code < 500:
+                raise _ClientError(f"HTTP {r.status_code} {r.reason}")
+            r.raise_for_status()  # 5xx: a requests.HTTPError, retried by pooch
+            if r.status_code == 206 and have:
+                start = _content_range_start(r.headers.get("Content-Range", ""))
+                if start != have:
+                    self.part.unlink()
+                    raise ValueError(f"server resumed at byte {start} instead of {have}; restarting")
+                mode = "ab"
+            else:
+                have, mode = 0, "wb"  # 200: the server sent the whole file
+            length = r.headers.get("Content-Length")
+            total = have + int(length) if length is not None and length.isdigit() else None
+            self.part.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.part, mode) as fh, _progress_bar(self.progress, total, have, self.part.name) as bar:
+                for chunk in r.iter_content(chunk_size=self.chunk_size):
+                    fh.write(chunk)
+                    bar.update(len(chunk))
+        got = self.part.stat().st_size
+        if total is not None and got != total:
+            raise ValueError(f"transfer incomplete: {got} of {total} bytes; the partial file is kept to resume")
+        if self.expected_size is not None and got != self.expected_size:
+            self.part.unlink()
+            raise ValueError(f"size is {got} bytes, expected {self.expected_size}")
+        os.replace(self.part, output_file)
+
+
+def _content_range_start(value: str) -> int | None:
+    m = re.match(r"bytes (\d+)-", value.strip())
+    return int(m.group(1)) if m else None
+
+
+def _progress_bar(enabled: bool, total: int | None, initial: int, name: str):
+    if not enabled:
+        return contextlib.nullcontext(_NoBar())
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=name,
+                file=sys.stderr, mininterval=1.0 if sys.stderr.isatty() else 30.0, leave=False)
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+
+def fetch_file(name: str, urls: Sequence[str], dest_dir: str | Path, known_hash: str | None = None,
+               reported_hash: str | None = None, size: int | None = None, reported_size: int | None = None,
+               retries: int = 3, timeout: float = 60.0, progress: bool = True) -> Path:
+    """Download ``name`` into ``dest_dir`` from the first of ``urls`` that works; return its path.
+
+    ``known_hash`` (``"sha256:…"``/``"md5:…"``, an owner-published or pinned value) and ``size``
+    must match or the file is rejected. ``reported_hash``/``reported_size`` (third-party values)
+    only print a warning when they differ. A file already in ``dest_dir`` is reused when it matches
+    ``known_hash`` (or when there is none: it only got its name after a complete transfer).
+    """
+    import pooch
+    import requests
+
+    if not urls:
+        raise DownloadError(f"{name}: no URL to download it from")
+    dest_dir = Path(dest_dir)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    known_hash = _normalise_hash(known_hash, f"hash of {name}")
+    fresh = not (dest_dir / name).exists()
+    reasons = []
+    for url in urls:
+        part = dest_dir / f".{name}.part"
+        downloader = ResumableDownloader(part, expected_size=size, timeout=timeout, progress=progress)
+        registry = pooch.create(path=dest_dir, base_url=_url_dir(url), registry={name: known_hash},
+                                urls={name: url}, retry_if_failed=retries)
+        try:
+            path = Path(registry.fetch(name, downloader=downloader))
+            break
+        except _ClientError as exc:
+            reasons.append(f"{url}: {exc}")
+        except (ValueError, requests.exceptions.RequestException) as exc:
+            reasons.append(f"{url}: {_short_reason(exc)} (after {retries + 1} attempt(s))")
+        log(f"download: {reasons[-1]}")
+    else:
+        raise DownloadError(f"could not download {name} from {len(urls)} URL(s): " + "; ".join(reasons))
+    if size is not None and path.stat().st_size != size:  # a stale file reused from an earlier run
+        got = path.stat().st_size
+        path.unlink()
+        raise DownloadError(f"{path}: size is {got} bytes, expected {size}; deleted, rerun to download it again")
+    if reported_size is not None and path.stat().st_size != reported_size:
+        log(f"warning: {path} is {path.stat().st_size} bytes, a third party reported {reported_size}; "
+            "checking its content instead")
+    if reported_hash and not known_hash:
+        reported_hash = _normalise_hash(reported_hash, f"reported hash of {name}")
+        alg, want = reported_hash.split(":")
+        got = file_hash(path, alg)
+        if got != want:
+            log(f"warning: {path} has {alg} {got}, a third party reported {want}; checking its content instead")
+    if fresh and not known_hash:
+        digest = file_hash(path)
+        log(f"{name}: sha256 {digest} (no published checksum; pin it with --hash {name}=sha256:{digest})")
+    return path
+
+
+def _url_dir(url: str) -> str:
+    return url.rsplit("/", 1)[0] + "/"
+
+
+def _short_reason(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    m = re.search(r"(\w+) hash of downloaded file .*? expected (\S+) but got (\w+)", text)
+    if m:
+        return f"{m.group(1).lower()} checksum mismatch: expected {m.group(2)}, got {m.group(3)}"
+    m = re.search(r"IncompleteRead\((\d+) bytes read, (\d+) more expected\)", text)
+    if m:
+        return (f"connection closed early ({m.group(1)} bytes read, {m.group(2)} more expected); "
+                "the partial file is kept to resume")
+    return text
+
+
+def _normalise_hash(value: str | None, what: str) -> str | None:
+    if not value:
+        return None
+    value = value.strip().lower()
+    if ":" not in value:
+        value = f"sha256:{value}"
+    alg, hexdigest = value.split(":", 1)
+    if alg not in ("md5", "sha1", "sha256", "sha512") or not re.fullmatch(r"[0-9a-f]+", hexdigest):
+        raise DownloadError(f"{what}: {value!r} is not ALG:HEX with ALG one of md5, sha1, sha256, sha512")
+    return f"{alg}:{hexdigest}"
+
+
+def file_hash(path: str | Path, alg: str = "sha256") -> str:
+    h = hashlib.new(alg)
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fetch_json(url: str, dest: str | Path, retries: int = 3, timeout: float = 60.0) -> dict:
+    """Download a small JSON document to ``dest`` (through :func:`fetch_file`) and parse it."""
+    dest = Path(dest)
+    path = fetch_file(dest.name, [url], dest.parent, retries=retries, timeout=timeout, progress=False)
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        path.unlink()
+        raise DownloadError(f"{url}: answer is not JSON ({exc}); deleted {path}") from None
+
+
+# --------------------------------------------------------------------------------------- archives
+
+
+def _unsafe_reason(name: str) -> str | None:
+    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
+        return "an absolute path"
+    if ".." in re.split(r"[\\/]+", name):
+        return "a '..' component"
+    return None
+
+
+def _link_escapes(member: str, target: str) -> bool:
+    if not target or _unsafe_reason(target) == "an absolute path":
+        return True
+    parts: list[str] = []
+    for part in (list(PurePosixPath(member).parent.parts) + re.split(r"[\\/]+", target)):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not parts:
+                return True
+            parts.pop()
+        else:
+            parts.append(part)
+    return False
+
+
+def is_image_name(name: str) -> bool:
+    """An image member worth extracting (not a macOS resource fork or a ``__MACOSX`` entry)."""
+    p = PurePosixPath(name.replace("\\", "/"))
+    return (p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("._")
+            and "__MACOSX" not in p.parts)
+
+
+def flatten_images(folder: str = "images") -> Callable[[str], str | None]:
+    """A member selector keeping image members only, all in ``folder/`` under their base name."""
+
+    def select(name: str) -> str | None:
+        return f"{folder}/{PurePosixPath(name.replace(chr(92), '/')).name}" if is_image_name(name) else None
+
+    return select
+
+
+def safe_extract(archive: str | Path, dest: str | Path, select: Callable[[str], str | None],
+                 discard: bool = True, duplicates: str = "error") -> list[Path]:
+    """Extract the members of a zip or tar archive chosen by ``select`` into ``dest``.
+
+    ``select(member_name)`` returns the member's path relative to ``dest`` (e.g. flattened into
+    ``images/``) or ``None`` to skip it. Every member name is checked before anything is written:
+    an absolute path, a ``..`` component or a link pointing outside the archive stops the whole
+    extraction. Links, devices and folders are never created. Two members mapped to the same
+    destination are an error (``duplicates="first"``: the first is kept and the rest are
+    reported). Returns the extracted files. A damaged archive is deleted when ``discard`` (it was
+    downloaded and would otherwise be reused as if complete).
+    """
+    if duplicates not in ("error", "first"):
+        raise ValueError(f"duplicates={duplicates!r} is not 'error' or 'first'")
+    archive, dest = Path(archive), Path(dest)
+    if zipfile.is_zipfile(archive):
+        return _extract_zip(archive, dest, select, discard, duplicates)
+    try:
+        is_tar = tarfile.is_tarfile(archive)
+    except OSError:
+        is_tar = False
+    if is_tar:
+        return _extract_tar(archive, dest, select, discard, duplicates)
+    raise _corrupt(archive, "zip or tar", "no archive directory found: truncated or not an archive", discard)
+
+
+def _plan(archive: Path, entries: Iterable[tuple[str, str, str | None]],
+          select: Callable[[str], str | None], duplicates: str = "error") -> dict[str, str]:
+    """Check every (name, kind, link target) and return {member name: relative destination}."""
+    plan: dict[str, str] = {}
+    taken: dict[str, str] = {}
+    skipped = []
+    for name, kind, target in entries:
+        reason = _unsafe_reason(name)
+        if reason:
+            raise DownloadError(f"{archive}: member {name!r} has {reason}; refusing to extract the archive")
+        if kind == "link":
+            if _link_escapes(name, target or ""):
+                raise DownloadError(f"{archive}: member {name!r} is a link to {target!r} outside the archive; "
+                                    "refusing to extract the archive")
+            continue  # links inside the archive are harmless, but never created
+        if kind != "file":
+            continue
+        rel = select(name)
+        if rel is None:
+            continue
+        if _unsafe_reason(rel):
+            raise DownloadError(f"{archive}: member {name!r} maps to unsafe path {rel!r}")
+        if rel in taken:
+            if duplicates == "first":
+                skipped.append(name)
+                continue
+            raise DownloadError(f"{archive}: members {taken[rel]!r} and {name!r} both extract to {rel!r}")
+        taken[rel] = name
+        plan[name] = rel
+    if skipped:
+        log(f"note: {archive}: skipped {len(skipped)} member(s) with the name of an earlier one, first {skipped[0]!r}")
+    return plan
+
+
+def _extract_zip(archive: Path, dest: Path, select, discard: bool, duplicates: str) -> list[Path]:
+    out = []
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            infos = zf.infolist()
+            entries = []
+            for info in infos:
+                mode = info.external_attr >> 16
+                if stat.S_ISLNK(mode):
+                    entries.append((info.filename, "link", zf.read(info).decode("utf-8", "replace")))
+                elif info.is_dir():
+                    entries.append((info.filename, "dir", None))
+                else:
+                    entries.append((info.filename, "file", None))
+            plan = _plan(archive, entries, select, duplicates)
+            by_name = {i.filename: i for i in infos}
+            for name, rel in plan.items():
+                target = dest / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(by_name[name]) as src, open(target, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+                out.append(target)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error) as exc:
+        raise _corrupt(archive, "zip", exc, discard) from None
+    return out
+
+
+def _extract_tar(archive: Path, dest: Path, select, discard: bool, duplicates: str) -> list[Path]:
+    out = []
+    try:
+        with tarfile.open(archive) as tf:
+            members = tf.getmembers()
+            entries = []
+            for m in members:
+                kind = "link" if (m.issym() or m.islnk()) else "file" if m.isfile() else "other"
+                entries.append((m.name, kind, m.linkname or None))
+            plan = _plan(archive, entries, select, duplicates)
+            for m in members:
+                rel = plan.get(m.name)
+                if rel is None:
+                    continue
+                target = dest / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                src = tf.extractfile(m)
+                with src, open(target, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+                out.append(target)
+    except (tarfile.TarError, EOFError, zlib.error) as exc:
+        raise _corrupt(archive, "tar", exc, discard) from None
+    return out
+
+
+def _corrupt(archive: Path, kind: str, exc: BaseException, discard: bool) -> DownloadError:
+    """The error for a damaged archive; a downloaded one is deleted so that a rerun fetches it again."""
+    if discard:
+        archive.unlink(missing_ok=True)
+        return DownloadError(f"{archive}: corrupt {kind} archive ({exc}); deleted it, rerun to download it again")
+    return DownloadError(f"{archive}: corrupt {kind} archive ({exc})")
+
+
+def check_id_set(found: Iterable[str], expected: Iterable[str], source: str, listed_in: str) -> None:
+    """Raise unless the image ids found in ``source`` equal the ids listed in ``listed_in``."""
+    found, expected = set(found), set(expected)
+    missing = sorted(expected - found)
+    extra = sorted(found - expected)
+    if missing:
+        raise DownloadError(f"{source}: {len(missing)} image(s) listed in {listed_in} are missing, "
+                            f"first {missing[:3]}")
+    if extra:
+        raise DownloadError(f"{source}: {len(extra)} image(s) are not listed in {listed_in}, first {extra[:3]}")
+
+
+def check_images_decode(paths: Sequence[Path], size: tuple[int, int] | None = None, sample: int = 20) -> None:
+    """Decode an evenly spread sample of ``paths`` with Pillow; optionally require (width, height)."""
+    from PIL import Image
+
+    if not paths:
+        return
+    step = max(1, len(paths) // sample)
+    for p in list(paths)[::step][:sample]:
+        try:
+            with Image.open(p) as img:
+                img.load()
+                got = img.size
+        except Exception as exc:  # Pillow raises many types for broken files
+            raise DownloadError(f"{p}: not a decodable image ({exc})") from None
+        if size is not None and got != tuple(size):
+            raise DownloadError(f"{p}: image is {got[0]}×{got[1]} px, expected {size[0]}×{size[1]}")
+
+
+def check_counts(what: str, observed: dict, published: dict, tolerance: float = 0.0) -> None:
+    """Compare counts with the published ones: exact passes, within ``tolerance`` (relative) warns."""
+    diffs = {k: (observed.get(k, 0), v) for k, v in published.items() if observed.get(k, 0) != v}
+    diffs.update({k: (v, 0) for k, v in observed.items() if k not in published})
+    if not diffs:
+        return
+    text = ", ".join(f"{k} {got} (published {want})" for k, (got, want) in diffs.items())
+    worst = max(abs(got - want) / max(want, 1) for got, want in diffs.values())
+    if worst <= tolerance:
+        log(f"warning: {what}: counts differ slightly from the published ones: {text}")
+        return
+    raise DownloadError(f"{what}: counts differ from the published ones: {text} "
+                        "(pass --no-published-counts for a mirror or subset)")
+
+
+def check_out(out: str | Path, force: bool = False) -> None:
+    """Refuse to replace a non-empty ``out`` unless ``force``."""
+    out = Path(out)
+    if not force and out.exists() and any(p.name != ".snakemake_timestamp" for p in out.iterdir()):
+        raise DownloadError(f"{out}: already exists and is not empty; remove it or pass --force")
+
+
+@contextlib.contextmanager
+def staging(out: str | Path, force: bool = False):
+    """Yield a hidden folder beside ``out``; rename it onto ``out`` when the block succeeds."""
+    out = Path(out)
+    check_out(out, force)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = out.parent / f".{out.name}.partial"
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir()
+    try:
+        yield stage
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(stage, out)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+
+
+@dataclass
+class Options:
+    """Settings shared by every dataset's download."""
+
+    downloads: Path
+    retries: int = 3
+    timeout: float = 60.0
+    progress: bool = True
+    hashes: dict | None = None  # {file name: "alg:hex"} pins, checked strictly
+    published_counts: bool = True
+    delete_archives: bool = False
+    force: bool = False
+
+    def pin(self, name: str) -> str | None:
+        return (self.hashes or {}).get(name)
+
+    def fetch(self, name: str, urls: Sequence[str], known_hash: str | None = None, **kw) -> Path:
+        return fetch_file(name, urls, self.downloads, known_hash=self.pin(name) or known_hash,
+                          retries=self.retries, timeout=self.timeout, progress=self.progress, **kw)
+
+    def done_with(self, archive: Path) -> None:
+        if self.delete_archives:
+            archive.unlink(missing_ok=True)
+
+
+def _urls(bases: Sequence[str], name: str, query: str = "") -> list[str]:
+    return [f"{b.rstrip('/')}/{name}{query}" for b in bases]
+
+
+# --------------------------------------------------------------------------------------- HAM10000
+
+HAM_INPUT_ZIP = "ISIC2018_Task3_Training_Input.zip"
+HAM_TRUTH_ZIP = "ISIC2018_Task3_Training_GroundTruth.zip"
+HAM_TRUTH_CSV = "ISIC2018_Task3_Training_GroundTruth.csv"
+HAM_GROUPS_CSV = "ISIC2018_Task3_Training_LesionGroupings.csv"
+HAM_PUBLISHED = {"rows": 10015, "lesions": 7470,
+                 "dx": {"nv": 6705, "mel": 1113, "bkl": 1099, "bcc": 514, "akiec": 327, "vasc": 142, "df": 115}}
+HAM_ID_RANGE = (24306, 34320)
+HAM_SIZE = (600, 450)
+_HAM_TRUTH_CODES = {"MEL": "mel", "NV": "nv", "BCC": "bcc", "AKIEC": "akiec", "BKL": "bkl", "DF": "df", "VASC": "vasc"}
+
+
+def prepare_ham10000(out: str | Path, opts: Options, base_urls: Sequence[str] = HAM_BASE_URLS,
+                     dataverse_url: str = DATAVERSE_URL, metadata_from_isic: bool = False) -> Path:
+    """HAM10000 as ISIC 2018 Task 3 (images, ground truth, lesion groupings) + Dataverse metadata.
+
+    Result: ``out/HAM10000_metadata.csv``, ``out/images/ISIC_*.jpg`` (10,015 at 600×450) and the two
+    ISIC 2018 CSVs. The metadata's ``dx`` and ``lesion_id`` must agree with the ISIC 2018 files.
+    ``metadata_from_isic`` builds the metadata from the ISIC 2018 files instead of Dataverse (age,
+    sex and site are then unknown).
+    """
+    from . import ham10000
+
+    truth_zip = opts.fetch(HAM_TRUTH_ZIP, _urls(base_urls, HAM_TRUTH_ZIP), reported_hash=REPORTED_HASHES[HAM_TRUTH_ZIP])
+    groups_csv = opts.fetch(HAM_GROUPS_CSV, _urls(base_urls, HAM_GROUPS_CSV),
+                            reported_hash=REPORTED_HASHES[HAM_GROUPS_CSV])
+    if not metadata_from_isic:
+        meta_src = _fetch_dataverse_metadata(opts, dataverse_url)
+    input_zip = opts.fetch(HAM_INPUT_ZIP, _urls(base_urls, HAM_INPUT_ZIP), reported_size=REPORTED_SIZES[HAM_INPUT_ZIP])
+
+    with staging(out, opts.force) as stage:
+        csvs = safe_extract(truth_zip, stage,
+                            lambda n: HAM_TRUTH_CSV if PurePosixPath(n).name == HAM_TRUTH_CSV else None)
+        if not csvs:
+            raise DownloadError(f"{truth_zip}: no member named {HAM_TRUTH_CSV}")
+        truth = _read_ham_truth(stage / HAM_TRUTH_CSV)
+        groups = _read_lesion_groupings(groups_csv)
+        shutil.copy(groups_csv, stage / HAM_GROUPS_CSV)
+        meta_path = stage / ham10000.METADATA_NAME
+        if metadata_from_isic:
+            _ham_metadata_from_isic(truth, groups, meta_path)
+        else:
+            shutil.copy(meta_src, meta_path)
+        meta = ham10000.read_metadata(meta_path)
+        _cross_check_ham(meta, truth, groups, meta_path)
+        if opts.published_counts:
+            _check_ham_published(meta, meta_path)
+
+        images = safe_extract(input_zip, stage, flatten_images())
+        check_id_set((p.stem for p in images), meta.image_id, str(input_zip), str(meta_path.name))
+        check_images_decode(images, size=HAM_SIZE)
+    opts.done_with(input_zip)
+    log(f"ham10000: {len(meta)} images of {meta.lesion_id.nunique()} lesions in {out}")
+    return Path(out)
+
+
+def _fetch_dataverse_metadata(opts: Options, dataverse_url: str) -> Path:
+    base = dataverse_url.rstrip("/")
+    listing_url = f"{base}/api/datasets/:persistentId/?persistentId={HAM_DOI}"
+    try:
+        listing = fetch_json(listing_url, opts.downloads / "dataverse_DBW86T.json", opts.retries, opts.timeout)
+    except DownloadError as exc:
+        raise DownloadError(f"{exc} (pass --metadata-from-isic to build the metadata from the ISIC 2018 "
+                            "files instead)") from None
+    try:
+        files = listing["data"]["latestVersion"]["files"]
+    except (KeyError, TypeError):
+        raise DownloadError(f"{listing_url}: answer has no data.latestVersion.files list") from None
+    for f in files:
+        df = f.get("dataFile", {}) if isinstance(f, dict) else {}
+        names = {str(df.get("filename", "")), str(df.get("originalFileName", "")), str(f.get("label", ""))}
+        if any(re.sub(r"\.(tab|csv)$", "", n) == "HAM10000_metadata" for n in names):
+            break
+    else:
+        raise DownloadError(f"{listing_url}: no file named HAM10000_metadata in the dataset's file list")
+    file_id = df.get("id")
+    md5 = df.get("md5") or (df.get("checksum") or {}).get("value")
+    alg = ((df.get("checksum") or {}).get("type") or "MD5").lower().replace("-", "")
+    if file_id is None:
+        raise DownloadError(f"{listing_url}: HAM10000_metadata entry has no dataFile.id")
+    url = f"{base}/api/access/datafile/{file_id}?format=original"
+    known = f"{alg}:{md5}" if md5 and alg in ("md5", "sha1", "sha256", "sha512") else None
+    return opts.fetch("HAM10000_metadata.csv", [url], known_hash=known)
+
+
+def _read_csv_checked(path: Path, required: Sequence[str]):
+    import pandas as pd
+
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DownloadError(f"{path}: not a readable CSV file ({exc})") from None
+    df.columns = [c.strip() for c in df.columns]
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise DownloadError(f"{path}: header {list(df.columns)} lacks column(s) {missing}")
+    return df
+
+
+def _read_ham_truth(path: Path):
+    """ISIC 2018 Task 3 ground truth → DataFrame(image, dx); rows must be one-hot."""
+    import pandas as pd
+
+    df = _read_csv_checked(path, ["image", *_HAM_TRUTH_CODES])
+    values = df[list(_HAM_TRUTH_CODES)].apply(pd.to_numeric, errors="coerce")
+    ok = values.isin([0.0, 1.0]).all(axis=1) & (values.sum(axis=1) == 1)
+    if not ok.all():
+        i = int((~ok).to_numpy().argmax())
+        raise DownloadError(f"{path}: line {i + 2}: expected one-hot 0.0/1.0 over {list(_HAM_TRUTH_CODES)}")
+    dx = values.idxmax(axis=1).map(_HAM_TRUTH_CODES)
+    return pd.DataFrame({"image": df["image"].str.strip(), "dx": dx})
+
+
+def _read_lesion_groupings(path: Path):
+    df = _read_csv_checked(path, ["image", "lesion_id"])
+    return df.assign(image=df["image"].str.strip(), lesion_id=df["lesion_id"].str.strip())
+
+
+def _ham_metadata_from_isic(truth, groups, out: Path) -> None:
+    import pandas as pd
+
+    from ..io import write_csv
+
+    merged = truth.merge(groups, on="image", how="outer", indicator=True)
+    lost = merged[merged["_merge"] != "both"]
+    if len(lost):
+        raise DownloadError(f"{HAM_TRUTH_CSV} and {HAM_GROUPS_CSV} list different images, first {lost.image.iloc[0]}")
+    confirm = merged["diagnosis_confirm_type"] if "diagnosis_confirm_type" in merged else "unknown"
+    write_csv(out, pd.DataFrame({
+        "lesion_id": merged["lesion_id"], "image_id": merged["image"], "dx": merged["dx"],
+        "dx_type": confirm, "age": "", "sex": "unknown", "localization": "unknown",
+    }))
+    log(f"ham10000: built {out.name} from the ISIC 2018 files (age, sex and site unknown)")
+
+
+def _cross_check_ham(meta, truth, groups, meta_path: Path) -> None:
+    for other, name, col in ((truth, HAM_TRUTH_CSV, "dx"), (groups, HAM_GROUPS_CSV, "lesion_id")):
+        check_id_set(other["image"], meta["image_id"], name, meta_path.name)
+        joined = meta.merge(other.rename(columns={"image": "image_id", col: "_other"}), on="image_id")
+        bad = joined[joined[col] != joined["_other"]]
+        if len(bad):
+            row = bad.iloc[0]
+            raise DownloadError(f"{meta_path}: line {row.line}: {col} of {row.image_id} is {row[col]!r} but "
+                                f"{name} says {row['_other']!r} ({len(bad)} such rows)")
+
+
+def _check_ham_published(meta, meta_path: Path) -> None:
+    check_counts(f"{meta_path}", {"rows": len(meta), "lesions": meta.lesion_id.nunique()},
+                 {"rows": HAM_PUBLISHED["rows"], "lesions": HAM_PUBLISHED["lesions"]})
+    check_counts(f"{meta_path} dx", meta.dx.value_counts().to_dict(), HAM_PUBLISHED["dx"])
+    numbers = meta.image_id.str[5:].astype(int)
+    if numbers.min() != HAM_ID_RANGE[0] or numbers.max() != HAM_ID_RANGE[1]:
+        raise DownloadError(f"{meta_path}: image ids run from ISIC_{numbers.min():07d} to ISIC_{numbers.max():07d}, "
+                            f"expected ISIC_{HAM_ID_RANGE[0]:07d} to ISIC_{HAM_ID_RANGE[1]:07d}")
+
+
+# --------------------------------------------------------------------------------------- ISIC 2019
+
+ISIC2019_INPUT_ZIP = "ISIC_2019_Training_Input.zip"
+
+
+def prepare_isic2019(out: str | Path, opts: Options, base_urls: Sequence[str] = ISIC2019_BASE_URLS) -> Path:
+    """ISIC 2019 training set: the two CSVs + ``images/<image>.jpg`` (25,331, names kept verbatim)."""
+    from . import isic2019
+
+    gt = opts.fetch(isic2019.GROUND_TRUTH, _urls(base_urls, isic2019.GROUND_TRUTH),
+                    reported_hash=REPORTED_HASHES[isic2019.GROUND_TRUTH])
+    md = opts.fetch(isic2019.METADATA, _urls(base_urls, isic2019.METADATA),
+                    reported_hash=REPORTED_HASHES[isic2019.METADATA])
+    truth = isic2019.read_ground_truth(gt)
+    meta = isic2019.read_metadata(md, truth)
+    if opts.published_counts:
+        check_counts(str(gt), {"rows": len(truth)}, {"rows": isic2019.PUBLISHED_ROWS}, tolerance=0.01)
+        check_counts(f"{gt} classes", truth.label_name.value_counts().to_dict(), isic2019.PUBLISHED_COUNTS,
+                     tolerance=0.01)
+    archive = opts.fetch(ISIC2019_INPUT_ZIP, _urls(base_urls, ISIC2019_INPUT_ZIP))
+    with staging(out, opts.force) as stage:
+        shutil.copy(gt, stage / isic2019.GROUND_TRUTH)
+        shutil.copy(md, stage / isic2019.METADATA)
+        images = safe_extract(archive, stage, flatten_images())
+        check_id_set((p.stem for p in images), truth["image"], str(archive), isic2019.GROUND_TRUTH)
+        check_images_decode(images)
+    opts.done_with(archive)
+    log(f"isic2019: {len(truth)} images, {meta.lesion_id.replace('', None).nunique()} lesion ids in {out}")
+    return Path(out)
+
+
+# --------------------------------------------------------------------------------------- ODIR-5K
+
+
+def kaggle_credentials() -> str | None:
+    """Where Kaggle credentials were found (a description), or None."""
+    if os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"):
+        return "KAGGLE_USERNAME/KAGGLE_KEY"
+    if os.environ.get("KAGGLE_CONFIG_DIR"):
+        dirs = [Path(os.environ["KAGGLE_CONFIG_DIR"])]
+    else:
+        xdg = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+        dirs = [Path.home() / ".kaggle", xdg / "kaggle"]
+    for d in dirs:
+        if (d / "kaggle.json").is_file():
+            return str(d / "kaggle.json")
+    return None
+
+
+def _odir_instructions(downloads: Path, out: Path) -> str:
+    return (f"ODIR-5K needs a Kaggle API token (~/.kaggle/kaggle.json or KAGGLE_USERNAME + KAGGLE_KEY, "
+            f"then `pip install kaggle`) or files placed by hand: put the Kaggle zip {ODIR_ZIP} (from "
+            f"kaggle.com/datasets/{ODIR_KAGGLE_DATASET}) or the official OIA-ODIR folder 'Training Set/' "
+            f"(with 'Images/' and 'Annotation/training annotation (English).xlsx') in {downloads}/ and run "
+            f"again; an extracted tree put in {out}/ instead is indexed as it is")
+
+
+def _odir_manual_source(downloads: Path) -> Path | None:
+    """A zip or an extracted tree placed by hand in ``downloads``, if any."""
+    from . import odir
+
+    if not downloads.is_dir():
+        return None
+    zips = sorted(p for p in downloads.glob("*.zip") if not p.name.startswith("."))
+    for z in zips:
+        with contextlib.suppress(zipfile.BadZipFile, OSError):
+            with zipfile.ZipFile(z) as zf:
+                if any(odir.annotation_kind(PurePosixPath(n).name) for n in zf.namelist()):
+                    return z
+    with contextlib.suppress(DatasetError):
+        odir.locate(downloads)
+        return downloads
+    return None
+
+
+def _odir_from_kaggle(opts: Options, dataset: str) -> Path:
+    try:
+        from kaggle.api.kaggle_api_extended import KaggleApi  # lazy: optional dependency
+    except ImportError:
+        raise DownloadError("Kaggle credentials found but the kaggle package is not installed; "
+                            "run `pip install kaggle` or place the files by hand") from None
+    except (Exception, SystemExit) as exc:  # the package authenticates on import (some versions exit)
+        raise DownloadError(f"kaggle: authentication failed ({exc})") from None
+    opts.downloads.mkdir(parents=True, exist_ok=True)
+    target = opts.downloads / f"{dataset.split('/')[-1]}.zip"
+    if target.exists() and zipfile.is_zipfile(target):
+        return target
+    try:
+        api = KaggleApi()
+        api.authenticate()
+        api.dataset_download_files(dataset, path=str(opts.downloads), unzip=False, quiet=not opts.progress)
+    except (Exception, SystemExit) as exc:
+        target.unlink(missing_ok=True)
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DownloadError(f"kaggle: downloading {dataset} failed ({reason})") from None
+    if not zipfile.is_zipfile(target):
+        target.unlink(missing_ok=True)
+        raise DownloadError(f"kaggle: {target} is not a complete zip after the download; deleted, run again")
+    return target
+
+
+def _odir_select(name: str) -> str | None:
+    from . import odir
+
+    p = PurePosixPath(name.replace("\\", "/"))
+    if odir.annotation_kind(p.name) or p.name == odir.FULL_DF:
+        return p.name
+    if is_image_name(name) and odir.is_training_image(p):
+        return f"images/{p.name}"
+    return None
+
+
+def prepare_odir(out: str | Path, opts: Options, base_urls: Sequence[str] = (),
+                 kaggle_dataset: str = ODIR_KAGGLE_DATASET) -> Path:
+    """ODIR-5K training set, from (in order) files placed by hand in the downloads folder, a mirror
+    serving the Kaggle zip under ``base_urls``, or the Kaggle API; else one line saying what to place.
+
+    Result: ``out/<annotation xlsx>``, ``out/full_df.csv`` (Kaggle only) and ``out/images/`` holding
+    the 7,000 training fundus images ``{ID}_{left,right}.jpg``.
+    """
+    from . import odir
+
+    out = Path(out)
+    source = _odir_manual_source(opts.downloads)
+    manual = source is not None
+    if source is None and base_urls:
+        source = opts.fetch(ODIR_ZIP, _urls(base_urls, ODIR_ZIP))
+    if source is None and kaggle_credentials():
+        source = _odir_from_kaggle(opts, kaggle_dataset)
+    if source is None:
+        raise DownloadError(_odir_instructions(opts.downloads, out))
+    log(f"odir: using {source}")
+    with staging(out, opts.force) as stage:
+        if source.is_dir():
+            layout = odir.locate(source)
+            files = [layout.annotations] + ([layout.full_df] if layout.full_df else [])
+            for f in files:
+                shutil.copy(f, stage / f.name)
+            (stage / "images").mkdir()
+            images = []
+            for p in sorted(layout.images_dir.iterdir()):
+                if is_image_name(p.name) and odir.is_training_image(PurePosixPath(p.name)):
+                    shutil.copy(p, stage / "images" / p.name)
+                    images.append(stage / "images" / p.name)
+        else:
+            extracted = safe_extract(source, stage, _odir_select, discard=not manual, duplicates="first")
+            images = [p for p in extracted if p.parent.name == "images"]
+        layout = odir.locate(stage)
+        ann = odir.read_annotations(layout.annotations)
+        expected = [f"{i}_{side}" for i in ann.ID for side in ("left", "right")]
+        check_id_set((p.stem for p in images), expected, str(source), layout.annotations.name)
+        full_df = odir.read_full_df(layout.full_df, ann) if layout.full_df else None
+        if opts.published_counts:
+            check_counts(str(layout.annotations), odir.label_sums(ann), odir.PUBLISHED_PATIENT_COUNTS)
+            if full_df is not None:
+                check_counts(str(layout.full_df), full_df.label_name.value_counts().to_dict(),
+                             odir.PUBLISHED_EYE_COUNTS)
+        check_images_decode(images)
+    if source.is_file() and not manual:
+        opts.done_with(source)
+    log(f"odir: {len(ann)} patients, {len(images)} images in {out}")
+    return out
+
+
+# --------------------------------------------------------------------------------------- DermaMNIST
+
+
+def dermamnist_file(size: int) -> str:
+    return "dermamnist.npz" if size == 28 else f"dermamnist_{size}.npz"
+
+
+def prepare_dermamnist(out: str | Path, opts: Options, size: int = 224,
+                       base_urls: Sequence[str] = DERMAMNIST_BASE_URLS) -> Path:
+    """DermaMNIST at ``size`` px from Zenodo (MD5 checked), written as a PNG tree (see dermamnist.py)."""
+    from . import dermamnist
+
+    if size not in DERMAMNIST_SIZES:
+        raise DownloadError(f"dermamnist: size {size} is not one of {DERMAMNIST_SIZES}")
+    name = dermamnist_file(size)
+    npz = opts.fetch(name, _urls(base_urls, name, "?download=1"), known_hash=f"md5:{DERMAMNIST_MD5[size]}")
+    with staging(out, opts.force) as stage:
+        counts = dermamnist.write_tree(npz, stage, size=size,
+                                       expected=dermamnist.PUBLISHED_SPLITS if opts.published_counts else None)
+    opts.done_with(npz)
+    log(f"dermamnist: {counts} images at {size} px in {out}")
+    return Path(out)
+
+
+# --------------------------------------------------------------------------------------- CLI
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="imbench download", description="download, verify and unpack a dataset "
+                                "into its raw folder")
+    p.add_argument("dataset", choices=DATASETS)
+    p.add_argument("--out", required=True, type=Path, help="raw folder to create, e.g. resources/raw/ham10000")
+    p.add_argument("--downloads", type=Path, default=None,
+                   help="where downloaded files are kept (default resources/downloads/<dataset>)")
+    p.add_argument("--base-url", action="append", default=None, metavar="URL",
+                   help="mirror base URL (repeat for several, tried in order); default: the official hosts")
+    p.add_argument("--dataverse-url", default=DATAVERSE_URL, help="ham10000: Dataverse installation")
+    p.add_argument("--metadata-from-isic", action="store_true",
+                   help="ham10000: build the metadata from the ISIC 2018 files instead of Dataverse")
+    p.add_argument("--kaggle-dataset", default=ODIR_KAGGLE_DATASET, help="odir: Kaggle dataset slug")
+    p.add_argument("--size", type=int, default=224, choices=DERMAMNIST_SIZES, help="dermamnist: image size")
+    p.add_argument("--hash", action="append", default=[], metavar="NAME=ALG:HEX",
+                   help="pin a file's checksum (strict), e.g. ISIC_2019_Training_Input.zip=sha256:...")
+    p.add_argument("--retries", type=int, default=3, help="extra attempts per URL after a transient failure")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds without data before a retry")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-published-counts", action="store_true",
+                   help="skip the comparison with the published row and class counts (mirrors, subsets)")
+    p.add_argument("--delete-archives", action="store_true", help="delete archives once extracted")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    return p
+
+
+# config["download"][<dataset>] keys → options of `imbench download <dataset>` (unset keys keep the
+# command's defaults, which are the official sources).
+CONFIG_KEYS = {
+    "common": ("downloads", "base_urls", "hashes", "retries", "timeout", "published_counts", "delete_archives"),
+    "ham10000": ("dataverse_url", "metadata_from_isic"),
+    "isic2019": (),
+    "odir": ("kaggle_dataset",),
+    "dermamnist": ("size",),
+}
+
+
+def cli_args(dataset: str, cfg: dict | None) -> list[str]:
+    """Command-line options for ``imbench download <dataset>`` from its config section."""
+    if dataset not in DATASETS:
+        raise DownloadError(f"download: dataset {dataset!r} is not one of {list(DATASETS)}")
+    cfg = dict(cfg or {})
+    allowed = CONFIG_KEYS["common"] + CONFIG_KEYS[dataset]
+    unknown = sorted(set(cfg) - set(allowed))
+    if unknown:
+        raise DownloadError(f"config key download.{dataset}: unknown key(s) {unknown}; allowed keys: {list(allowed)}")
+    args: list[str] = []
+    if cfg.get("downloads"):
+        args += ["--downloads", str(cfg["downloads"])]
+    for url in cfg.get("base_urls") or []:
+        args += ["--base-url", str(url)]
+    for name, value in (cfg.get("hashes") or {}).items():
+        args += ["--hash", f"{name}={value}"]
+    for key in ("retries", "timeout", "dataverse_url", "kaggle_dataset", "size"):
+        if cfg.get(key) is not None:
+            args += [f"--{key.replace('_', '-')}", str(cfg[key])]
+    if cfg.get("published_counts") is False:
+        args.append("--no-published-counts")
+    if cfg.get("delete_archives"):
+        args.append("--delete-archives")
+    if cfg.get("metadata_from_isic"):
+        args.append("--metadata-from-isic")
+    return args
+
+
+def _parse_hashes(items: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise DownloadError(f"--hash {item!r}: expected NAME=ALG:HEX")
+        out[name] = _normalise_hash(value, f"--hash {name}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    try:
+        opts = Options(
+            downloads=args.downloads or Path("resources/downloads") / args.dataset,
+            retries=args.retries, timeout=args.timeout, progress=not args.no_progress,
+            hashes=_parse_hashes(args.hash), published_counts=not args.no_published_counts,
+            delete_archives=args.delete_archives, force=args.force,
+        )
+        bases = args.base_url
+        check_out(args.out, args.force)
+        if args.dataset == "ham10000":
+            prepare_ham10000(args.out, opts, bases or HAM_BASE_URLS, args.dataverse_url, args.metadata_from_isic)
+        elif args.dataset == "isic2019":
+            prepare_isic2019(args.out, opts, bases or ISIC2019_BASE_URLS)
+        elif args.dataset == "odir":
+            prepare_odir(args.out, opts, bases or (), args.kaggle_dataset)
+        else:
+            prepare_dermamnist(args.out, opts, args.size, bases or DERMAMNIST_BASE_URLS)
+    except (DatasetError, OSError) as exc:
+        print(f"imbench download {args.dataset}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
