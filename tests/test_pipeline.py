@@ -57,7 +57,10 @@ def test_grid_outputs(tiny_run):
     summary = pd.read_csv(res / "tables" / "summary.csv")
     assert set(summary.method) == {"ce", "ros", "thresholding", "bbfl"}
     assert (res / "tables" / "synthetic.md").read_text().count("±") >= 4
-    assert len(list((res / "figures").glob("*.png"))) == 5
+    assert len(list((res / "figures").glob("*.png"))) == 7  # 5 summary figures + t-SNE + Grad-CAM
+    for ext in ("md", "tex"):
+        assert (res / "tables" / f"synthetic.{ext}").is_file()
+    assert (res / "tables" / "paper_vs_ours.csv").is_file()
     # grouped split written as CSV beside the results' inputs
     split = pd.read_csv(tiny_run / "resources" / "prepared" / "synthetic" / "split_seed0.csv")
     assert (split.groupby("group").split.nunique() == 1).all()

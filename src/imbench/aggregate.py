@@ -12,7 +12,10 @@ tables/
     ``paired_vs_ce.csv``   every method vs ``ce`` on the same task/model/seed/test set: paired
                            group bootstrap of the headline metric (difference, 95 % interval, p-value,
                            Holm-adjusted p-value over all comparisons of the experiment);
-    ``<task>.md``          Markdown pivots (methods × models, mean ± sd over seeds of the test metrics).
+    ``<task>.md``          Markdown pivots (methods × models, mean ± sd over seeds of the test metrics);
+    ``<task>.tex``         the same pivots as LaTeX (booktabs) tables;
+    ``paper_vs_ours.csv``  the LMF paper's published test metrics beside ours for matching cells (+ ``.md``,
+                           which also prints BBFL's published numbers as context only).
 figures/
     ``<task>_heatmap.png``, ``<task>_methods.png``, ``<task>_per_class_recall.png``,
     ``<task>_training_curves.png``, ``<task>_confusion.png``.
@@ -323,11 +326,28 @@ def aggregate(experiment: str, results: str | Path, metrics_paths, n_boot: int =
     write_csv(table_dir / "bootstrap.csv", bootstrap_table(cells))
     write_csv(table_dir / "paired_vs_ce.csv", paired)
 
+    # The LMF paper's published test numbers beside ours, where a cell matches (real tasks only);
+    # BBFL's numbers come from private data and are shown as context, never compared.
+    from .latex import latex_pivot
+    from .paper import bbfl_context_markdown, paper_vs_ours, paper_vs_ours_markdown
+
+    pvo = paper_vs_ours(summary)
+    write_csv(table_dir / "paper_vs_ours.csv", pvo)
+    write_text(table_dir / "paper_vs_ours.md", "# Published (LMF paper) vs ours\n\n" + paper_vs_ours_markdown(pvo)
+               + "\n\n" + bbfl_context_markdown() + "\n")
+
     for task in dict.fromkeys(c["task"] for c in cells):
         first = next(c for c in cells if c["task"] == task)
         n_seeds = len({c["seed"] for c in cells if c["task"] == task})
         metrics = table_metrics or TABLE_METRICS[first["kind"]]
         md = task_markdown(task, summary, paired, first["headline"], metrics, methods, models, n_seeds)
         write_text(table_dir / f"{task}.md", md + "\n")
+        marks = significance_marks(paired, task)
+        tex = [f"% {task}: test set, mean ± sd over {n_seeds} seed(s); needs \\usepackage{{booktabs,amssymb}}"]
+        for metric in dict.fromkeys([first["headline"], *metrics]):
+            if ((summary.task == task) & (summary.metric == metric)).any():
+                tex += [f"% {metric}", latex_pivot(summary, task, metric, methods, models,
+                                                   marks if metric == first["headline"] else None), ""]
+        write_text(table_dir / f"{task}.tex", "\n".join(tex))
         make_figures(task, long, per_class, cells, first["headline"], methods, models, fig_dir)
     print(f"aggregated {len(cells)} cells into {table_dir} and {fig_dir}", flush=True)

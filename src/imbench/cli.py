@@ -40,6 +40,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     sub.add_parser("download", help="download, verify and unpack a dataset (imbench download --help)",
                    add_help=False)
 
+    sub.add_parser("explain", help="t-SNE of penultimate features and Grad-CAM examples (imbench explain --help)",
+                   add_help=False)
+
     s = sub.add_parser("index", help="normalised index of a task: image_id, path, label, label_name, group")
     s.add_argument("--task", required=True)
     s.add_argument("--raw", required=True, type=Path, help="the dataset's raw folder")
@@ -98,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         from .data.download import main as download_main
 
         return download_main(argv[1:])
+    if argv[:1] == ["explain"]:  # its own parser: imbench explain --cells ... --out-dir DIR
+        from .explain import main as explain_main
+
+        return explain_main(argv[1:])
     args = get_args_parser().parse_args(argv)
     try:
         return _dispatch(args)

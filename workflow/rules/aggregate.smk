@@ -18,6 +18,8 @@ rule aggregate:
             for name in TABLES
         ],
         markdown=[f"results/{EXP}/tables/{t}.md" for t in config["tasks"]],
+        latex=[f"results/{EXP}/tables/{t}.tex" for t in config["tasks"]],
+        paper=f"results/{EXP}/tables/paper_vs_ours.md",
         figures=[report_figure(t, f) for t in config["tasks"] for f in figure_names(t)],
     params:
         settings=aggregate_settings,
@@ -30,3 +32,23 @@ rule aggregate:
     shell:
         "imbench aggregate --experiment {params.experiment} --results {params.results} --metrics {input}"
         " --settings {params.settings:q} > {log} 2>&1"
+
+
+rule explain:
+    input:
+        cells=explain_cells,
+        images=f"{CACHE_DIR}/images.npy",
+        split=SPLIT_CSV,
+    output:
+        figures=[report_figure("{task}", f"{{task}}_{k}.png") for k in EXPLAIN.get("figures", ["tsne", "gradcam"])],
+    params:
+        args=explain_args,
+        out_dir=figures_dir,
+    threads: 1
+    conda:
+        "../../envs/imbench.yaml"
+    log:
+        f"logs/{EXP}/explain_{{task}}.log",
+    shell:
+        "imbench explain {params.args} --cache-dir $(dirname {input.images}) --split {input.split}"
+        " --threads {threads} --out-dir {params.out_dir} > {log} 2>&1"

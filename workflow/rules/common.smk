@@ -102,12 +102,52 @@ def all_metrics():
 
 def aggregate_outputs():
     out = [f"results/{EXP}/tables/{name}" for name in TABLES]
-    out += [f"results/{EXP}/tables/{t}.md" for t in config["tasks"]]
+    out += [f"results/{EXP}/tables/paper_vs_ours.md"]
+    out += [f"results/{EXP}/tables/{t}.{ext}" for t in config["tasks"] for ext in ("md", "tex")]
     out += [f"results/{EXP}/figures/{f}" for t in config["tasks"] for f in figure_names(t)]
+    out += [f"results/{EXP}/figures/{f}" for t in config["tasks"] for f in explain_figures(t)]
     return out
 
 
-TABLES = ["metrics_long.csv", "summary.csv", "per_class.csv", "bootstrap.csv", "paired_vs_ce.csv"]
+TABLES = ["metrics_long.csv", "summary.csv", "per_class.csv", "bootstrap.csv", "paired_vs_ce.csv",
+          "paper_vs_ours.csv"]
+EXPLAIN = config.get("explain", {})
+
+
+def explain_figures(task):
+    """t-SNE / Grad-CAM figure names of a task ([] when switched off or nothing trains)."""
+    from imbench.explain import figure_names as explain_names
+
+    if not EXPLAIN.get("enabled", True) or not TRAINED:
+        return []
+    return explain_names(task, tuple(EXPLAIN.get("figures", ["tsne", "gradcam"])))
+
+
+def explain_cells(wildcards):
+    """The seed-0 cells of the first model for every trained method of the task (best.pt + run.json)."""
+    seed = config["seeds"][0]
+    model = config["models"][0]
+    return [
+        f"{cell_dir(wildcards.task, model, m, seed)}/{name}"
+        for m in TRAINED
+        if (wildcards.task, m) not in _SKIP
+        for name in ("run.json", "best.pt")
+    ]
+
+
+def explain_args(wildcards, input):
+    cells = sorted({os.path.dirname(p) for p in input.cells})
+    opts = [
+        "--cells", *cells,
+        "--figures", *EXPLAIN.get("figures", ["tsne", "gradcam"]),
+        "--max-points", str(EXPLAIN.get("max_points", 1000)),
+        "--per-class", str(EXPLAIN.get("per_class", 2)),
+        "--seed", str(EXPLAIN.get("seed", 0)),
+        "--device", EXPLAIN.get("device", "cpu"),
+    ]
+    if EXPLAIN.get("gradcam_method"):
+        opts += ["--gradcam-method", EXPLAIN["gradcam_method"]]
+    return " ".join(opts)
 
 
 def train_settings(wildcards):
@@ -165,3 +205,7 @@ def download_args(dataset):
 
     cfg = (config.get("download") or {}).get(dataset) or {}
     return " ".join(shlex.quote(a) for a in cli_args(dataset, cfg))
+
+
+def figures_dir(wildcards, output):
+    return os.path.dirname(output.figures[0])
