@@ -79,3 +79,29 @@ def test_waits_then_times_out_when_all_busy(tmp_path, monkeypatch):
         assert time.monotonic() - t0 >= 0.5
     finally:
         a.kill(), b.kill(), a.wait(), b.wait()
+
+
+RECORD = """
+import os, sys, time
+from imbench.gpu import gpu_lease
+with gpu_lease(sys.argv[1], poll=0.05, log=lambda m: None) as dev:
+    start = time.time()
+    time.sleep(0.6)
+    print(dev, start, time.time(), flush=True)
+"""
+
+
+def test_six_cells_on_three_gpus_never_share_a_device(tmp_path):
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "0,1,2"}
+    procs = [subprocess.Popen([sys.executable, "-c", RECORD, str(tmp_path)], stdout=subprocess.PIPE, text=True,
+                              env=env) for _ in range(6)]
+    spans = []
+    for p in procs:
+        out, _ = p.communicate(timeout=60)
+        dev, start, end = out.split()
+        spans.append((dev, float(start), float(end)))
+    assert {d for d, _, _ in spans} <= {"0", "1", "2"}
+    for i, (d1, s1, e1) in enumerate(spans):
+        for d2, s2, e2 in spans[i + 1:]:
+            if d1 == d2:
+                assert e1 <= s2 or e2 <= s1, f"GPU {d1} held twice at once"

@@ -166,3 +166,52 @@ def test_autocast_is_off_on_cpu():
 
     with autocast(torch.device("cpu"), Settings()):
         assert not torch.is_autocast_enabled("cpu")
+
+
+def test_corrupt_checkpoint_is_not_trusted(tiny_synthetic, tmp_path):
+    cell = tmp_path / "c"
+    cell.mkdir()
+    (cell / "checkpoint.pt").write_bytes(b"PK\x03\x04 truncated")
+    messages = []
+    _train(tiny_synthetic, cell, log=messages.append)
+    assert any("ignoring unreadable checkpoint" in m and "starting from scratch" in m for m in messages)
+    _train(tiny_synthetic, tmp_path / "ref")
+    pd.testing.assert_frame_equal(pd.read_csv(cell / "predictions.csv"), pd.read_csv(tmp_path / "ref" / "predictions.csv"))
+
+
+def test_nan_loss_names_the_cell(tiny_synthetic, tmp_path):
+    with pytest.raises(FloatingPointError, match=r"cell synthetic/test_resnet/focal/seed0: training loss is nan"):
+        _train(tiny_synthetic, tmp_path / "nan", method="focal", lr=1e30, epochs=1)
+    assert not (tmp_path / "nan" / "predictions.csv").exists()
+
+
+def test_sigkill_mid_epoch_then_rerun_gives_identical_metrics(tiny_synthetic, tmp_path):
+    """A real kill: the training process gets SIGKILL during its second epoch, then is rerun."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    settings = json.dumps({**TINY, "epochs": 4})
+    def cmd(out):
+        return [sys.executable, "-m", "imbench", "train", "--task", "synthetic", "--cache-dir",
+                str(tiny_synthetic["cache"]), "--split", str(tiny_synthetic["split"]), "--model", "test_resnet",
+                "--method", "bbfl", "--seed", "3", "--settings", settings, "--out-dir", str(out)]
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    subprocess.run(cmd(tmp_path / "full"), check=True, capture_output=True, env=env)
+    proc = subprocess.Popen(cmd(tmp_path / "killed"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env)
+    for line in proc.stdout:
+        if line.startswith("epoch 2/4"):  # epoch 2 checkpointed; epoch 3 is under way
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert (tmp_path / "killed" / "checkpoint.pt").exists() and not (tmp_path / "killed" / "predictions.csv").exists()
+    rerun = subprocess.run(cmd(tmp_path / "killed"), check=True, capture_output=True, text=True, env=env)
+    assert "resuming from" in rerun.stdout and "after epoch 2 of 4" in rerun.stdout
+    for name in ("predictions.csv", "history.csv"):
+        a = pd.read_csv(tmp_path / "full" / name).drop(columns="seconds", errors="ignore")
+        b = pd.read_csv(tmp_path / "killed" / name).drop(columns="seconds", errors="ignore")
+        pd.testing.assert_frame_equal(a, b)

@@ -312,19 +312,26 @@ def train_cell(task_name: str, cache_dir: str | Path, split_path: str | Path, mo
     optimizer = make_optimizer(model, settings)
     step_model = torch.compile(model) if settings.compile else model
 
+    cell_name = f"{task_name}/{model_name}/{method_name}/seed{seed}"
     identity = {"task": task_name, "model": model_name, "method": method_name, "seed": seed,
                 "settings": dataclasses.asdict(settings), "n_train": len(train)}
     ident_hash = settings_hash(identity)
     ckpt_path = out_dir / "checkpoint.pt"
     start_epoch, best_f1, best_epoch, best_state, history = 0, -1.0, -1, None, []
+    ckpt = None
     if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+        try:  # weights_only: a checkpoint never runs pickled code
+            ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+        except Exception as exc:  # truncated or corrupt: never trust it
+            log(f"ignoring unreadable checkpoint {ckpt_path} ({type(exc).__name__}: {exc}); starting from scratch")
+            ckpt_path.unlink()
+    if ckpt is not None:
         if ckpt.get("identity_hash") == ident_hash:
             model.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
             start_epoch, best_f1, best_epoch = ckpt["epoch"] + 1, ckpt["best_f1"], ckpt["best_epoch"]
             best_state, history = ckpt["best_state"], json.loads(ckpt["history"])
-            log(f"resuming from {ckpt_path} at epoch {start_epoch}")
+            log(f"resuming from {ckpt_path} after epoch {start_epoch} of {settings.epochs}")
         else:
             log(f"ignoring {ckpt_path}: it was written with other settings")
 
@@ -356,11 +363,15 @@ def train_cell(task_name: str, cache_dir: str | Path, split_path: str | Path, mo
             idx = torch.as_tensor(np.asarray(idx), dtype=torch.long)
             x = to_input(train.images[idx], settings, device, gen)
             y = train.labels[idx].to(device, non_blocking=True)
-            with autocast(device, settings):
-                logits = step_model(x)
-            loss = loss_fn(logits.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            try:
+                with autocast(device, settings):
+                    logits = step_model(x)
+                loss = loss_fn(logits.float(), y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+            except torch.OutOfMemoryError:
+                raise RuntimeError(f"cell {cell_name}: out of {device.type} memory at batch size "
+                                   f"{settings.batch_size}; lower batch_size in protocol_overrides") from None
             if settings.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
             optimizer.step()
@@ -372,7 +383,8 @@ def train_cell(task_name: str, cache_dir: str | Path, split_path: str | Path, mo
         seconds = time.time() - t0
         train_seconds += seconds
         if not np.isfinite(train_loss):
-            raise FloatingPointError(f"training loss is {train_loss} at epoch {epoch + 1}")
+            raise FloatingPointError(f"cell {cell_name}: training loss is {train_loss} at epoch {epoch + 1} "
+                                     f"(lower the learning rate or check the method's parameters)")
         if val_f1 > best_f1:
             best_f1, best_epoch = val_f1, epoch
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
