@@ -43,6 +43,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     sub.add_parser("explain", help="t-SNE of penultimate features and Grad-CAM examples (imbench explain --help)",
                    add_help=False)
 
+    sub.add_parser("plan", help="cell count and estimated GPU-hours of a grid (imbench plan --help)", add_help=False)
+    sub.add_parser("weights", help="pre-fetch pretrained weights into the local caches (imbench weights --help)",
+                   add_help=False)
+
     s = sub.add_parser("index", help="normalised index of a task: image_id, path, label, label_name, group")
     s.add_argument("--task", required=True)
     s.add_argument("--raw", required=True, type=Path, help="the dataset's raw folder")
@@ -105,6 +109,14 @@ def main(argv: list[str] | None = None) -> int:
         from .explain import main as explain_main
 
         return explain_main(argv[1:])
+    if argv[:1] == ["plan"]:  # imbench plan --configfile experiments/x.yaml
+        from .plan import main as plan_main
+
+        return plan_main(argv[1:])
+    if argv[:1] == ["weights"]:  # imbench weights --models NAME ... (pre-fetch pretrained weights)
+        from .models import main as weights_main
+
+        return weights_main(argv[1:])
     args = get_args_parser().parse_args(argv)
     try:
         return _dispatch(args)

@@ -22,18 +22,19 @@ def check_config(config: dict) -> list[tuple[str, str, str]]:
 
     Raises ``ConfigError`` with one line naming the key and the allowed values.
     """
-    import timm
-
     for t in config["tasks"]:
         if t not in TASKS:
             raise ConfigError(f"config key 'tasks': unknown task {t!r}; allowed: {sorted(TASKS)}")
     for m in config["methods"]:
         if m not in METHODS:
             raise ConfigError(f"config key 'methods': unknown method {m!r}; allowed: {list(METHODS)}")
+    from .models import parse_model_name
+
     for name in config["models"]:
-        if not timm.is_model(name):
-            raise ConfigError(f"config key 'models': unknown model {name!r}; allowed: timm model names "
-                              f"(python -c 'import timm; print(timm.list_models())')")
+        try:
+            parse_model_name(name)
+        except ValueError as exc:
+            raise ConfigError(f"config key 'models': {exc}") from None
     if config["protocol"] not in PROTOCOLS:
         raise ConfigError(f"config key 'protocol': unknown protocol {config['protocol']!r}; allowed: {sorted(PROTOCOLS)}")
     try:

@@ -67,3 +67,18 @@ rule evaluate:
     shell:
         "imbench evaluate --cell-dir $(dirname {input.run}) --n-boot {params.n_boot}"
         " --boot-seed {params.boot_seed} > {log} 2>&1"
+
+
+rule prefetch_weights:
+    # Download every pretrained weight file the grid needs into the local timm / torch hub caches,
+    # once, before training (cluster nodes without internet then find them):
+    #   snakemake --cores 1 prefetch_weights --configfile experiments/<name>.yaml
+    localrule: True
+    params:
+        models=" ".join(config["models"]),
+    conda:
+        "../../envs/imbench.yaml"
+    log:
+        f"logs/{EXP}/prefetch_weights.log",
+    shell:
+        "imbench weights --models {params.models} > {log} 2>&1"
