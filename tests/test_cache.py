@@ -65,7 +65,7 @@ def test_failure_leaves_nothing_behind(tiny_synthetic, tmp_path):
         (tmp_path / "raw" / p).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / "raw" / p).write_bytes((tiny_synthetic["raw"] / p).read_bytes())
     (tmp_path / "raw" / index.path.iloc[9]).write_bytes(b"not a jpeg")
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match=rf"cache: cannot decode image .*{index.path.iloc[9]}"):
         build_cache(index, tmp_path / "raw", tmp_path / "out", 16, workers=1)
     assert not (tmp_path / "out" / "images.npy").exists()
     assert list((tmp_path / "out").glob("*")) == []

@@ -58,7 +58,10 @@ def _fill(args) -> int:
     array_path, paths, start, size, mode = args
     out = np.load(array_path, mmap_mode="r+")
     for i, p in enumerate(paths):
-        out[start + i] = load_resized(p, size, mode)
+        try:
+            out[start + i] = load_resized(p, size, mode)
+        except (OSError, SyntaxError, ValueError) as exc:  # PIL's errors for unreadable/truncated files
+            raise ValueError(f"cache: cannot decode image {p} ({exc})") from None
     out.flush()
     return len(paths)
 

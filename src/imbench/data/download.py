@@ -442,22 +442,47 @@ def check_id_set(found: Iterable[str], expected: Iterable[str], source: str, lis
         raise DownloadError(f"{source}: {len(extra)} image(s) are not listed in {listed_in}, first {extra[:3]}")
 
 
-def check_images_decode(paths: Sequence[Path], size: tuple[int, int] | None = None, sample: int = 20) -> None:
-    """Decode an evenly spread sample of ``paths`` with Pillow; optionally require (width, height)."""
+def check_images_decode(paths: Sequence[Path], size: tuple[int, int] | None = None, sample: int = 20,
+                        source: str | None = None) -> None:
+    """Check that every image in ``paths`` can be read; optionally require (width, height).
+
+    Every file's header is parsed with Pillow (cheap: no pixels decoded) and, with ``size``, its
+    dimensions compared. A JPEG must end with its end-of-image marker; one that does not (a
+    truncated file) is decoded in full, as is an evenly spread sample of ``sample`` files. The
+    error names the first bad file (``source``: the archive it came from) and how many are bad.
+    """
     from PIL import Image
 
+    paths = list(paths)
     if not paths:
         return
     step = max(1, len(paths) // sample)
-    for p in list(paths)[::step][:sample]:
+    decode = set(range(0, len(paths), step)[:sample])
+    bad = []
+    for i, p in enumerate(paths):
         try:
             with Image.open(p) as img:
-                img.load()
                 got = img.size
+                if i in decode or (img.format == "JPEG" and not _ends_with_jpeg_eoi(p)):
+                    img.load()
         except Exception as exc:  # Pillow raises many types for broken files
-            raise DownloadError(f"{p}: not a decodable image ({exc})") from None
+            bad.append((p, f"not a decodable image ({exc})"))
+            continue
         if size is not None and got != tuple(size):
-            raise DownloadError(f"{p}: image is {got[0]}×{got[1]} px, expected {size[0]}×{size[1]}")
+            bad.append((p, f"image is {got[0]}×{got[1]} px, expected {size[0]}×{size[1]}"))
+    if bad:
+        p, reason = bad[0]
+        where = f"{source}: image {p.name}" if source else str(p)
+        more = f" ({len(bad)} bad images in all)" if len(bad) > 1 else ""
+        raise DownloadError(f"{where}: {reason}{more}")
+
+
+def _ends_with_jpeg_eoi(path: Path, tail: int = 1024) -> bool:
+    """Whether the JPEG end-of-image marker FF D9 is in the file's last ``tail`` bytes."""
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, fh.tell() - tail))
+        return b"\xff\xd9" in fh.read()
 
 
 def check_counts(what: str, observed: dict, published: dict, tolerance: float = 0.0) -> None:
@@ -500,6 +525,19 @@ def staging(out: str | Path, force: bool = False):
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
+
+
+@contextlib.contextmanager
+def _blame(stage: Path, origin: Path):
+    """In a content error about a staged file, name ``origin`` (the archive or folder it came from)
+    instead of the hidden staging folder, which is deleted on the way out."""
+    try:
+        yield
+    except DatasetError as exc:
+        prefix = f"{stage}{os.sep}"
+        if prefix not in str(exc):
+            raise
+        raise DownloadError(str(exc).replace(prefix, f"{origin}: ")) from None
 
 
 @dataclass
@@ -562,7 +600,7 @@ def prepare_ham10000(out: str | Path, opts: Options, base_urls: Sequence[str] = 
         meta_src = _fetch_dataverse_metadata(opts, dataverse_url)
     input_zip = opts.fetch(HAM_INPUT_ZIP, _urls(base_urls, HAM_INPUT_ZIP), reported_size=REPORTED_SIZES[HAM_INPUT_ZIP])
 
-    with staging(out, opts.force) as stage:
+    with staging(out, opts.force) as stage, _blame(stage, truth_zip):
         csvs = safe_extract(truth_zip, stage,
                             lambda n: HAM_TRUTH_CSV if PurePosixPath(n).name == HAM_TRUTH_CSV else None)
         if not csvs:
@@ -575,14 +613,15 @@ def prepare_ham10000(out: str | Path, opts: Options, base_urls: Sequence[str] = 
             _ham_metadata_from_isic(truth, groups, meta_path)
         else:
             shutil.copy(meta_src, meta_path)
-        meta = ham10000.read_metadata(meta_path)
-        _cross_check_ham(meta, truth, groups, meta_path)
+        checked = meta_path if metadata_from_isic else meta_src  # errors name the downloaded file
+        meta = ham10000.read_metadata(checked)
+        _cross_check_ham(meta, truth, groups, checked)
         if opts.published_counts:
-            _check_ham_published(meta, meta_path)
+            _check_ham_published(meta, checked)
 
         images = safe_extract(input_zip, stage, flatten_images())
         check_id_set((p.stem for p in images), meta.image_id, str(input_zip), str(meta_path.name))
-        check_images_decode(images, size=HAM_SIZE)
+        check_images_decode(images, size=HAM_SIZE, source=str(input_zip))
     opts.done_with(input_zip)
     log(f"ham10000: {len(meta)} images of {meta.lesion_id.nunique()} lesions in {out}")
     return Path(out)
@@ -713,7 +752,7 @@ def prepare_isic2019(out: str | Path, opts: Options, base_urls: Sequence[str] = 
         shutil.copy(md, stage / isic2019.METADATA)
         images = safe_extract(archive, stage, flatten_images())
         check_id_set((p.stem for p in images), truth["image"], str(archive), isic2019.GROUND_TRUTH)
-        check_images_decode(images)
+        check_images_decode(images, source=str(archive))
     opts.done_with(archive)
     log(f"isic2019: {len(truth)} images, {meta.lesion_id.replace('', None).nunique()} lesion ids in {out}")
     return Path(out)
@@ -820,7 +859,7 @@ def prepare_odir(out: str | Path, opts: Options, base_urls: Sequence[str] = (),
     if source is None:
         raise DownloadError(_odir_instructions(opts.downloads, out))
     log(f"odir: using {source}")
-    with staging(out, opts.force) as stage:
+    with staging(out, opts.force) as stage, _blame(stage, source):
         if source.is_dir():
             layout = odir.locate(source)
             files = [layout.annotations] + ([layout.full_df] if layout.full_df else [])
@@ -845,7 +884,7 @@ def prepare_odir(out: str | Path, opts: Options, base_urls: Sequence[str] = (),
             if full_df is not None:
                 check_counts(str(layout.full_df), full_df.label_name.value_counts().to_dict(),
                              odir.PUBLISHED_EYE_COUNTS)
-        check_images_decode(images)
+        check_images_decode(images, source=str(source))
     if source.is_file() and not manual:
         opts.done_with(source)
     log(f"odir: {len(ann)} patients, {len(images)} images in {out}")
