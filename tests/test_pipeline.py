@@ -134,7 +134,7 @@ def _bad_config(tmp_path, change) -> str:
     [
         (lambda c: c["methods"].append("smote"), r"config key 'methods\.4': 'smote' is not allowed; allowed values: \[.*'ce'"),
         (lambda c: c.update(tasks=["ham20000"]), r"config key 'tasks\.0': 'ham20000' is not allowed; allowed values: \[.*'synthetic'"),
-        (lambda c: c.update(models=["resnet_999"]), r"config key 'models': unknown model 'resnet_999'; allowed: timm model names"),
+        (lambda c: c.update(models=["resnet_999"]), r"config key 'models': unknown model 'resnet_999': not a timm model name .*torchvision"),
         (lambda c: c.update(seeds="zero"), r"config key 'seeds': 'zero' is not of type 'array'"),
         (lambda c: c.pop("models"), r"config key '\(top level\)': 'models' is a required property"),
         (lambda c: c.update(protocol_overrides={"epoch": 3}), r"config key 'protocol_overrides': unknown training setting"),
