@@ -125,13 +125,7 @@ def render(dx: str, lesion_rng: np.random.Generator, image_rng: np.random.Genera
     ``second`` = (class, generator) adds a smaller lesion of another class off-centre (the
     multi-label variant); it draws from its own generator, so the first lesion is unchanged.
     """
-    colour, radius, texture = _SIGNAL[dx]
-    # Lesion-level draw (shared by all images of the lesion): the class signal plus wide noise.
-    colour = np.array(colour, float) + lesion_rng.normal(0, 28 * noise, 3)
-    radius = radius * float(np.exp(lesion_rng.normal(0, 0.22 * noise)))
-    texture = max(0.0, texture + lesion_rng.normal(0, 0.15 * noise))
-    aspect = float(np.exp(lesion_rng.normal(0, 0.2)))
-    freq = 2.0 + 4.0 * lesion_rng.random()
+    lesion = _lesion(dx, lesion_rng, noise)
     skin = np.array([222, 178, 150], float) + lesion_rng.normal(0, 14, 3)
 
     # Image-level jitter: position, rotation, lighting, sensor noise.
@@ -139,12 +133,7 @@ def render(dx: str, lesion_rng: np.random.Generator, image_rng: np.random.Genera
     cx = width * (0.5 + image_rng.normal(0, 0.06))
     cy = height * (0.5 + image_rng.normal(0, 0.06))
     theta = image_rng.uniform(0, np.pi)
-    u = ((xx - cx) * np.cos(theta) + (yy - cy) * np.sin(theta)) / (radius * min(width, height) * aspect)
-    v = (-(xx - cx) * np.sin(theta) + (yy - cy) * np.cos(theta)) / (radius * min(width, height) / aspect)
-    d = np.sqrt(u**2 + v**2)
-    mask = np.clip((1.15 - d) / 0.3, 0, 1)[..., None]  # soft lesion border
-    pattern = 1 + texture * np.sin(freq * np.pi * u) * np.sin(freq * np.pi * v)
-    img = skin * (1 - mask) + (colour * pattern[..., None]) * mask
+    img = _draw(np.broadcast_to(skin, (height, width, 3)), lesion, xx, yy, cx, cy, theta, min(width, height))
     if second is not None:
         dx2, rng2 = second
         corner = rng2.integers(4)
