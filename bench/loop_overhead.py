@@ -1,0 +1,270 @@
+"""Loop overhead: images/s of imbench's training loop against a bare PyTorch loop.
+
+Both loops train the same model (built by ``imbench.models.create_model`` from the same seed) on
+the same in-memory uint8 images, with the same batch size, optimiser (the demo protocol's AdamW),
+precision, thread count and determinism flag, and both do the same work per epoch:
+
+- training: shuffle, gather a uint8 batch, convert to float NCHW, random horizontal and vertical
+  flips per sample, ImageNet normalisation, forward, cross-entropy, backward, optimiser step;
+- validation: one pass over the validation split in eval mode (batches of ``eval_batch_size``),
+  softmax, macro-F1.
+
+imbench's loop is the real one: ``imbench.train.train_cell`` on a cache written in the format of
+``imbench cache`` (random pixels; the pixel values do not change the cost), method ``ce``. Its
+per-epoch images/s are read from ``history.csv`` (``images / seconds``; ``seconds`` covers the
+training steps *and* the validation pass, which is why the bare loop times the same validation
+pass). The bare loop is a plain ``for idx in randperm(n).split(batch)`` loop written here.
+
+Epoch 1 of every run is warm-up and is left out. Repeats alternate the order of the two loops.
+The figure is the ratio of the medians (imbench / bare); the per-repeat ratios are in the JSON.
+
+Time spent by ``train_cell`` outside its epochs (loading the cache, checkpoint writes, the final
+validation and test predictions, writing files) is reported separately as ``outside_epochs_s``.
+
+CPU default: timm ``test_resnet`` at 32 px, batch 64, 1 thread (the demo protocol). With
+``--device cuda`` the defaults become ResNet-50 at 224 px with bf16 autocast and channels-last,
+as ``train_cell`` runs on a GPU; that run gives the GPU images/s figure.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import benchlib  # noqa: E402
+
+NAME = "loop_overhead"
+
+
+def build_cache(work: Path, n_train: int, n_val: int, n_test: int, size: int, seed: int = 0) -> tuple[Path, Path]:
+    """A cache (images.npy + index.csv) of random pixels with HAM10000's class proportions, and its
+    split file, in the formats ``imbench cache`` and ``imbench split`` write."""
+    import numpy as np
+    import pandas as pd
+
+    from imbench.data.ham10000 import CLASSES
+    from imbench.data.synthetic import class_counts
+
+    n = n_train + n_val + n_test
+    cache = work / f"loop_cache_{n_train}_{n_val}_{n_test}_{size}px"
+    split_csv = cache / "split.csv"
+    if split_csv.exists():
+        return cache, split_csv
+    cache.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    counts = class_counts(max(n, 200))
+    p = np.array([counts[c] for c in CLASSES], float)
+    labels = rng.choice(len(CLASSES), size=n, p=p / p.sum())
+    labels[: len(CLASSES)] = np.arange(len(CLASSES))  # every class present
+    arr = np.lib.format.open_memmap(cache / "images.npy", mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
+    for s in range(0, n, 512):
+        arr[s:s + 512] = rng.integers(0, 256, arr[s:s + 512].shape, dtype=np.uint8)
+    arr.flush()
+    del arr
+    ids = [f"IMG_{i:06d}" for i in range(n)]
+    index = pd.DataFrame({"image_id": ids, "path": [f"images/{i}.jpg" for i in ids], "label": labels,
+                          "label_name": [CLASSES[k] for k in labels], "group": [f"G{i:06d}" for i in range(n)]})
+    index.to_csv(cache / "index.csv", index=False)
+    split = np.array(["train"] * n_train + ["val"] * n_val + ["test"] * n_test)
+    split = split[rng.permutation(n)]
+    split[: len(CLASSES)] = "train"
+    k = len(CLASSES)
+    split[k:k + 2], split[k + 2:k + 4] = "val", "test"  # no empty split, however small
+    pd.DataFrame({"image_id": ids, "group": index["group"], "split": split}).to_csv(split_csv, index=False)
+    return cache, split_csv
+
+
+def run_imbench(cache: Path, split_csv: Path, model: str, settings, out_dir: Path, seed: int) -> dict:
+    import pandas as pd
+
+    from imbench.train import train_cell
+
+    shutil.rmtree(out_dir, ignore_errors=True)  # no checkpoint to resume from
+    t0 = time.perf_counter()
+    run = train_cell("synthetic", cache, split_csv, model, "ce", seed, settings, out_dir, log=lambda m: None)
+    wall = time.perf_counter() - t0
+    hist = pd.read_csv(out_dir / "history.csv")
+    steady = hist.iloc[1:] if len(hist) > 1 else hist
+    return {
+        "images_per_s": float(steady["images"].sum() / steady["seconds"].sum()),
+        "epoch_seconds": hist["seconds"].tolist(),
+        "epoch_images": hist["images"].tolist(),
+        "wall_s": round(wall, 3),
+        "outside_epochs_s": round(wall - float(hist["seconds"].sum()), 3),
+        "val_macro_f1_last": float(hist["val_macro_f1"].iloc[-1]),
+        "n_train": run["n_train"],
+    }
+
+
+def run_bare(cache: Path, split_csv: Path, model_name: str, settings, device, seed: int) -> dict:
+    """The same training as train_cell's, written as a plain PyTorch loop."""
+    import numpy as np
+    import pandas as pd
+    import torch
+    import torch.nn.functional as F
+
+    from imbench.models import create_model
+
+    torch.set_num_threads(settings.threads)
+    if settings.deterministic and device.type == "cpu":
+        torch.use_deterministic_algorithms(True)
+    images = np.load(cache / "images.npy", mmap_mode="r")
+    labels_all = pd.read_csv(cache / "index.csv")["label"].to_numpy()
+    split = pd.read_csv(split_csv)["split"].to_numpy()
+    tr, va = np.flatnonzero(split == "train"), np.flatnonzero(split == "val")
+    x_tr = torch.from_numpy(np.ascontiguousarray(images[tr]))
+    y_tr = torch.as_tensor(labels_all[tr], dtype=torch.long)
+    x_va = torch.from_numpy(np.ascontiguousarray(images[va]))
+    y_va = labels_all[va]
+    K = int(labels_all.max()) + 1
+
+    torch.manual_seed(seed)
+    model = create_model(model_name, K, pretrained=False).to(device)
+    cuda = device.type == "cuda"
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    mean = torch.tensor([0.485, 0.456, 0.406], device=device).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225], device=device).view(1, 3, 1, 1)
+    use_amp = cuda and settings.amp in ("auto", "bf16")
+
+    def amp():
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp)
+
+    def prepare(u8, gen=None):
+        x = u8.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
+        if gen is not None:
+            r = torch.rand(len(x), 2, generator=gen).to(device)
+            h, v = (r[:, 0] < 0.5).view(-1, 1, 1, 1), (r[:, 1] < 0.5).view(-1, 1, 1, 1)
+            x = torch.where(h, x.flip(3), x)  # no host sync on a GPU (boolean indexing would sync)
+            x = torch.where(v, x.flip(2), x)
+        x = x.sub_(mean).div_(std)
+        return x.contiguous(memory_format=torch.channels_last) if cuda else x
+
+    per_epoch = []
+    for epoch in range(settings.epochs):
+        t0 = time.perf_counter()
+        gen = torch.Generator().manual_seed(seed * 1000 + epoch)
+        model.train()
+        seen = 0
+        for idx in torch.randperm(len(x_tr), generator=gen).split(settings.batch_size):
+            if len(idx) < 2:
+                continue
+            x = prepare(x_tr[idx], gen)
+            y = y_tr[idx].to(device, non_blocking=True)
+            with amp():
+                logits = model(x)
+            loss = F.cross_entropy(logits.float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            seen += len(idx)
+        model.eval()
+        with torch.no_grad():
+            probs = []
+            for s in range(0, len(x_va), settings.eval_batch_size):
+                with amp():
+                    out = model(prepare(x_va[s:s + settings.eval_batch_size]))
+                probs.append(out.float().softmax(1).cpu())
+            pred = torch.cat(probs).numpy().argmax(1)
+        cm = np.bincount(y_va * K + pred, minlength=K * K).reshape(K, K)
+        denom = cm.sum(0) + cm.sum(1)
+        f1 = np.divide(2 * np.diag(cm), denom, out=np.zeros(K), where=denom > 0).mean()
+        benchlib.sync(device)
+        per_epoch.append((seen, time.perf_counter() - t0))
+    steady = per_epoch[1:] if len(per_epoch) > 1 else per_epoch
+    return {
+        "images_per_s": sum(n for n, _ in steady) / sum(t for _, t in steady),
+        "epoch_seconds": [round(t, 3) for _, t in per_epoch],
+        "epoch_images": [n for n, _ in per_epoch],
+        "val_macro_f1_last": float(f1),
+    }
+
+
+def main(argv=None) -> Path:
+    p = benchlib.parser(__doc__.split("\n\n")[0])
+    p.add_argument("--model", default=None, help="timm model (default: test_resnet on CPU, resnet50 on CUDA)")
+    p.add_argument("--image-size", type=int, default=None, help="pixels (default: 32 on CPU, 224 on CUDA)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (the demo protocol and the "
+                   "workflow's train rule use 1)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs per run, the first is warm-up")
+    p.add_argument("--n-train", type=int, default=None)
+    p.add_argument("--n-val", type=int, default=None)
+    args = p.parse_args(argv)
+    restore = benchlib.restore_torch_state()
+    try:
+        return _main(args, argv if argv is not None else sys.argv[1:])
+    finally:
+        restore()
+
+
+def _main(args, argv) -> Path:
+    from imbench.protocols import resolve
+
+    device = benchlib.resolve_device(args.device)
+    cuda = device.type == "cuda"
+    model = args.model or ("resnet50" if cuda else "test_resnet")
+    size = args.image_size or (224 if cuda else 32)
+    if args.quick:
+        n_train, n_val, epochs, repeats = args.n_train or 96, args.n_val or 32, args.epochs or 2, args.repeats or 1
+    else:
+        n_train = args.n_train or (4096 if cuda else 2048)
+        n_val, epochs, repeats = args.n_val or n_train // 4, args.epochs or 5, args.repeats or 7
+    settings = resolve("demo", {"epochs": epochs, "image_size": size, "batch_size": args.batch_size,
+                                "threads": args.threads, "device": device.type, "pretrained": False})
+    work = args.work_dir
+    cache, split_csv = build_cache(work, n_train, n_val, 64 if not args.quick else 16, size)
+    state = {"i": 0}
+
+    def one():
+        state["i"] += 1
+        order = ("imbench", "bare") if state["i"] % 2 else ("bare", "imbench")
+        out = {}
+        for which in order:
+            if which == "imbench":
+                out["imbench"] = run_imbench(cache, split_csv, model, settings, work / "loop_run", seed=0)
+            else:
+                out["bare"] = run_bare(cache, split_csv, model, settings, device, seed=0)
+        return {"imbench_images_per_s": round(out["imbench"]["images_per_s"], 1),
+                "bare_images_per_s": round(out["bare"]["images_per_s"], 1),
+                "ratio": round(out["imbench"]["images_per_s"] / out["bare"]["images_per_s"], 4),
+                "order": list(order), "runs": out}
+
+    samples = benchlib.repeat(one, repeats, args, label=NAME)
+    imb = benchlib.median([s["imbench_images_per_s"] for s in samples])
+    bare = benchlib.median([s["bare_images_per_s"] for s in samples])
+    ratio = round(imb / bare, 4)
+    tag = f"{model} {size}px {device.type}"
+    figures = [
+        {"name": f"loop overhead: imbench / bare images/s ({tag}, batch {args.batch_size}, "
+                 f"{args.threads} thread{'s' if args.threads > 1 else ''})",
+         "value": ratio, "unit": "ratio", "target": None if cuda else 0.95, "op": ">="},
+        {"name": f"imbench training loop ({tag})", "value": round(imb, 1), "unit": "images/s"},
+        {"name": f"bare PyTorch loop ({tag})", "value": round(bare, 1), "unit": "images/s"},
+    ]
+    details = {
+        "model": model, "image_size": size, "device": str(device), "batch_size": args.batch_size,
+        "threads": args.threads, "epochs_per_run": epochs, "warmup_epochs_dropped": 1,
+        "n_train": n_train, "n_val": n_val, "amp": "bf16" if cuda else "off",
+        "deterministic": settings.deterministic, "stderr_isatty": sys.stderr.isatty(),
+        "imbench_images_per_s_median": imb, "bare_images_per_s_median": bare, "ratio_of_medians": ratio,
+        "ratio_per_repeat": [s["ratio"] for s in samples],
+        "ratio_median_of_pairs": benchlib.median([s["ratio"] for s in samples]),
+        "imbench_outside_epochs_s_median": benchlib.median(
+            [s["runs"]["imbench"]["outside_epochs_s"] for s in samples]),
+        "samples": samples,
+    }
+    if cuda:
+        details["gpu_images_per_s"] = imb
+    name = NAME if device.type == "cpu" else f"{NAME}_{device.type}"
+    return benchlib.write_result(name, "loop_overhead.py", argv, args, figures, details,
+                                 benchlib.load_summary(samples), device)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""Smoke test of the bench/ scripts: each runs in --quick mode and writes a valid result JSON.
+
+No timing is asserted (the numbers of a --quick run mean nothing). The planning script runs
+``snakemake -n`` in a subprocess, which takes several seconds, so it is started first, in the
+background, and checked last; the other scripts run in this process meanwhile.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+QUIET = ["--max-wait", "0", "--max-foreign", "99"]  # never wait for a quiet machine in a test
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _check(path: Path, benchmark: str) -> dict:
+    result = json.loads(path.read_text())
+    assert result["benchmark"] == benchmark
+    assert result["quick"] is True
+    assert result["command"].startswith(f"python bench/")
+    assert {"cpu", "cores", "torch"} <= set(result["machine"])
+    assert result["load"]["repeats"] >= 1
+    assert result["figures"], "no figures"
+    for f in result["figures"]:
+        assert {"name", "value", "unit"} <= set(f)
+        assert isinstance(f["value"], (int, float)) and f["value"] > 0
+    return result
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    return tmp_path_factory.mktemp("bench")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def planning_run(work):
+    out = work / "planning.json"
+    proc = subprocess.Popen([sys.executable, str(BENCH / "planning.py"), "--quick", "--out", str(out),
+                             "--work-dir", str(work / "planning"), *QUIET],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    yield proc, out
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def test_loop_overhead_quick(work):
+    out = _load("loop_overhead").main(["--quick", "--out", str(work / "loop.json"),
+                                       "--work-dir", str(work / "data"), *QUIET])
+    r = _check(out, "loop_overhead")
+    assert r["details"]["ratio_of_medians"] > 0
+    assert r["figures"][0]["unit"] == "ratio"
+
+
+def test_loader_throughput_quick(work):
+    out = _load("loader_throughput").main(["--quick", "--out", str(work / "loader.json"),
+                                           "--work-dir", str(work / "data"), *QUIET])
+    r = _check(out, "loader_throughput")
+    assert r["details"]["samples"][0]["imbench_epochs"]
+
+
+def test_preprocessing_quick(work):
+    out = _load("preprocessing").main(["--quick", "--out", str(work / "prep.json"),
+                                       "--work-dir", str(work / "data"), *QUIET])
+    r = _check(out, "preprocessing")
+    assert r["details"]["ham"]["n"] > 0 and r["details"]["fundus"]["n"] > 0
+
+
+def test_report_table(work, tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    r = json.loads((work / "loop.json").read_text())
+    r["quick"] = False  # quick results are left out of the table
+    (results / "loop_overhead.json").write_text(json.dumps(r))
+    shutil.copy(work / "prep.json", results / "preprocessing.json")
+    doc = tmp_path / "BENCHMARKS.md"
+    doc.write_text("# B\n\nbefore\n<!-- bench-table:start -->\nold\n<!-- bench-table:end -->\nafter\n")
+    assert _load("report").main(["--results", str(results), "--file", str(doc)]) == 0
+    text = doc.read_text()
+    assert "before" in text and "after" in text and "old" not in text
+    assert "loop overhead" in text and "build_cache" not in text
+
+
+def test_planning_quick(planning_run):
+    proc, out = planning_run
+    log, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, log
+    r = _check(out, "planning")
+    assert r["details"]["jobs"] > 0
+    assert r["details"]["n_created_under_results"] == 0
