@@ -109,11 +109,12 @@ class Buffered:
         self.out = None
 
     def buffer(self, n, h, w, c, device):
+        """A (n, c, h, w) float tensor with NHWC memory; a smaller last batch gets a slice of it."""
         import torch
 
-        if self.out is None or self.out.shape != (n, c, h, w):
+        if self.out is None or self.out.shape[0] < n or self.out.shape[1:] != (c, h, w):
             self.out = torch.empty((n, c, h, w), device=device, memory_format=torch.channels_last)
-        return self.out
+        return self.out[:n]
 
     def __call__(self, batch_u8, settings, device, generator=None):
         if device.type != "cpu":

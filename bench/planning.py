@@ -8,7 +8,10 @@ names) × every method × 3 seeds, under the ``standard`` protocol. The config u
 the result.
 
 Wall time is that of the whole ``snakemake`` process (interpreter start, imports, config checks,
-DAG, the printed plan). The script checks that the dry run created nothing under ``results/``.
+DAG, the printed plan, captured through a pipe). The script checks that the dry run created nothing
+under ``results/``. To show where the time goes it also times, in separate repeats, the same dry run
+with ``--quiet`` (no per-job listing) and ``import imbench.config, timm`` in a fresh interpreter
+(what the workflow's config checks import); ``--no-breakdown`` skips those.
 """
 
 from __future__ import annotations
@@ -53,8 +56,8 @@ def snapshot(path: Path) -> set[str]:
     return {str(p.relative_to(path)) for p in path.rglob("*")}
 
 
-def dry_run(snakemake: str, configfile: Path) -> dict:
-    cmd = [snakemake, "-n", "--configfile", str(configfile)]
+def dry_run(snakemake: str, configfile: Path, *extra: str) -> dict:
+    cmd = [snakemake, "-n", "--configfile", str(configfile), *extra]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=benchlib.REPO, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -65,12 +68,21 @@ def dry_run(snakemake: str, configfile: Path) -> dict:
     return {"seconds": round(wall, 3), "jobs": int(m.group(1)) if m else None}
 
 
+def time_imports() -> dict:
+    code = "import imbench.config, timm"
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], cwd=benchlib.REPO, check=True)
+    return {"seconds": round(time.perf_counter() - t0, 3)}
+
+
 def main(argv=None) -> Path:
     p = benchlib.parser(__doc__.split("\n\n")[0])
     p.add_argument("--configfile", type=Path, default=None,
                    help="grid to plan (default: experiments/all.yaml if present, else the generated largest grid)")
     p.add_argument("--snakemake", default=str(Path(sys.executable).with_name("snakemake")),
                    help="snakemake executable")
+    p.add_argument("--no-breakdown", action="store_true",
+                   help="skip the extra timings (--quiet dry run, imports) that show where the time goes")
     args = p.parse_args(argv)
     return _main(args, argv if argv is not None else sys.argv[1:])
 
@@ -99,16 +111,29 @@ def _main(args, argv) -> Path:
     snakemake = args.snakemake if os.path.exists(args.snakemake) else "snakemake"
     samples = benchlib.repeat(lambda: dry_run(snakemake, configfile), args.repeats or (1 if args.quick else 5),
                               args, label=NAME)
+    extra_samples, import_samples = [], []
+    if not args.quick and not args.no_breakdown:
+        # Where the time goes: the same dry run without the per-job listing, and the imports the
+        # workflow's config checks pull in (imbench.config imports torch and timm).
+        extra_samples = benchlib.repeat(lambda: dry_run(snakemake, configfile, "--quiet"),
+                                        args.repeats or 5, args, label=f"{NAME} --quiet")
+        import_samples = benchlib.repeat(lambda: time_imports(), args.repeats or 5, args, label=f"{NAME} imports")
     created = sorted(snapshot(results) - before)
     secs = benchlib.median([s["seconds"] for s in samples])
     figures = [{"name": f"snakemake -n, largest grid ({len(config['tasks'])} tasks × {len(config['models'])} "
                         f"models × {len(config['methods'])} methods × {len(config['seeds'])} seeds, "
                         f"{samples[0]['jobs']} jobs)" if not args.quick else "snakemake -n, quick grid",
                 "value": secs, "unit": "s", "target": None if args.quick else 20, "op": "<="}]
+    if extra_samples:
+        figures.append({"name": "same, with --quiet (no per-job listing)",
+                        "value": benchlib.median([s["seconds"] for s in extra_samples]), "unit": "s"})
+        figures.append({"name": "of which: `import imbench.config` (torch, timm) in a fresh interpreter",
+                        "value": benchlib.median([s["seconds"] for s in import_samples]), "unit": "s"})
     details = {
         "config_source": source, "config": config, "grid_cells": cells, "jobs": samples[0]["jobs"],
         "created_under_results": created[:20], "n_created_under_results": len(created),
         "experiment_dir_existed_before": exp_existed, "samples": samples,
+        "quiet_samples": extra_samples, "import_samples": import_samples,
     }
     if created:
         print(f"WARNING: the dry run created {len(created)} path(s) under results/: {created[:5]}")

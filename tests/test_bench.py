@@ -32,7 +32,7 @@ def _check(path: Path, benchmark: str) -> dict:
     result = json.loads(path.read_text())
     assert result["benchmark"] == benchmark
     assert result["quick"] is True
-    assert result["command"].startswith(f"python bench/")
+    assert result["command"].startswith("python bench/")
     assert {"cpu", "cores", "torch"} <= set(result["machine"])
     assert result["load"]["repeats"] >= 1
     assert result["figures"], "no figures"
