@@ -48,6 +48,7 @@ rarest positive label, and an extra "none" class ``K_labels`` for samples with n
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Iterator
 
@@ -145,7 +146,7 @@ def _check_int(name: str, value, minimum: int) -> int:
     return int(value)
 
 
-class BatchSampler(torch.utils.data.Sampler[list[int]]):
+class BatchSampler(torch.utils.data.Sampler[list[int]], abc.ABC):
     """Base class: epoch-indexed, seed-deterministic batch sampler.
 
     Attributes: ``sampler_id``, ``batch_size``, ``seed``, ``epoch``, ``params`` (resolved method
@@ -174,9 +175,9 @@ class BatchSampler(torch.utils.data.Sampler[list[int]]):
         """Select the epoch whose batches the next iteration yields."""
         self.epoch = _check_int("epoch", epoch, 0)
 
+    @abc.abstractmethod
     def epoch_batches(self, epoch: int | None = None) -> list[np.ndarray]:
         """All batches of ``epoch`` (default: the current one) as int64 index arrays."""
-        raise NotImplementedError
 
     def __iter__(self) -> Iterator[list[int]]:
         for batch in self.epoch_batches():
@@ -193,8 +194,9 @@ class BatchSampler(torch.utils.data.Sampler[list[int]]):
 class _OrderedEpochSampler(BatchSampler):
     """An epoch is a multiset of indices, shuffled by ``(seed, epoch)`` and cut into batches."""
 
+    @abc.abstractmethod
     def _epoch_pool(self, epoch: int) -> np.ndarray:
-        raise NotImplementedError
+        """The indices of one epoch (with repeats), before shuffling."""
 
     def epoch_batches(self, epoch: int | None = None) -> list[np.ndarray]:
         epoch = self.epoch if epoch is None else _check_int("epoch", epoch, 0)
