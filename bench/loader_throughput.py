@@ -3,12 +3,15 @@ decoding with torchvision, measured in the same run on the same images.
 
 Images: ``n`` synthetic 600×450 JPEGs (HAM10000's size) from ``imbench.data.synthetic.generate``.
 
-imbench's path (what ``train_cell`` does per batch, without the model): the JPEGs are cached once
-at 224 px (``imbench.data.cache.build_cache``, squash mode; not timed here: see preprocessing.py),
-the cache is loaded into memory as a ``Split``, then per epoch: ``build_sampler('ce', ...)``
-batches → ``torch.as_tensor(idx)`` → uint8 gather ``split.images[idx]`` → ``to_input`` (uint8 →
-float NCHW, random horizontal and vertical flips per sample, ImageNet normalisation) on the host
-with ``torch.set_num_threads(2)``, and the labels.
+imbench's path (what ``train_cell``'s batch loop does, without the model): the JPEGs are cached
+once at 224 px (``imbench.data.cache.build_cache``, squash mode; not timed here: see
+preprocessing.py), the cache is loaded into memory as a ``Split``, then per epoch:
+``build_sampler('ce', ...)`` batches → ``torch.as_tensor(idx)`` → ``images_to_input`` (each
+selected uint8 image flipped at random and converted straight into a float batch tensor reused
+between steps, then ImageNet normalisation in place) with ``torch.set_num_threads(2)``, and the
+labels. The same run measures the previous path (gather the uint8 batch, then convert it with
+whole-batch element-wise operations) as the "before" figure; both give identical tensors
+(checked in every run: ``identical_to_elementwise``).
 
 Baseline: ``torchvision.datasets.ImageFolder`` over the same JPEGs (a class-per-folder tree of
 symbolic links) with ``RandomResizedCrop(224)``, ``RandomHorizontalFlip``, ``ToTensor``,
@@ -44,115 +47,31 @@ def imbench_cache(root: Path, work: Path, size: int):
     return cache
 
 
-def _flip_draws(n: int, generator):
-    """to_input's random draws, unchanged: one (n, 2) uniform tensor; < 0.5 means flip."""
-    import torch
-
-    f = torch.rand(n, 2, generator=generator)
-    return (f[:, 0] < 0.5).tolist(), (f[:, 1] < 0.5).tolist()
-
-
-def _normalise_rows_(x, settings):
-    """x /= 255, then ImageNet normalisation, in place, on a float (N, C, H, W) tensor whose memory
-    is NHWC (what ``.float()`` of the permuted uint8 batch gives). It works on the (N·H, W·C) view
-    with the per-channel constants tiled along a row: the same element-wise operations as
-    ``to_input``'s ``(x - mean) / std`` (bit-identical results), but with a long contiguous inner
-    dimension, where broadcasting a (1, 3, 1, 1) tensor has an inner loop of 3 elements."""
+def to_input_elementwise(batch_u8, settings, device, generator=None):
+    """The element-wise conversion imbench used before its current CPU path (kept here to measure
+    the two in the same run): whole-batch ``.float()``, ``torch.where`` flips and broadcast
+    normalisation, each allocating a new float batch. Same draws, same values (tests/test_input.py)."""
     import torch
 
     from imbench.train import IMAGENET_MEAN, IMAGENET_STD
 
-    n, c, h, w = x.shape
-    rows = x.permute(0, 2, 3, 1).view(n * h, w * c)
-    rows.div_(255)
+    x = batch_u8.to(device).permute(0, 3, 1, 2).float().div_(255)
+    if generator is not None and settings.augment == "flip":
+        n = x.shape[0]
+        flips = torch.rand(n, 2, generator=generator).to(device)
+        x = torch.where((flips[:, 0] < 0.5).view(n, 1, 1, 1), x.flip(3), x)
+        x = torch.where((flips[:, 1] < 0.5).view(n, 1, 1, 1), x.flip(2), x)
     if settings.normalize == "imagenet":
-        rows.sub_(torch.tensor(IMAGENET_MEAN, device=x.device).repeat(w))
-        rows.div_(torch.tensor(IMAGENET_STD, device=x.device).repeat(w))
+        x = (x - torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)) / \
+            torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
     return x
 
 
-def to_input_proposed(batch_u8, settings, device, generator=None, out=None):
-    """The CPU path of ``imbench.train.to_input`` proposed in BENCHMARKS.md, measured beside it.
-
-    Same random draws, bit-identical output and strides (``check_proposed``). Differences: the
-    flips are applied per selected sample to a copy of the uint8 NHWC batch (a quarter of the
-    bytes of the float batch, no full-batch ``flip`` + ``where``), and the normalisation runs in
-    place on the one float tensor (see ``_normalise_rows_``). ``out``: a float tensor of the
-    result's shape and strides to convert into (no new 38 MB allocation per batch at 224 px).
-    On CUDA the current ``to_input`` is kept (its element-wise work is cheap on a GPU).
-    """
+def check_identical(device) -> bool:
+    """True when imbench's batch path gives exactly the element-wise conversion's values."""
     import torch
 
-    from imbench.train import to_input
-
-    if device.type != "cpu":
-        return to_input(batch_u8, settings, device, generator)
-    x = batch_u8
-    if generator is not None and settings.augment == "flip":
-        hflip, vflip = _flip_draws(x.shape[0], generator)
-        x = x.clone()  # the caller's batch is left as it is
-        for i, (h, v) in enumerate(zip(hflip, vflip)):
-            if h:
-                x[i] = x[i].flip(1)  # W of HWC
-            if v:
-                x[i] = x[i].flip(0)  # H
-    x = x.permute(0, 3, 1, 2)
-    x = out.copy_(x) if out is not None else x.float()
-    return _normalise_rows_(x, settings)
-
-
-class Buffered:
-    """``to_input_proposed`` converting every batch into one reused float tensor (NHWC memory, as
-    ``.float()`` of the permuted batch has): the training loop would keep it between steps."""
-
-    def __init__(self):
-        self.out = None
-
-    def buffer(self, n, h, w, c, device):
-        """A (n, c, h, w) float tensor with NHWC memory; a smaller last batch gets a slice of it."""
-        import torch
-
-        if self.out is None or self.out.shape[0] < n or self.out.shape[1:] != (c, h, w):
-            self.out = torch.empty((n, c, h, w), device=device, memory_format=torch.channels_last)
-        return self.out[:n]
-
-    def __call__(self, batch_u8, settings, device, generator=None):
-        if device.type != "cpu":
-            return to_input_proposed(batch_u8, settings, device, generator)
-        return to_input_proposed(batch_u8, settings, device, generator, out=self.buffer(*batch_u8.shape, device))
-
-
-class Fused(Buffered):
-    """A further step (changes the loop, not only ``to_input``): no batch gather; each selected
-    image is (flipped and) converted from the in-memory split straight into the reused buffer.
-    Called with the split's images and the batch indices instead of a gathered batch."""
-
-    gathers = False
-
-    def __call__(self, images, idx, settings, device, generator=None):
-        from imbench.train import to_input
-
-        if device.type != "cpu":
-            return to_input(images[idx], settings, device, generator)
-        n = len(idx)
-        _, h, w, c = images.shape
-        out = self.buffer(n, h, w, c, device)
-        flips = _flip_draws(n, generator) if generator is not None and settings.augment == "flip" else None
-        for j, i in enumerate(idx.tolist()):
-            src = images[i]
-            if flips and flips[0][j]:
-                src = src.flip(1)
-            if flips and flips[1][j]:
-                src = src.flip(0)
-            out[j].copy_(src.permute(2, 0, 1))
-        return _normalise_rows_(out, settings)
-
-
-def check_proposed(device) -> bool:
-    """True when every proposed variant gives exactly imbench's output (values and strides)."""
-    import torch
-
-    from imbench.train import Settings, to_input
+    from imbench.train import InputBuffer, Settings, images_to_input, to_input
 
     u8 = torch.randint(0, 256, (16, 24, 20, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
     idx = torch.arange(16).flip(0)
@@ -160,31 +79,37 @@ def check_proposed(device) -> bool:
     for s, gen in ((Settings(image_size=24), True), (Settings(image_size=24), False),
                    (Settings(image_size=24, normalize="none"), True), (Settings(image_size=24, augment="none"), True)):
         g = (lambda: torch.Generator().manual_seed(7)) if gen else (lambda: None)
-        a = to_input(u8[idx], s, device, g())
-        for b in (to_input_proposed(u8[idx], s, device, g()), Buffered()(u8[idx], s, device, g()),
-                  Fused()(u8, idx, s, device, g())):
-            ok &= bool(torch.equal(a, b) and a.stride() == b.stride())
+        a = to_input_elementwise(u8[idx], s, device, g())
+        if device.type == "cpu":
+            b = images_to_input(u8, idx, s, g(), InputBuffer()(16, 3, 24, 20))
+        else:
+            b = to_input(u8[idx], s, device, g())
+        ok &= bool(torch.equal(a, b))
     return ok
 
 
 def imbench_epochs(cache: Path, epochs: int, batch_size: int, threads: int, device,
-                   convert=None) -> list[tuple[int, float]]:
-    """(images, seconds) per epoch of imbench's host data path, as in train_cell's loop
-    (``convert``: a stand-in for ``to_input``, to measure a proposed change)."""
+                   elementwise: bool = False) -> list[tuple[int, float]]:
+    """(images, seconds) per epoch of imbench's host data path, exactly as train_cell's batch loop
+    runs it: on the CPU each selected image is flipped and converted from the in-memory split into
+    a reused batch tensor (``images_to_input``); on CUDA the gathered uint8 batch goes to the device
+    and is converted there (``to_input``). ``elementwise``: gather + the previous element-wise
+    conversion instead (the "before" figure)."""
     import numpy as np
     import torch
 
     from imbench.data.cache import load_cache
     from imbench.methods import build_sampler
-    from imbench.train import Settings, Split, to_input
+    from imbench.train import InputBuffer, Settings, Split, images_to_input, to_input
 
-    convert = convert or to_input
     torch.set_num_threads(threads)
     images, index = load_cache(cache)
     train = Split(images, index, np.arange(len(index)))
-    settings = Settings(image_size=images.shape[1], batch_size=batch_size, augment="flip", normalize="imagenet",
+    size, channels = train.images.shape[1], train.images.shape[3]
+    settings = Settings(image_size=size, batch_size=batch_size, augment="flip", normalize="imagenet",
                         threads=threads)
     sampler = build_sampler("ce", train.labels.numpy(), batch_size, seed=0)
+    buffer = InputBuffer()
     out = []
     x = y = None
     for epoch in range(epochs):
@@ -196,10 +121,12 @@ def imbench_epochs(cache: Path, epochs: int, batch_size: int, threads: int, devi
             if len(idx) < 2:
                 continue
             idx = torch.as_tensor(np.asarray(idx), dtype=torch.long)
-            if getattr(convert, "gathers", True):
-                x = convert(train.images[idx], settings, device, gen)
+            if elementwise:
+                x = to_input_elementwise(train.images[idx], settings, device, gen)
+            elif device.type == "cpu":
+                x = images_to_input(train.images, idx, settings, gen, buffer(len(idx), channels, size, size))
             else:
-                x = convert(train.images, idx, settings, device, gen)
+                x = to_input(train.images[idx], settings, device, gen)
             y = train.labels[idx].to(device, non_blocking=True)
             n += len(idx)
         benchlib.sync(device)
@@ -271,8 +198,8 @@ def main(argv=None) -> Path:
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers of the baseline")
     p.add_argument("--epochs", type=int, default=None, help="imbench epochs per repeat (first is warm-up)")
     p.add_argument("--baseline-epochs", type=int, default=None, help="baseline epochs per repeat (first is warm-up)")
-    p.add_argument("--no-proposed", action="store_true",
-                   help="skip the measurement of the to_input change proposed in BENCHMARKS.md")
+    p.add_argument("--no-before", action="store_true",
+                   help="skip the measurement of the previous element-wise conversion")
     args = p.parse_args(argv)
     restore = benchlib.restore_torch_state()
     try:
@@ -303,12 +230,10 @@ def _main(args, argv) -> Path:
                "speedup": round(r_imb / r_base, 2),
                "imbench_epochs": [(k, round(t, 4)) for k, t in imb],
                "baseline_epochs": [(k, round(t, 4)) for k, t in base]}
-        if not args.no_proposed:
-            for key, convert in (("proposed", to_input_proposed), ("proposed_buffer", Buffered()),
-                                 ("proposed_fused", Fused())):
-                prop = imbench_epochs(cache, epochs, args.batch_size, args.threads, device, convert)
-                out[f"{key}_images_per_s"] = round(rate(prop), 1)
-                out[f"{key}_epochs"] = [(k, round(t, 4)) for k, t in prop]
+        if not args.no_before:
+            before = imbench_epochs(cache, epochs, args.batch_size, args.threads, device, elementwise=True)
+            out["before_images_per_s"] = round(rate(before), 1)
+            out["before_epochs"] = [(k, round(t, 4)) for k, t in before]
         return out
 
     samples = benchlib.repeat(one, repeats, args, label=NAME)
@@ -316,7 +241,7 @@ def _main(args, argv) -> Path:
     base = benchlib.median([s["baseline_images_per_s"] for s in samples])
     tag = f"{size} px, batch {args.batch_size}, {device.type}"
     figures = [
-        {"name": f"imbench data path: cache → gather → to_input ({tag}, {args.threads} threads)",
+        {"name": f"imbench data path: cache → images_to_input into a reused batch ({tag}, {args.threads} threads)",
          "value": round(imb, 1), "unit": "images/s", "target": None if args.quick else 3000, "op": ">="},
         {"name": f"baseline: ImageFolder + PIL decode + RandomResizedCrop/flip/ToTensor/Normalize "
                  f"({w}×{h} JPEG → {size} px, DataLoader {args.workers} workers)",
@@ -324,23 +249,18 @@ def _main(args, argv) -> Path:
         {"name": "imbench data path / baseline", "value": round(imb / base, 2), "unit": "×",
          "target": None if args.quick else 5, "op": ">="},
     ]
-    proposed = {}
-    if not args.no_proposed:
-        for key, what in (("proposed", "with the proposed to_input change"),
-                          ("proposed_buffer", "with the proposed to_input change and a reused output tensor"),
-                          ("proposed_fused", "with per-image conversion into a reused tensor, no batch gather")):
-            proposed[key] = benchlib.median([s[f"{key}_images_per_s"] for s in samples])
-            figures.append({"name": f"same path {what} (BENCHMARKS.md; {tag}, {args.threads} threads)",
-                            "value": round(proposed[key], 1), "unit": "images/s"})
+    before = None
+    if not args.no_before:
+        before = benchlib.median([s["before_images_per_s"] for s in samples])
+        figures.append({"name": f"before: gather → element-wise conversion (the previous to_input; {tag}, "
+                                f"{args.threads} threads)", "value": round(before, 1), "unit": "images/s"})
     details = {
         "n_images": n, "jpeg_size": [w, h], "jpeg_kib_mean": round(sum(jpeg_bytes) / len(jpeg_bytes) / 1024, 1),
         "image_size": size, "batch_size": args.batch_size, "threads": args.threads, "workers": args.workers,
         "device": str(device), "imbench_epochs_per_repeat": epochs, "baseline_epochs_per_repeat": b_epochs,
         "warmup_epochs_dropped": 1, "speedup_per_repeat": [s["speedup"] for s in samples],
-        "proposed_to_input_images_per_s": proposed.get("proposed"),
-        "proposed_to_input_buffer_images_per_s": proposed.get("proposed_buffer"),
-        "proposed_fused_images_per_s": proposed.get("proposed_fused"),
-        "proposed_to_input_bit_identical": None if args.no_proposed else check_proposed(device),
+        "before_images_per_s": before,
+        "identical_to_elementwise": check_identical(device),
         "samples": samples,
     }
     name = NAME if device.type == "cpu" else f"{NAME}_{device.type}"

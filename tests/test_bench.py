@@ -72,6 +72,8 @@ def test_loader_throughput_quick(work):
                                            "--work-dir", str(work / "data"), *QUIET])
     r = _check(out, "loader_throughput")
     assert r["details"]["samples"][0]["imbench_epochs"]
+    assert r["details"]["identical_to_elementwise"] is True
+    assert r["details"]["before_images_per_s"] > 0
 
 
 def test_preprocessing_quick(work):

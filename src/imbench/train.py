@@ -124,8 +124,24 @@ class Split:
 
 
 def to_input(batch_u8: torch.Tensor, settings: Settings, device: torch.device,
-             generator: torch.Generator | None = None) -> torch.Tensor:
-    """uint8 NHWC → float NCHW on ``device``, optionally flipped at random (per sample)."""
+             generator: torch.Generator | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
+    """uint8 NHWC → float NCHW on ``device``, optionally flipped at random (per sample).
+
+    Random flips: one ``torch.rand(n, 2, generator)`` draw per batch; sample i is flipped
+    horizontally when its first number is < 0.5 and vertically when its second is. Values: x / 255,
+    then (x − mean) / std with ImageNet's constants when ``normalize`` is ``imagenet``.
+
+    On the CPU the result has NCHW shape and NHWC (channels-last) memory, and is computed by
+    :func:`images_to_input` (uint8 flips of the chosen samples, one conversion, normalisation in
+    place); ``out``, a float tensor of the result's shape and layout, is written into instead of
+    allocating one. On CUDA the batch is copied to the device and converted there, in channels-last
+    memory; ``out`` is ignored.
+    """
+    if device.type == "cpu":
+        n, h, w, c = batch_u8.shape
+        if out is None:
+            out = torch.empty((n, c, h, w), memory_format=torch.channels_last)
+        return images_to_input(batch_u8, torch.arange(n), settings, generator, out)
     x = batch_u8.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
     if generator is not None and settings.augment == "flip":
         n = x.shape[0]
@@ -138,7 +154,50 @@ def to_input(batch_u8: torch.Tensor, settings: Settings, device: torch.device,
         mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
         std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
         x = (x - mean) / std
-    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def images_to_input(images: torch.Tensor, idx: torch.Tensor, settings: Settings,
+                    generator: torch.Generator | None, out: torch.Tensor) -> torch.Tensor:
+    """CPU: rows ``idx`` of the uint8 NHWC ``images`` as :func:`to_input` returns them, in ``out``.
+
+    ``out`` is a float tensor of shape (len(idx), C, H, W) with channels-last memory (a batch
+    buffer reused between steps). Each image is flipped as uint8 and converted straight into its
+    slot, so the batch is never gathered or allocated; the normalisation then runs in place on the
+    (N·H, W·C) row view with the per-channel constants tiled along a row, which gives the same
+    float operations (x / 255, − mean, / std) in the same order as the element-wise form.
+    """
+    flip = generator is not None and settings.augment == "flip"
+    draws = (torch.rand(len(idx), 2, generator=generator) < 0.5).tolist() if flip else None
+    for j, i in enumerate(idx.tolist()):
+        src = images[i]  # H, W, C
+        if flip and draws[j][0]:
+            src = src.flip(1)
+        if flip and draws[j][1]:
+            src = src.flip(0)
+        out[j].copy_(src.permute(2, 0, 1))
+    n, c, h, w = out.shape
+    rows = out.permute(0, 2, 3, 1).view(n * h, w * c)  # raises if out is not channels-last
+    rows.div_(255)
+    if settings.normalize == "imagenet":
+        rows.sub_(torch.tensor(IMAGENET_MEAN[:c]).repeat(w))
+        rows.div_(torch.tensor(IMAGENET_STD[:c]).repeat(w))
+    return out
+
+
+class InputBuffer:
+    """The float batch tensor that :func:`images_to_input` writes into, kept between steps.
+
+    Reusing it is safe in a training loop: a batch is read by the forward pass only, and the
+    backward pass that holds it ends before the next batch is written."""
+
+    def __init__(self):
+        self._buf = None
+
+    def __call__(self, n: int, c: int, h: int, w: int) -> torch.Tensor:
+        if self._buf is None or self._buf.shape[0] < n or self._buf.shape[1:] != (c, h, w):
+            self._buf = torch.empty((n, c, h, w), memory_format=torch.channels_last)
+        return self._buf[:n]
 
 
 def autocast(device: torch.device, settings: Settings):
@@ -336,6 +395,8 @@ def train_cell(task_name: str, cache_dir: str | Path, split_path: str | Path, mo
             log(f"ignoring {ckpt_path}: it was written with other settings")
 
     use_bar = sys.stderr.isatty()
+    size, C = train.images.shape[1], train.images.shape[3]
+    x_buffer = InputBuffer()
     train_seconds = sum(h["seconds"] for h in history)
     for epoch in range(start_epoch, settings.epochs):
         if settings.early_stopping and best_epoch >= 0 and epoch - best_epoch > settings.early_stopping:
@@ -361,7 +422,10 @@ def train_cell(task_name: str, cache_dir: str | Path, split_path: str | Path, mo
                 # mode; it is skipped (and not counted in the epoch's images).
                 continue
             idx = torch.as_tensor(np.asarray(idx), dtype=torch.long)
-            x = to_input(train.images[idx], settings, device, gen)
+            if device.type == "cpu":  # convert straight from the split into the reused batch tensor
+                x = images_to_input(train.images, idx, settings, gen, x_buffer(len(idx), C, size, size))
+            else:
+                x = to_input(train.images[idx], settings, device, gen)
             y = train.labels[idx].to(device, non_blocking=True)
             try:
                 with autocast(device, settings):

@@ -1,0 +1,105 @@
+"""The host data path (uint8 cache → float model input) against the plain element-wise formulation.
+
+The reference below is written with whole-batch operations (convert, ``torch.where`` flips,
+broadcast normalisation); imbench's CPU path flips uint8 images one by one and normalises in place
+on a row view. Both must give the same numbers bit for bit and consume the same random draws, so
+that results and resumed runs do not depend on which path produced a batch.
+"""
+
+import pytest
+import torch
+
+from imbench.train import IMAGENET_MEAN, IMAGENET_STD, InputBuffer, Settings, images_to_input, to_input
+
+
+def reference(batch_u8, settings, generator=None):
+    x = batch_u8.permute(0, 3, 1, 2).float().div_(255)
+    if generator is not None and settings.augment == "flip":
+        n = x.shape[0]
+        flips = torch.rand(n, 2, generator=generator)
+        x = torch.where((flips[:, 0] < 0.5).view(n, 1, 1, 1), x.flip(3), x)
+        x = torch.where((flips[:, 1] < 0.5).view(n, 1, 1, 1), x.flip(2), x)
+    if settings.normalize == "imagenet":
+        x = (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return x
+
+
+def images(n=16, h=12, w=12, seed=0):
+    return torch.randint(0, 256, (n, h, w, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+
+
+def gen(seed=7):
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.mark.parametrize("augment", ["flip", "none"])
+@pytest.mark.parametrize("normalize", ["imagenet", "none"])
+@pytest.mark.parametrize("with_generator", [True, False])
+def test_to_input_matches_reference_bit_for_bit(augment, normalize, with_generator):
+    s = Settings(augment=augment, normalize=normalize)
+    u8 = images(h=10, w=14)  # not square: height and width flips must not be swapped
+    g1, g2 = (gen(), gen()) if with_generator else (None, None)
+    got = to_input(u8, s, torch.device("cpu"), g1)
+    want = reference(u8, s, g2)
+    assert got.shape == want.shape == (16, 3, 10, 14)
+    assert got.dtype == torch.float32
+    assert torch.equal(got, want)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    if with_generator:  # the same random draws were consumed
+        assert torch.equal(torch.rand(3, generator=g1), torch.rand(3, generator=g2))
+
+
+def test_flips_are_per_sample_and_follow_the_draws():
+    s = Settings(augment="flip", normalize="none")
+    u8 = images(n=64)
+    draws = torch.rand(64, 2, generator=gen()) < 0.5
+    x = to_input(u8, s, torch.device("cpu"), gen())
+    base = u8.permute(0, 3, 1, 2).float() / 255
+    for i in range(64):
+        expected = base[i]
+        if draws[i, 0]:
+            expected = expected.flip(2)  # width
+        if draws[i, 1]:
+            expected = expected.flip(1)  # height
+        assert torch.equal(x[i], expected), i
+    assert 0 < int(draws[:, 0].sum()) < 64 and 0 < int(draws[:, 1].sum()) < 64
+
+
+def test_input_is_not_modified():
+    u8 = images()
+    before = u8.clone()
+    to_input(u8, Settings(augment="flip"), torch.device("cpu"), gen())
+    images_to_input(u8, torch.tensor([3, 1, 3]), Settings(augment="flip"), gen(), InputBuffer()(3, 3, 12, 12))
+    assert torch.equal(u8, before)
+
+
+def test_images_to_input_equals_gather_then_to_input():
+    s = Settings(augment="flip", normalize="imagenet")
+    u8 = images(n=40)
+    idx = torch.tensor([5, 0, 39, 5, 17, 2, 2, 11])  # repeats, as oversampling gives
+    buf = InputBuffer()
+    got = images_to_input(u8, idx, s, gen(), buf(len(idx), 3, 12, 12))
+    want = reference(u8[idx], s, gen())
+    assert torch.equal(got, want)
+
+
+def test_buffer_is_reused_and_regrown():
+    buf = InputBuffer()
+    a = buf(8, 3, 12, 12)
+    b = buf(5, 3, 12, 12)  # a smaller last batch: a view of the same memory
+    assert b.data_ptr() == a.data_ptr() and b.shape == (5, 3, 12, 12)
+    c = buf(9, 3, 12, 12)
+    assert c.shape == (9, 3, 12, 12)
+    d = buf(4, 3, 16, 16)  # another image size: a new tensor
+    assert d.shape == (4, 3, 16, 16)
+    s = Settings(augment="flip")
+    u8 = images(n=9)
+    for _ in range(2):  # stale contents of the reused buffer never leak into a batch
+        got = images_to_input(u8, torch.arange(9), s, gen(), buf(9, 3, 12, 12))
+        assert torch.equal(got, reference(u8, s, gen()))
+
+
+def test_out_must_be_channels_last():
+    u8 = images(n=2)
+    with pytest.raises(RuntimeError):
+        images_to_input(u8, torch.arange(2), Settings(), None, torch.empty(2, 3, 12, 12))
