@@ -1,7 +1,8 @@
 # Two commands, from a fresh clone:
 #   make run    set up (once) and run the default grid, then write its report
 #   make test   set up (once) and run the tests
-# Set-up = a virtual environment in .venv with the pinned dependencies and the package (editable).
+# Set-up = a virtual environment in .venv with the pinned dependencies and the package (editable),
+# with the test tools and the SLURM executor plugin (profiles/slurm).
 
 VENV ?= .venv
 PYTHON ?= python3
@@ -16,7 +17,7 @@ PYTEST_ARGS ?=
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,slurm]'
 	touch $@
 
 setup: $(STAMP)
