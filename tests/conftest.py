@@ -45,6 +45,15 @@ def real_ham_metadata() -> Path:
     return path
 
 
+@pytest.fixture
+def real_ham_index(real_ham_metadata) -> pd.DataFrame:
+    """The real HAM10000 metadata as a split-ready index (label, label_name, group = lesion)."""
+    meta = pd.read_csv(real_ham_metadata)
+    classes = sorted(meta.dx.unique())
+    return pd.DataFrame({"image_id": meta.image_id, "label": meta.dx.map(classes.index),
+                         "label_name": meta.dx, "group": meta.lesion_id})
+
+
 @pytest.fixture(scope="session")
 def tiny_synthetic(tmp_path_factory):
     """A small synthetic dataset with its index, split and 16-px cache (built once per session)."""

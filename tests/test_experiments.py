@@ -129,7 +129,8 @@ def test_dong_and_le2020_say_what_they_measure():
     assert le["tasks"] == ["ham10000"] and le["methods"] == ["ce", "cost_sensitive", "focal", "cw_focal"]
     assert le["models"][0].startswith("le2020_resnet50")
     text = (EXPERIMENTS / "le2020.yaml").read_text()
-    assert "NOT IMPLEMENTED" in text and "5-fold" in text and "test-time augmentation" in text
+    assert "5-fold" in text and "test-time augmentation" in text
+    assert le["split"]["cv_folds"] == 5 and le["protocol_overrides"]["tta"] == "flips"
     assert "top3_accuracy" in text
 
 
@@ -229,3 +230,23 @@ def test_plan_reads_measured_throughput(tmp_path):
 def test_plan_runs_on_every_experiment(name):
     p = plan.make_plan(merged(name))
     assert p.n_cells > 0 and p.gpu_hours > 0 and not p.unknown_models
+
+
+def test_plan_counts_fold_models_and_per_model_sizes():
+    base = plan.make_plan(SMALL, {"test_resnet": 4000})
+    cv = {**SMALL, "split": {**SMALL["split"], "cv_folds": 4},
+          "protocol_overrides": {**SMALL["protocol_overrides"], "tta": "flips"},
+          "model_image_size": {"resnet50": 224}}
+    p = plan.make_plan(cv, {"test_resnet": 4000})
+    assert p.folds == 4 and p.n_cells == base.n_cells
+    assert p.image_sizes == {"resnet50": 224, "test_resnet": 448}
+    assert p.throughput["resnet50"][0] == pytest.approx(1218.0)  # the table's rate at 224 px, unscaled
+    ce = {(r.task, r.model, r.method): r for r in p.rows}[("odir_glaucoma", "test_resnet", "ce")]
+    # pool = 60 % train (1,894) + 20 % val (631) = 2,525; each fold model trains on 3/4 of it
+    fold_train, fold_val = round(1894 * (2525 * 3 / 4 / 1894)), round(2525 / 4)
+    assert ce.samples_per_epoch == fold_train
+    assert ce.train_images == fold_train * 4 * 4  # 4 epochs × 4 fold models
+    # per fold: validation every epoch, then validation and test once with 4 TTA views
+    assert ce.eval_images == (fold_val * 4 + (fold_val + 631) * 4) * 4
+    out = plan.format_plan(p)
+    assert "ensemble of 4 fold models" in out and "resnet50 224 px" in out

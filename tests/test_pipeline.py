@@ -160,7 +160,7 @@ PAPER_GRIDS = {
     "lmf": {"train": 3 * 3 * 5 * 3},
     "bbfl": {"train": 3 * 3 * 7 * 3, "posthoc": 3 * 3 * 1 * 3},
     "dong": {"train": 1 * 3 * 2 * 3},
-    "le2020": {"train": 1 * 4 * 4 * 3},
+    "le2020": {"train": 1 * 4 * 4 * 3 * 5, "ensemble": 1 * 4 * 4 * 3, "cells": 1 * 4 * 4 * 3},  # 5 folds
     "all": {"train": (7 * 12 * 14 - 12 * 5) * 3, "posthoc": 7 * 12 * 3},
 }
 
@@ -173,5 +173,45 @@ def test_paper_grids_plan_exactly_their_cells(name, tmp_path):
     jobs = planned_jobs(proc.stdout)
     expected = PAPER_GRIDS[name]
     assert jobs["train"] == expected["train"]
+    assert jobs.get("ensemble", 0) == expected.get("ensemble", 0)
     assert jobs.get("posthoc", 0) == expected.get("posthoc", 0)
-    assert jobs["evaluate"] == expected["train"] + expected.get("posthoc", 0)
+    assert jobs["evaluate"] == expected.get("cells", expected["train"]) + expected.get("posthoc", 0)
+
+
+def test_cross_validation_and_per_model_image_sizes(tmp_path):
+    """split.cv_folds: fold models → ensemble → evaluation and tables; model_image_size: one cache
+    per size, each model trained at its own size."""
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg.update(experiment="cv", models=["test_resnet", "test_efficientnet"], methods=["ce", "thresholding"],
+               seeds=[0], model_image_size={"test_efficientnet": 24}, split={"seed": 0, "cv_folds": 3},
+               explain={"figures": ["tsne"]})
+    cfg["protocol_overrides"] = {**cfg["protocol_overrides"], "epochs": 1, "tta": "flips"}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    jobs = planned_jobs(smk(tmp_path, "-n", "--configfile", "config.yaml").stdout)
+    assert (jobs["train"], jobs["ensemble"], jobs["posthoc"], jobs["evaluate"], jobs["cache"]) == (6, 2, 2, 4, 2)
+    smk(tmp_path, "--cores", "2", "--configfile", "config.yaml")
+    res = tmp_path / "results" / "cv" / "synthetic"
+    split = pd.read_csv(tmp_path / "resources" / "prepared" / "synthetic" / "split_seed0_cv3.csv")
+    assert sorted(split.cv_fold.unique()) == [-1, 0, 1, 2]
+    for model, size in (("test_resnet", 16), ("test_efficientnet", 24)):
+        cell = res / model / "ce" / "seed0"
+        for k in range(3):
+            run = yaml.safe_load((cell / f"fold{k}" / "run.json").read_text())
+            assert run["fold"] == k and run["settings"]["image_size"] == size and run["settings"]["tta"] == "flips"
+        run = yaml.safe_load((cell / "run.json").read_text())
+        assert run["folds"] == 3 and (cell / "metrics.json").is_file()
+        post = yaml.safe_load((res / model / "thresholding" / "seed0" / "run.json").read_text())
+        assert post["base_cell"].endswith(f"{model}/ce/seed0")
+    assert (tmp_path / "resources" / "cache" / "synthetic" / "24px-squash" / "images.npy").is_file()
+    summary = pd.read_csv(tmp_path / "results" / "cv" / "tables" / "summary.csv")
+    assert len(summary[["model", "method"]].drop_duplicates()) == 4
+    assert (tmp_path / "results" / "cv" / "figures" / "synthetic_tsne.png").is_file()
+
+
+def test_model_image_size_must_name_a_model(tmp_path):
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg["model_image_size"] = {"resnet50": 224}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    proc = smk(tmp_path, "-n", "--configfile", "config.yaml", check=False)
+    assert proc.returncode != 0
+    assert "model_image_size': 'resnet50' is not one of the models" in proc.stdout + proc.stderr

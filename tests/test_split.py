@@ -9,15 +9,8 @@ import pytest
 from imbench.data.split import check_no_leakage, grouped_split
 
 
-def _ham_index(path) -> pd.DataFrame:
-    meta = pd.read_csv(path)
-    classes = sorted(meta.dx.unique())
-    return pd.DataFrame({"image_id": meta.image_id, "label": meta.dx.map(classes.index),
-                         "label_name": meta.dx, "group": meta.lesion_id})
-
-
-def test_real_ham10000_split_is_grouped_and_stratified(real_ham_metadata):
-    index = _ham_index(real_ham_metadata)
+def test_real_ham10000_split_is_grouped_and_stratified(real_ham_index):
+    index = real_ham_index
     out = grouped_split(index, seed=0)
     # no lesion in two splits
     assert (out.groupby("group").split.nunique() == 1).all()

@@ -215,3 +215,47 @@ def test_sigkill_mid_epoch_then_rerun_gives_identical_metrics(tiny_synthetic, tm
         a = pd.read_csv(tmp_path / "full" / name).drop(columns="seconds", errors="ignore")
         b = pd.read_csv(tmp_path / "killed" / name).drop(columns="seconds", errors="ignore")
         pd.testing.assert_frame_equal(a, b)
+
+
+def _outputs(cell):
+    return {name: (cell / name).read_bytes() for name in ("predictions.csv", "history.csv", "run.json", "best.pt")}
+
+
+@pytest.mark.parametrize("failure", ["nan", "oom", "missing_weights"])
+def test_failures_name_the_cell_and_leave_previous_outputs_untouched(failure, tiny_synthetic, tmp_path,
+                                                                     monkeypatch):
+    """A cell that completed once and fails on a rerun (other settings) keeps its complete outputs:
+    training writes them only at the end, each through a temporary name."""
+    cell = tmp_path / "cell"
+    _train(tiny_synthetic, cell, method="focal", epochs=1)
+    before = _outputs(cell)
+    if failure == "nan":
+        err, match, over = FloatingPointError, r"cell synthetic/test_resnet/focal/seed0: training loss is nan", \
+            {"lr": 1e30, "epochs": 2}
+    elif failure == "oom":
+        import contextlib
+
+        import imbench.train
+
+        @contextlib.contextmanager
+        def out_of_memory(device, settings):
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+            yield
+
+        monkeypatch.setattr(imbench.train, "autocast", out_of_memory)
+        err, match, over = RuntimeError, r"cell synthetic/test_resnet/focal/seed0: out of cpu memory at batch size 32", \
+            {"epochs": 2}
+    else:
+        from imbench.models import MissingWeightsError
+
+        monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+        monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+        monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        err, match, over = MissingWeightsError, r"cell synthetic/test_resnet/focal/seed0: pretrained weights of " \
+            r"model 'test_resnet' .* are not cached", {"pretrained": True}
+    with pytest.raises(err, match=match) as info:
+        _train(tiny_synthetic, cell, method="focal", **over)
+    assert "\n" not in str(info.value)
+    assert _outputs(cell) == before
+    assert not list(cell.glob("*.tmp*")) and not list(cell.glob(".*"))

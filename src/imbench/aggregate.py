@@ -302,6 +302,16 @@ def figure_names(task: str) -> list[str]:
     return [f"{task}_{n}.png" for n in names]
 
 
+#: The figures ``imbench.explain`` draws per task. Kept here with :func:`explain_figure_names`
+#: (and re-exported by ``imbench.explain``) so that planning can name them without importing torch.
+EXPLAIN_FIGURES = ("tsne", "gradcam")
+
+
+def explain_figure_names(task: str, what=EXPLAIN_FIGURES) -> list[str]:
+    """File names ``imbench.explain`` writes for ``task`` (``imbench.explain.figure_names``)."""
+    return [f"{task}_{w}.png" for w in what]
+
+
 # ----------------------------------------------------------------------------- entry point
 
 

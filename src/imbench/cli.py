@@ -59,6 +59,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, type=Path)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--fractions", type=float, nargs=3, default=(0.70, 0.15, 0.15), metavar=("TRAIN", "VAL", "TEST"))
+    s.add_argument("--cv-folds", type=int, default=0,
+                   help="also assign the non-test images to this many cross-validation folds (column cv_fold)")
 
     s = sub.add_parser("cache", help="decode + resize every image once into a uint8 array")
     s.add_argument("--index", required=True, type=Path, help="index CSV of the task")
@@ -75,8 +77,14 @@ def get_args_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", required=True)
     s.add_argument("--method", required=True)
     s.add_argument("--seed", required=True, type=int)
+    s.add_argument("--fold", type=int, default=None,
+                   help="cross-validation fold to hold out for validation (needs a split with cv_fold)")
     s.add_argument("--settings", type=_json_arg, default={}, help="JSON object of training settings")
     s.add_argument("--threads", type=int, default=None, help="CPU threads (overrides the settings)")
+    s.add_argument("--out-dir", required=True, type=Path)
+
+    s = sub.add_parser("ensemble", help="one cell from its cross-validation fold models")
+    s.add_argument("--folds", required=True, type=Path, nargs="+", help="the fold folders (fold0 fold1 ...)")
     s.add_argument("--out-dir", required=True, type=Path)
 
     s = sub.add_parser("posthoc", help="apply a post-hoc method to another cell's predictions")
@@ -152,7 +160,7 @@ def _dispatch(args) -> int:
     elif args.command == "split":
         import pandas as pd
 
-        from .data.split import grouped_split
+        from .data.split import add_cv_folds, grouped_split
         from .io import write_csv
 
         index = pd.read_csv(args.index, dtype={"image_id": str, "group": str})
@@ -166,8 +174,12 @@ def _dispatch(args) -> int:
             print("using the dataset's official split (not grouped)")
         else:
             out = grouped_split(index, tuple(args.fractions), seed=args.seed)
+        if args.cv_folds:
+            out = add_cv_folds(out, args.cv_folds, seed=args.seed)
         write_csv(args.out, out)
         print(pd.crosstab(out.label_name, out.split, margins=True).to_string())
+        if args.cv_folds:
+            print(pd.crosstab(out.label_name, out.cv_fold, margins=True).to_string())
     elif args.command == "cache":
         import pandas as pd
 
@@ -191,9 +203,14 @@ def _dispatch(args) -> int:
         lease = gpu_lease(log=log) if settings.device != "cpu" else contextlib.nullcontext()
         with lease:
             run = train_cell(args.task, args.cache_dir, args.split, args.model, args.method, args.seed, settings,
-                             args.out_dir, log=log)
+                             args.out_dir, log=log, fold=args.fold)
         print(f"best epoch {run['best_epoch']} val macro-F1 {run['best_val_macro_f1']:.4f}; "
               f"{run['timings']['train_images_per_second']} images/s")
+    elif args.command == "ensemble":
+        from .ensemble import ensemble_folds
+
+        run = ensemble_folds(args.folds, args.out_dir)
+        print(f"ensemble of {len(args.folds)} fold models: best epochs {run['fold_best_epochs']}")
     elif args.command == "posthoc":
         from .evaluate import run_posthoc
 

@@ -28,7 +28,7 @@ def check_config(config: dict) -> list[tuple[str, str, str]]:
     for m in config["methods"]:
         if m not in METHODS:
             raise ConfigError(f"config key 'methods': unknown method {m!r}; allowed: {list(METHODS)}")
-    from .models import parse_model_name
+    from .model_names import parse_model_name
 
     for name in config["models"]:
         try:

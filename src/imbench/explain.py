@@ -51,12 +51,9 @@ from .io import atomic_path, read_json
 from .models import Classifier, create_model
 from .train import Settings, Split, load_split, resolve_device, to_input
 
-FIGURES = ("tsne", "gradcam")
-
-
-def figure_names(task: str, what=FIGURES) -> list[str]:
-    """File names :func:`main` writes for ``task``."""
-    return [f"{task}_{w}.png" for w in what]
+# The figure names live in aggregate.py, which planning imports without torch.
+from .aggregate import EXPLAIN_FIGURES as FIGURES
+from .aggregate import explain_figure_names as figure_names  # noqa: F401
 
 
 # ----------------------------------------------------------------------------- loading

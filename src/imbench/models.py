@@ -60,8 +60,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-TORCHVISION_TAG = "torchvision"
-LE2020_PREFIX = "le2020_"
+from .model_names import (  # noqa: F401  (re-exported)
+    _TV_UNSUPPORTED,
+    LE2020_PREFIX,
+    TORCHVISION_TAG,
+    ModelSpec,
+    _torchvision_archs,
+    _tv_weights_enum,
+    base_name,
+    is_model,
+    parse_model_name,
+)
+
 LE2020_HIDDEN = 512
 LE2020_DROPOUT = 0.5
 DEFAULT_INPUT_SIZE = 224
@@ -152,97 +162,8 @@ class TorchvisionBackbone(nn.Module):
 
 
 # ----------------------------------------------------------------------------- names
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A parsed model name.
-
-    ``source``: ``timm`` | ``torchvision`` | ``le2020``. ``arch``: the timm name (with its tag) or
-    the torchvision architecture. ``weights``: the torchvision weights enum member (``DEFAULT``
-    resolved). ``inner``: for ``le2020``, the spec of the backbone.
-    """
-
-    name: str
-    source: str
-    arch: str
-    weights: str | None = None
-    inner: "ModelSpec | None" = None
-
-
-# torchvision families TorchvisionBackbone cannot wrap (see parse_model_name).
-_TV_UNSUPPORTED = ("vit_", "squeezenet")
-
-
-def _torchvision_archs() -> list[str]:
-    import torchvision
-
-    return list(torchvision.models.list_models(module=torchvision.models))
-
-
-def _tv_weights_enum(arch: str):
-    from torchvision.models import get_model_weights
-
-    return get_model_weights(arch)
-
-
-def parse_model_name(name: str) -> ModelSpec:
-    """Parse any model-name form (module docstring); unknown names raise one ``ValueError``."""
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"model name must be a non-empty string, got {name!r}")
-    if name.startswith(LE2020_PREFIX):
-        inner_name = name[len(LE2020_PREFIX):]
-        if inner_name.startswith(LE2020_PREFIX):
-            raise ValueError(f"unknown model {name!r}: {LE2020_PREFIX} cannot be nested")
-        try:
-            inner = parse_model_name(inner_name)
-        except ValueError as exc:
-            raise ValueError(f"unknown model {name!r}: {inner_name!r} after {LE2020_PREFIX!r} is not a model "
-                             f"name ({exc})") from None
-        return ModelSpec(name, "le2020", inner.arch, inner.weights, inner)
-    arch, _, tag = name.partition(".")
-    if tag == TORCHVISION_TAG or tag.startswith(TORCHVISION_TAG + "_"):
-        if arch not in _torchvision_archs():
-            raise ValueError(f"unknown model {name!r}: {arch!r} is not a torchvision classification model "
-                             f"(torchvision.models.list_models())")
-        if arch.startswith(_TV_UNSUPPORTED):
-            raise ValueError(f"unknown model {name!r}: torchvision {arch} is not supported as a backbone "
-                             f"(ViTs keep a class token outside their sub-modules, SqueezeNet has no final "
-                             f"Linear layer); use its timm version")
-        enum = _tv_weights_enum(arch)
-        wanted = tag[len(TORCHVISION_TAG) + 1:]
-        if not wanted:
-            return ModelSpec(name, "torchvision", arch, enum.DEFAULT.name)
-        for member in enum:
-            if member.name.lower() == wanted.lower():
-                return ModelSpec(name, "torchvision", arch, member.name)
-        raise ValueError(f"unknown model {name!r}: torchvision {arch} has no weights {wanted!r}; "
-                         f"available: {[m.name for m in enum]}")
-    if not timm.is_model(name):
-        raise ValueError(f"unknown model {name!r}: not a timm model name (timm.list_models()), nor "
-                         f"<arch>.{TORCHVISION_TAG}[_<WEIGHTS>] or {LE2020_PREFIX}<model>")
-    if tag:
-        try:
-            timm.models.get_pretrained_cfg(name)
-        except RuntimeError:
-            tags = [n.partition(".")[2] for n in timm.list_pretrained(f"{arch}.*")]
-            raise ValueError(f"unknown model {name!r}: timm has no pretrained tag {tag!r} for {arch}; "
-                             f"available: {tags}") from None
-    return ModelSpec(name, "timm", name)
-
-
-def is_model(name: str) -> bool:
-    """True for every name :func:`create_model` builds: timm (tag checked), torchvision, le2020."""
-    try:
-        parse_model_name(name)
-    except ValueError:
-        return False
-    return True
-
-
-def base_name(name: str) -> str:
-    """The architecture a paper would name: the part before the first ``.`` (``le2020_`` kept)."""
-    return str(name).split(".")[0]
+# Parsing and checking names needs neither torch nor timm for the usual names: it lives in
+# model_names.py (imported at planning time) and is re-exported here.
 
 
 def input_size(name: str) -> int:

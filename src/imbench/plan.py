@@ -253,6 +253,8 @@ class Plan:
     skipped: list[tuple[str, str, str]] = field(default_factory=list)
     throughput: dict[str, tuple[float | None, str]] = field(default_factory=dict)
     task_sources: dict[str, str] = field(default_factory=dict)
+    folds: int = 0  # cross-validation: every cell trains this many fold models
+    image_sizes: dict[str, int] = field(default_factory=dict)  # per model
 
     @property
     def n_trained(self) -> int:
@@ -299,12 +301,23 @@ def make_plan(config: dict, user_ips: dict | None = None) -> Plan:
     seeds = len(config["seeds"])
     plan = Plan(str(config["experiment"]), str(config["protocol"]), settings.epochs, settings.batch_size,
                 settings.image_size, seeds, list(config["tasks"]), list(config["models"]), list(config["methods"]))
+    plan.folds = int((config.get("split") or {}).get("cv_folds", 0) or 0)
     method_params = config.get("method_params") or {}
+    sizes = config.get("model_image_size") or {}
     for model in config["models"]:
-        plan.throughput[model] = images_per_second(model, settings.image_size, user_ips)
+        plan.image_sizes[model] = int(sizes.get(model, settings.image_size))
+        plan.throughput[model] = images_per_second(model, plan.image_sizes[model], user_ips)
+    n_runs = max(1, plan.folds)  # trainings per cell
+    tta_views = 4 if settings.tta == "flips" else 1
     for task in config["tasks"]:
         kind = get_task(task).kind
         train_counts, n_val, n_test = split_sizes(task, config)
+        if plan.folds:
+            # Fold model k trains on the other K-1 folds of the pool (train + val) and validates on fold k.
+            pool = sum(train_counts.values()) + n_val
+            scale = pool * (plan.folds - 1) / plan.folds / max(1, sum(train_counts.values()))
+            train_counts = {c: int(round(n * scale)) for c, n in train_counts.items()}
+            n_val = int(round(pool / plan.folds))
         plan.task_sources[task] = task_counts(task, config)[2]
         n_train = sum(train_counts.values())
         for method in config["methods"]:
@@ -313,8 +326,8 @@ def make_plan(config: dict, user_ips: dict | None = None) -> Plan:
                 continue
             trains = get_method(method).trains
             spe = samples_per_epoch(method, train_counts, settings.batch_size, method_params.get(method))
-            train_images = spe * settings.epochs if trains else 0
-            eval_images = (n_val * settings.epochs + n_val + n_test) if trains else 0
+            train_images = spe * settings.epochs * n_runs if trains else 0
+            eval_images = (n_val * settings.epochs + (n_val + n_test) * tta_views) * n_runs if trains else 0
             for model in config["models"]:
                 ips = plan.throughput[model][0]
                 hours = None
@@ -349,6 +362,13 @@ def format_plan(plan: Plan) -> str:
     lines.append(f"cells: {plan.n_cells} ({plan.n_trained} trained + {plan.n_posthoc} post-hoc) = "
                  f"{len(tasks)} task(s) × {len(models)} model(s) × {len(plan.methods)} method(s) × "
                  f"{plan.seeds} seed(s) − {n_skip} skipped")
+    if plan.folds:
+        lines.append(f"cross-validation: every trained cell is an ensemble of {plan.folds} fold models "
+                     f"({plan.n_trained * plan.folds} trainings); images below are per cell (all folds)")
+    other = {m: px for m, px in plan.image_sizes.items() if px != plan.image_size}
+    if other:
+        lines.append("image size per model: " + ", ".join(f"{m} {px} px" for m, px in other.items())
+                     + f"; others {plan.image_size} px")
     for _, _, note in plan.skipped:
         lines.append(f"  skipped: {note}")
     lines.append("")
@@ -367,7 +387,7 @@ def format_plan(plan: Plan) -> str:
     lines += _table(["task", "method", "n_train", "samples/epoch", "factor", "epochs", "images/cell"], rows,
                     {2, 3, 4, 5, 6})
     lines.append("")
-    lines.append(f"Training throughput at {plan.image_size} px (images/s; ESTIMATES unless given):")
+    lines.append(f"Training throughput at {plan.image_size} px unless stated above (images/s; ESTIMATES unless given):")
     lines += _table(["model", "images/s", "source"],
                     [[m, "?" if ips is None else f"{ips:,.0f}", src] for m, (ips, src) in plan.throughput.items()],
                     {1})

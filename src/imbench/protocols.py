@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .train import Settings
+from .settings import Settings
 
 PROTOCOLS: dict[str, dict] = {
     # The embedded demo: CPU, tiny model, 32 px, a few epochs. The whole default grid runs in

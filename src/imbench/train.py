@@ -24,7 +24,6 @@ import os
 import platform
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,65 +37,11 @@ from .data.multilabel import label_matrix
 from .data.tasks import get_task
 from .io import atomic_path, write_csv, write_json
 from .methods import build_loss, build_sampler, get_method
-from .models import create_model
+from .models import MissingWeightsError, create_model
+from .settings import Settings  # a torch-free module (planning imports it); re-exported here
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass
-class Settings:
-    """Training hyper-parameters of one cell (a protocol with the experiment's overrides)."""
-
-    epochs: int = 10
-    batch_size: int = 64
-    optimizer: str = "adamw"  # adamw | adam | sgd
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    momentum: float = 0.9  # sgd only
-    scheduler: str = "cosine"  # cosine | step | none
-    warmup_epochs: int = 0
-    step_size: int = 30  # step only
-    step_gamma: float = 0.1  # step only
-    image_size: int = 32
-    normalize: str = "imagenet"  # imagenet | none
-    augment: str = "flip"  # none | flip
-    pretrained: bool = False
-    drop_rate: float = 0.0
-    eval_batch_size: int = 256
-    threads: int = 1
-    device: str = "auto"  # auto | cpu | cuda
-    deterministic: bool = True  # CPU only: torch.use_deterministic_algorithms
-    amp: str = "auto"  # auto (bf16 autocast on CUDA, off on CPU) | bf16 | off
-    compile: bool = False  # torch.compile the model
-    grad_clip: float = 0.0  # max gradient norm; 0 = off
-    early_stopping: int = 0  # stop after this many epochs without a better validation macro-F1; 0 = off
-    method_params: dict = field(default_factory=dict)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Settings":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown training setting(s) {unknown}; known: {sorted(known)}")
-        s = cls(**d)
-        _check_choice("optimizer", s.optimizer, ("adamw", "adam", "sgd"))
-        _check_choice("scheduler", s.scheduler, ("cosine", "step", "none"))
-        _check_choice("normalize", s.normalize, ("imagenet", "none"))
-        _check_choice("augment", s.augment, ("none", "flip"))
-        _check_choice("device", s.device, ("auto", "cpu", "cuda"))
-        _check_choice("amp", s.amp, ("auto", "bf16", "off"))
-        if s.grad_clip < 0 or s.early_stopping < 0:
-            raise ValueError("settings grad_clip and early_stopping must be ≥ 0")
-        for name in ("epochs", "batch_size", "image_size", "eval_batch_size", "threads"):
-            if int(getattr(s, name)) < 1:
-                raise ValueError(f"setting {name} must be ≥ 1, got {getattr(s, name)}")
-        return s
-
-
-def _check_choice(name: str, value, allowed) -> None:
-    if value not in allowed:
-        raise ValueError(f"setting {name}={value!r} is not one of {list(allowed)}")
 
 
 # ----------------------------------------------------------------------------- data
@@ -209,16 +154,30 @@ def autocast(device: torch.device, settings: Settings):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
+# Test-time augmentation views: (flip width, flip height) of an NHWC batch.
+TTA_VIEWS = {"none": ((False, False),),
+             "flips": ((False, False), (True, False), (False, True), (True, True))}
+
+
 @torch.no_grad()
-def predict(model, split: Split, settings: Settings, device: torch.device, kind: str) -> np.ndarray:
-    """Class probabilities for a split: softmax (single-label) or sigmoid (multi-label)."""
+def predict(model, split: Split, settings: Settings, device: torch.device, kind: str,
+            tta: str = "none") -> np.ndarray:
+    """Class probabilities for a split: softmax (single-label) or sigmoid (multi-label).
+
+    ``tta="flips"``: the arithmetic mean of the probabilities of four views of every image (as is,
+    flipped horizontally, vertically, both), the flips of the ``flip`` augmentation."""
     model.eval()
     out = []
     for start in range(0, len(split), settings.eval_batch_size):
-        x = to_input(split.images[start:start + settings.eval_batch_size], settings, device)
-        with autocast(device, settings):
-            logits = model(x).float()
-        out.append((torch.sigmoid(logits) if kind == "multilabel" else logits.softmax(1)).cpu())
+        batch = split.images[start:start + settings.eval_batch_size]
+        probs = 0
+        for flip_w, flip_h in TTA_VIEWS[tta]:
+            view = batch.flip(2) if flip_w else batch
+            view = view.flip(1) if flip_h else view
+            with autocast(device, settings):
+                logits = model(to_input(view, settings, device)).float()
+            probs = probs + (torch.sigmoid(logits) if kind == "multilabel" else logits.softmax(1))
+        out.append((probs / len(TTA_VIEWS[tta])).cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, 0))
 
 
@@ -312,7 +271,8 @@ def settings_hash(payload: dict) -> str:
 
 
 def load_split(cache_dir: str | Path, split_path: str | Path):
-    """The cached images and their index with the ``split`` column of ``split_path`` attached."""
+    """The cached images and their index with the ``split`` (and, when present, ``cv_fold``)
+    column of ``split_path`` attached."""
     images, index = load_cache(cache_dir)
     split = pd.read_csv(split_path, dtype={"image_id": str, "group": str})
     if "split" not in split.columns:
@@ -322,12 +282,34 @@ def load_split(cache_dir: str | Path, split_path: str | Path):
                          "(rebuild the cache or the split from the same index)")
     index = index.copy()
     index["split"] = split["split"].to_numpy()
+    if "cv_fold" in split.columns:
+        index["cv_fold"] = split["cv_fold"].to_numpy()
     return images, index
 
 
+def split_rows(index: pd.DataFrame, fold: int | None = None) -> dict[str, np.ndarray]:
+    """Row numbers of the train, val and test images.
+
+    Without ``fold``: the ``split`` column. With ``fold`` k (cross-validation): test as in the
+    ``split`` column, val = the images of fold k, train = the other folds' images."""
+    split = index["split"].to_numpy()
+    if fold is None:
+        return {name: np.flatnonzero(split == name) for name in ("train", "val", "test")}
+    if "cv_fold" not in index.columns:
+        raise ValueError(f"fold {fold} asked for, but the split has no cv_fold column "
+                         "(write it with `imbench split --cv-folds K`)")
+    cv = index["cv_fold"].to_numpy()
+    if fold not in set(cv[cv >= 0].tolist()):
+        raise ValueError(f"fold {fold} is not in the split's cv_fold column (folds {sorted(set(cv[cv >= 0]))})")
+    return {"train": np.flatnonzero((split != "test") & (cv != fold)), "val": np.flatnonzero(cv == fold),
+            "test": np.flatnonzero(split == "test")}
+
+
 def train_cell(task_name: str, cache_dir: str | Path, split_path: str | Path, model_name: str, method_name: str,
-               seed: int, settings: Settings, out_dir: str | Path, log=print) -> dict:
-    """Train one cell and write its outputs into ``out_dir``. Returns the ``run.json`` content."""
+               seed: int, settings: Settings, out_dir: str | Path, log=print, fold: int | None = None) -> dict:
+    """Train one cell and write its outputs into ``out_dir``. Returns the ``run.json`` content.
+
+    ``fold``: train the cross-validation model of that fold (validation = the fold's images)."""
     t_start = time.time()
     task = get_task(task_name)
     method = get_method(method_name)
@@ -346,8 +328,8 @@ def train_cell(task_name: str, cache_dir: str | Path, split_path: str | Path, mo
     if images.shape[1] != settings.image_size:
         raise ValueError(f"{cache_dir}: cached images are {images.shape[1]} px but the protocol asks for "
                          f"{settings.image_size} px")
-    splits = {name: Split(images, index, np.flatnonzero(index["split"].to_numpy() == name), kind, task.classes)
-              for name in ("train", "val", "test")}
+    splits = {name: Split(images, index, rows, kind, task.classes)
+              for name, rows in split_rows(index, fold).items()}
     for name, sp in splits.items():
         if len(sp) == 0:
             raise ValueError(f"{cache_dir}/index.csv: the {name} split is empty")
@@ -363,17 +345,22 @@ def train_cell(task_name: str, cache_dir: str | Path, split_path: str | Path, mo
                          **settings.method_params).to(device)
     sampler = build_sampler(method_name, train_labels, settings.batch_size, seed, **settings.method_params)
 
+    cell_name = f"{task_name}/{model_name}/{method_name}/seed{seed}" + (f"/fold{fold}" if fold is not None else "")
     torch.manual_seed(seed)
-    model = create_model(model_name, K, head=method.head, pretrained=settings.pretrained,
-                         drop_rate=settings.drop_rate).to(device)
+    try:
+        model = create_model(model_name, K, head=method.head, pretrained=settings.pretrained,
+                             drop_rate=settings.drop_rate).to(device)
+    except MissingWeightsError as exc:
+        raise MissingWeightsError(f"cell {cell_name}: {exc}") from None
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, settings)
     step_model = torch.compile(model) if settings.compile else model
 
-    cell_name = f"{task_name}/{model_name}/{method_name}/seed{seed}"
     identity = {"task": task_name, "model": model_name, "method": method_name, "seed": seed,
                 "settings": dataclasses.asdict(settings), "n_train": len(train)}
+    if fold is not None:
+        identity["fold"] = fold
     ident_hash = settings_hash(identity)
     ckpt_path = out_dir / "checkpoint.pt"
     start_epoch, best_f1, best_epoch, best_state, history = 0, -1.0, -1, None, []
@@ -468,7 +455,7 @@ def train_cell(task_name: str, cache_dir: str | Path, split_path: str | Path, mo
     frames = []
     for name in ("val", "test"):
         sp = splits[name]
-        probs = predict(model, sp, settings, device, kind)
+        probs = predict(model, sp, settings, device, kind, tta=settings.tta)
         frames.append(predictions_frame(name, sp.image_id, sp.group, sp.labels.numpy(), probs, task.classes,
                                         multilabel=kind == "multilabel"))
     write_csv(out_dir / "history.csv", pd.DataFrame(history))

@@ -37,7 +37,7 @@ rule aggregate:
 rule explain:
     input:
         cells=explain_cells,
-        images=f"{CACHE_DIR}/images.npy",
+        images=f"{cache_dir('{task}', config['models'][0])}/images.npy",
         split=SPLIT_CSV,
     output:
         figures=[report_figure("{task}", f"{{task}}_{k}.png") for k in EXPLAIN.get("figures", ["tsne", "gradcam"])],

@@ -44,6 +44,9 @@ def _validate_config():
 
 
 SKIPPED = _validate_config()
+for _model in config.get("model_image_size") or {}:
+    if _model not in config["models"]:
+        _config_error(f"config key 'model_image_size': {_model!r} is not one of the models {config['models']}")
 for _task, _method, _note in SKIPPED:
     print(f"imbench: {_note}", file=sys.stderr)
 
@@ -55,7 +58,13 @@ from imbench.protocols import resolved_dict
 EXP = config["experiment"]
 SETTINGS = resolved_dict(config["protocol"], config.get("protocol_overrides"))
 IMAGE_SIZE = SETTINGS["image_size"]
+MODEL_IMAGE_SIZE = config.get("model_image_size") or {}
 CACHE_MODE = config["cache"]["mode"]
+# Cross-validation (split.cv_folds = K ≥ 2): every trained cell is the ensemble of K fold models,
+# trained in <cell>/fold<k>/ and combined by the `ensemble` rule.
+FOLDS = int(config["split"].get("cv_folds", 0) or 0)
+SPLIT_CSV = (f"resources/prepared/{{task}}/split_seed{config['split']['seed']}"
+             + (f"_cv{FOLDS}" if FOLDS else "") + ".csv")
 _SKIP = {(t, m) for t, m, _ in SKIPPED}
 TRAINED = [m for m in config["methods"] if get_method(m).trains]
 POSTHOC = [m for m in config["methods"] if not get_method(m).trains]
@@ -79,6 +88,19 @@ wildcard_constraints:
 def raw_dir(wildcards):
     """The raw folder of the task's dataset (the embedded synthetic one is generated)."""
     return f"resources/raw/{get_task(wildcards.task).dataset}"
+
+
+def image_size(model):
+    """The model's input size: model_image_size[model], else the protocol's image_size."""
+    return int(MODEL_IMAGE_SIZE.get(model, IMAGE_SIZE))
+
+
+def cache_dir(task, model):
+    return f"resources/cache/{task}/{image_size(model)}px-{CACHE_MODE}"
+
+
+def train_images(wildcards):
+    return f"{cache_dir(wildcards.task, wildcards.model)}/images.npy"
 
 
 def cell_dir(task, model, method, seed):
@@ -116,7 +138,7 @@ EXPLAIN = config.get("explain", {})
 
 def explain_figures(task):
     """t-SNE / Grad-CAM figure names of a task ([] when switched off or nothing trains)."""
-    from imbench.explain import figure_names as explain_names
+    from imbench.aggregate import explain_figure_names as explain_names
 
     if not EXPLAIN.get("enabled", True) or not TRAINED:
         return []
@@ -124,11 +146,12 @@ def explain_figures(task):
 
 
 def explain_cells(wildcards):
-    """The seed-0 cells of the first model for every trained method of the task (best.pt + run.json)."""
+    """The seed-0 cells of the first model for every trained method of the task (best.pt + run.json);
+    with cross-validation, their fold-0 models."""
     seed = config["seeds"][0]
     model = config["models"][0]
     return [
-        f"{cell_dir(wildcards.task, model, m, seed)}/{name}"
+        os.path.join(cell_dir(wildcards.task, model, m, seed), *(["fold0"] if FOLDS else []), name)
         for m in TRAINED
         if (wildcards.task, m) not in _SKIP
         for name in ("run.json", "best.pt")
@@ -153,6 +176,7 @@ def explain_args(wildcards, input):
 def train_settings(wildcards):
     """Resolved training settings of one cell, as JSON (tracked by the params rerun trigger)."""
     settings = dict(SETTINGS)
+    settings["image_size"] = image_size(wildcards.model)
     params = (config.get("method_params") or {}).get(wildcards.method, {})
     settings["method_params"] = resolve_params(wildcards.method, params, wildcards.task, wildcards.model)
     return json.dumps(settings, sort_keys=True)

@@ -56,6 +56,26 @@ rule split:
         " --fractions {params.fractions} > {log} 2>&1"
 
 
+rule split_cv:
+    # The same grouped split plus a cv_fold column: the non-test images in K grouped folds.
+    input:
+        "resources/prepared/{task}/index.csv",
+    output:
+        "resources/prepared/{task}/split_seed{split_seed}_cv{folds}.csv",
+    params:
+        fractions=" ".join(str(f) for f in config["split"]["fractions"]),
+    wildcard_constraints:
+        split_seed=r"\d+",
+        folds=r"\d+",
+    conda:
+        "../../envs/imbench.yaml"
+    log:
+        "logs/data/split_{task}_seed{split_seed}_cv{folds}.log",
+    shell:
+        "imbench split --index {input} --out {output} --seed {wildcards.split_seed}"
+        " --fractions {params.fractions} --cv-folds {wildcards.folds} > {log} 2>&1"
+
+
 rule cache:
     input:
         index="resources/prepared/{task}/index.csv",

@@ -1,34 +1,65 @@
 # One training job per cell, one post-hoc job per post-hoc cell, one evaluation per cell.
 
-SPLIT_CSV = f"resources/prepared/{{task}}/split_seed{config['split']['seed']}.csv"
-CACHE_DIR = f"resources/cache/{{task}}/{IMAGE_SIZE}px-{CACHE_MODE}"
+# Where a training job writes: the cell folder, or with cross-validation one folder per fold model.
+TRAIN_DIR = os.path.join("results/{experiment}/{task}/{model}/{method}/seed{seed}", *(["fold{fold}"] if FOLDS else []))
 
 
 rule train:
     input:
-        images=f"{CACHE_DIR}/images.npy",
+        images=train_images,
         split=SPLIT_CSV,
     output:
-        predictions="results/{experiment}/{task}/{model}/{method}/seed{seed}/predictions.csv",
-        history="results/{experiment}/{task}/{model}/{method}/seed{seed}/history.csv",
-        run="results/{experiment}/{task}/{model}/{method}/seed{seed}/run.json",
-        weights="results/{experiment}/{task}/{model}/{method}/seed{seed}/best.pt",
+        predictions=f"{TRAIN_DIR}/predictions.csv",
+        history=f"{TRAIN_DIR}/history.csv",
+        run=f"{TRAIN_DIR}/run.json",
+        weights=f"{TRAIN_DIR}/best.pt",
     params:
         settings=train_settings,
+        fold=lambda wc: f"--fold {wc.fold}" if FOLDS else "",
     wildcard_constraints:
         method=_alternatives(TRAINED or ["-"]),
+        fold=r"\d+",
     threads: 1
     conda:
         "../../envs/imbench.yaml"
     log:
-        "results/{experiment}/{task}/{model}/{method}/seed{seed}/train.log",
+        f"{TRAIN_DIR}/train.log",
     benchmark:
-        "results/{experiment}/{task}/{model}/{method}/seed{seed}/benchmark.tsv"
+        f"{TRAIN_DIR}/benchmark.tsv"
     shell:
         "imbench train --task {wildcards.task} --cache-dir $(dirname {input.images}) --split {input.split}"
-        " --model {wildcards.model} --method {wildcards.method} --seed {wildcards.seed}"
+        " --model {wildcards.model} --method {wildcards.method} --seed {wildcards.seed} {params.fold}"
         " --settings {params.settings:q} --threads {threads}"
         " --out-dir $(dirname {output.run}) > {log} 2>&1"
+
+
+if FOLDS:
+
+    localrules:
+        ensemble,
+
+    rule ensemble:
+        # The cell from its fold models: mean test probabilities, out-of-fold validation predictions.
+        input:
+            runs=expand("results/{{experiment}}/{{task}}/{{model}}/{{method}}/seed{{seed}}/fold{fold}/run.json",
+                        fold=range(FOLDS)),
+            predictions=expand(
+                "results/{{experiment}}/{{task}}/{{model}}/{{method}}/seed{{seed}}/fold{fold}/predictions.csv",
+                fold=range(FOLDS)),
+        output:
+            predictions="results/{experiment}/{task}/{model}/{method}/seed{seed}/predictions.csv",
+            history="results/{experiment}/{task}/{model}/{method}/seed{seed}/history.csv",
+            run="results/{experiment}/{task}/{model}/{method}/seed{seed}/run.json",
+        params:
+            folds=lambda wc, input: " ".join(os.path.dirname(p) for p in input.runs),
+        wildcard_constraints:
+            method=_alternatives(TRAINED or ["-"]),
+        conda:
+            "../../envs/imbench.yaml"
+        log:
+            "results/{experiment}/{task}/{model}/{method}/seed{seed}/ensemble.log",
+        shell:
+            "imbench ensemble --folds {params.folds} --out-dir $(dirname {output.run}) > {log} 2>&1"
 
 
 rule posthoc:

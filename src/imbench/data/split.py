@@ -53,3 +53,32 @@ def check_no_leakage(df: pd.DataFrame) -> None:
     leaked = per_group[per_group > 1]
     if len(leaked):
         raise ValueError(f"split: group {leaked.index[0]!r} appears in several splits ({len(leaked)} groups)")
+
+
+def add_cv_folds(split: pd.DataFrame, n_folds: int, seed: int = 0) -> pd.DataFrame:
+    """Return ``split`` with a ``cv_fold`` column for ``n_folds``-fold cross-validation.
+
+    The test split stays as it is (``cv_fold`` −1); every other image (train and val of the single
+    split) goes to exactly one of ``n_folds`` grouped, stratified folds (scikit-learn's
+    ``StratifiedGroupKFold``, shuffled by ``seed``). Fold model k trains on the other folds and
+    selects its checkpoint on fold k; no group crosses folds or reaches the test split.
+    """
+    if n_folds < 2:
+        raise ValueError(f"split: cross-validation needs at least 2 folds, got {n_folds}")
+    for col in ("label", "group", "split"):
+        if col not in split.columns:
+            raise ValueError(f"split: table has no {col!r} column (columns: {list(split.columns)})")
+    pool = np.flatnonzero(split["split"].to_numpy() != "test")
+    groups = split["group"].to_numpy()[pool]
+    if len(set(groups)) < n_folds:
+        raise ValueError(f"split: {len(set(groups))} groups outside the test split are too few for {n_folds} folds")
+    sgkf = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    cv = np.full(len(split), -1, dtype=int)
+    for k, (_, held) in enumerate(sgkf.split(np.zeros(len(pool)), split["label"].to_numpy()[pool], groups)):
+        cv[pool[held]] = k
+    out = split.copy()
+    out["cv_fold"] = cv
+    per_group = out[out.cv_fold >= 0].groupby("group")["cv_fold"].nunique()
+    if (per_group > 1).any():  # StratifiedGroupKFold guarantees this; checked all the same
+        raise ValueError(f"split: group {per_group[per_group > 1].index[0]!r} is in several folds")
+    return out

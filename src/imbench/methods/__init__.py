@@ -20,7 +20,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-KINDS = ("multiclass", "binary", "multilabel")
+# The parameter tables of the parts live in a torch-free module: the configuration checks read
+# them while the workflow plans, and losses.py and samplers.py import torch.
+from .tables import KINDS, LMF_PAPER_ALPHA_BETA, LOSS_DEFAULTS, LOSS_KINDS, SAMPLER_DEFAULTS  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -98,16 +100,12 @@ for _m in (
 
 def method_kinds(name: str) -> tuple[str, ...]:
     """Task kinds where ``name`` has a meaning (its loss's kinds)."""
-    from .losses import LOSS_KINDS
-
     return tuple(LOSS_KINDS[get_method(name).loss])
 
 
 def default_params(name: str) -> dict:
     """Every parameter of method ``name`` with its default (loss, sampler and post-hoc parts)."""
-    from .losses import LOSS_DEFAULTS
     from .posthoc import POSTHOC_DEFAULTS
-    from .samplers import SAMPLER_DEFAULTS
 
     m = get_method(name)
     params = dict(LOSS_DEFAULTS.get(m.loss, {}))
@@ -122,9 +120,7 @@ def split_params(name: str, params: dict | None) -> tuple[dict, dict, dict]:
 
     Unknown names raise one ``ValueError`` listing the method's parameters.
     """
-    from .losses import LOSS_DEFAULTS
     from .posthoc import POSTHOC_DEFAULTS
-    from .samplers import SAMPLER_DEFAULTS
 
     m = get_method(name)
     loss_keys = set(LOSS_DEFAULTS.get(m.loss, {}))
@@ -190,8 +186,6 @@ def resolve_params(name: str, params: dict | None, task: str, model: str) -> dic
         return params
     if name != "lmf" or not set(wanted) <= {"alpha", "beta"}:
         raise ValueError(f"method {name!r}: only lmf's alpha and beta can be 'paper' (got {wanted})")
-    from .losses import LMF_PAPER_ALPHA_BETA
-
     key = (task, model.split(".")[0])
     if key not in LMF_PAPER_ALPHA_BETA:
         raise ValueError(f"method 'lmf': the LMF paper gives no alpha/beta for task {task!r} and model "

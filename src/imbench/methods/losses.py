@@ -72,52 +72,9 @@ __all__ = [
     "ClassBalancedFocalLoss",
 ]
 
-KINDS: tuple[str, ...] = ("multiclass", "binary", "multilabel")
-_SINGLE = ("multiclass", "binary")
-
-#: Loss id -> its parameters with their documented defaults.  ``None`` for the
-#: focal ``alpha`` means "no α" for softmax focal and the torchvision default
-#: α = 0.25 for sigmoid (multi-label) focal; the resolved value is recorded.
-LOSS_DEFAULTS: dict[str, dict[str, object]] = {
-    "ce": {},
-    "cost_sensitive": {},
-    "bwcce": {},
-    "focal": {"gamma": 2.0, "alpha": None},
-    "ldam": {"max_m": 0.5, "s": 30.0},
-    "ldam_drw": {"max_m": 0.5, "s": 30.0, "beta": 0.9999, "drw_start": 0.8},
-    "lmf": {"alpha": 1.0, "beta": 1.0, "gamma": 1.5, "max_m": 0.5, "s": 30.0},
-    "cw_focal": {"gamma": 2.0},
-    "logit_adjustment": {"tau": 1.0},
-    "cb_focal": {"beta": 0.9999, "gamma": 1.0},
-}
-
-#: Loss id -> the task kinds where the loss has a meaning.
-LOSS_KINDS: dict[str, tuple[str, ...]] = {
-    "ce": KINDS,
-    "cost_sensitive": KINDS,
-    "bwcce": _SINGLE,
-    "focal": KINDS,
-    "ldam": _SINGLE,
-    "ldam_drw": _SINGLE,
-    "lmf": _SINGLE,
-    "cw_focal": KINDS,
-    "logit_adjustment": _SINGLE,
-    "cb_focal": KINDS,
-}
-
-#: The (α, β) of LMF = α·LDAM + β·Focal that gave the best results in the LMF
-#: paper (arXiv 2212.12741 v2, Table 6), keyed by (imbench task, model).
-LMF_PAPER_ALPHA_BETA: dict[tuple[str, str], tuple[float, float]] = {
-    ("odir_eye", "efficientnet_v2_s"): (1.0, 0.6),
-    ("odir_eye", "resnet50"): (1.0, 0.5),
-    ("odir_eye", "densenet121"): (1.0, 1.1),
-    ("ham10000", "efficientnet_v2_s"): (1.0, 2.0),
-    ("ham10000", "resnet50"): (0.5, 1.0),
-    ("ham10000", "densenet121"): (1.0, 1.3),
-    ("isic2019", "efficientnet_v2_s"): (1.0, 0.5),
-    ("isic2019", "resnet50"): (1.0, 0.5),
-    ("isic2019", "densenet121"): (1.0, 2.0),
-}
+# The tables (parameters and defaults, task kinds, the LMF paper's α/β) are in the torch-free
+# ``imbench.methods.tables``, which the configuration checks read without importing torch.
+from .tables import KINDS, LMF_PAPER_ALPHA_BETA, LOSS_DEFAULTS, LOSS_KINDS  # noqa: E402
 
 
 # --------------------------------------------------------------------------

@@ -57,13 +57,7 @@ import torch.utils.data
 
 __all__ = ["SAMPLER_DEFAULTS", "BatchSampler", "make_batch_sampler", "sampling_classes"]
 
-#: sampler id -> its parameters and their defaults (``None`` passed for a parameter = its default).
-SAMPLER_DEFAULTS: dict[str, dict[str, object]] = {
-    "shuffle": {},
-    "ros": {"redraw": False},
-    "rus": {"redraw": False},
-    "batch_balanced": {},
-}
+from .tables import SAMPLER_DEFAULTS  # noqa: E402  (torch-free: read by the configuration checks)
 
 # Independent random streams derived from the seed: the resample (which samples) and the order
 # (how they are arranged into batches) must not share draws, or ``redraw=False`` would couple them.
