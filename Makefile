@@ -2,7 +2,8 @@
 #   make run    set up (once) and run the default grid, then write its report
 #   make test   set up (once) and run the tests
 # Set-up = a virtual environment in .venv with the pinned dependencies and the package (editable),
-# with the test tools and the SLURM executor plugin (profiles/slurm).
+# with the test tools. SLURM clusters also need the executor plugin: pip install -e ".[slurm]"
+# (left out here: every snakemake start imports an installed executor plugin, which slows planning).
 
 VENV ?= .venv
 PYTHON ?= python3
@@ -17,7 +18,7 @@ PYTEST_ARGS ?=
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,slurm]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@
 
 setup: $(STAMP)
