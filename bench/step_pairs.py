@@ -11,40 +11,69 @@ dropped; prints the median step times and bare / imbench (≥ 1: imbench's step 
 
     python bench/step_pairs.py
 """
-import sys
+
 import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from imbench.train import images_to_input, InputBuffer, Settings
-from imbench.models import create_model
 from imbench.methods import build_loss
-torch.set_num_threads(1); torch.use_deterministic_algorithms(True)
-imgs = torch.randint(0, 256, (2048, 32, 32, 3), dtype=torch.uint8); labels = torch.randint(0, 7, (2048,))
-s = Settings(image_size=32)
-torch.manual_seed(0); m1 = create_model("test_resnet", 7); torch.manual_seed(0); m2 = create_model("test_resnet", 7)
-o1 = torch.optim.AdamW(m1.parameters(), lr=1e-3); o2 = torch.optim.AdamW(m2.parameters(), lr=1e-3)
-loss_fn = build_loss("ce", np.bincount(labels.numpy(), minlength=7).tolist(), kind="multiclass", n_samples=2048)
-buf = InputBuffer(); g1 = torch.Generator().manual_seed(1); g2 = torch.Generator().manual_seed(1)
-total = torch.zeros(())
-def imb(idx):
-    global total
-    x = images_to_input(imgs, idx, s, g1, buf(len(idx), 3, 32, 32)); y = labels[idx]
-    loss = loss_fn(m1(x).float(), y); o1.zero_grad(set_to_none=True); loss.backward(); o1.step()
-    total += loss.detach() * len(idx)
-def bare(idx):
-    u8 = imgs[idx]; x = u8.permute(0, 3, 1, 2).float().div_(255)
-    f = torch.rand(len(idx), 2, generator=g2) < 0.5
-    x = torch.where(f[:, 0].view(-1, 1, 1, 1), x.flip(3), x); x = torch.where(f[:, 1].view(-1, 1, 1, 1), x.flip(2), x)
-    x.sub_(torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)).div_(torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
-    loss = F.cross_entropy(m2(x), labels[idx]); o2.zero_grad(set_to_none=True); loss.backward(); o2.step()
-m1.train(); m2.train()
-ti, tb = [], []
-for k in range(400):
-    idx = torch.randperm(2048)[:64]
-    for fn, acc in ((imb, ti), (bare, tb)) if k % 2 else ((bare, tb), (imb, ti)):
-        t = time.perf_counter(); fn(idx); acc.append(time.perf_counter() - t)
-ti, tb = np.array(ti[20:]), np.array(tb[20:])
-print(f"imbench step median {np.median(ti)*1e3:.2f} ms, bare {np.median(tb)*1e3:.2f} ms, ratio of rates {np.median(tb)/np.median(ti):.3f}")
+from imbench.models import create_model
+from imbench.train import IMAGENET_MEAN, IMAGENET_STD, InputBuffer, Settings, images_to_input
+
+N, SIZE, BATCH, STEPS, WARMUP = 2048, 32, 64, 400, 20
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    images = torch.randint(0, 256, (N, SIZE, SIZE, 3), dtype=torch.uint8)
+    labels = torch.randint(0, 7, (N,))
+    settings = Settings(image_size=SIZE)
+    models, optimizers = [], []
+    for _ in range(2):  # the same initial weights for both loops
+        torch.manual_seed(0)
+        models.append(create_model("test_resnet", 7).train())
+        optimizers.append(torch.optim.AdamW(models[-1].parameters(), lr=1e-3))
+    loss_fn = build_loss("ce", np.bincount(labels.numpy(), minlength=7).tolist(), kind="multiclass", n_samples=N)
+    buffer = InputBuffer()
+    gens = [torch.Generator().manual_seed(1) for _ in range(2)]
+    mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    total = torch.zeros(())
+
+    def imbench_step(idx):
+        nonlocal total
+        x = images_to_input(images, idx, settings, gens[0], buffer(len(idx), 3, SIZE, SIZE))
+        loss = loss_fn(models[0](x).float(), labels[idx])
+        optimizers[0].zero_grad(set_to_none=True)
+        loss.backward()
+        optimizers[0].step()
+        total += loss.detach() * len(idx)
+
+    def bare_step(idx):
+        x = images[idx].permute(0, 3, 1, 2).float().div_(255)
+        flips = torch.rand(len(idx), 2, generator=gens[1]) < 0.5
+        x = torch.where(flips[:, 0].view(-1, 1, 1, 1), x.flip(3), x)
+        x = torch.where(flips[:, 1].view(-1, 1, 1, 1), x.flip(2), x)
+        x.sub_(mean).div_(std)
+        loss = F.cross_entropy(models[1](x), labels[idx])
+        optimizers[1].zero_grad(set_to_none=True)
+        loss.backward()
+        optimizers[1].step()
+
+    times = {"imbench": [], "bare": []}
+    for k in range(STEPS):
+        idx = torch.randperm(N)[:BATCH]
+        order = ("imbench", "bare") if k % 2 else ("bare", "imbench")
+        for name in order:
+            t0 = time.perf_counter()
+            (imbench_step if name == "imbench" else bare_step)(idx)
+            times[name].append(time.perf_counter() - t0)
+    imb, bare = (np.median(times[n][WARMUP:]) for n in ("imbench", "bare"))
+    print(f"imbench step median {imb * 1e3:.2f} ms, bare {bare * 1e3:.2f} ms, "
+          f"bare / imbench {bare / imb:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -35,6 +35,9 @@ def check_config(config: dict) -> list[tuple[str, str, str]]:
             parse_model_name(name)
         except ValueError as exc:
             raise ConfigError(f"config key 'models': {exc}") from None
+    for name in config.get("model_image_size") or {}:
+        if name not in config["models"]:
+            raise ConfigError(f"config key 'model_image_size': {name!r} is not one of the models {config['models']}")
     if config["protocol"] not in PROTOCOLS:
         raise ConfigError(f"config key 'protocol': unknown protocol {config['protocol']!r}; allowed: {sorted(PROTOCOLS)}")
     try:
