@@ -183,6 +183,15 @@ def median(values):
     return statistics.median(values) if values else None
 
 
+def quartiles(values) -> list | None:
+    """[Q1, median, Q3] (``statistics.quantiles``, exclusive method), rounded to 4 places."""
+    values = [v for v in values if v is not None]
+    if len(values) < 2:
+        return [round(v, 4) for v in values * 3] if values else None
+    q1, q2, q3 = statistics.quantiles(values, n=4)
+    return [round(q1, 4), round(q2, 4), round(q3, 4)]
+
+
 # ----------------------------------------------------------------------------- machine facts
 
 

@@ -1,9 +1,8 @@
 """Per-step overhead check: imbench's training step against the bare loop's, interleaved step by step.
 
-The loop-overhead benchmark (loop_overhead.py) compares whole epochs, run back to back; on a VM
-whose speed drifts by ±10 % within minutes its per-pair ratios spread from about 0.75 to 1.25.
-This check alternates single steps of the two (the order flips every step), on the same batches,
-so drift hits both alike: imbench's step (``images_to_input`` into the reused batch, the ``ce``
+The loop-overhead benchmark (loop_overhead.py) compares whole epochs, alternated epoch by epoch;
+this finer check alternates single steps of the two (the order flips every step), on the same
+batches, so even drift within an epoch hits both alike: imbench's step (``images_to_input`` into the reused batch, the ``ce``
 loss module from ``build_loss``, AdamW, the on-device loss sum of ``train_cell``) against the bare
 loop's (gather, element-wise conversion with in-place normalisation, ``F.cross_entropy``, AdamW).
 test_resnet at 32 px, batch 64, 1 thread, deterministic algorithms; 400 steps each, the first 20

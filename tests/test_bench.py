@@ -63,8 +63,14 @@ def test_loop_overhead_quick(work):
     out = _load("loop_overhead").main(["--quick", "--out", str(work / "loop.json"),
                                        "--work-dir", str(work / "data"), *QUIET])
     r = _check(out, "loop_overhead")
-    assert r["details"]["ratio_of_medians"] > 0
+    d = r["details"]
+    assert d["ratio_of_medians"] > 0
     assert r["figures"][0]["unit"] == "ratio"
+    # one interleaved pair per epoch after the warm-up one, and both loops ran every epoch
+    run = d["samples"][0]
+    assert len(d["epoch_ratios"]) == d["epochs_per_run"] - 1
+    assert len(run["runs"]["imbench"]["epoch_seconds"]) == len(run["runs"]["bare"]["epoch_seconds"]) == d["epochs_per_run"]
+    assert r["figures"][0]["value"] == d["epoch_ratio_quartiles"][1]
 
 
 def test_loader_throughput_quick(work):
