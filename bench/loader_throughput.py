@@ -100,7 +100,7 @@ def imbench_epochs(cache: Path, epochs: int, batch_size: int, threads: int, devi
 
     from imbench.data.cache import load_cache
     from imbench.methods import build_sampler
-    from imbench.train import InputBuffer, Settings, Split, images_to_input, to_input
+    from imbench.train import InputBuffer, Settings, Split, images_to_input, to_device, to_input
 
     torch.set_num_threads(threads)
     images, index = load_cache(cache)
@@ -125,9 +125,9 @@ def imbench_epochs(cache: Path, epochs: int, batch_size: int, threads: int, devi
                 x = to_input_elementwise(train.images[idx], settings, device, gen)
             elif device.type == "cpu":
                 x = images_to_input(train.images, idx, settings, gen, buffer(len(idx), channels, size, size))
-            else:
-                x = to_input(train.images[idx], settings, device, gen)
-            y = train.labels[idx].to(device, non_blocking=True)
+            else:  # as train_cell on a GPU: pinned gather, asynchronous copy, conversion on the device
+                x = to_input(to_device(train.images, idx, device), settings, device, gen)
+            y = to_device(train.labels, idx, device)
             n += len(idx)
         benchlib.sync(device)
         out.append((n, time.perf_counter() - t0))

@@ -9,7 +9,7 @@ that results and resumed runs do not depend on which path produced a batch.
 import pytest
 import torch
 
-from imbench.train import IMAGENET_MEAN, IMAGENET_STD, InputBuffer, Settings, images_to_input, to_input
+from imbench.train import IMAGENET_MEAN, IMAGENET_STD, InputBuffer, Settings, images_to_input, to_device, to_input
 
 
 def reference(batch_u8, settings, generator=None):
@@ -103,3 +103,44 @@ def test_out_must_be_channels_last():
     u8 = images(n=2)
     with pytest.raises(RuntimeError):
         images_to_input(u8, torch.arange(2), Settings(), None, torch.empty(2, 3, 12, 12))
+
+
+def test_to_device_on_the_cpu_is_a_plain_gather():
+    imgs = images(n=10)
+    idx = torch.tensor([7, 2, 2, 9])
+    cpu = torch.device("cpu")
+    assert torch.equal(to_device(imgs, idx, cpu), imgs[idx])
+    assert torch.equal(to_device(imgs[3:6], None, cpu), imgs[3:6])
+    labels = torch.arange(10) * 3
+    assert to_device(labels, idx, cpu).tolist() == [21, 6, 6, 27]
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@needs_cuda
+@pytest.mark.parametrize("normalize", ["imagenet", "none"])
+def test_cuda_input_matches_the_cpu_reference(normalize):
+    # pinned gather + asynchronous copy + conversion on the device: the same values and the same
+    # random draws as the CPU reference (float32 arithmetic on both sides)
+    settings = Settings(image_size=12, normalize=normalize)
+    imgs = images(n=40)
+    idx = torch.randperm(40, generator=torch.Generator().manual_seed(3))[:17]
+    cuda = torch.device("cuda")
+    staged = to_device(imgs, idx, cuda)
+    assert staged.device.type == "cuda" and torch.equal(staged.cpu(), imgs[idx])
+    got = to_input(staged, settings, cuda, torch.Generator().manual_seed(5))
+    want = reference(imgs[idx], settings, torch.Generator().manual_seed(5))
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(got.cpu(), want, rtol=1e-6, atol=1e-6)
+
+
+@needs_cuda
+def test_cuda_staging_buffers_are_not_overwritten_in_flight():
+    # many back-to-back pinned gathers without any synchronisation: every batch must arrive intact
+    imgs = images(n=64, h=64, w=64)
+    cuda = torch.device("cuda")
+    batches = [torch.randint(0, 64, (32,), generator=torch.Generator().manual_seed(k)) for k in range(50)]
+    on_device = [to_device(imgs, idx, cuda) for idx in batches]
+    for idx, x in zip(batches, on_device):
+        assert torch.equal(x.cpu(), imgs[idx])

@@ -18,6 +18,7 @@ run produces exactly the numbers of an uninterrupted one on the CPU.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -79,8 +80,8 @@ def to_input(batch_u8: torch.Tensor, settings: Settings, device: torch.device,
     On the CPU the result has NCHW shape and NHWC (channels-last) memory, and is computed by
     :func:`images_to_input` (uint8 flips of the chosen samples, one conversion, normalisation in
     place); ``out``, a float tensor of the result's shape and layout, is written into instead of
-    allocating one. On CUDA the batch is copied to the device and converted there, in channels-last
-    memory; ``out`` is ignored.
+    allocating one. On CUDA the batch (a host tensor, best one from :func:`to_device`, or one already
+    on the device) is converted on the device, in channels-last memory; ``out`` is ignored.
     """
     if device.type == "cpu":
         n, h, w, c = batch_u8.shape
@@ -90,16 +91,22 @@ def to_input(batch_u8: torch.Tensor, settings: Settings, device: torch.device,
     x = batch_u8.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
     if generator is not None and settings.augment == "flip":
         n = x.shape[0]
-        flips = torch.rand(n, 2, generator=generator).to(device)
+        flips = to_device(torch.rand(n, 2, generator=generator), None, device)  # host RNG: same draws as on the CPU
         hflip = (flips[:, 0] < 0.5).view(n, 1, 1, 1)
         vflip = (flips[:, 1] < 0.5).view(n, 1, 1, 1)
         x = torch.where(hflip, x.flip(3), x)
         x = torch.where(vflip, x.flip(2), x)
     if settings.normalize == "imagenet":
-        mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+        mean, std = _normalization(device)
         x = (x - mean) / std
     return x.contiguous(memory_format=torch.channels_last)
+
+
+@functools.lru_cache(maxsize=None)
+def _normalization(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """ImageNet's mean and std as (1, 3, 1, 1) tensors on ``device``, made once per device."""
+    return (torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1),
+            torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1))
 
 
 def images_to_input(images: torch.Tensor, idx: torch.Tensor, settings: Settings,
@@ -128,6 +135,26 @@ def images_to_input(images: torch.Tensor, idx: torch.Tensor, settings: Settings,
         rows.sub_(torch.tensor(IMAGENET_MEAN[:c]).repeat(w))
         rows.div_(torch.tensor(IMAGENET_STD[:c]).repeat(w))
     return out
+
+
+def to_device(images: torch.Tensor, idx: torch.Tensor | None, device: torch.device) -> torch.Tensor:
+    """Rows ``idx`` (all rows when None) of a host tensor, on ``device``.
+
+    CUDA: the rows are gathered straight into page-locked (pinned) host memory and copied with
+    ``non_blocking=True``, a DMA transfer queued on the current stream that the host does not wait
+    for, so it overlaps the host's work on the next batch. The pinned buffer comes from PyTorch's
+    caching host allocator, which records the copy on it and does not hand the block out again
+    before the copy has finished; nothing else needs to synchronise. Other devices: a plain gather
+    (and copy)."""
+    if device.type != "cuda":
+        return (images if idx is None else images[idx]).to(device)
+    n = len(images) if idx is None else len(idx)
+    staged = torch.empty((n, *images.shape[1:]), dtype=images.dtype, pin_memory=True)
+    if idx is None:
+        staged.copy_(images)
+    else:
+        torch.index_select(images, 0, idx, out=staged)
+    return staged.to(device, non_blocking=True)
 
 
 class InputBuffer:
@@ -170,6 +197,8 @@ def predict(model, split: Split, settings: Settings, device: torch.device, kind:
     out = []
     for start in range(0, len(split), settings.eval_batch_size):
         batch = split.images[start:start + settings.eval_batch_size]
+        if device.type == "cuda":  # one pinned, asynchronous copy; the TTA flips then run on the GPU
+            batch = to_device(batch, None, device)
         probs = 0
         for flip_w, flip_h in TTA_VIEWS[tta]:
             view = batch.flip(2) if flip_w else batch
@@ -411,9 +440,9 @@ def train_cell(task_name: str, cache_dir: str | Path, split_path: str | Path, mo
             idx = torch.as_tensor(np.asarray(idx), dtype=torch.long)
             if device.type == "cpu":  # convert straight from the split into the reused batch tensor
                 x = images_to_input(train.images, idx, settings, gen, x_buffer(len(idx), C, size, size))
-            else:
-                x = to_input(train.images[idx], settings, device, gen)
-            y = train.labels[idx].to(device, non_blocking=True)
+            else:  # pinned gather, asynchronous copy, conversion on the device
+                x = to_input(to_device(train.images, idx, device), settings, device, gen)
+            y = to_device(train.labels, idx, device)
             try:
                 with autocast(device, settings):
                     logits = step_model(x)
