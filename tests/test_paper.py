@@ -100,6 +100,42 @@ def test_paper_vs_ours_differences():
     md = paper.paper_vs_ours_markdown(df)
     assert "| ham10000 | resnet50.tv2_in1k | lmf | macro_f1 | 82.43 | 80.00 ± 1.00 | 3 | -2.43 |" in md
     assert "| ham10000 | resnet50.tv2_in1k | ce | accuracy | 87.82 | 90.00 | 1 | +2.18 |" in md
+    assert (df.departures == "unknown (no run.json)").all()
+
+
+def faithful_run(method="ldam", **changes):
+    """A run.json as the LMF protocol records it, matching the paper's setting in every respect."""
+    run = {"settings": {"optimizer": "adam", "lr": 1e-4, "weight_decay": 5e-4, "scheduler": "step", "epochs": 100,
+                        "batch_size": 32, "image_size": 224, "augment": "none", "normalize": "none",
+                        "pretrained": True},
+           "resolved": {"precision": "fp32", "split_grouped": False, "budget": "epochs", "head": "linear",
+                        "class_weights": "margins"},
+           "method_info": {"head": "linear"}}
+    for key, value in changes.items():
+        (run["resolved"] if key in run["resolved"] else run["settings"])[key] = value
+    return run
+
+
+def test_departures_are_derived_from_run_json_and_follow_a_changed_setting():
+    summary = summary_rows([("ham10000", "resnet50.tv2_in1k", "ldam", "test", "macro_f1", 0.8, 0.01, 1)])
+    key = ("ham10000", "resnet50.tv2_in1k", "ldam")
+    same = paper.paper_vs_ours(summary, {key: [faithful_run()]})
+    assert same.departures.tolist() == ["none"]
+    for change, text in [({"precision": "bf16"}, "precision: bf16 (paper: fp32)"),
+                         ({"split_grouped": True}, "split: grouped by lesion/patient (paper: image-level"),
+                         ({"head": "cosine"}, "head: cosine (paper: linear)"),
+                         ({"class_weights": "none"}, "class_weights: none (paper: margins)"),
+                         ({"epochs": 30}, "epochs: 30 (paper: 100)")]:
+        df = paper.paper_vs_ours(summary, {key: [faithful_run(**change)]})
+        assert text in df.departures.iloc[0], (change, df.departures.iloc[0])
+        assert ";" not in df.departures.iloc[0]  # the one changed setting, nothing else
+    two = paper.paper_vs_ours(summary, {key: [faithful_run(), faithful_run(epochs=50)]})
+    assert "epochs: 100, 50 (paper: 100)" in two.departures.iloc[0] and "runs: 2 seeds" in two.departures.iloc[0]
+    missing = faithful_run()
+    del missing["resolved"]["precision"]
+    assert "precision: not recorded" in paper.paper_vs_ours(summary, {key: [missing]}).departures.iloc[0]
+    md = paper.paper_vs_ours_markdown(paper.paper_vs_ours(summary, {key: [faithful_run(precision="bf16")]}))
+    assert "| precision: bf16 (paper: fp32) |" in md
 
 
 def test_paper_vs_ours_without_a_match_is_an_empty_table():

@@ -56,8 +56,10 @@ def test_grid_outputs(tiny_run):
                 assert (cell / "benchmark.tsv").is_file() and (cell / "train.log").is_file()
     summary = pd.read_csv(res / "tables" / "summary.csv")
     assert set(summary.method) == {"ce", "ros", "thresholding", "bbfl"}
-    assert (res / "tables" / "synthetic.md").read_text().count("±") >= 4
-    assert len(list((res / "figures").glob("*.png"))) == 7  # 5 summary figures + t-SNE + Grad-CAM
+    assert (res / "tables" / "synthetic.md").read_text().count(" [") >= 4  # mean [low, high] cells
+    # 5 summary figures + t-SNE + Grad-CAM + the critical-difference diagram
+    assert len(list((res / "figures").glob("*.png"))) == 8
+    assert (res / "tables" / "ranking.md").is_file() and (res / "tables" / "ranking.csv").is_file()
     for ext in ("md", "tex"):
         assert (res / "tables" / f"synthetic.{ext}").is_file()
     assert (res / "tables" / "paper_vs_ours.csv").is_file()
@@ -99,7 +101,7 @@ def test_report(tiny_run):
     smk(tiny_run, "--configfile", "config.yaml", "--report", str(report.relative_to(tiny_run)))
     html = report.read_text(errors="replace")
     figures = sorted(p.name for p in (tiny_run / "results" / "tiny" / "figures").glob("*.png"))
-    assert len(figures) == 7
+    assert len(figures) == 8  # 5 summary figures, t-SNE, Grad-CAM, critical-difference diagram
     for name in figures:
         m = re.search(rf"image/png;charset=utf8;filename={re.escape(name)};base64,([A-Za-z0-9+/=]+)", html)
         assert m, f"{name} is not embedded in the report"

@@ -59,6 +59,12 @@ def check_config(config: dict) -> list[tuple[str, str, str]]:
         if base and base not in config["methods"]:
             raise ConfigError(f"config key 'methods': {m!r} reuses the predictions of {base!r}, "
                               f"which must be in 'methods' too")
+    from .compare import check_evaluation
+
+    try:
+        check_evaluation(config.get("evaluation"), [get_task(t).kind for t in config["tasks"]])
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     skips = []
     for t in config["tasks"]:
         kind = get_task(t).kind

@@ -121,7 +121,8 @@ def all_metrics():
 
 def aggregate_outputs():
     out = [f"results/{EXP}/tables/{name}" for name in TABLES]
-    out += [f"results/{EXP}/tables/paper_vs_ours.md"]
+    out += [f"results/{EXP}/tables/paper_vs_ours.md", f"results/{EXP}/tables/ranking.md",
+            f"results/{EXP}/figures/critical_difference.png"]
     out += [f"results/{EXP}/tables/{t}.{ext}" for t in config["tasks"] for ext in ("md", "tex")]
     out += [f"results/{EXP}/figures/{f}" for t in config["tasks"] for f in figure_names(t)]
     out += [f"results/{EXP}/figures/{f}" for t in config["tasks"] for f in explain_figures(t)]
@@ -129,7 +130,7 @@ def aggregate_outputs():
 
 
 TABLES = ["metrics_long.csv", "summary.csv", "per_class.csv", "bootstrap.csv", "paired_vs_ce.csv",
-          "paper_vs_ours.csv"]
+          "paper_vs_ours.csv", "ranking.csv"]
 EXPLAIN = config.get("explain", {})
 
 
@@ -190,8 +191,10 @@ def base_cell(wildcards):
 
 def aggregate_settings(wildcards):
     ev = config.get("evaluation", {})
+    spec = {k: ev[k] for k in ("headline", "tested", "metrics") if ev.get(k) is not None}
     return json.dumps({"n_boot": ev.get("n_boot", 1000), "boot_seed": ev.get("boot_seed", 0),
-                       "methods": config["methods"], "models": config["models"]})
+                       "alpha": ev.get("alpha", 0.05), "evaluation": spec,
+                       "methods": config["methods"], "models": config["models"]}, sort_keys=True)
 
 
 def results_dir(wildcards, output):
