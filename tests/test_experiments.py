@@ -13,7 +13,7 @@ import yaml
 from imbench import models, plan
 from imbench.config import check_config
 from imbench.data.tasks import TASKS
-from imbench.methods import METHODS
+from imbench.methods import METHODS, get_method
 from imbench.models import is_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,7 +83,8 @@ def test_experiment_passes_check_config(name, models_checked_by_imbench):
     skips = check_config(cfg)
     if name == "all":  # single-label-only methods on the multi-label odir task
         assert {(t, m) for t, m, _ in skips} == {("odir", m) for m in
-                                                 ("bwcce", "ldam", "ldam_drw", "lmf", "logit_adjustment")}
+                                                 ("bwcce", "ldam", "ldam_drw", "lmf", "logit_adjustment",
+                                                  "focal_lmf", "ldam_lmf")}
     else:
         assert skips == []
 
@@ -93,7 +94,10 @@ def test_lmf_grid():
     assert cfg["protocol"] == "lmf"
     assert cfg["tasks"] == ["ham10000", "isic2019", "odir_eye"]
     assert cfg["models"] == ["efficientnet_v2_s.torchvision", "resnet50.tv2_in1k", "densenet121.tv_in1k"]
-    assert cfg["methods"] == ["ce", "focal", "ldam", "bwcce", "lmf"]
+    # the paper's CCE, Focal, LDAM, BWCCE, LMF as its official code builds them
+    assert cfg["methods"] == ["ce", "focal_lmf", "ldam_lmf", "bwcce", "lmf"]
+    heads = {m: get_method(m).head for m in cfg["methods"]}
+    assert set(heads.values()) == {"linear"}  # lmf and its LDAM baseline share the head
     assert cfg["method_params"]["lmf"] == {"alpha": "paper", "beta": "paper"}
     assert models.parse_model_name(cfg["models"][0]).weights == "IMAGENET1K_V1"
     # The paper's α/β are found for every cell (Table 6).
