@@ -138,6 +138,20 @@ def test_dong_and_le2020_say_what_they_measure():
     assert "top3_accuracy" in text
 
 
+def test_dong_marks_its_assumptions_and_posthoc_describes_it_as_it_is():
+    from imbench.methods import posthoc
+
+    text = (EXPERIMENTS / "dong.yaml").read_text()
+    odir_line = next(line for line in text.splitlines() if line.strip().startswith("- odir"))
+    assert "ASSUMPTION" in odir_line  # ODIR-5K as Dong's data set is our assumption
+    header = text.split("experiment:")[0]
+    assert "ASSUMPTION: that ODIR-5K" in " ".join(header.replace("#", " ").split())
+    # no module says that the dong experiment fits thresholds when it runs no thresholding cell
+    assert "thresholding" not in load("dong")["methods"]
+    doc = " ".join(posthoc.__doc__.split())
+    assert "experiment sets" not in doc and "runs no thresholding" in doc
+
+
 def test_all_is_the_union():
     cfg = load("all")
     assert sorted(cfg["tasks"]) == sorted(REAL_TASKS)
