@@ -6,8 +6,8 @@ The resolved settings of every cell are written to its ``run.json``.
 Two settings say how a cell trains, beside the hyper-parameters, and every protocol states them:
 
 * ``precision``: ``bf16`` (bf16 autocast of the forward pass on CUDA; losses in fp32) or ``fp32``.
-  ``lmf`` is ``fp32``, as the official LMF code (no autocast): with s = 30 on raw logits, bf16
-  rounding of the logits is a sizeable part of an LDAM margin. ``demo`` and ``standard`` are ``bf16``
+  ``lmf`` is ``fp32``, as the official LMF code (no autocast): its LDAM term takes margins of at
+  most 0.5 off raw logits, and bf16 rounds a logit between 16 and 32 to a multiple of 0.125. ``demo`` and ``standard`` are ``bf16``
   (``protocol_overrides: {precision: fp32}`` turns it off; ``{precision: bf16}`` is the documented
   override for a faster lmf run). The CPU always trains in fp32; ``run.json`` records the precision
   actually used.
