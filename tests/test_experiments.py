@@ -206,6 +206,11 @@ def test_plan_numbers_on_a_small_grid():
     assert rows[("odir_glaucoma", "resnet50", "ros")].samples_per_epoch == 2 * 1724  # K · n_max
     assert rows[("odir_glaucoma", "resnet50", "rus")].samples_per_epoch == 2 * 170  # K · n_min
     assert rows[("odir_glaucoma", "resnet50", "thresholding")].train_images == 0
+    # budget: steps gives every method ce's epoch
+    steps = {(r.task, r.method): r for r in plan.make_plan(
+        {**SMALL, "protocol_overrides": {**SMALL["protocol_overrides"], "budget": "steps"}},
+        {"test_resnet": 4000}).rows}
+    assert {steps[("odir_glaucoma", m)].samples_per_epoch for m in ("ce", "ros", "rus")} == {1894}
     # validation 20 % of 3,157 = 631 every epoch, plus validation and test once at the end
     assert ce.eval_images == 631 * 4 + 631 + 631
     # throughput: the table's 1,218 images/s at 224 px scaled to 448 px; test_resnet as given

@@ -365,3 +365,22 @@ def test_pretrained_weights_are_named():
     assert pretrained_weights("resnet50.tv2_in1k", True) == "timm:resnet50.tv2_in1k"
     assert pretrained_weights("efficientnet_v2_s.torchvision", True) == "torchvision:efficientnet_v2_s.IMAGENET1K_V1"
     assert pretrained_weights("le2020_resnet50.tv_in1k", True) == "timm:resnet50.tv_in1k"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_cuda_trains_in_the_precision_asked_for(precision, tiny_synthetic, tmp_path, monkeypatch):
+    import imbench.train as train_module
+
+    seen = []
+    real = train_module.autocast
+
+    def spy(device, settings):
+        ctx = real(device, settings)
+        seen.append(bool(ctx._enabled) if hasattr(ctx, "_enabled") else None)
+        return ctx
+
+    monkeypatch.setattr(train_module, "autocast", spy)
+    run = _train(tiny_synthetic, tmp_path / precision, epochs=1, device="cuda", precision=precision)
+    assert run["precision"] == run["resolved"]["precision"] == precision
+    assert seen and all(enabled == (precision == "bf16") for enabled in seen)
