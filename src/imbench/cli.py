@@ -61,6 +61,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     s.add_argument("--fractions", type=float, nargs=3, default=(0.70, 0.15, 0.15), metavar=("TRAIN", "VAL", "TEST"))
     s.add_argument("--cv-folds", type=int, default=0,
                    help="also assign the non-test images to this many cross-validation folds (column cv_fold)")
+    s.add_argument("--ungrouped", action="store_true",
+                   help="image-level stratified split, as the papers (config split.grouped: false); "
+                        "it lets one lesion's or patient's images fall into several splits")
 
     s = sub.add_parser("cache", help="decode + resize every image once into a uint8 array")
     s.add_argument("--index", required=True, type=Path, help="index CSV of the task")
@@ -160,22 +163,29 @@ def _dispatch(args) -> int:
     elif args.command == "split":
         import pandas as pd
 
-        from .data.split import add_cv_folds, grouped_split
+        import warnings
+
+        from .data.split import add_cv_folds, make_split
         from .io import write_csv
 
         index = pd.read_csv(args.index, dtype={"image_id": str, "group": str})
         if "official_split" in index.columns:
             # A dataset with its own published split (DermaMNIST): used as it is, for comparability
             # with published numbers; the task's note says whether it leaks groups.
-            out = index.assign(split=index["official_split"].replace({"valid": "val", "validation": "val"}))
+            out = index.assign(split=index["official_split"].replace({"valid": "val", "validation": "val"}),
+                               grouped=False)
             bad = sorted(set(out.split) - {"train", "val", "test"})
             if bad:
                 raise ValueError(f"{args.index}: official_split values {bad} are not train/val/test")
             print("using the dataset's official split (not grouped)")
         else:
-            out = grouped_split(index, tuple(args.fractions), seed=args.seed)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                out = make_split(index, tuple(args.fractions), seed=args.seed, grouped=not args.ungrouped)
+            for w in caught:
+                print(f"warning: {w.message}", file=sys.stderr)
         if args.cv_folds:
-            out = add_cv_folds(out, args.cv_folds, seed=args.seed)
+            out = add_cv_folds(out, args.cv_folds, seed=args.seed, grouped=bool(out["grouped"].iloc[0]))
         write_csv(args.out, out)
         print(pd.crosstab(out.label_name, out.split, margins=True).to_string())
         if args.cv_folds:

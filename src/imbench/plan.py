@@ -10,7 +10,8 @@ prints
   task's kind (the same rule as :func:`imbench.config.check_config`);
 - per task and method, the training images one cell sees: the training-split size (the task's
   published size × the train fraction of ``split.fractions``) × the method's epoch-size factor
-  (``ros``: K·n_max/N, ``rus``: K·n_min/N, computed by the real samplers) × epochs;
+  (``ros``: K·n_max/N, ``rus``: K·n_min/N, computed by the real samplers; 1 for every method
+  under ``budget: steps``) × epochs;
 - an estimated GPU-hour cost from training throughput per model: a small table of published
   benchmark numbers (:data:`THROUGHPUT`, with its provenance), scaled by pixel count to the
   experiment's image size, or the user's own measurements (``--images-per-second``, or
@@ -326,6 +327,8 @@ def make_plan(config: dict, user_ips: dict | None = None) -> Plan:
                 continue
             trains = get_method(method).trains
             spe = samples_per_epoch(method, train_counts, settings.batch_size, method_params.get(method))
+            if trains and settings.budget == "steps":  # every method takes ce's steps: ⌈N/B⌉ batches
+                spe = n_train
             train_images = spe * settings.epochs * n_runs if trains else 0
             eval_images = (n_val * settings.epochs + (n_val + n_test) * tta_views) * n_runs if trains else 0
             for model in config["models"]:

@@ -36,7 +36,13 @@ class Settings:
     threads: int = 1
     device: str = "auto"  # auto | cpu | cuda
     deterministic: bool = True  # CPU only: torch.use_deterministic_algorithms
-    amp: str = "auto"  # auto (bf16 autocast on CUDA, off on CPU) | bf16 | off
+    # bf16: bf16 autocast of the forward pass on CUDA (losses in fp32); fp32: full fp32. The CPU
+    # always trains in fp32; run.json records the precision used.
+    precision: str = "bf16"  # bf16 | fp32
+    # How long training is: "epochs" = `epochs` passes over the method's epoch (its sampler's
+    # samples: a resampled set for ros/rus); "steps" = every epoch has exactly the optimiser steps
+    # of the plain (shuffle) epoch, so every method gets ce's number of steps.
+    budget: str = "epochs"  # epochs | steps
     compile: bool = False  # torch.compile the model
     grad_clip: float = 0.0  # max gradient norm; 0 = off
     early_stopping: int = 0  # stop after this many epochs without a better validation macro-F1; 0 = off
@@ -55,7 +61,8 @@ class Settings:
         _check_choice("normalize", s.normalize, ("imagenet", "none"))
         _check_choice("augment", s.augment, ("none", "flip"))
         _check_choice("device", s.device, ("auto", "cpu", "cuda"))
-        _check_choice("amp", s.amp, ("auto", "bf16", "off"))
+        _check_choice("precision", s.precision, ("bf16", "fp32"))
+        _check_choice("budget", s.budget, ("epochs", "steps"))
         _check_choice("tta", s.tta, ("none", "flips"))
         if s.grad_clip < 0 or s.early_stopping < 0:
             raise ValueError("settings grad_clip and early_stopping must be ≥ 0")

@@ -60,8 +60,13 @@ CACHE_MODE = config["cache"]["mode"]
 # Cross-validation (split.cv_folds = K ≥ 2): every trained cell is the ensemble of K fold models,
 # trained in <cell>/fold<k>/ and combined by the `ensemble` rule.
 FOLDS = int(config["split"].get("cv_folds", 0) or 0)
+# split.grouped: false = the papers' image-level split, in its own file beside the grouped one.
+GROUPED = bool(config["split"].get("grouped", True))
+if not GROUPED:
+    print("imbench: warning: split.grouped is false: images of one lesion/patient can be in training "
+          "and test (leakage; test scores are optimistic)", file=sys.stderr)
 SPLIT_CSV = (f"resources/prepared/{{task}}/split_seed{config['split']['seed']}"
-             + (f"_cv{FOLDS}" if FOLDS else "") + ".csv")
+             + ("" if GROUPED else "_ungrouped") + (f"_cv{FOLDS}" if FOLDS else "") + ".csv")
 _SKIP = {(t, m) for t, m, _ in SKIPPED}
 TRAINED = [m for m in config["methods"] if get_method(m).trains]
 POSTHOC = [m for m in config["methods"] if not get_method(m).trains]

@@ -42,18 +42,20 @@ rule split:
     input:
         "resources/prepared/{task}/index.csv",
     output:
-        "resources/prepared/{task}/split_seed{split_seed}.csv",
+        "resources/prepared/{task}/split_seed{split_seed}{grouping}.csv",
     params:
         fractions=" ".join(str(f) for f in config["split"]["fractions"]),
+        grouping=lambda wc: "--ungrouped" if wc.grouping else "",
     wildcard_constraints:
         split_seed=r"\d+",
+        grouping="|_ungrouped",
     conda:
         "../../envs/imbench.yaml"
     log:
-        "logs/data/split_{task}_seed{split_seed}.log",
+        "logs/data/split_{task}_seed{split_seed}{grouping}.log",
     shell:
         "imbench split --index {input} --out {output} --seed {wildcards.split_seed}"
-        " --fractions {params.fractions} > {log} 2>&1"
+        " --fractions {params.fractions} {params.grouping} > {log} 2>&1"
 
 
 rule split_cv:
@@ -61,19 +63,21 @@ rule split_cv:
     input:
         "resources/prepared/{task}/index.csv",
     output:
-        "resources/prepared/{task}/split_seed{split_seed}_cv{folds}.csv",
+        "resources/prepared/{task}/split_seed{split_seed}{grouping}_cv{folds}.csv",
     params:
         fractions=" ".join(str(f) for f in config["split"]["fractions"]),
+        grouping=lambda wc: "--ungrouped" if wc.grouping else "",
     wildcard_constraints:
         split_seed=r"\d+",
         folds=r"\d+",
+        grouping="|_ungrouped",
     conda:
         "../../envs/imbench.yaml"
     log:
-        "logs/data/split_{task}_seed{split_seed}_cv{folds}.log",
+        "logs/data/split_{task}_seed{split_seed}{grouping}_cv{folds}.log",
     shell:
         "imbench split --index {input} --out {output} --seed {wildcards.split_seed}"
-        " --fractions {params.fractions} --cv-folds {wildcards.folds} > {log} 2>&1"
+        " --fractions {params.fractions} {params.grouping} --cv-folds {wildcards.folds} > {log} 2>&1"
 
 
 rule cache:

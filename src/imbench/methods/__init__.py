@@ -7,6 +7,11 @@ A method is a combination of
 - optionally a **post-hoc** decision rule fitted on validation predictions of another cell
   (``posthoc.py``), in which case the method trains nothing and reuses that cell.
 
+A **paper variant** (``variant_of`` set) is a baseline exactly as one paper's code builds it, where
+that differs from our method of the same name: ``focal_lmf`` and ``ldam_lmf`` are the LMF paper's
+Focal and LDAM baselines. They are used by that paper's experiment and are not in the default grid
+(``list_methods(variants=False)``).
+
 Adding a method is one ``register_method`` call here (plus its loss/sampler if new) and a test.
 
 Public API::
@@ -34,6 +39,7 @@ class Method:
     head: str = "linear"
     posthoc: str | None = None
     base: str | None = None  # for post-hoc methods: the method whose predictions are reused
+    variant_of: str | None = None  # a paper's exact form of this method (paper variants only)
     source: str = ""
     summary: str = ""
 
@@ -61,8 +67,9 @@ def get_method(name: str) -> Method:
         raise ValueError(f"unknown method {name!r}; known methods: {list(METHODS)}") from None
 
 
-def list_methods() -> list[str]:
-    return list(METHODS)
+def list_methods(variants: bool = True) -> list[str]:
+    """Registered method names, in registration order; ``variants=False`` leaves out paper variants."""
+    return [name for name, m in METHODS.items() if variants or m.variant_of is None]
 
 
 for _m in (
@@ -94,6 +101,10 @@ for _m in (
            summary="CE on z + tau log(pi) (balanced softmax at tau = 1); raw logits at test time"),
     Method("cb_focal", "loss", "cb_focal", source="Cui et al. 2019",
            summary="class-balanced sigmoid focal loss, beta 0.9999, gamma 1"),
+    Method("focal_lmf", "loss", "focal_lmf", variant_of="focal", source="LMF (official code)",
+           summary="the LMF code's Focal baseline: softmax focal, gamma 1.5, alpha_t = the LDAM margins"),
+    Method("ldam_lmf", "loss", "ldam_lmf", variant_of="ldam", source="LMF (official code)",
+           summary="the LMF code's LDAM baseline: linear head, the margins also the class weights"),
 ):
     register_method(_m)
 

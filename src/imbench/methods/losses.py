@@ -30,9 +30,10 @@ Conventions shared by all losses
   (``.to(device)`` / ``.to(torch.float64)`` move them) and are cast to the
   logits' dtype at every call; nothing is created on a fixed device.
 * Parameters passed as ``None`` take their default.  Every module carries
-  ``loss_id``, ``kind``, ``num_classes`` and ``params``
+  ``loss_id``, ``kind``, ``num_classes``, ``params``
   (the resolved parameters: exactly the keys of ``LOSS_DEFAULTS[loss_id]``,
-  JSON-serialisable).
+  JSON-serialisable) and ``class_weights`` (which per-class weights it applies,
+  a token of ``LOSS_CLASS_WEIGHTS``).
 
 See ``docs/methods.md`` for the table of methods and for every choice made
 where public implementations disagree.
@@ -53,6 +54,7 @@ __all__ = [
     "KINDS",
     "LOSS_DEFAULTS",
     "LOSS_KINDS",
+    "LOSS_CLASS_WEIGHTS",
     "LMF_PAPER_ALPHA_BETA",
     "make_loss",
     "balanced_class_weights",
@@ -74,7 +76,7 @@ __all__ = [
 
 # The tables (parameters and defaults, task kinds, the LMF paper's α/β) are in the torch-free
 # ``imbench.methods.tables``, which the configuration checks read without importing torch.
-from .tables import KINDS, LMF_PAPER_ALPHA_BETA, LOSS_DEFAULTS, LOSS_KINDS  # noqa: E402
+from .tables import KINDS, LMF_PAPER_ALPHA_BETA, LOSS_CLASS_WEIGHTS, LOSS_DEFAULTS, LOSS_KINDS  # noqa: E402
 
 
 # --------------------------------------------------------------------------
@@ -347,7 +349,9 @@ class LDAMLoss(ImbalanceLoss):
     The margin m_y is subtracted from the target logit only and s multiplies
     every logit after the margin.  Without weights the reduction is the plain
     batch mean; with class weights it is PyTorch's weighted mean ÷ Σ w_{y_i}
-    (as kaidic/LDAM-DRW).  Meant for a cosine (normalised) head.
+    (as kaidic/LDAM-DRW).  ``ldam`` pairs it with a cosine (normalised) head;
+    ``ldam_lmf`` (the LMF code's LDAM baseline) uses the margins as the class
+    weights and a plain linear head.
     """
 
     def __init__(self, loss_id, kind, num_classes, params, margins: np.ndarray, s: float,
@@ -514,6 +518,8 @@ _CB_BETA = lambda v: _real("beta", v, 0.0, 1.0, hi_open=True)  # noqa: E731
 _VALIDATORS: dict[str, dict[str, Any]] = {
     "focal": {"gamma": _GAMMA},  # alpha handled separately (depends on kind and K)
     "ldam": {"max_m": _MAX_M, "s": _S},
+    "ldam_lmf": {"max_m": _MAX_M, "s": _S},
+    "focal_lmf": {"gamma": _GAMMA, "max_m": _MAX_M},
     "ldam_drw": {"max_m": _MAX_M, "s": _S, "beta": _CB_BETA,
                  "drw_start": lambda v: _real("drw_start", v, 0.0, 1.0)},
     "lmf": {"alpha": lambda v: _real("alpha", v, 0.0), "beta": lambda v: _real("beta", v, 0.0),
@@ -593,13 +599,32 @@ def make_loss(
 
     Returns:
         A module ``loss(logits, targets) -> scalar`` with ``params`` (resolved
-        parameters), ``loss_id``, ``kind`` and ``num_classes``; ``ldam_drw``
-        also has ``set_epoch(epoch, num_epochs)``.
+        parameters), ``loss_id``, ``kind``, ``num_classes`` and ``class_weights``
+        (the per-class weights it applies, see ``LOSS_CLASS_WEIGHTS``);
+        ``ldam_drw`` also has ``set_epoch(epoch, num_epochs)``.
 
     Raises:
         ValueError: unknown id, parameter or kind; a kind where the loss has no
             meaning; malformed counts; a zero count where the loss divides by it.
     """
+    loss = _make_loss(loss_id, class_counts, kind, n_samples, **params)
+    weights = LOSS_CLASS_WEIGHTS[loss_id]
+    if loss_id == "focal" and loss.params.get("alpha") not in (None, -1.0):
+        weights = "alpha"
+    elif loss_id == "cost_sensitive" and kind == "multilabel":
+        weights = "pos_weight"
+    loss.class_weights = weights
+    return loss
+
+
+def _make_loss(
+    loss_id: str,
+    class_counts: Any,
+    kind: str = "multiclass",
+    n_samples: int | None = None,
+    **params: object,
+) -> nn.Module:
+    """:func:`make_loss` without the ``class_weights`` record."""
     if not isinstance(loss_id, str) or loss_id not in LOSS_DEFAULTS:
         raise ValueError(f"unknown loss id {loss_id!r}; allowed: {', '.join(LOSS_DEFAULTS)}")
     if kind not in KINDS:
@@ -684,4 +709,9 @@ def make_loss(
     if loss_id == "cb_focal":
         w = class_balanced_weights(counts, p["beta"], ctx)
         return ClassBalancedFocalLoss(*args, weight=w, gamma=p["gamma"])
+    if loss_id == "focal_lmf":  # the LMF code's Focal baseline: AdeelH focal with α = the margins
+        return SoftmaxFocalLoss(*args, gamma=p["gamma"], alpha=ldam_margins(counts, p["max_m"], ctx))
+    if loss_id == "ldam_lmf":  # the LMF code's LDAM baseline: the margins are also the class weights
+        m = ldam_margins(counts, p["max_m"], ctx)
+        return LDAMLoss(*args, margins=m, s=p["s"], weight=m)
     raise AssertionError(loss_id)  # pragma: no cover

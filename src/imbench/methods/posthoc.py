@@ -17,7 +17,9 @@ Per task kind:
     shape) so every kind shares one signature. A zero training count is an error (``pi_c = 0``).
 ``multilabel`` (independent sigmoids)
     Label ``j`` is predicted iff ``p_j >= t_j``, each ``t_j`` maximising label ``j``'s F-beta on
-    validation (``beta`` default 1; the Dong et al. experiment sets ``beta = 2``). A label with no
+    validation (``beta`` default 1; ``method_params: {thresholding: {beta: 2}}`` fits the thresholds
+    for an F2 metric such as Dong et al.'s mean F2; ``experiments/dong.yaml`` itself runs no
+    thresholding, only the paper's ce and focal at threshold 0.5). A label with no
     positive validation sample keeps ``t_j = 0.5``: its F-score is 0 at every threshold, so there
     is nothing to choose from.
 

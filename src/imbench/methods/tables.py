@@ -23,6 +23,10 @@ LOSS_DEFAULTS: dict[str, dict[str, object]] = {
     "cw_focal": {"gamma": 2.0},
     "logit_adjustment": {"tau": 1.0},
     "cb_focal": {"beta": 0.9999, "gamma": 1.0},
+    # The LMF paper's Focal and LDAM baselines as its official code builds them (Adnan-Sadi/LMFLOSS
+    # train.py): both take the LDAM margins m_c = max_m (n_min/n_c)^(1/4) as class weights.
+    "focal_lmf": {"gamma": 1.5, "max_m": 0.5},
+    "ldam_lmf": {"max_m": 0.5, "s": 30.0},
 }
 
 #: Loss id -> the task kinds where the loss has a meaning.
@@ -37,6 +41,29 @@ LOSS_KINDS: dict[str, tuple[str, ...]] = {
     "cw_focal": KINDS,
     "logit_adjustment": _SINGLE,
     "cb_focal": KINDS,
+    "focal_lmf": _SINGLE,
+    "ldam_lmf": _SINGLE,
+}
+
+#: Loss id -> which per-class weights it applies (the ``class_weights`` of its module and of
+#: ``run.json``): ``none``; ``balanced`` = N/(K n_c); ``bwcce`` = (1 - n_c/N)/(K - 1);
+#: ``margins`` = the LDAM margins; ``cb`` = class-balanced (1-β)/(1-β^n_c); ``cb_drw`` = none, then
+#: class-balanced from the DRW epoch; ``pos_weight`` = n_neg/n_pos per label (multi-label);
+#: ``alpha`` = a per-class α given in the method's parameters. ``focal`` is ``none`` unless its
+#: ``alpha`` is set (multi-label focal: torchvision's scalar α, recorded as ``alpha``).
+LOSS_CLASS_WEIGHTS: dict[str, str] = {
+    "ce": "none",
+    "cost_sensitive": "balanced",
+    "bwcce": "bwcce",
+    "focal": "none",
+    "ldam": "none",
+    "ldam_drw": "cb_drw",
+    "lmf": "margins",
+    "cw_focal": "balanced",
+    "logit_adjustment": "none",
+    "cb_focal": "cb",
+    "focal_lmf": "margins",
+    "ldam_lmf": "margins",
 }
 
 #: The (α, β) of LMF = α·LDAM + β·Focal that gave the best results in the LMF
