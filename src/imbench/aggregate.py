@@ -408,12 +408,15 @@ def aggregate(experiment: str, results: str | Path, metrics_paths, n_boot: int =
     # The LMF paper's published test numbers beside ours, where a cell matches (real tasks only);
     # BBFL's numbers come from private data and are shown as context, never compared.
     from .latex import latex_pivot
-    from .paper import bbfl_context_markdown, paper_vs_ours, paper_vs_ours_markdown
+    from .paper import (bbfl_context_markdown, paper_vs_ours, paper_vs_ours_markdown, paper_vs_ours_per_class,
+                        paper_vs_ours_per_class_markdown)
 
     pvo = paper_vs_ours(summary, cell_runs(cells))
+    pvo_class = paper_vs_ours_per_class(per_class)
     write_csv(table_dir / "paper_vs_ours.csv", pvo)
+    write_csv(table_dir / "paper_vs_ours_per_class.csv", pvo_class)
     write_text(table_dir / "paper_vs_ours.md", "# Published (LMF paper) vs ours\n\n" + paper_vs_ours_markdown(pvo)
-               + "\n\n" + bbfl_context_markdown() + "\n")
+               + "\n\n" + paper_vs_ours_per_class_markdown(pvo_class) + "\n\n" + bbfl_context_markdown() + "\n")
 
     steps = optimizer_steps(cells)
     for task, spec in specs.items():

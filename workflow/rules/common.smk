@@ -135,7 +135,7 @@ def aggregate_outputs():
 
 
 TABLES = ["metrics_long.csv", "summary.csv", "per_class.csv", "bootstrap.csv", "paired_vs_ce.csv",
-          "paper_vs_ours.csv", "ranking.csv"]
+          "paper_vs_ours.csv", "paper_vs_ours_per_class.csv", "ranking.csv"]
 EXPLAIN = config.get("explain", {})
 
 
