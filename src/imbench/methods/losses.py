@@ -40,6 +40,7 @@ where public implementations disagree.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -74,7 +75,8 @@ __all__ = [
 
 # The tables (parameters and defaults, task kinds, the LMF paper's α/β) are in the torch-free
 # ``imbench.methods.tables``, which the configuration checks read without importing torch.
-from .tables import KINDS, LMF_PAPER_ALPHA_BETA, LOSS_DEFAULTS, LOSS_KINDS  # noqa: E402
+from .tables import (KINDS, LMF_PAPER_ALPHA_BETA, LOSS_DEFAULTS, LOSS_KINDS, LOSS_PARAMS,  # noqa: E402
+                     check_loss_params)
 
 
 # --------------------------------------------------------------------------
@@ -506,22 +508,14 @@ def _real(name: str, value: object, lo: float | None = None, hi: float | None = 
     return v
 
 
-_GAMMA = lambda v: _real("gamma", v, 0.0)  # noqa: E731
-_S = lambda v: _real("s", v, 0.0, lo_open=True)  # noqa: E731
-_MAX_M = lambda v: _real("max_m", v, 0.0, lo_open=True)  # noqa: E731
-_CB_BETA = lambda v: _real("beta", v, 0.0, 1.0, hi_open=True)  # noqa: E731
-
-_VALIDATORS: dict[str, dict[str, Any]] = {
-    "focal": {"gamma": _GAMMA},  # alpha handled separately (depends on kind and K)
-    "ldam": {"max_m": _MAX_M, "s": _S},
-    "ldam_drw": {"max_m": _MAX_M, "s": _S, "beta": _CB_BETA,
-                 "drw_start": lambda v: _real("drw_start", v, 0.0, 1.0)},
-    "lmf": {"alpha": lambda v: _real("alpha", v, 0.0), "beta": lambda v: _real("beta", v, 0.0),
-            "gamma": _GAMMA, "max_m": _MAX_M, "s": _S},
-    "cw_focal": {"gamma": _GAMMA},
-    "logit_adjustment": {"tau": lambda v: _real("tau", v)},
-    "cb_focal": {"beta": _CB_BETA, "gamma": _GAMMA},
-}
+def _check(loss_id: str, name: str, value: object) -> object:
+    """``value`` checked against the declaration ``LOSS_PARAMS[loss_id][name]`` (tables.py)."""
+    param = LOSS_PARAMS[loss_id][name]
+    try:
+        # 'paper' (LMF's α, β) is looked up per cell before a loss is built; here only numbers.
+        return dataclasses.replace(param, literals=()).check(value)
+    except ValueError as exc:
+        raise ValueError(f"parameter {name!r}: {exc}") from None
 
 
 def _focal_alpha(value: object, kind: str, k: int) -> object:
@@ -555,18 +549,16 @@ def _resolve(loss_id: str, kind: str, k: int, params: dict[str, object]) -> dict
     # None means "the default" (the convention of the sampler and post-hoc registries too);
     # for focal's alpha the default itself is None (no α / torchvision's 0.25).
     resolved = {**defaults, **{name: v for name, v in params.items() if v is not None}}
-    checks = _VALIDATORS.get(loss_id, {})
     out: dict[str, object] = {}
     for name, value in resolved.items():
         try:
             if loss_id == "focal" and name == "alpha":
                 out[name] = _focal_alpha(value, kind, k)
             else:
-                out[name] = checks[name](value)
+                out[name] = _check(loss_id, name, value)
         except ValueError as err:
             raise ValueError(f"loss {loss_id!r}: {err}") from None
-    if loss_id == "lmf" and out["alpha"] == 0.0 and out["beta"] == 0.0:
-        raise ValueError("parameters 'alpha' and 'beta' of loss 'lmf' are both 0; at least one must be > 0")
+    check_loss_params(loss_id, out)
     return out
 
 
