@@ -112,7 +112,7 @@ class Param:
             elif t == "float":
                 parts.append(("a number" if self._range() else "a finite number") + self._range())
             elif t == "bool":
-                parts.append("true or false")
+                parts += ["true", "false"]
             elif t == "str":
                 parts.append(f"one of {', '.join(repr(c) for c in self.choices)}" if self.choices else "a string")
             elif t == "floats":
