@@ -139,6 +139,10 @@ BAD = [
     (_with(split={"seed": 0, "fractions": [1.0, 0.5, 0.5]}), "split.fractions.0", r"1\.0 is greater than or equal to the maximum of 1"),
     (_with(split={"seed": 0, "fractions": [0.5, 0.5]}), "split.fractions", r"too short"),
     (_with(split={"seed": 0, "fractions": [0.7, 0.15, "0.15"]}), "split.fractions.2", r"not of type 'number'"),
+    # the method whose cell Grad-CAM explains: a trained method of the grid
+    (_with(explain={"gradcam_method": "focal"}), "explain.gradcam_method",
+     r"expected one of the trained methods of the grid \['ce', 'ros', 'bbfl'\], got 'focal'"),
+    (_with(explain={"gradcam_method": "thresholding"}), "explain.gradcam_method", r"got 'thresholding'"),
     # experiment names: one plain path component
     (_with(experiment="."), "experiment", r"expected a plain folder name .*, got '\.'"),
     (_with(experiment=".."), "experiment", r"got '\.\.'"),
@@ -195,6 +199,7 @@ GOOD = [
     _with(split={"seed": 0, "fractions": [0.8, 0.1, 0.1]}),
     _with(experiment="lmf_2024.v2-b"),
     _with(model_image_size={"test_resnet": 24}),
+    _with(explain={"gradcam_method": "bbfl"}),
 ]
 
 

@@ -110,6 +110,7 @@ def check_config(config: dict) -> list[tuple[str, str, str]]:
     _check_model_image_size(config)
     _check_split(config.get("split"))
     _check_method_params(config)
+    _check_explain(config)
     for m in config["methods"]:
         base = get_method(m).base
         if base and base not in config["methods"]:
@@ -175,6 +176,16 @@ def _check_split(split) -> None:
     total = float(sum(fractions))
     if abs(total - 1.0) > FRACTION_SUM_TOL:
         raise _error("split.fractions", f"expected {expected}, got {list(fractions)} (sum {total:.12g})")
+
+
+def _check_explain(config: dict) -> None:
+    wanted = (config.get("explain") or {}).get("gradcam_method")
+    if wanted is None:
+        return
+    trained = [m for m in config["methods"] if get_method(m).trains]
+    if wanted not in trained:
+        raise _error("explain.gradcam_method", f"expected one of the trained methods of the grid {trained}, "
+                                               f"got {show(wanted)}")
 
 
 def _check_method_params(config: dict) -> None:
