@@ -143,6 +143,14 @@ BAD = [
     (_with(explain={"gradcam_method": "focal"}), "explain.gradcam_method",
      r"expected one of the trained methods of the grid \['ce', 'ros', 'bbfl'\], got 'focal'"),
     (_with(explain={"gradcam_method": "thresholding"}), "explain.gradcam_method", r"got 'thresholding'"),
+    # schema keys say what they expect
+    (_with(split={"seed": 0, "cv_folds": 1}), "split.cv_folds",
+     r"expected 0 \(one split\) or an integer ≥ 2 \(K folds\), got 1$"),
+    (_with(split={"seed": 0, "cv_folds": 2.5}), "split.cv_folds", r"got 2\.5$"),
+    (_with(seeds=[0, -1]), "seeds.1", r"less than the minimum of 0"),
+    (_with(seeds=[True]), "seeds.0", r"True is not of type 'integer'"),
+    (_with(evaluation={"n_boot": 0}), "evaluation.n_boot", r"less than the minimum of 1"),
+    (_with(cache={"mode": "pad"}), "cache.mode", r"'pad' is not allowed; allowed values: \['squash', 'crop'\]"),
     # experiment names: one plain path component
     (_with(experiment="."), "experiment", r"expected a plain folder name .*, got '\.'"),
     (_with(experiment=".."), "experiment", r"got '\.\.'"),
@@ -154,7 +162,8 @@ BAD = [
     (_with(experiment="a b"), "experiment", r"got 'a b'"),
     (_with(experiment=".hidden"), "experiment", r"got '\.hidden'"),
     (_with(experiment="x\n"), "experiment", r"plain folder name"),
-    (_with(experiment=None), "experiment", r"None is not of type 'string'"),
+    (_with(experiment=None), "experiment", r"expected a plain folder name .*, got null$"),
+    (_with(experiment=2024), "experiment", r"expected a plain folder name .*, got 2024$"),
 ]
 
 

@@ -76,8 +76,12 @@ def check_schema(config: dict, schema_path: str | Path | None = None) -> None:
     elif error.validator == "additionalProperties":
         detail = f"{error.message}; allowed keys: {sorted(error.schema.get('properties', {}))}"
     elif error.validator == "pattern":
-        expected = error.schema.get("x-expected") or f"a match of {error.validator_value}"
-        detail = f"expected {expected}, got {show(error.instance)}"
+        detail = f"expected a match of {error.validator_value}, got {show(error.instance)}"
+    # A schema may say in words what it expects (custom keyword ``x-expected``, ignored by validators).
+    for candidate in (error, error.parent):
+        if candidate is not None and isinstance(candidate.schema, dict) and "x-expected" in candidate.schema:
+            detail = f"expected {candidate.schema['x-expected']}, got {show(candidate.instance)}"
+            break
     raise _error(key, detail)
 
 
