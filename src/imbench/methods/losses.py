@@ -490,24 +490,6 @@ class ClassBalancedFocalLoss(ImbalanceLoss):
 # --------------------------------------------------------------------------
 
 
-def _real(name: str, value: object, lo: float | None = None, hi: float | None = None,
-          lo_open: bool = False, hi_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"parameter {name!r} must be a real number, got {value!r}")
-    v = float(value)
-    ok = math.isfinite(v)
-    if ok and lo is not None:
-        ok = v > lo if lo_open else v >= lo
-    if ok and hi is not None:
-        ok = v < hi if hi_open else v <= hi
-    if not ok:
-        left = "(" if lo_open or lo is None else "["
-        right = ")" if hi_open or hi is None else "]"
-        rng = f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
-        raise ValueError(f"parameter {name!r} must be a finite number in {rng}, got {value!r}")
-    return v
-
-
 def _check(loss_id: str, name: str, value: object) -> object:
     """``value`` checked against the declaration ``LOSS_PARAMS[loss_id][name]`` (tables.py)."""
     param = LOSS_PARAMS[loss_id][name]
@@ -519,25 +501,17 @@ def _check(loss_id: str, name: str, value: object) -> object:
 
 
 def _focal_alpha(value: object, kind: str, k: int) -> object:
-    """Resolve the ``alpha`` of ``focal``: per-class list (softmax) or torchvision scalar (sigmoid)."""
-    if kind == "multilabel":
-        if value is None:
-            return 0.25
-        v = _real("alpha", value)
-        if not (0.0 <= v <= 1.0 or v == -1.0):
-            raise ValueError(f"parameter 'alpha' of multilabel focal must be in [0, 1] or -1 (no α), got {value!r}")
-        return v
-    if value is None:
-        return None
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().tolist()
-    if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__len__"):
-        raise ValueError(
-            f"parameter 'alpha' of {kind} focal must be None or a list of {k} per-class weights, got {value!r}"
-        )
-    if len(value) != k:
-        raise ValueError(f"parameter 'alpha' of {kind} focal must have {k} entries (one per class), got {len(value)}")
-    return [_real(f"alpha[{i}]", a, 0.0) for i, a in enumerate(value)]
+    """Resolve the ``alpha`` of ``focal``: per-class list (softmax) or torchvision scalar (sigmoid),
+    as declared per task kind in ``LOSS_PARAMS["focal"]["alpha"]``."""
+    if kind == "multilabel" and value is None:
+        return 0.25
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        value = value.tolist() if isinstance(value, np.ndarray) else value.detach().cpu().tolist()
+    try:
+        out = LOSS_PARAMS["focal"]["alpha"].for_kind(kind).check(value, n_classes=k)
+    except ValueError as exc:
+        raise ValueError(f"parameter 'alpha' of {kind} focal: {exc}") from None
+    return float(out) if kind == "multilabel" else out
 
 
 def _resolve(loss_id: str, kind: str, k: int, params: dict[str, object]) -> dict[str, object]:
