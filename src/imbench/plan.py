@@ -3,8 +3,9 @@
     imbench plan --configfile experiments/lmf.yaml [--images-per-second JSON] [--measured results/lmf]
 
 Reads the configuration the way Snakemake's ``--configfile`` does (the files merged over
-``config.yaml``: dictionaries merge key by key, everything else, lists included, is replaced) and
-prints
+``config.yaml``: dictionaries merge key by key, everything else, lists included, is replaced),
+checks it as the workflow does (:func:`imbench.config.validate_config`: a bad key, type or value is
+one error line naming the key; settings without effect are listed as warnings) and prints
 
 - the number of cells: trained + post-hoc, after skipping the methods that have no meaning for a
   task's kind (the same rule as :func:`imbench.config.check_config`);

@@ -34,13 +34,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+# post-hoc rule id -> parameters and defaults (``None`` passed for a parameter = its default),
+# declared with their types and ranges in the torch-free ``tables.py``.
+from .tables import POSTHOC_DEFAULTS, POSTHOC_PARAMS
+
 __all__ = ["KINDS", "POSTHOC_DEFAULTS", "DecisionRule", "best_threshold", "default_rule", "fit_rule"]
 
 KINDS = ("binary", "multiclass", "multilabel")
-
-# post-hoc rule id -> parameters and defaults (``None`` passed for a parameter = its default),
-# declared with their types and ranges in the torch-free ``tables.py``.
-from .tables import POSTHOC_DEFAULTS, POSTHOC_PARAMS  # noqa: E402
 
 #: threshold a multi-label label keeps when validation cannot choose one.
 FALLBACK_THRESHOLD = 0.5

@@ -1,7 +1,9 @@
 """Parameter declarations of the methods' parts (type, range, default), without torch.
 
-The configuration checks read them while Snakemake plans a grid, and that must not import torch;
-``losses.py`` and ``samplers.py`` use the same objects.
+Each parameter is one :class:`imbench.params.Param`: the configuration checks read them while
+Snakemake plans a grid (and that must not import torch); ``losses.py``, ``samplers.py`` and
+``posthoc.py`` check the values they are given through the same objects. A new parameter is
+declared here once, and is then checked everywhere.
 """
 
 from __future__ import annotations
