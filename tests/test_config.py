@@ -13,6 +13,7 @@ import dataclasses
 import json
 import re
 from pathlib import Path
+from typing import Optional
 
 import pytest
 import yaml
@@ -288,10 +289,14 @@ def test_new_setting_is_checked_by_its_annotation(monkeypatch):
     class Extended(Settings):
         budget: float | None = None
         precision: str = "auto"
+        patience: Optional[int] = None  # noqa: UP045
 
     monkeypatch.setattr("imbench.settings.Settings", Extended)
     params = setting_params()
-    assert len(params) == len(fields) + 2
+    assert len(params) == len(fields) + 3
+    assert params["patience"].check(None) is None and params["patience"].check(3) == 3
+    with pytest.raises(ValueError, match=r"expected an integer or null \(the default\), got 2\.5"):
+        params["patience"].check(2.5)
     assert params["budget"].check(None) is None and params["budget"].check(3) == 3.0
     with pytest.raises(ValueError, match=r"expected a finite number or null"):
         params["budget"].check("1h")

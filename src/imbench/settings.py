@@ -98,7 +98,10 @@ def setting_params() -> dict[str, Param]:
     range and choices from :data:`SETTING_RULES`."""
     out = {}
     for f in dataclasses.fields(Settings):
-        names = [t.strip() for t in str(f.type).split("|")]
+        annotation = str(f.type).strip()
+        if annotation.startswith("Optional[") and annotation.endswith("]"):
+            annotation = annotation[len("Optional["):-1] + " | None"
+        names = [t.strip() for t in annotation.split("|")]
         nullable = "None" in names
         unsupported = [t for t in names if t != "None" and t.split("[")[0] not in _ANNOTATION_TYPES]
         if unsupported:
