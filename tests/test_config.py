@@ -64,6 +64,8 @@ BAD = [
     (_over(lr="1e-4"), "protocol_overrides.lr", r"got '1e-4' \(text: YAML reads 1e-4 as text; write 1\.0e-4\)"),
     (_over(lr=float("inf")), "protocol_overrides.lr", r"expected a number > 0, got inf"),
     (_over(lr=float("nan")), "protocol_overrides.lr", r"expected a number > 0, got nan"),
+    (_over(eval_batch_size="1e3"), "protocol_overrides.eval_batch_size",
+     r"expected an integer ≥ 1, got '1e3' \(text: YAML reads 1e3 as text; write the whole number 1000\)"),
     (_over(lr=False), "protocol_overrides.lr", r"expected a number > 0, got false"),
     (_over(batch_size="64"), "protocol_overrides.batch_size", r"expected an integer ≥ 1, got '64'"),
     (_over(batch_size=32.0), "protocol_overrides.batch_size", r"expected an integer ≥ 1"),
@@ -305,6 +307,16 @@ def test_new_setting_is_checked_by_its_annotation(monkeypatch):
     monkeypatch.setitem(SETTING_RULES, "precision", dict(choices=("auto", "bf16")))
     with pytest.raises(ConfigError, match=r"'protocol_overrides.precision': expected one of 'auto', 'bf16'"):
         validate_config(_over(precision="fp8"))
+
+
+def test_without_the_schema_file_required_keys_are_still_checked(monkeypatch, tmp_path):
+    monkeypatch.setattr("imbench.config.SCHEMA_PATH", tmp_path / "absent.yaml")
+    cfg = _with()
+    del cfg["models"]
+    with pytest.raises(ConfigError, match=r"^config key '\(top level\)': 'models' is a required property$"):
+        validate_config(cfg)
+    with pytest.raises(ConfigError, match=r"^config key 'protocol_overrides.epochs': expected an integer"):
+        validate_config(_over(epochs=2.5))
 
 
 def test_runtime_uses_the_same_checks():

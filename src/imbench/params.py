@@ -33,17 +33,28 @@ class ParamError(ValueError):
     """A value that does not fit its declaration; the message says what was expected."""
 
 
-def show(value: object) -> str:
-    """A value as the user wrote it in YAML: ``null``, ``true``, ``'text'``, ``2.5``."""
+def show(value: object, floats: bool = True) -> str:
+    """A value as the user wrote it in YAML: ``null``, ``true``, ``'text'``, ``2.5``.
+
+    Text that looks like a number gets a hint; ``floats`` says whether a fractional number would be
+    accepted (else the hint asks for a whole number).
+    """
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        if _E_NOTATION.fullmatch(value.strip()):
-            mantissa, exponent = re.split("[eE]", value.strip())
-            return f"{value!r} (text: YAML reads {value.strip()} as text; write {mantissa}.0e{exponent})"
-        if _NUMBER.fullmatch(value.strip()):
+        text = value.strip()
+        if _E_NOTATION.fullmatch(text):
+            mantissa, exponent = re.split("[eE]", text)
+            if floats:
+                fix = f"write {mantissa}.0e{exponent}"
+            elif float(text).is_integer():
+                fix = f"write the whole number {float(text):.0f}"
+            else:
+                fix = "write a whole number"
+            return f"{value!r} (text: YAML reads {text} as text; {fix})"
+        if _NUMBER.fullmatch(text):
             return f"{value!r} (text: write the number without quotes)"
         return repr(value)
     return repr(value)
@@ -187,7 +198,8 @@ class Param:
             ok, out = self._fit(t, value, n_classes)
             if ok:
                 return out
-        raise ParamError(f"expected {self.expected(n_classes)}, got {show(value)}")
+        floats = any(t in ("float", "floats") for t in self.types)
+        raise ParamError(f"expected {self.expected(n_classes)}, got {show(value, floats)}")
 
     def for_kind(self, kind: str) -> "Param":
         """The declaration that applies to a task of ``kind`` (``by_kind`` refinement, else itself)."""
