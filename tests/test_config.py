@@ -153,6 +153,17 @@ BAD = [
     (_with(seeds=[0, -1]), "seeds.1", r"less than the minimum of 0"),
     (_with(seeds=[True]), "seeds.0", r"True is not of type 'integer'"),
     (_with(evaluation={"n_boot": 0}), "evaluation.n_boot", r"less than the minimum of 1"),
+    # integer keys of the schema take whole numbers only: 0.0 would reach paths as "seed0.0"
+    (_with(seeds=[0.0, 1]), "seeds.0", r"0\.0 is not of type 'integer'"),
+    (_with(split={"seed": 1.0}), "split.seed", r"1\.0 is not of type 'integer'"),
+    (_with(split={"seed": 0, "cv_folds": 5.0}), "split.cv_folds", r"got 5\.0$"),
+    (_with(synthetic={"n_images": 300.0}), "synthetic.n_images", r"300\.0 is not of type 'integer'"),
+    (_with(evaluation={"n_boot": 50.0}), "evaluation.n_boot", r"50\.0 is not of type 'integer'"),
+    (_with(model_image_size={"test_resnet": 16.0}), "model_image_size.test_resnet", r"not of type 'integer'"),
+    (_with(synthetic={"noise": float("nan")}), "synthetic.noise", r"nan is not of type 'number'"),
+    (_with(synthetic={"second_lesion_fraction": float("inf")}), "synthetic.second_lesion_fraction",
+     r"inf is not of type 'number'"),
+    (_with(split={"seed": 0, "fractions": [0.7, 0.15, float("nan")]}), "split.fractions.2", r"nan is not of type"),
     (_with(cache={"mode": "pad"}), "cache.mode", r"'pad' is not allowed; allowed values: \['squash', 'crop'\]"),
     # experiment names: one plain path component
     (_with(experiment="."), "experiment", r"expected a plain folder name .*, got '\.'"),
@@ -212,6 +223,7 @@ GOOD = [
     _with(experiment="lmf_2024.v2-b"),
     _with(model_image_size={"test_resnet": 24}),
     _with(explain={"gradcam_method": "bbfl"}),
+    _with(synthetic={"noise": 0, "n_images": 400}),  # an int where a number is expected
 ]
 
 

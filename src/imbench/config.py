@@ -23,6 +23,7 @@ is checked as soon as it is declared; nothing here lists them again.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -58,6 +59,8 @@ def _error(key: str, detail: str) -> ConfigError:
 def check_schema(config: dict, schema_path: str | Path | None = None) -> None:
     """Validate ``config`` against the JSON schema; the first problem is one ``ConfigError`` line.
 
+    ``integer`` keys take whole numbers only (``2.0`` is refused, as for the declared settings).
+
     Defaults are not filled here (the workflow fills them with ``snakemake.utils.validate``).
     """
     import jsonschema
@@ -66,7 +69,7 @@ def check_schema(config: dict, schema_path: str | Path | None = None) -> None:
     path = Path(schema_path) if schema_path is not None else SCHEMA_PATH
     with open(path) as fh:
         schema = yaml.safe_load(fh)
-    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
+    error = jsonschema.exceptions.best_match(_strict_validator(jsonschema)(schema).iter_errors(config))
     if error is None:
         return
     key = ".".join(str(p) for p in error.absolute_path) or "(top level)"
@@ -83,6 +86,19 @@ def check_schema(config: dict, schema_path: str | Path | None = None) -> None:
             detail = f"expected {candidate.schema['x-expected']}, got {show(candidate.instance)}"
             break
     raise _error(key, detail)
+
+
+def _strict_validator(jsonschema):
+    """Draft 2020-12 with ``integer`` meaning a whole number written as one (JSON Schema also counts
+    ``2.0`` as an integer, but a seed or a count of ``2.0`` would reach file names and command lines
+    as ``2.0``) and ``number`` meaning a finite one (``.nan`` passes every bound)."""
+    base = jsonschema.Draft202012Validator
+    checker = base.TYPE_CHECKER.redefine_many({
+        "integer": lambda _, value: isinstance(value, int) and not isinstance(value, bool),
+        "number": lambda _, value: (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                    and math.isfinite(value)),
+    })
+    return jsonschema.validators.extend(base, type_checker=checker)
 
 
 # ----------------------------------------------------------------------------- package checks
