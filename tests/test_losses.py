@@ -903,10 +903,10 @@ def test_bad_counts(counts, kind, n_samples, match):
     [
         ("focal", "multiclass", {"gamma": -1.0}, r"'gamma'"),
         ("focal", "multiclass", {"gamma": True}, r"'gamma'"),
-        ("focal", "multiclass", {"alpha": [1.0, 2.0]}, r"'alpha'.*3 entries"),
+        ("focal", "multiclass", {"alpha": [1.0, 2.0]}, r"'alpha'.*a list of 3 numbers ≥ 0"),
         ("focal", "multiclass", {"alpha": 0.25}, r"'alpha'.*list of 3"),
-        ("focal", "multiclass", {"alpha": [1.0, -1.0, 1.0]}, r"alpha\[1\]"),
-        ("focal", "multilabel", {"alpha": 1.5}, r"'alpha'.*\[0, 1\] or -1"),
+        ("focal", "multiclass", {"alpha": [1.0, -1.0, 1.0]}, r"'alpha'.*numbers ≥ 0.*got \[1\.0, -1\.0, 1\.0\]"),
+        ("focal", "multilabel", {"alpha": 1.5}, r"'alpha'.*\[0, 1\], -1"),
         ("ldam", "multiclass", {"s": 0.0}, r"'s'"),
         ("ldam", "multiclass", {"max_m": -0.5}, r"'max_m'"),
         ("ldam_drw", "multiclass", {"beta": 1.0}, r"'beta'"),

@@ -139,14 +139,30 @@ def _bad_config(tmp_path, change) -> str:
         (lambda c: c.update(models=["resnet_999"]), r"config key 'models': unknown model 'resnet_999': not a timm model name .*torchvision"),
         (lambda c: c.update(seeds="zero"), r"config key 'seeds': 'zero' is not of type 'array'"),
         (lambda c: c.pop("models"), r"config key '\(top level\)': 'models' is a required property"),
-        (lambda c: c.update(protocol_overrides={"epoch": 3}), r"config key 'protocol_overrides': unknown training setting"),
-        (lambda c: c.update(method_params={"bbfl": {"gama": 1}}), r"config key 'method_params.bbfl': method 'bbfl' has no parameter 'gama'"),
+        (lambda c: c.update(protocol_overrides={"epoch": 3}), r"config key 'protocol_overrides.epoch': unknown training setting"),
+        (lambda c: c.update(method_params={"bbfl": {"gama": 1}}), r"config key 'method_params.bbfl.gama': method 'bbfl' has no parameter 'gama'"),
         (lambda c: c.update(methods=["thresholding"]), r"'thresholding' reuses the predictions of 'ce'"),
+        # values of every kind, checked against their declarations (tests/test_config.py has the full table)
+        (lambda c: c["protocol_overrides"].update(epochs=2.5), r"config key 'protocol_overrides.epochs': expected an integer ≥ 1, got 2\.5$"),
+        (lambda c: c["protocol_overrides"].update(batch_size="64"), r"config key 'protocol_overrides.batch_size': expected an integer ≥ 1, got '64'"),
+        (lambda c: c.update(method_params={"bbfl": {"gamma": -5}}), r"config key 'method_params.bbfl.gamma': expected a number ≥ 0 or null \(the default\), got -5$"),
+        (lambda c: c.update(split={"fractions": [0.7, 0.15, 0.05]}), r"config key 'split.fractions': expected 3 fractions .* \(sum 0\.9\)$"),
+        (lambda c: c.update(experiment=".."), r"config key 'experiment': expected a plain folder name .*, got '\.\.'$"),
     ],
 )
 def test_bad_config_stops_before_any_work(tmp_path, change, expected):
     line = _bad_config(tmp_path, change)
     assert re.search(expected, line), line
+
+
+def test_parameters_of_a_method_not_in_the_grid_warn(tmp_path):
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg["method_params"] = {"focal": {"gamma": 1.0}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    proc = smk(tmp_path, "-n", "--configfile", "config.yaml", timeout=300)
+    lines = [line for line in proc.stderr.splitlines() if "warning" in line]
+    assert lines == ["imbench: warning: config key 'method_params.focal': method 'focal' is not in 'methods' "
+                     "['ce', 'ros', 'thresholding', 'bbfl']; its parameters are not used"], proc.stderr
 
 
 def test_lint_is_clean():

@@ -42,10 +42,24 @@ PROTOCOLS: dict[str, dict] = {
 }
 
 
+#: Settings an experiment cannot override through ``protocol_overrides``, with where they belong.
+NOT_OVERRIDABLE: dict[str, str] = {
+    "method_params": "method parameters are set per method under the top-level key 'method_params'",
+}
+
+
 def resolve(protocol: str, overrides: dict | None = None) -> Settings:
-    """``Settings`` of a protocol with ``overrides`` applied (unknown names raise ``ValueError``)."""
+    """``Settings`` of a protocol with ``overrides`` applied.
+
+    Every value is checked against the declarations of the training settings
+    (:data:`imbench.settings.SETTING_RULES`); unknown names, wrong types and values out of range
+    raise ``ValueError`` naming the setting.
+    """
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; known protocols: {sorted(PROTOCOLS)}")
+    for key in overrides or {}:
+        if key in NOT_OVERRIDABLE:
+            raise ValueError(f"setting {key} cannot be overridden: {NOT_OVERRIDABLE[key]}")
     return Settings.from_dict({**PROTOCOLS[protocol], **(overrides or {})})
 
 

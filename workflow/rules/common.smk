@@ -18,29 +18,20 @@ def _config_error(message):
 
 
 def _validate_config():
-    import jsonschema
-    import yaml
+    # The schema, then the package's checks of every setting and method parameter (imbench.config).
+    from imbench.config import ConfigError, check_config, check_schema, config_warnings
 
     schema_path = os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")
-    with open(schema_path) as fh:
-        schema = yaml.safe_load(fh)
-    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
-    if error is not None:
-        key = ".".join(str(p) for p in error.absolute_path) or "(top level)"
-        detail = error.message
-        if error.validator == "enum":
-            detail = f"{error.instance!r} is not allowed; allowed values: {error.validator_value}"
-        elif error.validator == "additionalProperties":
-            detail = f"{error.message}; allowed keys: {sorted(error.schema.get('properties', {}))}"
-        _config_error(f"config key '{key}': {detail}")
-    # Fill the schema's defaults (split, cache, synthetic, evaluation, ...).
-    validate(config, schema=schema_path)
-    from imbench.config import ConfigError, check_config
-
     try:
-        return check_config(config)
+        check_schema(config, schema_path)
+        # Fill the schema's defaults (split, cache, synthetic, evaluation, ...).
+        validate(config, schema=schema_path)
+        skips = check_config(config)
     except ConfigError as exc:
         _config_error(str(exc))
+    for warning in config_warnings(config):
+        print(f"imbench: warning: {warning}", file=sys.stderr)
+    return skips
 
 
 SKIPPED = _validate_config()

@@ -41,6 +41,7 @@ where public implementations disagree.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -76,7 +77,8 @@ __all__ = [
 
 # The tables (parameters and defaults, task kinds, the LMF paper's α/β) are in the torch-free
 # ``imbench.methods.tables``, which the configuration checks read without importing torch.
-from .tables import KINDS, LMF_PAPER_ALPHA_BETA, LOSS_CLASS_WEIGHTS, LOSS_DEFAULTS, LOSS_KINDS  # noqa: E402
+from .tables import (KINDS, LMF_PAPER_ALPHA_BETA, LOSS_CLASS_WEIGHTS, LOSS_DEFAULTS, LOSS_KINDS,  # noqa: E402
+                     LOSS_PARAMS, check_loss_params)
 
 
 # --------------------------------------------------------------------------
@@ -492,64 +494,28 @@ class ClassBalancedFocalLoss(ImbalanceLoss):
 # --------------------------------------------------------------------------
 
 
-def _real(name: str, value: object, lo: float | None = None, hi: float | None = None,
-          lo_open: bool = False, hi_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"parameter {name!r} must be a real number, got {value!r}")
-    v = float(value)
-    ok = math.isfinite(v)
-    if ok and lo is not None:
-        ok = v > lo if lo_open else v >= lo
-    if ok and hi is not None:
-        ok = v < hi if hi_open else v <= hi
-    if not ok:
-        left = "(" if lo_open or lo is None else "["
-        right = ")" if hi_open or hi is None else "]"
-        rng = f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
-        raise ValueError(f"parameter {name!r} must be a finite number in {rng}, got {value!r}")
-    return v
-
-
-_GAMMA = lambda v: _real("gamma", v, 0.0)  # noqa: E731
-_S = lambda v: _real("s", v, 0.0, lo_open=True)  # noqa: E731
-_MAX_M = lambda v: _real("max_m", v, 0.0, lo_open=True)  # noqa: E731
-_CB_BETA = lambda v: _real("beta", v, 0.0, 1.0, hi_open=True)  # noqa: E731
-
-_VALIDATORS: dict[str, dict[str, Any]] = {
-    "focal": {"gamma": _GAMMA},  # alpha handled separately (depends on kind and K)
-    "ldam": {"max_m": _MAX_M, "s": _S},
-    "ldam_lmf": {"max_m": _MAX_M, "s": _S},
-    "focal_lmf": {"gamma": _GAMMA, "max_m": _MAX_M},
-    "ldam_drw": {"max_m": _MAX_M, "s": _S, "beta": _CB_BETA,
-                 "drw_start": lambda v: _real("drw_start", v, 0.0, 1.0)},
-    "lmf": {"alpha": lambda v: _real("alpha", v, 0.0), "beta": lambda v: _real("beta", v, 0.0),
-            "gamma": _GAMMA, "max_m": _MAX_M, "s": _S},
-    "cw_focal": {"gamma": _GAMMA},
-    "logit_adjustment": {"tau": lambda v: _real("tau", v)},
-    "cb_focal": {"beta": _CB_BETA, "gamma": _GAMMA},
-}
+def _check(loss_id: str, name: str, value: object) -> object:
+    """``value`` checked against the declaration ``LOSS_PARAMS[loss_id][name]`` (tables.py)."""
+    param = LOSS_PARAMS[loss_id][name]
+    try:
+        # 'paper' (LMF's α, β) is looked up per cell before a loss is built; here only numbers.
+        return dataclasses.replace(param, literals=()).check(value)
+    except ValueError as exc:
+        raise ValueError(f"parameter {name!r}: {exc}") from None
 
 
 def _focal_alpha(value: object, kind: str, k: int) -> object:
-    """Resolve the ``alpha`` of ``focal``: per-class list (softmax) or torchvision scalar (sigmoid)."""
-    if kind == "multilabel":
-        if value is None:
-            return 0.25
-        v = _real("alpha", value)
-        if not (0.0 <= v <= 1.0 or v == -1.0):
-            raise ValueError(f"parameter 'alpha' of multilabel focal must be in [0, 1] or -1 (no α), got {value!r}")
-        return v
-    if value is None:
-        return None
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().tolist()
-    if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__len__"):
-        raise ValueError(
-            f"parameter 'alpha' of {kind} focal must be None or a list of {k} per-class weights, got {value!r}"
-        )
-    if len(value) != k:
-        raise ValueError(f"parameter 'alpha' of {kind} focal must have {k} entries (one per class), got {len(value)}")
-    return [_real(f"alpha[{i}]", a, 0.0) for i, a in enumerate(value)]
+    """Resolve the ``alpha`` of ``focal``: per-class list (softmax) or torchvision scalar (sigmoid),
+    as declared per task kind in ``LOSS_PARAMS["focal"]["alpha"]``."""
+    if kind == "multilabel" and value is None:
+        return 0.25
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        value = value.tolist() if isinstance(value, np.ndarray) else value.detach().cpu().tolist()
+    try:
+        out = LOSS_PARAMS["focal"]["alpha"].for_kind(kind).check(value, n_classes=k)
+    except ValueError as exc:
+        raise ValueError(f"parameter 'alpha' of {kind} focal: {exc}") from None
+    return float(out) if kind == "multilabel" else out
 
 
 def _resolve(loss_id: str, kind: str, k: int, params: dict[str, object]) -> dict[str, object]:
@@ -561,18 +527,16 @@ def _resolve(loss_id: str, kind: str, k: int, params: dict[str, object]) -> dict
     # None means "the default" (the convention of the sampler and post-hoc registries too);
     # for focal's alpha the default itself is None (no α / torchvision's 0.25).
     resolved = {**defaults, **{name: v for name, v in params.items() if v is not None}}
-    checks = _VALIDATORS.get(loss_id, {})
     out: dict[str, object] = {}
     for name, value in resolved.items():
         try:
             if loss_id == "focal" and name == "alpha":
                 out[name] = _focal_alpha(value, kind, k)
             else:
-                out[name] = checks[name](value)
+                out[name] = _check(loss_id, name, value)
         except ValueError as err:
             raise ValueError(f"loss {loss_id!r}: {err}") from None
-    if loss_id == "lmf" and out["alpha"] == 0.0 and out["beta"] == 0.0:
-        raise ValueError("parameters 'alpha' and 'beta' of loss 'lmf' are both 0; at least one must be > 0")
+    check_loss_params(loss_id, out)
     return out
 
 

@@ -36,14 +36,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+# post-hoc rule id -> parameters and defaults (``None`` passed for a parameter = its default),
+# declared with their types and ranges in the torch-free ``tables.py``.
+from .tables import POSTHOC_DEFAULTS, POSTHOC_PARAMS
+
 __all__ = ["KINDS", "POSTHOC_DEFAULTS", "DecisionRule", "best_threshold", "default_rule", "fit_rule"]
 
 KINDS = ("binary", "multiclass", "multilabel")
-
-#: post-hoc rule id -> parameters and defaults (``None`` passed for a parameter = its default).
-POSTHOC_DEFAULTS: dict[str, dict[str, object]] = {
-    "thresholding": {"tau": 1.0, "beta": 1.0},
-}
 
 #: threshold a multi-label label keeps when validation cannot choose one.
 FALLBACK_THRESHOLD = 0.5
@@ -249,16 +248,11 @@ def _resolve_params(rule_id: str, params: dict) -> dict:
                          f"allowed: {', '.join(defaults)}")
     resolved = dict(defaults)
     for key, value in params.items():
-        if value is None:
-            continue
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-            raise ValueError(f"parameter {key} must be a number, got {value!r}")
-        value = float(value)
-        if key == "beta" and not value > 0:
-            raise ValueError(f"beta must be > 0, got {value}")
-        if key == "tau" and not np.isfinite(value):
-            raise ValueError(f"tau must be finite, got {value}")
-        resolved[key] = value
+        if value is not None:
+            try:
+                resolved[key] = POSTHOC_PARAMS[rule_id][key].check(value)
+            except ValueError as exc:
+                raise ValueError(f"parameter {key!r} of rule {rule_id!r}: {exc}") from None
     return resolved
 
 
