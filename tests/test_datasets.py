@@ -331,7 +331,8 @@ def test_odir_mirror_zip_to_all_three_framings(server, tmp_path, no_kaggle):
 
     patients, excl = get_task("odir").build(out)
     assert "4149" not in set(patients.image_id)  # both eyes "low image quality"
-    assert set(zip(excl.image_id, excl.action)) == {("4149", "dropped"), ("3265_left", "blanked")}
+    assert set(zip(excl.image_id, excl.action)) == {("4149_left", "dropped"), ("4149_right", "dropped"),
+                                                    ("3265_left", "blanked")}
     assert [c for c in patients.columns if c.startswith("y_")] == [f"y_{c}" for c in odir.CLASSES]
     row = patients.set_index("image_id").loc["188"]
     rarest = min(("D", "C", "O"), key=lambda c: (patients[f"y_{c}"].sum(), odir.CLASSES.index(c)))
