@@ -358,7 +358,7 @@ def test_corrupt_jpeg_in_ham10000_is_named_even_outside_the_decoded_sample(serve
     last = [n for n in members if n.endswith(".jpg")][-1]  # not among the images decoded in full
     members[last] = _truncated(members[last])
     server.add(path, make_zip(members))
-    line = download("ham10000", tmp_path, capsys, *_ham_args(remote))
+    line = download("ham10000", tmp_path, capsys, "--undecodable", "fail", *_ham_args(remote))
     name = Path(last).name
     assert f"ISIC2018_Task3_Training_Input.zip: image {name}: not a decodable image (image file is truncated" in line
 
@@ -370,8 +370,28 @@ def test_corrupt_jpeg_in_isic2019_is_named(server, tmp_path, capsys):
     victim = "ISIC_2019_Training_Input/ISIC_0001100_downsampled.jpg"
     members[victim] = b"<html>502 Bad Gateway</html>"  # not an image at all
     server.add(path, make_zip(members))
-    line = download("isic2019", tmp_path, capsys, "--base-url", remote["base_urls"][0])
+    line = download("isic2019", tmp_path, capsys, "--undecodable", "fail", "--base-url", remote["base_urls"][0])
     assert "ISIC_2019_Training_Input.zip: image ISIC_0001100_downsampled.jpg: not a decodable image" in line
+
+
+def test_corrupt_jpeg_by_default_is_reported_kept_and_listed_by_the_index(server, tmp_path, capsys):
+    from imbench.data.tasks import build_task_index
+
+    remote = isic2019_remote(server)
+    path = "/isic/2019/ISIC_2019_Training_Input.zip"
+    members = _zip_members(server.files[path])
+    victim = "ISIC_2019_Training_Input/ISIC_0001100_downsampled.jpg"
+    members[victim] = _truncated(members[victim])
+    server.add(path, make_zip(members))
+    out = tmp_path / "raw" / "isic2019"
+    rc = dl.main(["isic2019", "--out", str(out), "--downloads", str(tmp_path / "downloads"), "--no-progress",
+                  "--retries", "0", "--no-published-counts", "--base-url", remote["base_urls"][0]])
+    err = capsys.readouterr().err
+    assert rc == 0 and "1 image(s) do not decode, first ISIC_0001100_downsampled.jpg" in err, err
+    index, exclusions = build_task_index("isic2019", out, workers=1)
+    assert "ISIC_0001100" not in set(index.image_id)
+    row = exclusions.set_index("image_id").loc["ISIC_0001100"]
+    assert row.file == "images/ISIC_0001100_downsampled.jpg" and row.reason.startswith("undecodable image")
 
 
 def test_corrupt_jpeg_in_odir_is_named(server, tmp_path, capsys, monkeypatch):
@@ -382,7 +402,7 @@ def test_corrupt_jpeg_in_odir_is_named(server, tmp_path, capsys, monkeypatch):
     victim = "ODIR-5K/ODIR-5K/Training Images/188_right.jpg"
     members[victim] = _truncated(members[victim])
     server.add(f"/odir/{ODIR_ZIP}", make_zip(members))
-    line = download("odir", tmp_path, capsys, "--base-url", server.url + "/odir")
+    line = download("odir", tmp_path, capsys, "--undecodable", "fail", "--base-url", server.url + "/odir")
     assert f"{ODIR_ZIP}: image 188_right.jpg: not a decodable image" in line
 
 
