@@ -635,3 +635,11 @@ def test_bad_file_left_by_an_older_version_is_replaced_on_the_next_run(server, t
 def test_html_check_spares_files_named_html(server, tmp_path):
     url = server.add("/f/page.html", b"<html><body>ok</body></html>")
     assert dl.fetch_file("page.html", [url], tmp_path, retries=0, progress=False).read_bytes().startswith(b"<html>")
+
+
+def test_empty_temporary_file_of_a_killed_transfer_is_removed(server, tmp_path):
+    url = server.add("/f/k.bin", b"data")
+    (tmp_path / "tmpab_cd123").write_bytes(b"")  # what pooch leaves when its process is killed
+    (tmp_path / "tmpkeep.txt").write_bytes(b"")  # not one of pooch's names: left alone
+    dl.fetch_file("k.bin", [url], tmp_path, retries=0, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k.bin", "tmpkeep.txt"]

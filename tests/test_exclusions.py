@@ -189,9 +189,13 @@ def test_undecodable_fail_setting_stops_with_one_line_naming_the_image(broken_ha
     proc = subprocess.run(cmd + ["--undecodable", "fail"], capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and bad in proc.stderr, proc.stderr
     assert not out.exists() or not list(out.iterdir())
+    out.mkdir(exist_ok=True)
+    orphan = out / ".index.abc123.tmp.csv"  # left by a killed index step
+    orphan.write_text("image_id\n")
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert bad in set(pd.read_csv(out / "exclusions.csv").file)
+    assert sorted(p.name for p in out.iterdir()) == ["exclusions.csv", "index.csv"]
 
 
 def test_odir_undecodable_eye_is_blanked_and_listed(tmp_path):

@@ -146,8 +146,11 @@ def _dispatch(args) -> int:
         print(f"wrote {len(meta)} images of {meta.lesion_id.nunique()} lesions to {args.out}")
     elif args.command == "index":
         from .data.tasks import build_task_index
-        from .io import write_csv
+        from .io import remove_orphans, write_csv
 
+        for path in (args.out, args.exclusions):  # temporary files of a killed run
+            if path:
+                remove_orphans(path)
         index, exclusions = build_task_index(args.task, args.raw, args.undecodable, args.workers)
         if args.exclusions:
             write_csv(args.exclusions, exclusions)

@@ -206,6 +206,7 @@ def fetch_file(name: str, urls: Sequence[str], dest_dir: str | Path, known_hash:
         raise DownloadError(f"{name}: no URL to download it from")
     dest_dir = Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
+    _remove_empty_pooch_temporaries(dest_dir)
     known_hash = _normalise_hash(known_hash, f"hash of {name}")
     existing = dest_dir / name
     if existing.exists() and check is not None:
@@ -251,6 +252,16 @@ def fetch_file(name: str, urls: Sequence[str], dest_dir: str | Path, known_hash:
         digest = file_hash(path)
         log(f"{name}: sha256 {digest} (no published checksum; pin it with --hash {name}=sha256:{digest})")
     return path
+
+
+def _remove_empty_pooch_temporaries(folder: Path) -> None:
+    """Delete the empty temporary files (``tmpXXXXXXXX``) that pooch creates before each transfer and
+    that a killed run leaves behind (the data itself goes to the ``.part`` file, kept to resume).
+    Only empty ones: a concurrent transfer's temporary file is still empty too, and is recreated by
+    the rename that completes it."""
+    for p in folder.glob("tmp*"):
+        if re.fullmatch(r"tmp[a-z0-9_]{8}", p.name) and p.is_file() and p.stat().st_size == 0:
+            p.unlink(missing_ok=True)
 
 
 def _content_error(check: Callable[[Path], object], path: Path) -> str | None:
