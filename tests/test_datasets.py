@@ -643,3 +643,10 @@ def test_empty_temporary_file_of_a_killed_transfer_is_removed(server, tmp_path):
     (tmp_path / "tmpkeep.txt").write_bytes(b"")  # not one of pooch's names: left alone
     dl.fetch_file("k.bin", [url], tmp_path, retries=0, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["k.bin", "tmpkeep.txt"]
+
+
+def test_workbook_that_is_a_decompression_bomb_is_refused_before_parsing(tmp_path):
+    book = _deflated_zip(tmp_path / "data.xlsx", {"[Content_Types].xml": b"<Types/>",
+                                                  "xl/worksheets/sheet1.xml": b" " * (16 << 20)})
+    with pytest.raises(dl.DownloadError, match=r"data\.xlsx: member 'xl/worksheets/sheet1\.xml' inflates .*bomb"):
+        odir.read_annotations(book)

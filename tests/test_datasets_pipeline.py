@@ -270,7 +270,8 @@ def test_odir_workflow_patient_and_eye_framings(slow_run):
     quality_only = ann[ann.ID.astype(int) % 10_000 == 4149].ID  # both eyes "low image quality"
     patients, excl, _ = outputs(slow_run, "odir", len(ann) - len(quality_only))
     assert not set(quality_only) & set(patients.image_id)
-    assert set(excl[excl.action == "dropped"].image_id) == set(quality_only)
+    both_eyes = {f"{i}_{side}" for i in quality_only for side in ("left", "right")}
+    assert set(excl[excl.action == "dropped"].image_id) == both_eyes
     raw = slow_run["work"] / "resources" / "raw" / "odir"
     with Image.open(raw / patients.path.iloc[0]) as img:  # both eyes side by side
         assert img.size == (1024, 512)

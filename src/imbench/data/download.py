@@ -434,6 +434,26 @@ def safe_extract(archive: str | Path, dest: str | Path, select: Callable[[str], 
     raise _corrupt(archive, "zip or tar", "no archive directory found: truncated or not an archive", discard)
 
 
+def check_zip_container(path: str | Path, limits: Limits | None = None) -> None:
+    """Apply the member-size and ratio limits of :func:`safe_extract` to a file that a library
+    will unpack itself (an ``.xlsx`` workbook is a zip); raise one :class:`DownloadError` naming the
+    file and the member. A file that is not a zip is left to the library to reject."""
+    path, limits = Path(path), limits or Limits()
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError):
+        return
+    for info in infos:
+        if info.file_size > limits.max_member_bytes:
+            raise DownloadError(f"{path}: member {info.filename!r} declares {info.file_size:,} bytes, more than "
+                                f"the {limits.max_member_bytes:,} allowed; refusing to read it")
+        if info.file_size > limits.ratio_min_bytes and info.file_size > limits.max_ratio * max(info.compress_size, 1):
+            raise DownloadError(f"{path}: member {info.filename!r} inflates {info.compress_size:,} bytes to "
+                                f"{info.file_size:,} (ratio over {limits.max_ratio:g}): a decompression bomb; "
+                                "refusing to read it")
+
+
 class _Refused(Exception):
     """A member failed a check; ``keep`` says the archive itself is not at fault (disk space)."""
 

@@ -31,8 +31,9 @@ Three framings:
   (left eye on the left) in a ``2·size``×``size`` JPEG written once to ``<raw>/combined/<ID>.jpg``.
   With the ``squash`` cache mode each eye then occupies half the cached width. An eye whose keywords
   are all image-quality notes (``lens dust``, ``low image quality`` …), or whose image does not
-  decode, is left black; a patient with two such eyes is dropped. ``label`` is the sampling class of :mod:`imbench.data.multilabel` (the
-  patient's rarest positive label over the whole index), which stratifies the split.
+  decode, is left black; a patient with two such eyes is dropped. ``label`` is the sampling class
+  of :mod:`imbench.data.multilabel` (the patient's rarest positive label over the whole index),
+  which stratifies the split.
 
 Every dropped or blanked image is listed, one row per image file, in the exclusions table that the
 ``build_*`` functions return beside the index (``odir_glaucoma`` lists every eye it leaves out,
@@ -151,7 +152,10 @@ def _has_training_images(folder: Path) -> bool:
 
 def read_annotations(path: str | Path) -> pd.DataFrame:
     """Validated patient table: the 15 columns plus ``row`` (the worksheet row), ``ID`` as int."""
+    from .download import check_zip_container
+
     path = Path(path)
+    check_zip_container(path)  # a workbook is a zip: no decompression bomb reaches openpyxl
     try:
         df = pd.read_excel(path, sheet_name=0, dtype=object)
     except ImportError as exc:
