@@ -234,30 +234,39 @@ def _link_images(folder: Path, names) -> None:
     src.unlink()
 
 
-@pytest.mark.parametrize("task", ["ham10000", "ham10000_mel", "odir_eye", "odir_glaucoma", "odir"])
-def test_real_metadata_every_left_out_image_is_listed(tmp_path, monkeypatch, task):
-    root = tmp_path / task
+@pytest.fixture(scope="module")
+def real_roots(tmp_path_factory) -> dict[str, Path]:
+    """Raw folders holding the real metadata files, one tiny JPEG linked under every image name."""
+    roots = {}
+    ham = _shared("HAM10000_metadata.csv")
+    root = roots["ham10000"] = tmp_path_factory.mktemp("real") / "ham10000"
     root.mkdir()
-    if task.startswith("ham"):
-        meta = _shared("HAM10000_metadata.csv")
-        shutil.copy(meta, root / meta.name)
-        _link_images(root / "images", [f"{i}.jpg" for i in pd.read_csv(meta).image_id])
-        expected_left_out = 0
-    else:
-        for name in ("ODIR-5K_Training_Annotations(Updated)_V2.xlsx", "full_df.csv"):
-            shutil.copy(_shared(name), root / name)
-        ann = odir.read_annotations(root / "ODIR-5K_Training_Annotations(Updated)_V2.xlsx")
-        _link_images(root / "images", [f"{i}_{s}.jpg" for i in ann.ID for s in ("left", "right")])
-        monkeypatch.setattr(odir, "_write_combined", lambda *a: None)  # 3,500 side-by-side JPEGs: not needed
-        # eyes outside the full_df.csv framing (608), plus for glaucoma the 3,235 eyes labelled neither N nor G
-        expected_left_out = {"odir_eye": 608, "odir_glaucoma": 608 + 3235, "odir": None}[task]
+    shutil.copy(ham, root / ham.name)
+    _link_images(root / "images", [f"{i}.jpg" for i in pd.read_csv(ham).image_id])
+    names = ("ODIR-5K_Training_Annotations(Updated)_V2.xlsx", "full_df.csv")
+    root = roots["odir"] = tmp_path_factory.mktemp("real") / "odir"
+    root.mkdir()
+    for name in names:
+        shutil.copy(_shared(name), root / name)
+    ann = odir.read_annotations(root / names[0])
+    _link_images(root / "images", [f"{i}_{s}.jpg" for i in ann.ID for s in ("left", "right")])
+    return roots
+
+
+# eyes outside the full_df.csv framing (608), plus for glaucoma the 3,235 eyes labelled neither N nor G;
+# odir: 30 quality-only eyes, blanked or dropped with their patient (both eyes listed)
+@pytest.mark.parametrize("task, left_out", [
+    ("ham10000", 0), pytest.param("ham10000_mel", 0, marks=pytest.mark.slow),
+    pytest.param("odir_eye", 608, marks=pytest.mark.slow), ("odir_glaucoma", 608 + 3235), ("odir", 30)])
+def test_real_metadata_every_left_out_image_is_listed(real_roots, monkeypatch, task, left_out):
+    root = real_roots[TASKS[task].dataset]
+    monkeypatch.setattr(odir, "_write_combined", lambda *a: None)  # 3,500 side-by-side JPEGs: not needed
     index, excl = build_task_index(task, root)
     _check_complete(task, root, index, excl)
-    if expected_left_out is not None:
-        assert len(excl) == expected_left_out
-    if task == "odir":  # 30 quality-only eyes: blanked, or dropped with their patient (both eyes listed)
+    assert len(excl) == left_out
+    if task == "odir":
         assert len(index) + excl[excl.action == "dropped"].group.nunique() == 3500
-        assert len(excl) == 30 and set(excl.action) == {"blanked", "dropped"}
+        assert set(excl.action) == {"blanked", "dropped"}
 
 
 @pytest.mark.slow

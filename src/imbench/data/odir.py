@@ -371,23 +371,26 @@ def build_patient_index(root: str | Path, size: int = 512, workers: int | None =
         raise DatasetError(f"{first}: undecodable image ({bad[first]}); {len(bad)} undecodable eye image(s) in all "
                            "(index.undecodable: exclude leaves them out and lists them)")
     bad_by_name = {Path(p).name: r for p, r in bad.items()}
+    # plain dicts: one lookup per eye instead of a DataFrame .loc
+    filename = eyes["filename"].to_dict()
+    quality_only = eyes["quality_only"].to_dict()
+    keywords = eyes["keywords"].to_dict()
     excl = []
     keep_rows = []
     for rec in ann.itertuples(index=False):
         pid = rec.ID
         why = {}
         for s in SIDES:
-            eye = eyes.loc[(pid, s)]
-            if eye["quality_only"]:
-                why[s] = f"only image-quality keywords: {eye['keywords']}"
-            elif eye["filename"] in bad_by_name:
-                why[s] = f"undecodable image: {bad_by_name[eye['filename']]}"
+            if quality_only[(pid, s)]:
+                why[s] = f"only image-quality keywords: {keywords[(pid, s)]}"
+            elif filename[(pid, s)] in bad_by_name:
+                why[s] = f"undecodable image: {bad_by_name[filename[(pid, s)]]}"
         blank = {s: s in why for s in SIDES}
         dropped = all(blank.values())
         for s in SIDES:
             if blank[s]:
                 reason = f"patient dropped, no usable eye; this eye: {why[s]}" if dropped else why[s]
-                excl.append((f"{pid}_{s}", str(pid), _rel(root, layout.images_dir, eyes.loc[(pid, s), "filename"]),
+                excl.append((f"{pid}_{s}", str(pid), _rel(root, layout.images_dir, filename[(pid, s)]),
                              "dropped" if dropped else "blanked", reason))
         if not dropped:
             keep_rows.append((pid, blank))
@@ -395,7 +398,7 @@ def build_patient_index(root: str | Path, size: int = 512, workers: int | None =
     y = kept[list(CLASSES)].to_numpy()
     jobs = []
     for pid, blank in keep_rows:
-        paths = [None if blank[s] else layout.images_dir / eyes.loc[(pid, s), "filename"] for s in SIDES]
+        paths = [None if blank[s] else layout.images_dir / filename[(pid, s)] for s in SIDES]
         jobs.append((paths[0], paths[1], root / "combined" / f"{pid}.jpg", size))
     _write_combined(jobs, workers)
     base = pd.DataFrame({"image_id": [str(pid) for pid, _ in keep_rows],
@@ -408,7 +411,7 @@ def build_patient_index(root: str | Path, size: int = 512, workers: int | None =
     index["left_blank"] = [b["left"] for _, b in keep_rows]
     index["right_blank"] = [b["right"] for _, b in keep_rows]
     for s in SIDES:
-        index[f"{s}_path"] = ["" if b[s] else _rel(root, layout.images_dir, eyes.loc[(pid, s), "filename"])
+        index[f"{s}_path"] = ["" if b[s] else _rel(root, layout.images_dir, filename[(pid, s)])
                               for pid, b in keep_rows]
     exclusions = pd.DataFrame(excl, columns=["image_id", "group", "file", "action", "reason"])
     return index, exclusions
