@@ -9,14 +9,19 @@ One entry point per dataset (:func:`prepare_ham10000`, :func:`prepare_isic2019`,
    fetched). Mirrors are tried in order. Transient failures (connection drops, HTTP 5xx, a
    truncated body) are retried, and an interrupted transfer resumes from its ``.part`` file with an
    HTTP ``Range`` request. A file gets its final name only once it is complete and its checksum
-   (where one is known) matches; pooch writes to a temporary name and renames.
+   (where one is known) matches, and never when the server sent an HTML page in its place; pooch
+   writes to a temporary name and renames. A metadata file is parsed as soon as it arrives (and
+   when an earlier run's copy is reused); one that fails is deleted so that it is fetched again.
 2. **verify** what no checksum covers by content: headers, row counts, one-hot labels, and the
    class counts the dataset owners published (these can be switched off for mirrors or miniatures).
    Checksums reported by third parties only (not by the owners) are compared too, but a mismatch is
    a warning followed by the content checks, not an error.
-3. **extract** archives safely: every member name is checked before anything is written (no
-   absolute paths, no ``..``, no links pointing outside), links are never created, and non-image
-   members are skipped. The extracted image ids must equal the metadata ids exactly.
+3. **extract** archives safely: every member is checked before anything is written (no absolute
+   paths, no ``..``, no links pointing outside, the decompression-bomb limits of :class:`Limits`
+   and the free disk space), links are never created, non-image members are skipped, and members
+   are copied in bounded chunks. The extracted image ids must equal the metadata ids exactly.
+   Images that do not decode stop the download under ``undecodable="fail"``; by default they are
+   reported and left for the index step to exclude and list.
 4. **publish**: everything is assembled in a hidden staging folder beside ``--out`` and renamed onto
    it only when all checks pass, so ``--out`` either does not exist or is complete.
 
