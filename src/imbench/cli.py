@@ -53,6 +53,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, type=Path)
     s.add_argument("--exclusions", type=Path, default=None,
                    help="CSV of the images left out of the index, with the reason (empty when none)")
+    s.add_argument("--undecodable", choices=("exclude", "fail"), default="exclude",
+                   help="an image that does not decode: leave it out and list it (default) or stop")
+    s.add_argument("--workers", type=int, default=None, help="processes decoding the images")
 
     s = sub.add_parser("split", help="grouped stratified train/val/test split")
     s.add_argument("--index", required=True, type=Path)
@@ -145,21 +148,19 @@ def _dispatch(args) -> int:
                         second_lesion_fraction=args.second_lesion_fraction)
         print(f"wrote {len(meta)} images of {meta.lesion_id.nunique()} lesions to {args.out}")
     elif args.command == "index":
-        from .data.tasks import get_task
-        from .io import write_csv
+        from .data.tasks import build_task_index
+        from .io import remove_orphans, write_csv
 
-        import pandas as pd
-
-        task = get_task(args.task)
-        built = task.build(args.raw)
-        index, exclusions = built if isinstance(built, tuple) else (built, None)
+        for path in (args.out, args.exclusions):  # temporary files of a killed run
+            if path:
+                remove_orphans(path)
+        index, exclusions = build_task_index(args.task, args.raw, args.undecodable, args.workers)
         if args.exclusions:
-            if exclusions is None:
-                exclusions = pd.DataFrame(columns=["image_id", "group", "file", "reason"])
             write_csv(args.exclusions, exclusions)
         write_csv(args.out, index)
         print(f"{args.task}: {len(index)} images, {index.group.nunique()} groups; "
-              f"class counts {index.label_name.value_counts().to_dict()}")
+              f"class counts {index.label_name.value_counts().to_dict()}; {len(exclusions)} image(s) left out"
+              + (f", listed in {args.exclusions}" if args.exclusions else ""))
     elif args.command == "split":
         import pandas as pd
 

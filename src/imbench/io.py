@@ -7,6 +7,7 @@ half-written one under the final name.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import tempfile
@@ -34,6 +35,21 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+def remove_orphans(path: str | os.PathLike, suffix: str | None = None) -> list[Path]:
+    """Delete the temporary files that :func:`atomic_path` left beside ``path`` when its process was
+    killed (``.<stem>.*.tmp<suffix>``); return them. Call it only where no other process can be
+    writing ``path`` at the same time (a Snakemake job owns its outputs)."""
+    path = Path(path)
+    suffix = path.suffix if suffix is None else suffix
+    removed = []
+    if path.parent.is_dir():
+        for p in path.parent.glob(f".{glob.escape(path.stem)}.*.tmp{glob.escape(suffix)}"):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+                removed.append(p)
+    return removed
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

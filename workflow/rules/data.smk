@@ -29,13 +29,16 @@ rule index:
     output:
         index="resources/prepared/{task}/index.csv",
         exclusions="resources/prepared/{task}/exclusions.csv",
+    params:
+        undecodable=config["index"]["undecodable"],
+    threads: 16  # decodes every image once; scaled down to --cores
     conda:
         "../../envs/imbench.yaml"
     log:
         "logs/data/index_{task}.log",
     shell:
         "imbench index --task {wildcards.task} --raw {input.raw} --out {output.index}"
-        " --exclusions {output.exclusions} > {log} 2>&1"
+        " --exclusions {output.exclusions} --undecodable {params.undecodable} --workers {threads} > {log} 2>&1"
 
 
 rule split:
