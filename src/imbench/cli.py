@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     try:
         return _dispatch(args)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError) as exc:  # bad input, missing file, full disk: one line naming it
         print(f"imbench {args.command}: error: {exc}", file=sys.stderr)
         return 2
 
