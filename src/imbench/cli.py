@@ -95,6 +95,8 @@ def get_args_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("evaluate", help="metrics of one cell from its saved predictions")
     s.add_argument("--cell-dir", required=True, type=Path)
+    s.add_argument("--split", type=Path, default=None,
+                   help="split CSV the predictions must cover (default: the split_file of run.json)")
     s.add_argument("--out", type=Path, default=None)
     s.add_argument("--n-boot", type=int, default=1000)
     s.add_argument("--boot-seed", type=int, default=0)
@@ -219,7 +221,7 @@ def _dispatch(args) -> int:
     elif args.command == "evaluate":
         from .evaluate import evaluate_cell
 
-        res = evaluate_cell(args.cell_dir, args.out, n_boot=args.n_boot, boot_seed=args.boot_seed)
+        res = evaluate_cell(args.cell_dir, args.out, n_boot=args.n_boot, boot_seed=args.boot_seed, split=args.split)
         head = res["headline"]
         print(f"test {head} {res['test']['scalars'][head]}")
     elif args.command == "aggregate":

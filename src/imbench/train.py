@@ -538,6 +538,7 @@ def train_cell(task_name: str, cache_dir: str | Path, split_path: str | Path, mo
         "timings": {"wall_seconds": round(time.time() - t_start, 3), "train_seconds": round(train_seconds, 3),
                     "train_images_per_second": round(train_images / train_seconds, 1) if train_seconds else None},
         "identity_hash": ident_hash,
+        "split_file": str(split_path),
     }
     write_json(out_dir / "run.json", run)
     ckpt_path.unlink(missing_ok=True)  # the run is complete; best.pt holds the weights
