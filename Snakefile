@@ -42,3 +42,4 @@ rule all:
     default_target: True
     input:
         aggregate_outputs(),
+        all_weights(),  # a deleted best.pt is retrained

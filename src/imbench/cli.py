@@ -162,10 +162,10 @@ def _dispatch(args) -> int:
     elif args.command == "split":
         import pandas as pd
 
-        from .data.split import add_cv_folds, grouped_split
-        from .io import write_csv
+        from .data.split import add_cv_folds, grouped_split, write_split_record
+        from .io import read_csv, write_csv
 
-        index = pd.read_csv(args.index, dtype={"image_id": str, "group": str})
+        index = read_csv(args.index, dtype={"image_id": str, "group": str})
         if "official_split" in index.columns:
             # A dataset with its own published split (DermaMNIST): used as it is, for comparability
             # with published numbers; the task's note says whether it leaks groups.
@@ -179,6 +179,8 @@ def _dispatch(args) -> int:
         if args.cv_folds:
             out = add_cv_folds(out, args.cv_folds, seed=args.seed)
         write_csv(args.out, out)
+        write_split_record(args.out, args.index, args.seed, args.fractions, args.cv_folds,
+                           official="official_split" in index.columns)
         print(pd.crosstab(out.label_name, out.split, margins=True).to_string())
         if args.cv_folds:
             print(pd.crosstab(out.label_name, out.cv_fold, margins=True).to_string())

@@ -60,7 +60,11 @@ CACHE_MODE = config["cache"]["mode"]
 # Cross-validation (split.cv_folds = K ≥ 2): every trained cell is the ensemble of K fold models,
 # trained in <cell>/fold<k>/ and combined by the `ensemble` rule.
 FOLDS = int(config["split"].get("cv_folds", 0) or 0)
-SPLIT_CSV = (f"resources/prepared/{{task}}/split_seed{config['split']['seed']}"
+# A shared resource's path names every setting that shapes it, so experiments with different
+# split settings never write (or, on failure, delete) each other's split: seed, the three
+# fractions and the number of cross-validation folds.
+SPLIT_FRACTIONS = "_".join(f"{float(f):g}" for f in config["split"]["fractions"])
+SPLIT_CSV = (f"resources/prepared/{{task}}/split_seed{config['split']['seed']}_frac{SPLIT_FRACTIONS}"
              + (f"_cv{FOLDS}" if FOLDS else "") + ".csv")
 _SKIP = {(t, m) for t, m, _ in SKIPPED}
 TRAINED = [m for m in config["methods"] if get_method(m).trains]
@@ -80,6 +84,60 @@ wildcard_constraints:
     seed=r"\d+",
     size=r"\d+",
     mode="squash|crop",
+
+
+# Shell suffix of a rule whose command writes its log: stdout to the log; stderr (warnings, the
+# one-line error) to the log and to Snakemake's own output, so a failure is seen even when the log
+# cannot be written (a full disk) or is not read. Use as  shell: ": > {log}; imbench ..." + TO_LOG
+TO_LOG = " >> {log} 2> >(tee -a {log} >&2)"
+
+
+def split_fractions(wildcards):
+    """The fractions of a split file's name (0.7_0.15_0.15) as command-line words."""
+    return wildcards.fractions.replace("_", " ")
+
+
+def release_stale_locks():
+    """Remove Snakemake's directory locks when no Snakemake process is running here any more.
+
+    A run killed hard (SIGKILL, a lost login node, power) cannot remove the locks it holds in
+    .snakemake/locks, and the next run would stop with "Directory cannot be locked" until the user
+    ran `snakemake --unlock`. Every main Snakemake process of this workflow holds a shared flock on
+    .snakemake/imbench.running for its whole life (the kernel releases it when the process dies,
+    however it ends). A starting process that can take that lock exclusively is alone, so any lock
+    left is stale and removed, with one line saying so. Locks of a live run are never touched; on a
+    file system without flock nothing is removed (`snakemake --unlock` as usual). Returns the open
+    descriptor, which must stay open (module global below)."""
+    import fcntl
+    import glob
+
+    if not workflow.is_main_process:
+        return None
+    try:
+        os.makedirs(".snakemake", exist_ok=True)
+        fd = os.open(os.path.join(".snakemake", "imbench.running"), os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:  # another run of this workflow is alive here: its locks are real
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        return fd
+    except OSError:  # no flock on this file system: cannot tell
+        return fd
+    stale = glob.glob(os.path.join(".snakemake", "locks", "*.lock"))
+    for path in stale:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+    if stale:
+        print(f"imbench: removed {len(stale)} stale Snakemake lock(s) of a run that was killed", file=sys.stderr)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    return fd
+
+
+_RUNNING = release_stale_locks()
 
 
 def raw_dir(wildcards):
@@ -117,6 +175,19 @@ def cells():
 
 def all_metrics():
     return [f"{cell_dir(*c)}/metrics.json" for c in cells()]
+
+
+def cell_files(name, trained_only=False):
+    """``name`` (predictions.csv, history.csv, ...) of every cell; with ``trained_only``, of the
+    cells of trained methods only (post-hoc cells have no history)."""
+    return [f"{cell_dir(*c)}/{name}" for c in cells() if not trained_only or c[2] in TRAINED]
+
+
+def all_weights():
+    """best.pt of every trained cell (of every fold model with cross-validation): part of a cell's
+    results, so a deleted weight file is retrained on the next run."""
+    folds = [f"fold{k}/" for k in range(FOLDS)] if FOLDS else [""]
+    return [f"{cell_dir(*c)}/{f}best.pt" for c in cells() if c[2] in TRAINED for f in folds]
 
 
 def aggregate_outputs():

@@ -27,10 +27,10 @@ rule train:
     benchmark:
         f"{TRAIN_DIR}/benchmark.tsv"
     shell:
-        "imbench train --task {wildcards.task} --cache-dir $(dirname {input.images}) --split {input.split}"
+        ": > {log}; imbench train --task {wildcards.task} --cache-dir $(dirname {input.images}) --split {input.split}"
         " --model {wildcards.model} --method {wildcards.method} --seed {wildcards.seed} {params.fold}"
         " --settings {params.settings:q} --threads {threads}"
-        " --out-dir $(dirname {output.run}) > {log} 2>&1"
+        " --out-dir $(dirname {output.run})" + TO_LOG
 
 
 if FOLDS:
@@ -59,7 +59,7 @@ if FOLDS:
         log:
             "results/{experiment}/{task}/{model}/{method}/seed{seed}/ensemble.log",
         shell:
-            "imbench ensemble --folds {params.folds} --out-dir $(dirname {output.run}) > {log} 2>&1"
+            ": > {log}; imbench ensemble --folds {params.folds} --out-dir $(dirname {output.run})" + TO_LOG
 
 
 rule posthoc:
@@ -78,14 +78,15 @@ rule posthoc:
     log:
         "results/{experiment}/{task}/{model}/{method}/seed{seed}/posthoc.log",
     shell:
-        "imbench posthoc --method {wildcards.method} --base-dir $(dirname {input.run})"
-        " --params {params.method_params:q} --out-dir $(dirname {output.run}) > {log} 2>&1"
+        ": > {log}; imbench posthoc --method {wildcards.method} --base-dir $(dirname {input.run})"
+        " --params {params.method_params:q} --out-dir $(dirname {output.run})" + TO_LOG
 
 
 rule evaluate:
     input:
         predictions="results/{experiment}/{task}/{model}/{method}/seed{seed}/predictions.csv",
         run="results/{experiment}/{task}/{model}/{method}/seed{seed}/run.json",
+        split=SPLIT_CSV,
     output:
         "results/{experiment}/{task}/{model}/{method}/seed{seed}/metrics.json",
     params:
@@ -95,9 +96,12 @@ rule evaluate:
         "../../envs/imbench.yaml"
     log:
         "results/{experiment}/{task}/{model}/{method}/seed{seed}/evaluate.log",
+    benchmark:
+        # the evaluation's wall time lives here, not in metrics.json (identical runs, identical bytes)
+        "results/{experiment}/{task}/{model}/{method}/seed{seed}/evaluate_benchmark.tsv"
     shell:
-        "imbench evaluate --cell-dir $(dirname {input.run}) --n-boot {params.n_boot}"
-        " --boot-seed {params.boot_seed} > {log} 2>&1"
+        ": > {log}; imbench evaluate --cell-dir $(dirname {input.run}) --split {input.split}"
+        " --n-boot {params.n_boot} --boot-seed {params.boot_seed}" + TO_LOG
 
 
 rule prefetch_weights:

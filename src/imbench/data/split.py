@@ -4,9 +4,19 @@ No group (lesion, patient) may appear in two splits, and each split should keep 
 proportions. We use scikit-learn's ``StratifiedGroupKFold`` with ``n_folds`` small folds
 (default 20, i.e. 5 % each) and hand whole folds to the splits in the requested proportions:
 70/15/15 → 14/3/3 folds. The assignment is a pure function of ``split_seed``.
+
+A split file carries a record of what produced it (:func:`write_split_record`, ``<split>.json``
+beside ``<split>.csv``): seed, fractions, number of folds, cross-validation folds, whether the
+dataset's official split was used, and the SHA-256 of the index it was made from and of the split
+itself. The workflow names split files after these settings (``split_seed0_frac0.7_0.15_0.15``,
+``…_cv5``), so experiments that split differently never share, overwrite or delete one file.
 """
 
 from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -82,3 +92,27 @@ def add_cv_folds(split: pd.DataFrame, n_folds: int, seed: int = 0) -> pd.DataFra
     if (per_group > 1).any():  # StratifiedGroupKFold guarantees this; checked all the same
         raise ValueError(f"split: group {per_group[per_group > 1].index[0]!r} is in several folds")
     return out
+
+
+def _sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 24):
+            h.update(block)
+    return h.hexdigest()
+
+
+def split_record_path(split_csv) -> Path:
+    return Path(split_csv).with_suffix(".json")
+
+
+def write_split_record(split_csv, index_path, seed: int, fractions, cv_folds: int = 0,
+                       official: bool = False, n_folds: int = 20) -> dict:
+    """Write ``<split>.json``: the settings and inputs (by content) that produced ``split_csv``."""
+    from ..io import write_text
+
+    record = {"seed": int(seed), "fractions": [float(f) for f in fractions], "n_folds": int(n_folds),
+              "cv_folds": int(cv_folds), "official_split": bool(official),
+              "index_sha256": _sha256(index_path), "split_sha256": _sha256(split_csv)}
+    write_text(split_record_path(split_csv), json.dumps(record, indent=2) + "\n")
+    return record
