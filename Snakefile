@@ -42,4 +42,4 @@ rule all:
     default_target: True
     input:
         aggregate_outputs(),
-        all_weights(),  # a deleted best.pt is retrained
+        all_cell_files(),  # a deleted cell file (weights, history, metrics) is recomputed

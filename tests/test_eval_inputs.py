@@ -130,3 +130,15 @@ def test_identical_evaluations_are_byte_identical(cell, tmp_path):
     evaluate_cell(cell, b, n_boot=20)
     assert a.read_bytes() == b.read_bytes()
     assert "seconds" not in json.loads(a.read_text())
+
+
+def test_identical_aggregations_are_byte_identical(cell, tmp_path):
+    """Tables from the same metrics are the same bytes (no timing, path or order dependence)."""
+    evaluate_cell(cell, n_boot=20)
+    outs = []
+    for name in ("one", "two"):
+        res = tmp_path / name
+        aggregate("x", res, [cell / "metrics.json"], n_boot=20)
+        outs.append({p.relative_to(res): p.read_bytes() for p in sorted((res / "tables").glob("*"))})
+    assert outs[0].keys() == outs[1].keys() and len(outs[0]) >= 5
+    assert outs[0] == outs[1]

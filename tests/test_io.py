@@ -135,3 +135,17 @@ def test_unreadable_csv_is_named(tmp_path, text):
     p.write_text(text)
     with pytest.raises(ValueError, match=f"^{p}: not a readable CSV table"):
         read_csv(p)
+
+
+def test_full_disk_while_writing_the_log_names_the_log(small_tmpfs, tmp_path):
+    """A job's log on a full disk: the one-line error (on stderr) names the log file."""
+    log = small_tmpfs / "train.log"
+    (small_tmpfs / "filler").write_bytes(b"x" * 60_000)
+    code = ("import sys\nfrom imbench import cli\n"
+            "def boom(args):\n    print('x' * 100_000, flush=True)\n"
+            "cli._dispatch = boom\nsys.exit(cli.main(['synth', '--out', 'unused']))\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(io.__file__).parents[1])}
+    with open(log, "w") as out:
+        proc = subprocess.run([sys.executable, "-c", code], stdout=out, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.returncode == 2
+    assert f"imbench synth: error: no space left on device while writing {log}" in proc.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -131,8 +132,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _dispatch(args)
     except (ValueError, OSError) as exc:  # bad input, missing file, full disk: one line naming it
-        print(f"imbench {args.command}: error: {exc}", file=sys.stderr)
+        print(f"imbench {args.command}: error: {_described(exc)}", file=sys.stderr)
         return 2
+
+
+def _described(exc: BaseException) -> BaseException:
+    """A file-system error without a file name came from writing the standard output (a job's log,
+    redirected by the workflow): name that file."""
+    from .io import disk_error
+
+    if isinstance(exc, OSError) and not exc.filename and disk_error(exc, "") is not None:
+        try:
+            target = os.readlink("/proc/self/fd/1")
+        except OSError:
+            target = "the standard output"
+        return disk_error(exc, target)
+    return exc
 
 
 def _dispatch(args) -> int:

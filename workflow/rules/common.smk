@@ -86,12 +86,6 @@ wildcard_constraints:
     mode="squash|crop",
 
 
-# Shell suffix of a rule whose command writes its log: stdout to the log; stderr (warnings, the
-# one-line error) to the log and to Snakemake's own output, so a failure is seen even when the log
-# cannot be written (a full disk) or is not read. Use as  shell: ": > {log}; imbench ..." + TO_LOG
-TO_LOG = " >> {log} 2> >(tee -a {log} >&2)"
-
-
 def split_fractions(wildcards):
     """The fractions of a split file's name (0.7_0.15_0.15) as command-line words."""
     return wildcards.fractions.replace("_", " ")
@@ -183,11 +177,29 @@ def cell_files(name, trained_only=False):
     return [f"{cell_dir(*c)}/{name}" for c in cells() if not trained_only or c[2] in TRAINED]
 
 
-def all_weights():
-    """best.pt of every trained cell (of every fold model with cross-validation): part of a cell's
-    results, so a deleted weight file is retrained on the next run."""
+def all_cell_files():
+    """Every result file of every cell: metrics.json, predictions.csv, run.json, and for trained
+    cells history.csv and best.pt (of every fold model with cross-validation).
+
+    They are inputs of `all` because Snakemake re-creates a missing file only when a job that has
+    to run needs it, or it is a target: a deleted metrics.json, history or weight file that only
+    the (up-to-date) aggregation reads would otherwise give "Nothing to be done" and tables that
+    keep the deleted cell's numbers."""
     folds = [f"fold{k}/" for k in range(FOLDS)] if FOLDS else [""]
-    return [f"{cell_dir(*c)}/{f}best.pt" for c in cells() if c[2] in TRAINED for f in folds]
+    out = []
+    for c in cells():
+        d = cell_dir(*c)
+        out += [f"{d}/metrics.json", f"{d}/predictions.csv", f"{d}/run.json"]
+        if c[2] in TRAINED:
+            out.append(f"{d}/history.csv")
+            out += [f"{d}/{f}best.pt" for f in folds]
+    return out
+
+
+def train_cache_fingerprint(wildcards):
+    """cache.json of the cell's cache: a training job that finds the cache not matching it removes
+    it, and the next run rebuilds the cache before training again."""
+    return f"{cache_dir(wildcards.task, wildcards.model)}/cache.json"
 
 
 def aggregate_outputs():

@@ -60,7 +60,7 @@ rule split:
         "logs/data/split_{task}_seed{split_seed}_frac{fractions}.log",
     shell:
         ": > {log}; imbench split --index {input} --out {output.split} --seed {wildcards.split_seed}"
-        " --fractions {params.fractions}" + TO_LOG
+        " --fractions {params.fractions} >> {log} 2> >(tee -a {log} >&2)"
 
 
 rule split_cv:
@@ -82,7 +82,7 @@ rule split_cv:
         "logs/data/split_{task}_seed{split_seed}_frac{fractions}_cv{folds}.log",
     shell:
         ": > {log}; imbench split --index {input} --out {output.split} --seed {wildcards.split_seed}"
-        " --fractions {params.fractions} --cv-folds {wildcards.folds}" + TO_LOG
+        " --fractions {params.fractions} --cv-folds {wildcards.folds} >> {log} 2> >(tee -a {log} >&2)"
 
 
 rule cache:
@@ -101,4 +101,4 @@ rule cache:
         "logs/data/cache_{task}_{size}px-{mode}.log",
     shell:
         ": > {log}; imbench cache --index {input.index} --raw {input.raw} --out-dir $(dirname {output.images})"
-        " --size {wildcards.size} --mode {wildcards.mode} --workers {threads}" + TO_LOG
+        " --size {wildcards.size} --mode {wildcards.mode} --workers {threads} >> {log} 2> >(tee -a {log} >&2)"

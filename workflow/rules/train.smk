@@ -1,4 +1,9 @@
 # One training job per cell, one post-hoc job per post-hoc cell, one evaluation per cell.
+#
+# Logs: each command starts its log empty (": > {log}"), appends its standard output to it, and
+# sends its standard error (warnings, the one-line error of a failure) both to the log and to
+# Snakemake's own output (">> {log} 2> >(tee -a {log} >&2)"), so a failure is seen even when the
+# log cannot be written (a full disk) or is not read.
 
 # Where a training job writes: the cell folder, or with cross-validation one folder per fold model.
 TRAIN_DIR = os.path.join("results/{experiment}/{task}/{model}/{method}/seed{seed}", *(["fold{fold}"] if FOLDS else []))
@@ -7,6 +12,7 @@ TRAIN_DIR = os.path.join("results/{experiment}/{task}/{model}/{method}/seed{seed
 rule train:
     input:
         images=train_images,
+        fingerprint=train_cache_fingerprint,
         split=SPLIT_CSV,
     output:
         predictions=f"{TRAIN_DIR}/predictions.csv",
@@ -30,7 +36,7 @@ rule train:
         ": > {log}; imbench train --task {wildcards.task} --cache-dir $(dirname {input.images}) --split {input.split}"
         " --model {wildcards.model} --method {wildcards.method} --seed {wildcards.seed} {params.fold}"
         " --settings {params.settings:q} --threads {threads}"
-        " --out-dir $(dirname {output.run})" + TO_LOG
+        " --out-dir $(dirname {output.run}) >> {log} 2> >(tee -a {log} >&2)"
 
 
 if FOLDS:
@@ -59,7 +65,8 @@ if FOLDS:
         log:
             "results/{experiment}/{task}/{model}/{method}/seed{seed}/ensemble.log",
         shell:
-            ": > {log}; imbench ensemble --folds {params.folds} --out-dir $(dirname {output.run})" + TO_LOG
+            ": > {log}; imbench ensemble --folds {params.folds} --out-dir $(dirname {output.run})"
+            " >> {log} 2> >(tee -a {log} >&2)"
 
 
 rule posthoc:
@@ -79,7 +86,7 @@ rule posthoc:
         "results/{experiment}/{task}/{model}/{method}/seed{seed}/posthoc.log",
     shell:
         ": > {log}; imbench posthoc --method {wildcards.method} --base-dir $(dirname {input.run})"
-        " --params {params.method_params:q} --out-dir $(dirname {output.run})" + TO_LOG
+        " --params {params.method_params:q} --out-dir $(dirname {output.run}) >> {log} 2> >(tee -a {log} >&2)"
 
 
 rule evaluate:
@@ -101,7 +108,7 @@ rule evaluate:
         "results/{experiment}/{task}/{model}/{method}/seed{seed}/evaluate_benchmark.tsv"
     shell:
         ": > {log}; imbench evaluate --cell-dir $(dirname {input.run}) --split {input.split}"
-        " --n-boot {params.n_boot} --boot-seed {params.boot_seed}" + TO_LOG
+        " --n-boot {params.n_boot} --boot-seed {params.boot_seed} >> {log} 2> >(tee -a {log} >&2)"
 
 
 rule prefetch_weights:
