@@ -30,7 +30,7 @@ def test_killed_training_is_not_resumed_on_regenerated_data(tmp_path):
             protocol_overrides={"epochs": 6, "image_size": 16, "batch_size": 32})
     cell = tmp_path / "results" / "tiny" / "synthetic" / "test_resnet" / "ce" / "seed0"
     cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "--cores", "1",
-           "--configfile", "config.yaml", f"{cell.relative_to(tmp_path)}/predictions.csv"]
+           f"{cell.relative_to(tmp_path)}/predictions.csv", "--configfile", "config.yaml"]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -40,13 +40,14 @@ def test_killed_training_is_not_resumed_on_regenerated_data(tmp_path):
             assert proc.poll() is None and time.time() < deadline, "training ended before a checkpoint appeared"
             time.sleep(0.2)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     assert (cell / "checkpoint.pt").exists() and not (cell / "predictions.csv").exists()
     cfg = yaml.safe_load((tmp_path / "config.yaml").read_text())
     cfg["synthetic"] = {**cfg["synthetic"], "noise": 2.0}  # other pixels, same images and size
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
-    out = smk(tmp_path, "--cores", "1", "--configfile", "config.yaml", f"{cell.relative_to(tmp_path)}/metrics.json")
+    out = smk(tmp_path, f"{cell.relative_to(tmp_path)}/metrics.json", "--cores", "1", "--configfile", "config.yaml")
     log = (cell / "train.log").read_text()
     assert "resuming" not in log, log
     assert "ignoring" in log and "other data" in log, log
