@@ -143,7 +143,7 @@ def bare_epochs(cache: Path, split_csv: Path, model_name: str, settings, device,
     opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     mean = torch.tensor([0.485, 0.456, 0.406], device=device).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225], device=device).view(1, 3, 1, 1)
-    use_amp = cuda and settings.amp in ("auto", "bf16")
+    use_amp = cuda and settings.precision == "bf16"
 
     def amp():
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp)

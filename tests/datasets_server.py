@@ -2,7 +2,8 @@
 
 ``FileServer`` serves in-memory files on 127.0.0.1 (random port) from a thread. It honours HTTP
 ``Range`` requests (so downloads can resume) and can be told to misbehave, per path, for the next
-requests: ``"truncate"`` (announce the full length, send half, close), ``"404"``, ``"500"``.
+requests: ``"truncate"`` (announce the full length, send half, close), ``"404"``, ``"500"``,
+``"html"`` / ``"json"`` (an error page or message served with HTTP 200 in place of the file).
 
 The ``*_remote`` builders make each dataset's remote files in its real layout: real metadata rows
 (committed samples in tests/fixtures/) with synthetic images at the real sizes.
@@ -67,6 +68,16 @@ class FileServer:
         self.log.append((h.path, rng))
         queue = self.faults.get(h.path)
         fault = queue.pop(0) if queue else None
+        if fault in ("html", "json"):  # an error page served with HTTP 200 in place of the file
+            body = (b"<!DOCTYPE html>\n<html><head><title>Service Unavailable</title></head>"
+                    b"<body>Please try again later.</body></html>\n" if fault == "html"
+                    else b'{"error": "rate limit exceeded"}\n')
+            h.send_response(200)
+            h.send_header("Content-Type", "text/html" if fault == "html" else "application/json")
+            h.send_header("Content-Length", str(len(body)))
+            h.end_headers()
+            h.wfile.write(body)
+            return
         if fault in ("404", "500") or h.path not in self.files:
             code = 500 if fault == "500" else 404
             h.send_response(code)

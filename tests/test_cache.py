@@ -1,4 +1,4 @@
-"""The decoded-image cache: shapes, resize modes, draft decoding, atomic writes."""
+"""The decoded-image cache: shapes, resize modes, draft decoding, bit depths, atomic writes, killed builds."""
 
 from __future__ import annotations
 
@@ -75,3 +75,74 @@ def test_missing_file_is_named(tiny_synthetic, tmp_path):
     index = pd.DataFrame({"path": ["nope/ISIC_0000001.jpg"], "image_id": ["ISIC_0000001"]})
     with pytest.raises(FileNotFoundError, match="ISIC_0000001.jpg"):
         build_cache(index, tmp_path, tmp_path / "out", 16)
+
+
+def _png16(path, array, color_type):
+    """A 16-bit PNG written byte by byte (color_type 0: grayscale, 2: RGB, 4: gray + alpha)."""
+    import struct
+    import zlib
+
+    h, w = array.shape[:2]
+    raw = b"".join(b"\x00" + array[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(tag, data):
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw))
+                     + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("color_type", [0, 2, 4])
+def test_sixteen_bit_png_is_scaled_not_clipped(tmp_path, color_type):
+    # a horizontal ramp over the whole 16-bit range: 0, 4369, ..., 65535
+    ramp = np.tile(np.arange(16, dtype=np.uint16) * 4369, (16, 1))
+    array = {0: ramp, 2: np.stack([ramp] * 3, -1), 4: np.stack([ramp, np.full_like(ramp, 65535)], -1)}[color_type]
+    _png16(tmp_path / "a.png", array, color_type)
+    got = load_resized(tmp_path / "a.png", 16)
+    want = np.rint(np.arange(16) * 4369 * 255 / 65535)  # 0, 17, ..., 255
+    assert got.dtype == np.uint8 and got.shape == (16, 16, 3)
+    assert np.abs(got[8, :, 0].astype(int) - want).max() <= 1
+    assert (got[..., 0] == got[..., 1]).all() and (got[..., 1] == got[..., 2]).all()
+    assert len(np.unique(got[8, :, 0])) == 16  # every grey level stays distinct (clipping merges them)
+
+
+def test_high_bit_depth_modes_are_scaled_and_out_of_range_values_refused():
+    from imbench.data.cache import to_rgb8
+
+    wide = Image.fromarray(np.array([[0, 32768, 65535]], dtype=np.int32), mode="I")
+    assert np.asarray(to_rgb8(wide))[0, :, 0].tolist() == [0, 128, 255]
+    floats = Image.fromarray(np.array([[0.0, 0.5, 1.0]], dtype=np.float32), mode="F")
+    assert np.asarray(to_rgb8(floats))[0, :, 0].tolist() == [0, 128, 255]
+    with pytest.raises(ValueError, match="0–65535"):
+        to_rgb8(Image.fromarray(np.array([[-1, 70000]], dtype=np.int32), mode="I"))
+
+
+def test_orphan_temporary_array_of_a_killed_build_is_removed(tiny_synthetic, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    index = tiny_synthetic["index"].iloc[:40]
+    out = tmp_path / "out"
+    out.mkdir()
+    # a build killed while it writes: simulated by a child that stops inside the fill
+    code = ("import sys, time, pandas as pd\n"
+            "import imbench.data.cache as c\n"
+            "def stop(args):\n"
+            "    print('filling', flush=True); time.sleep(60)\n"
+            "c._fill = stop\n"
+            f"c.build_cache(pd.read_pickle(sys.argv[1]), sys.argv[2], sys.argv[3], 16, workers=1)\n")
+    index.to_pickle(tmp_path / "index.pkl")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "index.pkl"), str(tiny_synthetic["raw"]),
+                             str(out)], stdout=subprocess.PIPE, text=True, env={**os.environ})
+    try:
+        assert proc.stdout.readline().strip() == "filling"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    orphans = list(out.glob(".images.*"))
+    assert len(orphans) == 1 and orphans[0].stat().st_size > 0  # what the kill leaves behind
+    build_cache(index, tiny_synthetic["raw"], out, 16, workers=1)
+    assert sorted(p.name for p in out.iterdir()) == ["cache.json", "images.npy", "index.csv"]

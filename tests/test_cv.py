@@ -143,6 +143,8 @@ def test_ensemble_is_the_mean_of_the_folds_with_out_of_fold_validation(folds, tm
     assert run["train_class_counts"] == np.bincount(pool.label, minlength=7).tolist()
     assert run["folds"] == 3 and run["n_train"] == len(pool) and "fold" not in run
     assert len(run["fold_best_epochs"]) == 3 and run["tta"] == "flips"
+    assert len(run["fold_optimizer_steps"]) == 3 and all(s > 0 for s in run["fold_optimizer_steps"])
+    assert run["resolved"]["optimizer_steps"] == run["fold_optimizer_steps"][0]
     saved = json.loads((tmp_path / "cell" / "run.json").read_text())
     assert saved["identity_hash"] == run["identity_hash"]
     hist = pd.read_csv(tmp_path / "cell" / "history.csv")

@@ -331,7 +331,8 @@ def test_odir_mirror_zip_to_all_three_framings(server, tmp_path, no_kaggle):
 
     patients, excl = get_task("odir").build(out)
     assert "4149" not in set(patients.image_id)  # both eyes "low image quality"
-    assert set(zip(excl.image_id, excl.action)) == {("4149", "dropped"), ("3265_left", "blanked")}
+    assert set(zip(excl.image_id, excl.action)) == {("4149_left", "dropped"), ("4149_right", "dropped"),
+                                                    ("3265_left", "blanked")}
     assert [c for c in patients.columns if c.startswith("y_")] == [f"y_{c}" for c in odir.CLASSES]
     row = patients.set_index("image_id").loc["188"]
     rarest = min(("D", "C", "O"), key=lambda c: (patients[f"y_{c}"].sum(), odir.CLASSES.index(c)))
@@ -469,3 +470,183 @@ def test_real_odir_workbook_and_full_df_match_the_published_counts():
     both = eyes.dropna(subset=["category", "kaggle"])
     assert (both.category == both.kaggle).all() and len(both) == len(full) - 1
     assert eyes.quality_only.sum() == 30
+
+
+# --------------------------------------------------------------------------------- hostile archives
+
+
+def _deflated_zip(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def _patch_declared_size(data: bytes, name: str, size: int) -> bytes:
+    """Rewrite the uncompressed size that the zip's headers declare for ``name``."""
+    import struct
+
+    out = bytearray(data)
+    key = name.encode()
+    for sig, size_at, name_len_at, name_at in ((b"PK\x03\x04", 22, 26, 30), (b"PK\x01\x02", 24, 28, 46)):
+        i = out.find(sig)
+        while i >= 0:
+            n = struct.unpack_from("<H", out, i + name_len_at)[0]
+            if out[i + name_at:i + name_at + n] == key:
+                struct.pack_into("<I", out, i + size_at, size)
+            i = out.find(sig, i + 4)
+    return bytes(out)
+
+
+def test_zip_bomb_member_is_refused_before_anything_is_written_and_deleted(tmp_path):
+    archive = _deflated_zip(tmp_path / "bomb.zip", {"x/ISIC_0000001.jpg": b"jpg",
+                                                     "x/ISIC_0000002.jpg": bytes(32 << 20)})  # 32 MiB of zeros
+    assert archive.stat().st_size < 100_000
+    dest = tmp_path / "out"
+    with pytest.raises(dl.DownloadError) as err:
+        dl.safe_extract(archive, dest, dl.flatten_images())
+    msg = str(err.value)
+    assert "\n" not in msg and str(archive) in msg and "'x/ISIC_0000002.jpg'" in msg and "decompression bomb" in msg
+    assert not dest.exists() and not archive.exists()  # refused before writing; deleted, a rerun fetches again
+
+
+def test_member_declaring_gigabytes_is_refused(tmp_path):
+    archive = tmp_path / "big.zip"
+    data = make_zip({"x/ISIC_0000001.jpg": b"jpg", "x/ISIC_0000002.jpg": b"small"})
+    archive.write_bytes(_patch_declared_size(data, "x/ISIC_0000002.jpg", 3_900_000_000))
+    with pytest.raises(dl.DownloadError, match=r"big\.zip: member 'x/ISIC_0000002\.jpg' declares 3,900,000,000 "
+                                               r"bytes, more than"):
+        dl.safe_extract(archive, tmp_path / "out", dl.flatten_images(), discard=False)
+    assert not (tmp_path / "out").exists() and archive.exists()  # discard=False: a file placed by hand stays
+
+
+def test_whole_archive_ratio_is_checked_for_compressed_tars(tmp_path):
+    path = tmp_path / "a.tar.gz"
+    with tarfile.open(path, "w:gz") as tf:
+        for i in range(8):  # 8 × 1 MiB of zeros: each under the member limit, the archive inflates ~1000×
+            info = tarfile.TarInfo(f"d/ISIC_{i:07d}.jpg")
+            info.size = 1 << 20
+            tf.addfile(info, io.BytesIO(bytes(info.size)))
+    with pytest.raises(dl.DownloadError, match=r"a\.tar\.gz: its members declare 8,388,608 bytes in all .*bomb"):
+        dl.safe_extract(path, tmp_path / "out", dl.flatten_images())
+    assert not (tmp_path / "out").exists()
+
+
+def test_member_larger_than_declared_is_stopped_at_its_declared_size(tmp_path):
+    archive = tmp_path / "lie.zip"
+    data = _deflated_zip(tmp_path / "src.zip", {"x/ISIC_0000001.jpg": bytes(range(256)) * 400}).read_bytes()
+    archive.write_bytes(_patch_declared_size(data, "x/ISIC_0000001.jpg", 1000))  # really 102,400 bytes
+    with pytest.raises(dl.DownloadError, match="lie.zip: .*deleted") as err:
+        dl.safe_extract(archive, tmp_path / "out", dl.flatten_images())
+    assert "\n" not in str(err.value)
+    assert not list((tmp_path / "out").rglob("*.jpg"))  # the partial member is not left behind
+    # the bounded copy itself: a stream yielding more than declared stops one chunk past the limit
+    with pytest.raises(dl._Refused, match="more than the 10 bytes it declares"):
+        dl._copy_bounded(io.BytesIO(bytes(10_000)), tmp_path / "t.bin", 10, "t.bin")
+    assert not (tmp_path / "t.bin").exists()
+
+
+def test_symlink_member_body_is_never_read_whole(tmp_path):
+    import tracemalloc
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        info = zipfile.ZipInfo("a/link.jpg")
+        info.external_attr = 0o120777 << 16
+        info.compress_type = zipfile.ZIP_DEFLATED
+        zf.writestr(info, bytes(64 << 20))  # a "link target" of 64 MiB
+        zf.writestr("a/ISIC_0000001.jpg", b"jpg")
+    (tmp_path / "l.zip").write_bytes(buf.getvalue())
+    tracemalloc.start()
+    try:
+        with pytest.raises(dl.DownloadError, match=r"l\.zip: member 'a/link\.jpg' is a link whose target declares"):
+            dl.safe_extract(tmp_path / "l.zip", tmp_path / "out", dl.flatten_images(), discard=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20
+    # a device and a fifo in a tar are skipped, never created, and their (absent) bodies never read
+    path = tmp_path / "d.tar"
+    with tarfile.open(path, "w") as tf:
+        for name, kind in (("d/ISIC_0000002.jpg", tarfile.CHRTYPE), ("d/ISIC_0000003.jpg", tarfile.FIFOTYPE)):
+            info = tarfile.TarInfo(name)
+            info.type = kind
+            tf.addfile(info)
+        info = tarfile.TarInfo("d/ISIC_0000001.jpg")
+        info.size = 3
+        tf.addfile(info, io.BytesIO(b"jpg"))
+    assert [p.name for p in dl.safe_extract(path, tmp_path / "out2", dl.flatten_images())] == ["ISIC_0000001.jpg"]
+
+
+def test_archive_needing_more_than_the_free_space_is_refused_and_kept(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    archive = tmp_path / "a.zip"
+    archive.write_bytes(make_zip({f"x/ISIC_{i:07d}.jpg": bytes(1000) for i in range(3)}))
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10 << 20, 10 << 20, 2000))
+    with pytest.raises(dl.DownloadError, match=r"a\.zip: extracting 3 member\(s\) needs 3,000 bytes .* has 2,000 "
+                                               r"bytes free; refusing to extract the archive$"):
+        dl.safe_extract(archive, tmp_path / "out", dl.flatten_images())
+    assert archive.exists() and not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------------- content checks
+
+
+def test_html_page_served_with_200_is_never_kept_and_the_rerun_fetches_the_file(server, tmp_path):
+    remote = isic2019_remote(server)
+    gt_path = f"/isic/2019/{ISIC_GT}"
+    server.fail(gt_path, "html")
+    out = tmp_path / "raw" / "isic2019"
+    with pytest.raises(dl.DownloadError) as err:
+        dl.prepare_isic2019(out, _opts(tmp_path, retries=0), remote["base_urls"])
+    msg = str(err.value)
+    assert "\n" not in msg and ISIC_GT in msg and "HTML page" in msg
+    assert not (tmp_path / "downloads" / ISIC_GT).exists() and _leftovers(tmp_path / "downloads") == []
+    dl.prepare_isic2019(out, _opts(tmp_path, retries=0), remote["base_urls"])  # the server answers properly now
+    assert (out / ISIC_GT).read_bytes() == server.files[gt_path]
+
+
+def test_file_failing_its_content_check_is_deleted_and_the_rerun_fetches_it(server, tmp_path):
+    remote = isic2019_remote(server)
+    md_path = "/isic/2019/ISIC_2019_Training_Metadata.csv"
+    server.fail(md_path, "json")  # an error message served with HTTP 200, not HTML
+    out = tmp_path / "raw" / "isic2019"
+    with pytest.raises(dl.DownloadError, match=r"ISIC_2019_Training_Metadata\.csv: no data rows\).*deleted"):
+        dl.prepare_isic2019(out, _opts(tmp_path, retries=0), remote["base_urls"])
+    assert not (tmp_path / "downloads" / "ISIC_2019_Training_Metadata.csv").exists()
+    dl.prepare_isic2019(out, _opts(tmp_path, retries=0), remote["base_urls"])
+    assert (out / "ISIC_2019_Training_Metadata.csv").read_bytes() == server.files[md_path]
+
+
+def test_bad_file_left_by_an_older_version_is_replaced_on_the_next_run(server, tmp_path):
+    remote = isic2019_remote(server)
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    (downloads / ISIC_GT).write_text("<!DOCTYPE html><html><body>Access denied</body></html>\n")
+    out = tmp_path / "raw" / "isic2019"
+    dl.prepare_isic2019(out, _opts(tmp_path, retries=0), remote["base_urls"])
+    assert (out / ISIC_GT).read_bytes() == server.files[f"/isic/2019/{ISIC_GT}"]
+    assert len(server.requests_of(f"/isic/2019/{ISIC_GT}")) == 1
+
+
+def test_html_check_spares_files_named_html(server, tmp_path):
+    url = server.add("/f/page.html", b"<html><body>ok</body></html>")
+    assert dl.fetch_file("page.html", [url], tmp_path, retries=0, progress=False).read_bytes().startswith(b"<html>")
+
+
+def test_empty_temporary_file_of_a_killed_transfer_is_removed(server, tmp_path):
+    url = server.add("/f/k.bin", b"data")
+    (tmp_path / "tmpab_cd123").write_bytes(b"")  # what pooch leaves when its process is killed
+    (tmp_path / "tmpkeep.txt").write_bytes(b"")  # not one of pooch's names: left alone
+    dl.fetch_file("k.bin", [url], tmp_path, retries=0, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k.bin", "tmpkeep.txt"]
+
+
+def test_workbook_that_is_a_decompression_bomb_is_refused_before_parsing(tmp_path):
+    book = _deflated_zip(tmp_path / "data.xlsx", {"[Content_Types].xml": b"<Types/>",
+                                                  "xl/worksheets/sheet1.xml": b" " * (16 << 20)})
+    with pytest.raises(dl.DownloadError, match=r"data\.xlsx: member 'xl/worksheets/sheet1\.xml' inflates .*bomb"):
+        odir.read_annotations(book)

@@ -35,7 +35,7 @@ import datasets_server
 from datasets_server import (ISIC_GT, ISIC_MD, FileServer, dermamnist_npz, ham_remote, isic2019_remote,
                              make_zip, odir_members)
 from imbench.data import download as dl
-from imbench.data import isic2019, odir
+from imbench.data import images, isic2019, odir
 from imbench.data.split import grouped_split
 from imbench.data.tasks import get_task
 
@@ -270,7 +270,8 @@ def test_odir_workflow_patient_and_eye_framings(slow_run):
     quality_only = ann[ann.ID.astype(int) % 10_000 == 4149].ID  # both eyes "low image quality"
     patients, excl, _ = outputs(slow_run, "odir", len(ann) - len(quality_only))
     assert not set(quality_only) & set(patients.image_id)
-    assert set(excl[excl.action == "dropped"].image_id) == set(quality_only)
+    both_eyes = {f"{i}_{side}" for i in quality_only for side in ("left", "right")}
+    assert set(excl[excl.action == "dropped"].image_id) == both_eyes
     raw = slow_run["work"] / "resources" / "raw" / "odir"
     with Image.open(raw / patients.path.iloc[0]) as img:  # both eyes side by side
         assert img.size == (1024, 512)
@@ -358,7 +359,7 @@ def test_corrupt_jpeg_in_ham10000_is_named_even_outside_the_decoded_sample(serve
     last = [n for n in members if n.endswith(".jpg")][-1]  # not among the images decoded in full
     members[last] = _truncated(members[last])
     server.add(path, make_zip(members))
-    line = download("ham10000", tmp_path, capsys, *_ham_args(remote))
+    line = download("ham10000", tmp_path, capsys, "--undecodable", "fail", *_ham_args(remote))
     name = Path(last).name
     assert f"ISIC2018_Task3_Training_Input.zip: image {name}: not a decodable image (image file is truncated" in line
 
@@ -370,8 +371,28 @@ def test_corrupt_jpeg_in_isic2019_is_named(server, tmp_path, capsys):
     victim = "ISIC_2019_Training_Input/ISIC_0001100_downsampled.jpg"
     members[victim] = b"<html>502 Bad Gateway</html>"  # not an image at all
     server.add(path, make_zip(members))
-    line = download("isic2019", tmp_path, capsys, "--base-url", remote["base_urls"][0])
+    line = download("isic2019", tmp_path, capsys, "--undecodable", "fail", "--base-url", remote["base_urls"][0])
     assert "ISIC_2019_Training_Input.zip: image ISIC_0001100_downsampled.jpg: not a decodable image" in line
+
+
+def test_corrupt_jpeg_by_default_is_reported_kept_and_listed_by_the_index(server, tmp_path, capsys):
+    from imbench.data.tasks import build_task_index
+
+    remote = isic2019_remote(server)
+    path = "/isic/2019/ISIC_2019_Training_Input.zip"
+    members = _zip_members(server.files[path])
+    victim = "ISIC_2019_Training_Input/ISIC_0001100_downsampled.jpg"
+    members[victim] = _truncated(members[victim])
+    server.add(path, make_zip(members))
+    out = tmp_path / "raw" / "isic2019"
+    rc = dl.main(["isic2019", "--out", str(out), "--downloads", str(tmp_path / "downloads"), "--no-progress",
+                  "--retries", "0", "--no-published-counts", "--base-url", remote["base_urls"][0]])
+    err = capsys.readouterr().err
+    assert rc == 0 and "1 image(s) do not decode, first ISIC_0001100_downsampled.jpg" in err, err
+    index, exclusions = build_task_index("isic2019", out, workers=1)
+    assert "ISIC_0001100" not in set(index.image_id)
+    row = exclusions.set_index("image_id").loc["ISIC_0001100"]
+    assert row.file == "images/ISIC_0001100_downsampled.jpg" and row.reason.startswith("undecodable image")
 
 
 def test_corrupt_jpeg_in_odir_is_named(server, tmp_path, capsys, monkeypatch):
@@ -382,7 +403,7 @@ def test_corrupt_jpeg_in_odir_is_named(server, tmp_path, capsys, monkeypatch):
     victim = "ODIR-5K/ODIR-5K/Training Images/188_right.jpg"
     members[victim] = _truncated(members[victim])
     server.add(f"/odir/{ODIR_ZIP}", make_zip(members))
-    line = download("odir", tmp_path, capsys, "--base-url", server.url + "/odir")
+    line = download("odir", tmp_path, capsys, "--undecodable", "fail", "--base-url", server.url + "/odir")
     assert f"{ODIR_ZIP}: image 188_right.jpg: not a decodable image" in line
 
 
@@ -500,6 +521,7 @@ def odir_real_root(tmp_path, monkeypatch) -> Path:
         (root / name).symlink_to(_shared(name))
     monkeypatch.setattr(odir, "_check_on_disk", lambda *a: None)
     monkeypatch.setattr(odir, "_write_combined", lambda *a: None)
+    monkeypatch.setattr(images, "decode_errors", lambda *a, **k: {})  # no image files stored
     return root
 
 
@@ -514,9 +536,9 @@ def test_real_odir_eye_framing_has_6392_rows_and_a_grouped_split(odir_real_root)
 def test_real_odir_patient_framing_has_3500_patients_and_a_grouped_split(odir_real_root):
     index, exclusions = get_task("odir").build(odir_real_root)
     dropped = exclusions[exclusions.action == "dropped"]
-    assert len(index) + len(dropped) == 3500
-    # 30 quality-only eyes: blanked, or dropped in pairs with their patient
-    assert (exclusions.action == "blanked").sum() + 2 * len(dropped) == 30
+    assert len(index) + dropped.group.nunique() == 3500
+    # 30 quality-only eyes: blanked, or dropped (both listed) with their patient
+    assert len(exclusions) == 30 and len(dropped) == 2 * dropped.group.nunique()
     assert index[[f"y_{c}" for c in odir.CLASSES]].sum().sum() > 0
     _no_leak(index)
 

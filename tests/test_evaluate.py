@@ -88,9 +88,19 @@ def test_aggregate_tables_and_figures(cells, tmp_path):
     assert head[head.method == "ce"]["mean"].iloc[0] == pytest.approx(ce_vals.mean())
     assert head[head.method == "ce"]["sd"].iloc[0] == pytest.approx(ce_vals.std(ddof=1))
     paired = pd.read_csv(res / "tables" / "paired_vs_ce.csv")
-    assert len(paired) == 4 and set(paired.method) == {"ros", "thresholding"}
+    # one test per method over both seeds, the family = the two methods of (synthetic, test_resnet, metric)
+    assert len(paired) == 2 and set(paired.method) == {"ros", "thresholding"}
+    assert (paired.n_seeds == 2).all() and (paired.family_size == 2).all()
     assert (paired.p_holm >= paired.p_value - 1e-12).all()
+    assert (paired.low <= paired["diff"]).all() and (paired["diff"] <= paired.high).all()
+    th_vals = long[(long.method == "thresholding") & (long.metric == "balanced_accuracy") & (long.split == "test")]
+    th = paired[paired.method == "thresholding"].iloc[0]
+    assert th["diff"] == pytest.approx(th_vals.value.mean() - ce_vals.mean())
+    # every summary row of two seeds has the interval over seeds; tested metrics also the total one
+    assert head[["low", "high", "low_total", "high_total"]].notna().all().all()
+    assert ((head.low <= head["mean"]) & (head["mean"] <= head.high)).all()
     md = (res / "tables" / "synthetic.md").read_text()
-    assert "| thresholding |" in md and "±" in md
+    assert "| thresholding |" in md and " [" in md and "Holm" in md
+    assert (res / "tables" / "ranking.csv").exists() and (res / "figures" / "critical_difference.png").exists()
     for name in figure_names("synthetic"):
         assert (res / "figures" / name).stat().st_size > 5000, name

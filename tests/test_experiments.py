@@ -13,7 +13,7 @@ import yaml
 from imbench import models, plan
 from imbench.config import check_config
 from imbench.data.tasks import TASKS
-from imbench.methods import METHODS
+from imbench.methods import METHODS, get_method
 from imbench.models import is_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,7 +83,8 @@ def test_experiment_passes_check_config(name, models_checked_by_imbench):
     skips = check_config(cfg)
     if name == "all":  # single-label-only methods on the multi-label odir task
         assert {(t, m) for t, m, _ in skips} == {("odir", m) for m in
-                                                 ("bwcce", "ldam", "ldam_drw", "lmf", "logit_adjustment")}
+                                                 ("bwcce", "ldam", "ldam_drw", "lmf", "logit_adjustment",
+                                                  "focal_lmf", "ldam_lmf")}
     else:
         assert skips == []
 
@@ -93,7 +94,10 @@ def test_lmf_grid():
     assert cfg["protocol"] == "lmf"
     assert cfg["tasks"] == ["ham10000", "isic2019", "odir_eye"]
     assert cfg["models"] == ["efficientnet_v2_s.torchvision", "resnet50.tv2_in1k", "densenet121.tv_in1k"]
-    assert cfg["methods"] == ["ce", "focal", "ldam", "bwcce", "lmf"]
+    # the paper's CCE, Focal, LDAM, BWCCE, LMF as its official code builds them
+    assert cfg["methods"] == ["ce", "focal_lmf", "ldam_lmf", "bwcce", "lmf"]
+    heads = {m: get_method(m).head for m in cfg["methods"]}
+    assert set(heads.values()) == {"linear"}  # lmf and its LDAM baseline share the head
     assert cfg["method_params"]["lmf"] == {"alpha": "paper", "beta": "paper"}
     assert models.parse_model_name(cfg["models"][0]).weights == "IMAGENET1K_V1"
     # The paper's α/β are found for every cell (Table 6).
@@ -132,6 +136,20 @@ def test_dong_and_le2020_say_what_they_measure():
     assert "5-fold" in text and "test-time augmentation" in text
     assert le["split"]["cv_folds"] == 5 and le["protocol_overrides"]["tta"] == "flips"
     assert "top3_accuracy" in text
+
+
+def test_dong_marks_its_assumptions_and_posthoc_describes_it_as_it_is():
+    from imbench.methods import posthoc
+
+    text = (EXPERIMENTS / "dong.yaml").read_text()
+    odir_line = next(line for line in text.splitlines() if line.strip().startswith("- odir"))
+    assert "ASSUMPTION" in odir_line  # ODIR-5K as Dong's data set is our assumption
+    header = text.split("experiment:")[0]
+    assert "ASSUMPTION: that ODIR-5K" in " ".join(header.replace("#", " ").split())
+    # no module says that the dong experiment fits thresholds when it runs no thresholding cell
+    assert "thresholding" not in load("dong")["methods"]
+    doc = " ".join(posthoc.__doc__.split())
+    assert "experiment sets" not in doc and "runs no thresholding" in doc
 
 
 def test_all_is_the_union():
@@ -188,6 +206,11 @@ def test_plan_numbers_on_a_small_grid():
     assert rows[("odir_glaucoma", "resnet50", "ros")].samples_per_epoch == 2 * 1724  # K · n_max
     assert rows[("odir_glaucoma", "resnet50", "rus")].samples_per_epoch == 2 * 170  # K · n_min
     assert rows[("odir_glaucoma", "resnet50", "thresholding")].train_images == 0
+    # budget: steps gives every method ce's epoch
+    steps = {(r.task, r.method): r for r in plan.make_plan(
+        {**SMALL, "protocol_overrides": {**SMALL["protocol_overrides"], "budget": "steps"}},
+        {"test_resnet": 4000}).rows}
+    assert {steps[("odir_glaucoma", m)].samples_per_epoch for m in ("ce", "ros", "rus")} == {1894}
     # validation 20 % of 3,157 = 631 every epoch, plus validation and test once at the end
     assert ce.eval_images == 631 * 4 + 631 + 631
     # throughput: the table's 1,218 images/s at 224 px scaled to 448 px; test_resnet as given

@@ -31,7 +31,7 @@ from imbench.methods.losses import (
 
 ALL_IDS = (
     "ce", "cost_sensitive", "bwcce", "focal", "ldam", "ldam_drw", "lmf",
-    "cw_focal", "logit_adjustment", "cb_focal",
+    "cw_focal", "logit_adjustment", "cb_focal", "focal_lmf", "ldam_lmf",
 )
 COMBOS = [(lid, kind) for lid in ALL_IDS for kind in LOSS_KINDS[lid]]
 
@@ -74,6 +74,9 @@ SPEC_DEFAULTS = {  # the SPEC/brief defaults, written out independently of LOSS_
     "cw_focal": {"gamma": 2.0},
     "logit_adjustment": {"tau": 1.0},
     "cb_focal": {"beta": 0.9999, "gamma": 1.0},
+    # the LMF official code's Focal and LDAM baselines (config.ini gamma 1.5, get_mlist max_m 0.5, s 30)
+    "focal_lmf": {"gamma": 1.5, "max_m": 0.5},
+    "ldam_lmf": {"max_m": 0.5, "s": 30.0},
 }
 
 
@@ -219,6 +222,11 @@ def reference(loss_id, kind, z, y, counts, n_samples=None, drw_active=False, **p
         return r_ce(z + shift, y)
     if loss_id == "cb_focal":
         return r_cb_focal(z, y, ref_cb_w(counts, p["beta"]), p["gamma"], multilabel=False)
+    if loss_id == "focal_lmf":
+        return r_focal(z, y, p["gamma"], ref_margins(counts, p["max_m"]))
+    if loss_id == "ldam_lmf":
+        m = ref_margins(counts, p["max_m"])
+        return r_ldam(z, y, m, p["s"], m)
     raise AssertionError(loss_id)
 
 
@@ -245,6 +253,8 @@ VARIANTS = {
     "cw_focal": [{"gamma": 1.0}],
     "logit_adjustment": [{"tau": 0.5}, {"tau": 2.0}],
     "cb_focal": [{"beta": 0.99, "gamma": 2.0}, {"beta": 0.0, "gamma": 0.5}],
+    "focal_lmf": [{"gamma": 2.0, "max_m": 0.3}, {"gamma": 0.0}],
+    "ldam_lmf": [{"max_m": 0.3, "s": 1.0}],
 }
 REF_CASES = [(lid, kind, {}) for lid, kind in COMBOS] + [
     (lid, kind, v) for lid, vs in VARIANTS.items() for v in vs for kind in LOSS_KINDS[lid]
@@ -691,6 +701,41 @@ def test_lmf_alpha_weights_ldam_not_focal():
     assert not torch.isclose(ldam_term, build("ldam", "multiclass")(z, y), rtol=1e-3)
 
 
+def test_hand_lmf_baselines():
+    # counts [16, 1], max_m = 0.5 -> m = [0.25, 0.5]; z = 0, y = [0, 1] (the case of test_hand_lmf)
+    # focal_lmf, γ = 1.5: (0.25 + 0.5)·0.5^1.5·ln 2 / 2 = 0.091899 (α = m inside, ÷ B)
+    # ldam_lmf, s = 1: (0.25·0.825939 + 0.5·0.974077) / 0.75 = 0.924698 (weights = m, ÷ Σ m_y)
+    z = torch.zeros(2, 2, dtype=torch.float64)
+    y = torch.tensor([0, 1])
+    assert float(make_loss("focal_lmf", [16, 1], "binary")(z, y)) == pytest.approx(0.0918985, rel=1e-5)
+    assert float(make_loss("ldam_lmf", [16, 1], "binary", s=1.0)(z, y)) == pytest.approx(0.9246983, rel=1e-5)
+
+
+def test_lmf_baselines_are_the_terms_of_lmf():
+    # The official code builds LMF from exactly these two losses: LMF(α, β) = α·ldam_lmf + β·focal_lmf.
+    z, y = batch("multiclass", seed=23)
+    ldam_term, focal_term = build("lmf", "multiclass").terms(z, y)
+    torch.testing.assert_close(build("ldam_lmf", "multiclass")(z, y), ldam_term)
+    torch.testing.assert_close(build("focal_lmf", "multiclass")(z, y), focal_term)
+    # ... and they differ from our `focal` (γ 2, no α) and `ldam` (no weights).
+    assert not torch.isclose(build("focal_lmf", "multiclass")(z, y), build("focal", "multiclass", gamma=1.5)(z, y))
+    assert not torch.isclose(build("ldam_lmf", "multiclass")(z, y), build("ldam", "multiclass")(z, y))
+
+
+def test_class_weights_are_recorded():
+    assert build("focal_lmf", "multiclass").class_weights == "margins"
+    assert build("ldam_lmf", "multiclass").class_weights == "margins"
+    assert build("lmf", "multiclass").class_weights == "margins"
+    assert build("ldam", "multiclass").class_weights == "none"
+    assert build("focal", "multiclass").class_weights == "none"
+    assert build("focal", "multiclass", alpha=[1, 2, 3, 4]).class_weights == "alpha"
+    assert build("focal", "multilabel").class_weights == "alpha"  # torchvision's α = 0.25
+    assert build("focal", "multilabel", alpha=-1.0).class_weights == "none"
+    assert build("cost_sensitive", "multiclass").class_weights == "balanced"
+    assert build("cost_sensitive", "multilabel").class_weights == "pos_weight"
+    assert build("ldam_drw", "binary").class_weights == "cb_drw"
+
+
 def test_lmf_paper_alpha_beta_table():
     tasks = ("odir_eye", "ham10000", "isic2019")
     models = ("efficientnet_v2_s", "resnet50", "densenet121")
@@ -755,7 +800,7 @@ def test_multilabel_focal_keeps_precision_for_confident_correct_logits(lid):
     assert float(loss(z, t)) == pytest.approx(exact, rel=1e-9, abs=0.0)
 
 
-@pytest.mark.parametrize("lid", ["ce", "focal", "ldam", "lmf", "cb_focal", "logit_adjustment"])
+@pytest.mark.parametrize("lid", ["ce", "focal", "ldam", "lmf", "cb_focal", "logit_adjustment", "focal_lmf", "ldam_lmf"])
 def test_half_precision_logits_are_promoted(lid):
     z, y = batch("multiclass", seed=23, dtype=torch.float32)
     loss = build(lid, "multiclass")
@@ -769,7 +814,8 @@ def test_half_precision_logits_are_promoted(lid):
 # Zero counts
 # --------------------------------------------------------------------------
 
-NEEDS_NONZERO = {"cost_sensitive", "cw_focal", "ldam", "ldam_drw", "lmf", "logit_adjustment", "cb_focal"}
+NEEDS_NONZERO = {"cost_sensitive", "cw_focal", "ldam", "ldam_drw", "lmf", "logit_adjustment", "cb_focal",
+                 "focal_lmf", "ldam_lmf"}
 
 
 @pytest.mark.parametrize("lid,kind", [c for c in COMBOS if c[0] in NEEDS_NONZERO])
@@ -857,10 +903,10 @@ def test_bad_counts(counts, kind, n_samples, match):
     [
         ("focal", "multiclass", {"gamma": -1.0}, r"'gamma'"),
         ("focal", "multiclass", {"gamma": True}, r"'gamma'"),
-        ("focal", "multiclass", {"alpha": [1.0, 2.0]}, r"'alpha'.*3 entries"),
+        ("focal", "multiclass", {"alpha": [1.0, 2.0]}, r"'alpha'.*a list of 3 numbers ≥ 0"),
         ("focal", "multiclass", {"alpha": 0.25}, r"'alpha'.*list of 3"),
-        ("focal", "multiclass", {"alpha": [1.0, -1.0, 1.0]}, r"alpha\[1\]"),
-        ("focal", "multilabel", {"alpha": 1.5}, r"'alpha'.*\[0, 1\] or -1"),
+        ("focal", "multiclass", {"alpha": [1.0, -1.0, 1.0]}, r"'alpha'.*numbers ≥ 0.*got \[1\.0, -1\.0, 1\.0\]"),
+        ("focal", "multilabel", {"alpha": 1.5}, r"'alpha'.*\[0, 1\], -1"),
         ("ldam", "multiclass", {"s": 0.0}, r"'s'"),
         ("ldam", "multiclass", {"max_m": -0.5}, r"'max_m'"),
         ("ldam_drw", "multiclass", {"beta": 1.0}, r"'beta'"),

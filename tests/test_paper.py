@@ -43,7 +43,7 @@ def test_lmf_csv_shape_sources_and_names():
     assert (df["source"] == df["model"].map(lambda m: f"LMF arXiv 2212.12741 v2 Table {table[m]}")).all()
     assert set(df.task) == {"odir_eye", "ham10000", "isic2019"}
     assert set(df.model_key) == {"efficientnet_v2_s", "resnet50", "densenet121"}
-    assert set(df.method_key) == {"ce", "focal", "ldam", "bwcce", "lmf"}
+    assert set(df.method_key) == {"ce", "focal_lmf", "ldam_lmf", "bwcce", "lmf"}  # the exact reproductions
     assert set(df.metric_key) == {"accuracy", "macro_precision", "macro_recall", "macro_f1"}
     # METHODS.md's mean macro-F1 over the three architectures (ISIC, LMF: 78.03)
     isic = df[(df.dataset == "ISIC-2019") & (df.method == "LMF") & (df.metric == "Macro-F1")]
@@ -54,7 +54,7 @@ def test_lmf_names_are_imbench_names():
     from imbench.methods import list_methods
     from imbench.metrics import metric_names
 
-    assert set(paper.METHODS.values()) <= set(list_methods())
+    assert {m for ours in paper.METHODS.values() for m in ours} <= set(list_methods())
     assert set(paper.METRICS.values()) <= set(metric_names("multiclass"))
 
 
@@ -100,6 +100,49 @@ def test_paper_vs_ours_differences():
     md = paper.paper_vs_ours_markdown(df)
     assert "| ham10000 | resnet50.tv2_in1k | lmf | macro_f1 | 82.43 | 80.00 ± 1.00 | 3 | -2.43 |" in md
     assert "| ham10000 | resnet50.tv2_in1k | ce | accuracy | 87.82 | 90.00 | 1 | +2.18 |" in md
+    assert (df.departures == "unknown (no run.json)").all()
+
+
+def faithful_run(method="ldam", **changes):
+    """A run.json as the LMF protocol records it, matching the paper's setting in every respect."""
+    run = {"settings": {"optimizer": "adam", "lr": 1e-4, "weight_decay": 5e-4, "scheduler": "step", "epochs": 100,
+                        "batch_size": 32, "image_size": 224, "augment": "none", "normalize": "none",
+                        "pretrained": True},
+           "resolved": {"precision": "fp32", "split_grouped": False, "budget": "epochs", "head": "linear",
+                        "class_weights": "margins"},
+           "method_info": {"head": "linear"}}
+    for key, value in changes.items():
+        (run["resolved"] if key in run["resolved"] else run["settings"])[key] = value
+    return run
+
+
+def test_departures_are_derived_from_run_json_and_follow_a_changed_setting():
+    summary = summary_rows([("ham10000", "resnet50.tv2_in1k", "ldam", "test", "macro_f1", 0.8, 0.01, 1)])
+    key = ("ham10000", "resnet50.tv2_in1k", "ldam")
+    same = paper.paper_vs_ours(summary, {key: [faithful_run()]})
+    assert same.departures.tolist() == ["none"]
+    for change, text in [({"precision": "bf16"}, "precision: bf16 (paper: fp32)"),
+                         ({"split_grouped": True}, "split: grouped by lesion/patient (paper: image-level"),
+                         ({"head": "cosine"}, "head: cosine (paper: linear)"),
+                         ({"class_weights": "none"}, "class_weights: none (paper: margins)"),
+                         ({"epochs": 30}, "epochs: 30 (paper: 100)")]:
+        df = paper.paper_vs_ours(summary, {key: [faithful_run(**change)]})
+        assert text in df.departures.iloc[0], (change, df.departures.iloc[0])
+        assert ";" not in df.departures.iloc[0]  # the one changed setting, nothing else
+    two = paper.paper_vs_ours(summary, {key: [faithful_run(), faithful_run(epochs=50)]})
+    assert "epochs: 100, 50 (paper: 100)" in two.departures.iloc[0] and "runs: 2 seeds" in two.departures.iloc[0]
+    missing = faithful_run()
+    del missing["resolved"]["precision"]
+    assert "precision: not recorded" in paper.paper_vs_ours(summary, {key: [missing]}).departures.iloc[0]
+    # the paper's LDAM is compared with both our LDAMs: the exact one (ldam_lmf) and the cosine-head one
+    both = summary_rows([("ham10000", "resnet50.tv2_in1k", m, "test", "macro_f1", 0.8, 0.01, 1)
+                         for m in ("ldam", "ldam_lmf")])
+    df = paper.paper_vs_ours(both, {key: [faithful_run(head="cosine", class_weights="none")],
+                                    ("ham10000", "resnet50.tv2_in1k", "ldam_lmf"): [faithful_run()]})
+    assert dict(zip(df.method, df.departures)) == {
+        "ldam_lmf": "none", "ldam": "head: cosine (paper: linear); class_weights: none (paper: margins)"}
+    md = paper.paper_vs_ours_markdown(paper.paper_vs_ours(summary, {key: [faithful_run(precision="bf16")]}))
+    assert "| precision: bf16 (paper: fp32) |" in md
 
 
 def test_paper_vs_ours_without_a_match_is_an_empty_table():
@@ -147,3 +190,23 @@ def test_lmf_csv_matches_every_number_of_the_methods_doc():
                     assert df[(cells[0], model, method, metric)] == float(v)
                     checked += 1
     assert checked == len(df) == 180
+
+
+def test_table5_per_class_rows():
+    df = paper.lmf_paper_per_class()
+    assert len(df) == 23 * 5 and set(df.task) == {"odir_eye", "ham10000", "isic2019"}
+    row = df[(df.dataset == "HAM-10K") & (df["class"] == "DF") & (df.method == "LMF")].iloc[0]
+    assert row["value"] == 80.00 and row["train_n"] == 81
+    per_class = pd.DataFrame([
+        {"task": "ham10000", "model": "efficientnet_v2_s.torchvision", "method": m, "seed": s, "class": "df",
+         "train_count": 70, "f1": f, "precision": 0, "recall": 0, "support": 10}
+        for m, s, f in (("lmf", 0, 0.70), ("lmf", 1, 0.80), ("ldam", 0, 0.5), ("rus", 0, 0.1))])
+    out = paper.paper_vs_ours_per_class(per_class)
+    got = {(r["method"], r["class"]): r for _, r in out.iterrows()}
+    assert set(got) == {("lmf", "DF"), ("ldam", "DF")}
+    r = got[("lmf", "DF")]
+    assert r["paper"] == 80.0 and r["ours_mean"] == pytest.approx(75.0) and r["diff"] == pytest.approx(-5.0)
+    assert r["n"] == 2 and got[("ldam", "DF")]["paper"] == 81.25  # the paper's LDAM, compared with our ldam too
+    md = paper.paper_vs_ours_per_class_markdown(out)
+    assert "| ham10000 | efficientnet_v2_s.torchvision | lmf | DF | 81 / 70 | 80.00 | 75.00 ± 7.07 | 2 | -5.00 |" in md
+    assert paper.paper_vs_ours_per_class(per_class.assign(task="synthetic")).empty

@@ -56,8 +56,10 @@ def test_grid_outputs(tiny_run):
                 assert (cell / "benchmark.tsv").is_file() and (cell / "train.log").is_file()
     summary = pd.read_csv(res / "tables" / "summary.csv")
     assert set(summary.method) == {"ce", "ros", "thresholding", "bbfl"}
-    assert (res / "tables" / "synthetic.md").read_text().count("±") >= 4
-    assert len(list((res / "figures").glob("*.png"))) == 7  # 5 summary figures + t-SNE + Grad-CAM
+    assert (res / "tables" / "synthetic.md").read_text().count(" [") >= 4  # mean [low, high] cells
+    # 5 summary figures + t-SNE + Grad-CAM + the critical-difference diagram
+    assert len(list((res / "figures").glob("*.png"))) == 8
+    assert (res / "tables" / "ranking.md").is_file() and (res / "tables" / "ranking.csv").is_file()
     for ext in ("md", "tex"):
         assert (res / "tables" / f"synthetic.{ext}").is_file()
     assert (res / "tables" / "paper_vs_ours.csv").is_file()
@@ -164,7 +166,7 @@ def test_report(tiny_run):
     smk(tiny_run, "--configfile", "config.yaml", "--report", str(report.relative_to(tiny_run)))
     html = report.read_text(errors="replace")
     figures = sorted(p.name for p in (tiny_run / "results" / "tiny" / "figures").glob("*.png"))
-    assert len(figures) == 7
+    assert len(figures) == 8  # 5 summary figures, t-SNE, Grad-CAM, critical-difference diagram
     for name in figures:
         m = re.search(rf"image/png;charset=utf8;filename={re.escape(name)};base64,([A-Za-z0-9+/=]+)", html)
         assert m, f"{name} is not embedded in the report"
@@ -202,14 +204,30 @@ def _bad_config(tmp_path, change) -> str:
         (lambda c: c.update(models=["resnet_999"]), r"config key 'models': unknown model 'resnet_999': not a timm model name .*torchvision"),
         (lambda c: c.update(seeds="zero"), r"config key 'seeds': 'zero' is not of type 'array'"),
         (lambda c: c.pop("models"), r"config key '\(top level\)': 'models' is a required property"),
-        (lambda c: c.update(protocol_overrides={"epoch": 3}), r"config key 'protocol_overrides': unknown training setting"),
-        (lambda c: c.update(method_params={"bbfl": {"gama": 1}}), r"config key 'method_params.bbfl': method 'bbfl' has no parameter 'gama'"),
+        (lambda c: c.update(protocol_overrides={"epoch": 3}), r"config key 'protocol_overrides.epoch': unknown training setting"),
+        (lambda c: c.update(method_params={"bbfl": {"gama": 1}}), r"config key 'method_params.bbfl.gama': method 'bbfl' has no parameter 'gama'"),
         (lambda c: c.update(methods=["thresholding"]), r"'thresholding' reuses the predictions of 'ce'"),
+        # values of every kind, checked against their declarations (tests/test_config.py has the full table)
+        (lambda c: c["protocol_overrides"].update(epochs=2.5), r"config key 'protocol_overrides.epochs': expected an integer ≥ 1, got 2\.5$"),
+        (lambda c: c["protocol_overrides"].update(batch_size="64"), r"config key 'protocol_overrides.batch_size': expected an integer ≥ 1, got '64'"),
+        (lambda c: c.update(method_params={"bbfl": {"gamma": -5}}), r"config key 'method_params.bbfl.gamma': expected a number ≥ 0 or null \(the default\), got -5$"),
+        (lambda c: c.update(split={"fractions": [0.7, 0.15, 0.05]}), r"config key 'split.fractions': expected 3 fractions .* \(sum 0\.9\)$"),
+        (lambda c: c.update(experiment=".."), r"config key 'experiment': expected a plain folder name .*, got '\.\.'$"),
     ],
 )
 def test_bad_config_stops_before_any_work(tmp_path, change, expected):
     line = _bad_config(tmp_path, change)
     assert re.search(expected, line), line
+
+
+def test_parameters_of_a_method_not_in_the_grid_warn(tmp_path):
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg["method_params"] = {"focal": {"gamma": 1.0}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    proc = smk(tmp_path, "-n", "--configfile", "config.yaml", timeout=300)
+    lines = [line for line in proc.stderr.splitlines() if "warning" in line]
+    assert lines == ["imbench: warning: config key 'method_params.focal': method 'focal' is not in 'methods' "
+                     "['ce', 'ros', 'thresholding', 'bbfl']; its parameters are not used"], proc.stderr
 
 
 def test_lint_is_clean():
@@ -226,7 +244,8 @@ PAPER_GRIDS = {
     "bbfl": {"train": 3 * 3 * 7 * 3, "posthoc": 3 * 3 * 1 * 3},
     "dong": {"train": 1 * 3 * 2 * 3},
     "le2020": {"train": 1 * 4 * 4 * 3 * 5, "ensemble": 1 * 4 * 4 * 3, "cells": 1 * 4 * 4 * 3},  # 5 folds
-    "all": {"train": (7 * 12 * 14 - 12 * 5) * 3, "posthoc": 7 * 12 * 3},
+    # 16 trained methods; on the multi-label odir the 7 single-label ones are skipped
+    "all": {"train": (7 * 12 * 16 - 12 * 7) * 3, "posthoc": 7 * 12 * 3},
 }
 
 
@@ -241,6 +260,23 @@ def test_paper_grids_plan_exactly_their_cells(name, tmp_path):
     assert jobs.get("ensemble", 0) == expected.get("ensemble", 0)
     assert jobs.get("posthoc", 0) == expected.get("posthoc", 0)
     assert jobs["evaluate"] == expected.get("cells", expected["train"]) + expected.get("posthoc", 0)
+
+
+def test_image_level_split_is_planned_in_its_own_file_with_a_warning(tmp_path):
+    """split.grouped: false: one warning line, and a split file beside (not over) the grouped one."""
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg["split"] = {**cfg.get("split", {}), "grouped": False}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    proc = smk(tmp_path, "-n", "--configfile", "config.yaml")
+    assert "resources/prepared/synthetic/split_seed0_frac0.7_0.15_0.15_ungrouped.csv" in proc.stdout
+    assert "--ungrouped" in proc.stdout or "grouping=_ungrouped" in proc.stdout
+    warnings = [line for line in proc.stderr.splitlines() if "split.grouped is false" in line]
+    assert len(warnings) == 1 and "leakage" in warnings[0]
+    cfg["split"]["grouped"] = True
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    proc = smk(tmp_path, "-n", "--configfile", "config.yaml")
+    assert "split_seed0_frac0.7_0.15_0.15.csv" in proc.stdout and "_ungrouped" not in proc.stdout
+    assert "split.grouped is false" not in proc.stderr
 
 
 def test_cross_validation_and_per_model_image_sizes(tmp_path):

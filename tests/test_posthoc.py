@@ -248,7 +248,7 @@ def test_to_dict_roundtrip(kind):
     (lambda: fit_rule("thresholding", np.eye(2), [0, 1], [1, 1], "ordinal"), "unknown task kind"),
     (lambda: fit_rule("thresholding", np.eye(2), [0, 1], [1, 1], "binary", gamma=2),
      "unknown parameter.*gamma.*allowed: tau, beta"),
-    (lambda: fit_rule("thresholding", np.eye(2), [0, 1], [1, 1], "binary", beta=0), "beta must be > 0"),
+    (lambda: fit_rule("thresholding", np.eye(2), [0, 1], [1, 1], "binary", beta=0), r"parameter .beta. of rule .thresholding.: expected a number > 0"),
     (lambda: fit_rule("thresholding", np.eye(3), [0, 1, 2], [1, 1, 1], "binary"), r"\(N, 2\)"),
     (lambda: fit_rule("thresholding", np.eye(2) * 5, [0, 1], [1, 1], "binary"), "logits"),
     (lambda: fit_rule("thresholding", np.eye(2), [0, 1], [1, 1, 1], "binary"), "train_counts"),

@@ -25,9 +25,20 @@ def test_schema_names_match_registries():
 
 
 def test_default_grid_runs_every_method():
-    assert CONFIG["methods"] == list_methods()
+    # Every method except the paper variants (exact copies of one paper's baselines, run by that
+    # paper's experiment; their losses are the terms of `lmf`, which the default grid runs).
+    assert CONFIG["methods"] == list_methods(variants=False)
+    assert set(list_methods()) - set(list_methods(variants=False)) == {"focal_lmf", "ldam_lmf"}
     assert len(CONFIG["seeds"]) >= 2
     assert check_config(dict(CONFIG)) == []
+
+
+def test_paper_variants_keep_their_papers_heads():
+    assert get_method("ldam").head == "cosine"  # Cao et al.'s NormedLinear
+    assert get_method("ldam_lmf").head == "linear"  # the LMF code: plain linear head, as lmf
+    assert get_method("lmf").head == get_method("ldam_lmf").head == get_method("focal_lmf").head
+    assert get_method("focal_lmf").variant_of == "focal" and get_method("ldam_lmf").variant_of == "ldam"
+    assert default_params("focal_lmf") == {"gamma": 1.5, "max_m": 0.5}
 
 
 def test_unknown_method_is_loud():

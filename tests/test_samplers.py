@@ -277,7 +277,7 @@ def test_dataloader_batch_sampler(sampler_id):
     ({"sampler_id": "smote"}, "unknown sampler 'smote'; allowed: shuffle, ros, rus, batch_balanced"),
     ({"sampler_id": "ros", "replace": True}, "unknown parameter.*replace.*allowed: redraw"),
     ({"sampler_id": "shuffle", "redraw": True}, "unknown parameter.*allowed: none"),
-    ({"sampler_id": "ros", "redraw": "yes"}, "redraw must be a bool"),
+    ({"sampler_id": "ros", "redraw": "yes"}, "redraw: expected true, false or null"),
     ({"sampler_id": "shuffle", "batch_size": 0}, "batch_size must be >= 1"),
     ({"sampler_id": "shuffle", "seed": -1}, "seed must be >= 0"),
     ({"sampler_id": "shuffle", "labels": []}, "labels is empty"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -128,7 +129,7 @@ def test_cosine_head_for_ldam_only():
 def test_bad_settings():
     with pytest.raises(ValueError, match=r"unknown training setting\(s\) \['epoch'\]"):
         Settings.from_dict({"epoch": 3})
-    with pytest.raises(ValueError, match="optimizer='rmsprop' is not one of"):
+    with pytest.raises(ValueError, match=r"setting optimizer: expected one of .adamw.*got .rmsprop."):
         Settings.from_dict({"optimizer": "rmsprop"})
 
 
@@ -153,7 +154,10 @@ def test_macro_f1_matches_sklearn(seed):
 
 def test_early_stopping_and_grad_clip(tiny_synthetic, tmp_path):
     messages = []
-    _train(tiny_synthetic, tmp_path / "es", epochs=6, lr=0.0, early_stopping=1, grad_clip=1.0, log=messages.append)
+    # lr 0 is refused in a configuration (a learning rate is > 0); set here past the check
+    s = dataclasses.replace(Settings.from_dict({**TINY, "epochs": 6, "early_stopping": 1, "grad_clip": 1.0}), lr=0.0)
+    train_cell("synthetic", tiny_synthetic["cache"], tiny_synthetic["split"], "test_resnet", "ce", 0, s,
+               tmp_path / "es", log=messages.append)
     hist = pd.read_csv(tmp_path / "es" / "history.csv")
     # lr 0: only batch-norm statistics move, so the validation score soon stops improving; training
     # then ends exactly `patience` epochs after the best one
@@ -260,3 +264,128 @@ def test_failures_name_the_cell_and_leave_previous_outputs_untouched(failure, ti
     assert "\n" not in str(info.value)
     assert _outputs(cell) == before
     assert not list(cell.glob("*.tmp*")) and not list(cell.glob(".*"))
+
+
+# ----------------------------------------------------------------------------- precision, budget, resolved
+
+
+def test_precision_is_a_protocol_setting():
+    from imbench.protocols import PROTOCOLS, resolve
+    from imbench.train import precision_used
+
+    assert resolve("lmf").precision == "fp32"  # as the official LMF code (no autocast)
+    assert resolve("standard").precision == resolve("demo").precision == "bf16"
+    assert resolve("lmf", {"precision": "bf16"}).precision == "bf16"  # the documented override
+    assert all("precision" in p and "budget" in p for p in PROTOCOLS.values())  # every protocol states both
+    with pytest.raises(ValueError, match=r"setting precision: expected one of 'bf16', 'fp32', got 'fp16'"):
+        Settings.from_dict({"precision": "fp16"})
+    with pytest.raises(ValueError, match=r"unknown training setting\(s\) \['amp'\]"):
+        Settings.from_dict({"amp": "off"})
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert precision_used(cuda, resolve("lmf")) == "fp32"
+    assert precision_used(cuda, resolve("standard")) == "bf16"
+    assert precision_used(cpu, resolve("standard")) == "fp32"
+
+
+def test_run_json_records_the_precision_used_on_cpu(tiny_synthetic, tmp_path):
+    run = _train(tiny_synthetic, tmp_path / "c", epochs=1, precision="bf16")
+    assert run["settings"]["precision"] == "bf16"  # asked for
+    assert run["precision"] == run["resolved"]["precision"] == "fp32"  # used: the CPU trains in fp32
+
+
+def test_batches_of_a_step_budget():
+    from imbench.train import baseline_steps_per_epoch, epoch_batches
+
+    assert baseline_steps_per_epoch(100, 32) == 4 and baseline_steps_per_epoch(97, 32) == 3
+    labels = np.array([0] * 90 + [1] * 10)
+    s = Settings.from_dict({"epochs": 5, "batch_size": 8})
+    steps = baseline_steps_per_epoch(len(labels), 8)  # 13
+    for method in ("rus", "ros", "ce", "batch_balanced"):
+        sampler = build_sampler(method, labels, 8, seed=1)
+        got = list(epoch_batches(sampler, 2, s, steps))
+        assert len(got) == steps and all(len(b) >= 2 for b in got), method
+        assert got == list(epoch_batches(sampler, 2, s, steps))  # a pure function of (seed, epoch)
+    # a plain epoch is the same under both budgets
+    shuffle = build_sampler("ce", labels, 8, seed=1)
+    assert list(epoch_batches(shuffle, 2, s, steps)) == list(epoch_batches(shuffle, 2, s, None))
+    # rus: 20 samples = 3 batches per sampler epoch; the budget draws further epochs, not repeats
+    rus = build_sampler("rus", labels, 8, seed=1, redraw=True)
+    one_epoch = list(epoch_batches(rus, 2, s, None))
+    assert [len(b) for b in one_epoch] == [8, 8, 4]
+    got = list(epoch_batches(rus, 2, s, steps))
+    assert got[:3] == one_epoch and got[3:6] != one_epoch
+    assert got[3:6] == list(epoch_batches(rus, 2 + s.epochs, s, None))  # sampler epoch 2 + 1·E
+
+
+@pytest.mark.parametrize("method", ["rus", "ros"])
+def test_step_budget_gives_the_baseline_number_of_steps(method, tiny_synthetic, tmp_path):
+    from imbench.train import baseline_steps_per_epoch
+
+    ce = _train(tiny_synthetic, tmp_path / "ce", epochs=2)
+    by_epochs = _train(tiny_synthetic, tmp_path / "e", method=method, epochs=2)
+    by_steps = _train(tiny_synthetic, tmp_path / "s", method=method, epochs=2, budget="steps")
+    n_train = int((pd.read_csv(tiny_synthetic["split"]).split == "train").sum())
+    assert ce["optimizer_steps"] == 2 * baseline_steps_per_epoch(n_train, TINY["batch_size"])
+    assert by_steps["optimizer_steps"] == ce["optimizer_steps"] == by_steps["resolved"]["optimizer_steps"]
+    assert by_steps["resolved"]["budget"] == "steps" and by_epochs["resolved"]["budget"] == "epochs"
+    # per-sample epochs: rus trains on fewer, ros on more steps than ce
+    assert (by_epochs["optimizer_steps"] < ce["optimizer_steps"]) == (method == "rus")
+    assert (by_epochs["optimizer_steps"] > ce["optimizer_steps"]) == (method == "ros")
+    hist = pd.read_csv(tmp_path / "s" / "history.csv")
+    assert hist.steps.sum() == by_steps["optimizer_steps"]
+
+
+def test_resolved_block_lists_what_a_paper_comparison_needs(tiny_synthetic, tmp_path):
+    import warnings
+
+    from imbench.data.split import make_split
+
+    run = _train(tiny_synthetic, tmp_path / "g", method="ldam_lmf", epochs=1)
+    r = run["resolved"]
+    assert {"split_grouped", "groups_in_several_splits", "precision", "head", "class_weights", "epochs",
+            "epochs_trained", "budget", "optimizer_steps", "augment", "pretrained", "pretrained_weights"} <= set(r)
+    assert r["split_grouped"] is True and r["groups_in_several_splits"] == 0
+    assert (r["head"], r["class_weights"], r["loss"]) == ("linear", "margins", "ldam_lmf")
+    assert (r["epochs"], r["epochs_trained"], r["augment"]) == (1, 1, "flip")
+    assert r["pretrained"] is False and r["pretrained_weights"] is None
+    assert json.loads((tmp_path / "g" / "run.json").read_text())["resolved"] == r
+    assert _train(tiny_synthetic, tmp_path / "l", method="ldam", epochs=1)["resolved"]["head"] == "cosine"
+
+    # an image-level split: recorded as not grouped, with the groups that cross splits counted
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ungrouped = make_split(tiny_synthetic["index"], seed=0, grouped=False)
+    ungrouped.to_csv(tmp_path / "u.csv", index=False)
+    s = Settings.from_dict({**TINY, "epochs": 1})
+    r = train_cell("synthetic", tiny_synthetic["cache"], tmp_path / "u.csv", "test_resnet", "ce", 0, s,
+                   tmp_path / "u")["resolved"]
+    assert r["split_grouped"] is False and r["groups_in_several_splits"] > 0
+
+
+def test_pretrained_weights_are_named():
+    from imbench.train import pretrained_weights
+
+    assert pretrained_weights("resnet50", False) is None
+    assert pretrained_weights("resnet50", True) == "timm:resnet50.a1_in1k"  # timm's default tag resolved
+    assert pretrained_weights("resnet50.tv2_in1k", True) == "timm:resnet50.tv2_in1k"
+    assert pretrained_weights("efficientnet_v2_s.torchvision", True) == "torchvision:efficientnet_v2_s.IMAGENET1K_V1"
+    assert pretrained_weights("le2020_resnet50.tv_in1k", True) == "timm:resnet50.tv_in1k"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_cuda_trains_in_the_precision_asked_for(precision, tiny_synthetic, tmp_path, monkeypatch):
+    import imbench.train as train_module
+
+    seen = []
+    real = train_module.autocast
+
+    def spy(device, settings):
+        ctx = real(device, settings)
+        seen.append(bool(ctx._enabled) if hasattr(ctx, "_enabled") else None)
+        return ctx
+
+    monkeypatch.setattr(train_module, "autocast", spy)
+    run = _train(tiny_synthetic, tmp_path / precision, epochs=1, device="cuda", precision=precision)
+    assert run["precision"] == run["resolved"]["precision"] == precision
+    assert seen and all(enabled == (precision == "bf16") for enabled in seen)

@@ -6,19 +6,23 @@ Outputs (``results/<experiment>/``):
 tables/
     ``metrics_long.csv``   one row per cell × split × metric (the source of truth);
     ``summary.csv``        per (task, model, method, split, metric): mean, sd (ddof = 1), n, min, max
-                           over seeds;
+                           over seeds, ``low``/``high`` (Student-t interval over seeds) and, for the tested
+                           metrics of the test split, ``low_total``/``high_total`` (seeds and test groups);
     ``per_class.csv``      per cell × class: training count, precision, recall, F1, support (test);
     ``bootstrap.csv``      per cell: group-bootstrap 95 % interval of the test metrics;
-    ``paired_vs_ce.csv``   every method vs ``ce`` on the same task/model/seed/test set: paired
-                           group bootstrap of the headline metric (difference, 95 % interval, p-value,
-                           Holm-adjusted p-value over all comparisons of the experiment);
-    ``<task>.md``          Markdown pivots (methods × models, mean ± sd over seeds of the test metrics);
+    ``paired_vs_ce.csv``   every method vs ``ce``: one test per (task, model, method, tested metric) over
+                           all seeds, counting seed and test-set variance (difference, 95 % interval,
+                           p-value, Holm-adjusted within the (task, model, metric) family);
+                           see :mod:`imbench.compare` and docs/statistics.md;
+    ``ranking.csv``/``.md`` average ranks over blocks, Friedman's test (cross-task ranking);
+    ``<task>.md``          Markdown pivots (methods × models, mean [95 % interval] over seeds of the test
+                           metrics) and the effects against ``ce``;
     ``<task>.tex``         the same pivots as LaTeX (booktabs) tables;
     ``paper_vs_ours.csv``  the LMF paper's published test metrics beside ours for matching cells (+ ``.md``,
                            which also prints BBFL's published numbers as context only).
 figures/
     ``<task>_heatmap.png``, ``<task>_methods.png``, ``<task>_per_class_recall.png``,
-    ``<task>_training_curves.png``, ``<task>_confusion.png``.
+    ``<task>_training_curves.png``, ``<task>_confusion.png``, ``critical_difference.png``.
 """
 
 from __future__ import annotations
@@ -29,15 +33,9 @@ import numpy as np
 import pandas as pd
 
 from .io import atomic_path, read_json, write_csv, write_text
-from .stats import holm, paired_bootstrap, summarise_seeds
-
-KEYS = ["task", "model", "method", "seed"]
-#: Metrics shown in each task's Markdown tables (besides the headline), per task kind.
-TABLE_METRICS = {
-    "multiclass": ["macro_f1", "accuracy", "balanced_accuracy", "macro_auc"],
-    "binary": ["f1", "auprc", "auc", "balanced_accuracy", "sensitivity", "specificity"],
-    "multilabel": ["odir_score", "macro_f1", "mean_f2", "macro_auc", "map"],
-}
+from .compare import DEFAULT_TABLE_METRICS as TABLE_METRICS
+from .compare import KEYS, LOWER_IS_BETTER
+from .stats import summarise_seeds
 
 
 def load_cells(metrics_paths) -> list[dict]:
@@ -80,52 +78,26 @@ def bootstrap_table(cells: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def paired_table(cells: list[dict], n_boot: int = 1000, seed: int = 0, baseline: str = "ce") -> pd.DataFrame:
-    """Paired group bootstrap of each method's headline metric against ``baseline``."""
-    from .evaluate import read_predictions
-    from .metrics import scalar_fn
-
-    by_key = {tuple(c[k] for k in KEYS): c for c in cells}
-    preds: dict[str, dict] = {}
-
-    def test_preds(c):
-        if c["dir"] not in preds:
-            preds[c["dir"]] = read_predictions(Path(c["dir"]) / "predictions.csv", c["classes"],
-                                               multilabel=c["kind"] == "multilabel")["test"]
-        return preds[c["dir"]]
-
-    rows = []
-    for c in cells:
-        if c["method"] == baseline:
-            continue
-        base = by_key.get((c["task"], c["model"], baseline, c["seed"]))
-        if base is None:
-            continue
-        a, b = test_preds(c), test_preds(base)
-        if not np.array_equal(a["image_id"], b["image_id"]):
-            raise ValueError(f"aggregate: {c['dir']} and {base['dir']} were not tested on the same images")
-        metric = c["headline"]
-        r = paired_bootstrap(scalar_fn(c["kind"], metric), (a["label"], a["probs"], a["pred"]),
-                             (b["label"], b["probs"], b["pred"]), a["group"], n_boot=n_boot, seed=seed)
-        rows.append({**{k: c[k] for k in KEYS}, "baseline": baseline, "metric": metric, "diff": r["diff"],
-                     "low": r["low"], "high": r["high"], "p_value": r["p_value"], "n_boot": r["n_boot"]})
-    df = pd.DataFrame(rows, columns=[*KEYS, "baseline", "metric", "diff", "low", "high", "p_value", "n_boot"])
-    df["p_holm"] = holm(df["p_value"].tolist()) if len(df) else []
-    return df
-
-
-def _fmt(mean, sd, digits=3) -> str:
+def interval_text(row, digits: int = 3) -> str:
+    """``mean [low, high]`` of a summary row: the seeds-and-test-set interval where it exists, else the
+    interval over seeds, else the mean alone."""
+    mean = row["mean"]
     if pd.isna(mean):
         return "–"
-    return f"{mean:.{digits}f}" if pd.isna(sd) else f"{mean:.{digits}f} ± {sd:.{digits}f}"
+    for lo, hi in (("low_total", "high_total"), ("low", "high")):
+        if lo in row and not pd.isna(row[lo]) and not pd.isna(row[hi]):
+            return f"{mean:.{digits}f} [{row[lo]:.{digits}f}, {row[hi]:.{digits}f}]"
+    return f"{mean:.{digits}f}"
 
 
 def markdown_pivot(summary: pd.DataFrame, task: str, metric: str, methods: list[str], models: list[str],
                    marks: dict | None = None) -> str:
-    """Methods × models table of ``metric`` (test, mean ± sd over seeds); best mean per column bold."""
+    """Methods × models table of ``metric`` (test, mean [95 % interval] over seeds); best mean per column
+    bold (the minimum for smaller-is-better metrics)."""
     sub = summary[(summary.task == task) & (summary.metric == metric) & (summary.split == "test")]
     lines = ["| method | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
-    best = {m: sub[sub.model == m]["mean"].max() for m in models}
+    pick = (lambda s: s.min()) if metric in LOWER_IS_BETTER else (lambda s: s.max())
+    best = {m: pick(sub[sub.model == m]["mean"]) for m in models}
     for meth in methods:
         cells = []
         for model in models:
@@ -134,38 +106,86 @@ def markdown_pivot(summary: pd.DataFrame, task: str, metric: str, methods: list[
                 cells.append("n/a")
                 continue
             r = row.iloc[0]
-            text = _fmt(r["mean"], r["sd"]) + (marks or {}).get((model, meth), "")
+            text = interval_text(r) + (marks or {}).get((model, meth), "")
             cells.append(f"**{text}**" if np.isclose(r["mean"], best[model]) else text)
         lines.append(f"| {meth} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def significance_marks(paired: pd.DataFrame, task: str, alpha: float = 0.05) -> dict:
-    """``▲``/``▼`` when every seed's Holm-adjusted paired test vs ce is significant in one direction."""
+def significance_marks(paired: pd.DataFrame, task: str, metric: str, alpha: float = 0.05) -> dict:
+    """``▲``/``▼`` where the method's test against ``ce`` on ``metric`` (all seeds together) has a
+    Holm-adjusted p < ``alpha`` within its (task, model, metric) family."""
     marks = {}
-    sub = paired[paired.task == task]
-    for (model, method), g in sub.groupby(["model", "method"]):
-        sig = g["p_holm"] < alpha
-        if len(g) and sig.all() and (g["diff"] > 0).all():
-            marks[(model, method)] = " ▲"
-        elif len(g) and sig.all() and (g["diff"] < 0).all():
-            marks[(model, method)] = " ▼"
+    sub = paired[(paired.task == task) & (paired.metric == metric)]
+    for r in sub.itertuples(index=False):
+        if pd.notna(r.p_holm) and r.p_holm < alpha:
+            marks[(r.model, r.method)] = " ▲" if r.diff > 0 else " ▼"
     return marks
 
 
-def task_markdown(task: str, summary: pd.DataFrame, paired: pd.DataFrame, headline: str, metrics: list[str],
-                  methods: list[str], models: list[str], n_seeds: int) -> str:
-    marks = significance_marks(paired, task)
+def _p_text(p) -> str:
+    if pd.isna(p):
+        return "–"
+    return "< 0.0001" if p < 1e-4 else f"{p:.4f}"
+
+
+def effects_markdown(paired: pd.DataFrame, task: str, metric: str, methods: list[str], models: list[str]) -> str:
+    """Effect of each method against ``ce`` on ``metric``: difference of means, 95 % interval, p, Holm p."""
+    sub = paired[(paired.task == task) & (paired.metric == metric)]
+    if sub.empty:
+        return ""
+    lines = ["| model | method | − ce | 95 % interval | p | Holm p | seeds |", "|---|---|---:|---:|---:|---:|---:|"]
+    order = {m: i for i, m in enumerate(methods)}
+    sub = sub.assign(_m=sub.model.map({m: i for i, m in enumerate(models)}), _o=sub.method.map(order))
+    for r in sub.sort_values(["_m", "_o"]).itertuples(index=False):
+        iv = "–" if pd.isna(r.low) else f"[{r.low:+.3f}, {r.high:+.3f}]"
+        diff = "–" if pd.isna(r.diff) else f"{r.diff:+.3f}"
+        lines.append(f"| {r.model} | {r.method} | {diff} | {iv} | {_p_text(r.p_value)} | {_p_text(r.p_holm)} | "
+                     f"{r.n_seeds} |")
+    return "\n".join(lines)
+
+
+def task_markdown(task: str, summary: pd.DataFrame, paired: pd.DataFrame, spec: dict, methods: list[str],
+                  models: list[str], n_seeds: int, alpha: float = 0.05, n_boot: int | None = None,
+                  steps: pd.DataFrame | None = None) -> str:
+    headline = spec["headline"]
+    marks = significance_marks(paired, task, headline, alpha)
+    fam = paired[(paired.task == task) & (paired.metric == headline)]["family_size"]
+    fam_text = f"{int(fam.max())} comparisons" if len(fam) else "the methods compared"
     parts = [f"# {task}", "",
-             f"Test set; mean ± sd over {n_seeds} seed(s) (sd with ddof = 1); the best mean of each column "
-             "is in bold. ▲/▼: better/worse than `ce` in a paired group bootstrap on every seed, "
-             "Holm-adjusted p < 0.05 over all comparisons of the experiment. n/a: the method has no meaning "
-             "for this kind of task and was skipped at planning.", ""]
-    for metric in dict.fromkeys([headline, *metrics]):
+             f"Test set; mean [95 % interval] over {n_seeds} seed(s); the best mean of each column is in bold. "
+             f"Intervals of the tested metrics ({', '.join(spec['tested'])}) count training (seed) and test-set "
+             f"variance (seeds × {n_boot} group-bootstrap replicates of the test lesions/patients, Student t with "
+             "Welch–Satterthwaite degrees of freedom); the other metrics' intervals count seed variance only "
+             "(Student t over seeds). "
+             f"▲/▼: better/worse than `ce` on {headline}, one test over all seeds, Holm-adjusted p < {alpha} "
+             f"within the family of the methods compared with `ce` for this task, model and metric ({fam_text}). "
+             "n/a: the method has no meaning for this kind of task and was skipped at planning. "
+             "Design: docs/statistics.md.", ""]
+    for metric in dict.fromkeys([headline, *spec["metrics"]]):
         if not ((summary.task == task) & (summary.metric == metric)).any():
             continue
         parts += [f"## {metric}" + (" (headline)" if metric == headline else ""), "",
                   markdown_pivot(summary, task, metric, methods, models, marks if metric == headline else None), ""]
+    for metric in spec["tested"]:
+        eff = effects_markdown(paired, task, metric, methods, models)
+        if eff:
+            parts += [f"## Effect on {metric} against ce", "",
+                      f"Difference of the means over seeds (method − ce), its 95 % interval and two-sided p "
+                      f"(seed and test-set variance), Holm-adjusted within the {metric} family of this task "
+                      "and model.", "", eff, ""]
+    if steps is not None and not steps.empty:
+        sub = steps[steps.task == task]
+        if not sub.empty:
+            piv = sub.pivot_table(index="method", columns="model", values="optimizer_steps", aggfunc="mean")
+            piv = piv.reindex(index=[m for m in methods if m in piv.index],
+                              columns=[m for m in models if m in piv.columns])
+            parts += ["## Optimiser steps", "", "Optimiser steps each cell took (mean over seeds; post-hoc "
+                      "methods take the steps of the cell they derive from).", "",
+                      "| method | " + " | ".join(piv.columns) + " |", "|---|" + "---:|" * len(piv.columns)]
+            for meth, row in piv.iterrows():
+                parts.append(f"| {meth} | " + " | ".join("–" if pd.isna(v) else f"{v:.0f}" for v in row) + " |")
+            parts.append("")
     return "\n".join(parts)
 
 
@@ -315,9 +335,45 @@ def explain_figure_names(task: str, what=EXPLAIN_FIGURES) -> list[str]:
 # ----------------------------------------------------------------------------- entry point
 
 
+def cell_runs(cells: list[dict]) -> dict[tuple, list[dict]]:
+    """Each (task, model, method)'s ``run.json`` contents, one per seed (cells without one are left out)."""
+    from .io import read_json
+
+    out: dict[tuple, list[dict]] = {}
+    for c in cells:
+        path = Path(c["dir"]) / "run.json"
+        if path.exists():
+            out.setdefault((c["task"], c["model"], c["method"]), []).append(read_json(path))
+    return out
+
+
+def optimizer_steps(cells: list[dict]) -> pd.DataFrame:
+    """Optimiser steps of each cell, from its ``run.json`` (empty when no cell records them)."""
+    from .io import read_json
+
+    rows = []
+    for c in cells:
+        run_path = Path(c["dir"]) / "run.json"
+        if not run_path.exists():
+            continue
+        steps = read_json(run_path).get("optimizer_steps")
+        if steps is not None:
+            rows.append({**{k: c[k] for k in KEYS}, "optimizer_steps": steps})
+    return pd.DataFrame(rows, columns=[*KEYS, "optimizer_steps"])
+
+
 def aggregate(experiment: str, results: str | Path, metrics_paths, n_boot: int = 1000, boot_seed: int = 0,
               table_metrics: list[str] | None = None, methods: list[str] | None = None,
-              models: list[str] | None = None) -> None:
+              models: list[str] | None = None, evaluation: dict | None = None, alpha: float = 0.05) -> None:
+    """Write the experiment's tables and figures (module docstring).
+
+    ``evaluation`` is the config's ``evaluation`` section (headline, tested and table metrics, per
+    task kind: :func:`imbench.compare.resolve_evaluation`); ``table_metrics`` overrides the pivots'
+    metrics for every kind.
+    """
+    from .compare import (add_intervals, cd_figure, cell_replicates, check_evaluation, load_test_predictions,
+                          paired_table, ranking, ranking_markdown, resolve_evaluation)
+
     results = Path(results)
     table_dir, fig_dir = results / "tables", results / "figures"
     table_dir.mkdir(parents=True, exist_ok=True)
@@ -325,39 +381,58 @@ def aggregate(experiment: str, results: str | Path, metrics_paths, n_boot: int =
     cells = load_cells(metrics_paths)
     methods = methods or list(dict.fromkeys(c["method"] for c in cells))
     models = models or list(dict.fromkeys(c["model"] for c in cells))
+    evaluation = dict(evaluation or {})
+    if table_metrics:
+        evaluation["metrics"] = table_metrics
+    kinds = {c["task"]: c["kind"] for c in cells}
+    check_evaluation(evaluation, kinds.values())
+    specs = {task: resolve_evaluation(evaluation, kind) for task, kind in kinds.items()}
 
     long = long_table(cells, experiment)
-    summary = summarise_seeds(long, ["task", "model", "method", "split", "metric"])
     per_class = per_class_table(cells)
-    paired = paired_table(cells, n_boot=n_boot, seed=boot_seed)
+    reps = cell_replicates(cells, load_test_predictions(cells), specs, n_boot=n_boot, seed=boot_seed)
+    paired = paired_table(reps, alpha=alpha)
+    summary = add_intervals(summarise_seeds(long, ["task", "model", "method", "split", "metric"]), long, reps,
+                            alpha=alpha)
     write_csv(table_dir / "metrics_long.csv", long)
     write_csv(table_dir / "summary.csv", summary)
     write_csv(table_dir / "per_class.csv", per_class)
     write_csv(table_dir / "bootstrap.csv", bootstrap_table(cells))
     write_csv(table_dir / "paired_vs_ce.csv", paired)
 
+    rank = ranking(long, specs, methods, alpha=alpha)
+    write_csv(table_dir / "ranking.csv", rank["table"])
+    write_text(table_dir / "ranking.md", ranking_markdown(rank, experiment, alpha))
+    cd_figure(rank, fig_dir / "critical_difference.png", alpha=alpha)
+
     # The LMF paper's published test numbers beside ours, where a cell matches (real tasks only);
     # BBFL's numbers come from private data and are shown as context, never compared.
     from .latex import latex_pivot
-    from .paper import bbfl_context_markdown, paper_vs_ours, paper_vs_ours_markdown
+    from .paper import (bbfl_context_markdown, paper_vs_ours, paper_vs_ours_markdown, paper_vs_ours_per_class,
+                        paper_vs_ours_per_class_markdown)
 
-    pvo = paper_vs_ours(summary)
+    pvo = paper_vs_ours(summary, cell_runs(cells))
+    pvo_class = paper_vs_ours_per_class(per_class)
     write_csv(table_dir / "paper_vs_ours.csv", pvo)
+    write_csv(table_dir / "paper_vs_ours_per_class.csv", pvo_class)
     write_text(table_dir / "paper_vs_ours.md", "# Published (LMF paper) vs ours\n\n" + paper_vs_ours_markdown(pvo)
-               + "\n\n" + bbfl_context_markdown() + "\n")
+               + "\n\n" + paper_vs_ours_per_class_markdown(pvo_class) + "\n\n" + bbfl_context_markdown() + "\n")
 
-    for task in dict.fromkeys(c["task"] for c in cells):
-        first = next(c for c in cells if c["task"] == task)
+    steps = optimizer_steps(cells)
+    for task, spec in specs.items():
         n_seeds = len({c["seed"] for c in cells if c["task"] == task})
-        metrics = table_metrics or TABLE_METRICS[first["kind"]]
-        md = task_markdown(task, summary, paired, first["headline"], metrics, methods, models, n_seeds)
+        headline = spec["headline"]
+        md = task_markdown(task, summary, paired, spec, methods, models, n_seeds, alpha=alpha, n_boot=n_boot,
+                           steps=steps)
         write_text(table_dir / f"{task}.md", md + "\n")
-        marks = significance_marks(paired, task)
-        tex = [f"% {task}: test set, mean ± sd over {n_seeds} seed(s); needs \\usepackage{{booktabs,amssymb}}"]
-        for metric in dict.fromkeys([first["headline"], *metrics]):
+        marks = significance_marks(paired, task, headline, alpha)
+        tex = [f"% {task}: test set, mean [95 % interval] over {n_seeds} seed(s) (seeds and test groups for "
+               f"{', '.join(spec['tested'])}; seeds only otherwise); marks: Holm p < {alpha} against ce on "
+               f"{headline}; needs \\usepackage{{booktabs,amssymb}}"]
+        for metric in dict.fromkeys([headline, *spec["metrics"]]):
             if ((summary.task == task) & (summary.metric == metric)).any():
                 tex += [f"% {metric}", latex_pivot(summary, task, metric, methods, models,
-                                                   marks if metric == first["headline"] else None), ""]
+                                                   marks if metric == headline else None), ""]
         write_text(table_dir / f"{task}.tex", "\n".join(tex))
-        make_figures(task, long, per_class, cells, first["headline"], methods, models, fig_dir)
+        make_figures(task, long, per_class, cells, headline, methods, models, fig_dir)
     print(f"aggregated {len(cells)} cells into {table_dir} and {fig_dir}", flush=True)

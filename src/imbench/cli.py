@@ -54,6 +54,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, type=Path)
     s.add_argument("--exclusions", type=Path, default=None,
                    help="CSV of the images left out of the index, with the reason (empty when none)")
+    s.add_argument("--undecodable", choices=("exclude", "fail"), default="exclude",
+                   help="an image that does not decode: leave it out and list it (default) or stop")
+    s.add_argument("--workers", type=int, default=None, help="processes decoding the images")
 
     s = sub.add_parser("split", help="grouped stratified train/val/test split")
     s.add_argument("--index", required=True, type=Path)
@@ -62,6 +65,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     s.add_argument("--fractions", type=float, nargs=3, default=(0.70, 0.15, 0.15), metavar=("TRAIN", "VAL", "TEST"))
     s.add_argument("--cv-folds", type=int, default=0,
                    help="also assign the non-test images to this many cross-validation folds (column cv_fold)")
+    s.add_argument("--ungrouped", action="store_true",
+                   help="image-level stratified split, as the papers (config split.grouped: false); "
+                        "it lets one lesion's or patient's images fall into several splits")
 
     s = sub.add_parser("cache", help="decode + resize every image once into a uint8 array")
     s.add_argument("--index", required=True, type=Path, help="index CSV of the task")
@@ -159,43 +165,48 @@ def _dispatch(args) -> int:
                         second_lesion_fraction=args.second_lesion_fraction)
         print(f"wrote {len(meta)} images of {meta.lesion_id.nunique()} lesions to {args.out}")
     elif args.command == "index":
-        from .data.tasks import get_task
-        from .io import write_csv
+        from .data.tasks import build_task_index
+        from .io import remove_orphans, write_csv
 
-        import pandas as pd
-
-        task = get_task(args.task)
-        built = task.build(args.raw)
-        index, exclusions = built if isinstance(built, tuple) else (built, None)
+        for path in (args.out, args.exclusions):  # temporary files of a killed run
+            if path:
+                remove_orphans(path)
+        index, exclusions = build_task_index(args.task, args.raw, args.undecodable, args.workers)
         if args.exclusions:
-            if exclusions is None:
-                exclusions = pd.DataFrame(columns=["image_id", "group", "file", "reason"])
             write_csv(args.exclusions, exclusions)
         write_csv(args.out, index)
         print(f"{args.task}: {len(index)} images, {index.group.nunique()} groups; "
-              f"class counts {index.label_name.value_counts().to_dict()}")
+              f"class counts {index.label_name.value_counts().to_dict()}; {len(exclusions)} image(s) left out"
+              + (f", listed in {args.exclusions}" if args.exclusions else ""))
     elif args.command == "split":
+        import warnings
+
         import pandas as pd
 
-        from .data.split import add_cv_folds, grouped_split, write_split_record
+        from .data.split import add_cv_folds, make_split, write_split_record
         from .io import read_csv, write_csv
 
         index = read_csv(args.index, dtype={"image_id": str, "group": str})
         if "official_split" in index.columns:
             # A dataset with its own published split (DermaMNIST): used as it is, for comparability
             # with published numbers; the task's note says whether it leaks groups.
-            out = index.assign(split=index["official_split"].replace({"valid": "val", "validation": "val"}))
+            out = index.assign(split=index["official_split"].replace({"valid": "val", "validation": "val"}),
+                               grouped=False)
             bad = sorted(set(out.split) - {"train", "val", "test"})
             if bad:
                 raise ValueError(f"{args.index}: official_split values {bad} are not train/val/test")
             print("using the dataset's official split (not grouped)")
         else:
-            out = grouped_split(index, tuple(args.fractions), seed=args.seed)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                out = make_split(index, tuple(args.fractions), seed=args.seed, grouped=not args.ungrouped)
+            for w in caught:
+                print(f"warning: {w.message}", file=sys.stderr)
         if args.cv_folds:
-            out = add_cv_folds(out, args.cv_folds, seed=args.seed)
+            out = add_cv_folds(out, args.cv_folds, seed=args.seed, grouped=bool(out["grouped"].iloc[0]))
         write_csv(args.out, out)
         write_split_record(args.out, args.index, args.seed, args.fractions, args.cv_folds,
-                           official="official_split" in index.columns)
+                           official="official_split" in index.columns, grouped=bool(out["grouped"].iloc[0]))
         print(pd.crosstab(out.label_name, out.split, margins=True).to_string())
         if args.cv_folds:
             print(pd.crosstab(out.label_name, out.cv_fold, margins=True).to_string())

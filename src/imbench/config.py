@@ -1,64 +1,146 @@
-"""Checks of a pipeline configuration that a JSON schema cannot express, and the grid it defines.
+"""Checks of a pipeline configuration, and the grid it defines.
 
-The Snakefile validates the config against ``workflow/schemas/config.schema.yaml`` first (types,
-required keys, known task and method names), then calls :func:`check_config` for what needs the
-package: model names known to timm, methods that have a meaning for each task kind, protocol
-overrides and method parameters that exist. Each problem is one line naming the key.
+Both ways of planning an experiment, the workflow (``snakemake``, ``snakemake -n``) and
+``imbench plan``, run :func:`validate_config` before anything else:
+
+1. :func:`check_schema`: the JSON schema ``workflow/schemas/config.schema.yaml`` (types, required
+   keys, known task and method names, split and cache options, ...);
+2. :func:`check_config`: what needs the package's registries. Model names known to timm or
+   torchvision; methods that have a meaning for each task kind; every protocol setting in
+   ``protocol_overrides`` and every per-model ``model_image_size`` against the declarations of the
+   training settings (:data:`imbench.settings.SETTING_RULES`: type from the ``Settings``
+   annotation, range and allowed values); every method parameter in ``method_params`` against the
+   method registry's declarations (:data:`imbench.methods.tables.LOSS_PARAMS`, ``SAMPLER_PARAMS``,
+   ``POSTHOC_PARAMS``), per task kind and number of classes where the declaration depends on them;
+   split fractions that sum to 1; an experiment name that is a plain folder name;
+3. :func:`config_warnings`: settings that are valid but have no effect (parameters of a method
+   that is not in the grid).
+
+Every error is one :class:`ConfigError` line naming the key (``protocol_overrides.epochs``,
+``method_params.focal.gamma``) and the expected value. A new training setting or method parameter
+is checked as soon as it is declared; nothing here lists them again.
 """
 
 from __future__ import annotations
 
+import math
+import re
+from pathlib import Path
+
 from .data.tasks import TASKS, get_task
-from .methods import METHODS, get_method, method_kinds, resolve_params, split_params
-from .protocols import PROTOCOLS, resolve
+from .methods import METHODS, declared_params, get_method, method_kinds, resolve_params
+from .methods.tables import check_loss_params
+from .params import show
+from .protocols import NOT_OVERRIDABLE, PROTOCOLS, resolve
+from .settings import setting_params
+
+#: The configuration schema, in the repository next to the package (src/imbench -> workflow/schemas).
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+#: An experiment name is one plain path component: results/<experiment>/ stays inside results/.
+EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+EXPERIMENT_EXPECTED = "a plain folder name (letters, digits, '_', '.', '-'; not starting with '.' or '-')"
+
+#: Tolerance of the check that the split fractions sum to 1.
+FRACTION_SUM_TOL = 1e-9
 
 
 class ConfigError(ValueError):
     pass
 
 
+def _error(key: str, detail: str) -> ConfigError:
+    return ConfigError(f"config key '{key}': {detail}")
+
+
+# ----------------------------------------------------------------------------- schema
+
+
+def check_schema(config: dict, schema_path: str | Path | None = None) -> None:
+    """Validate ``config`` against the JSON schema; the first problem is one ``ConfigError`` line.
+
+    ``integer`` keys take whole numbers only (``2.0`` is refused, as for the declared settings).
+
+    Defaults are not filled here (the workflow fills them with ``snakemake.utils.validate``).
+    """
+    import jsonschema
+    import yaml
+
+    path = Path(schema_path) if schema_path is not None else SCHEMA_PATH
+    with open(path) as fh:
+        schema = yaml.safe_load(fh)
+    error = jsonschema.exceptions.best_match(_strict_validator(jsonschema)(schema).iter_errors(config))
+    if error is None:
+        return
+    key = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+    detail = error.message
+    if error.validator == "enum":
+        detail = f"{error.instance!r} is not allowed; allowed values: {error.validator_value}"
+    elif error.validator == "additionalProperties":
+        detail = f"{error.message}; allowed keys: {sorted(error.schema.get('properties', {}))}"
+    elif error.validator == "pattern":
+        detail = f"expected a match of {error.validator_value}, got {show(error.instance)}"
+    # A schema may say in words what it expects (custom keyword ``x-expected``, ignored by validators).
+    for candidate in (error, error.parent):
+        if candidate is not None and isinstance(candidate.schema, dict) and "x-expected" in candidate.schema:
+            detail = f"expected {candidate.schema['x-expected']}, got {show(candidate.instance)}"
+            break
+    raise _error(key, detail)
+
+
+def _strict_validator(jsonschema):
+    """Draft 2020-12 with ``integer`` meaning a whole number written as one (JSON Schema also counts
+    ``2.0`` as an integer, but a seed or a count of ``2.0`` would reach file names and command lines
+    as ``2.0``) and ``number`` meaning a finite one (``.nan`` passes every bound)."""
+    base = jsonschema.Draft202012Validator
+    checker = base.TYPE_CHECKER.redefine_many({
+        "integer": lambda _, value: isinstance(value, int) and not isinstance(value, bool),
+        "number": lambda _, value: (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                    and math.isfinite(value)),
+    })
+    return jsonschema.validators.extend(base, type_checker=checker)
+
+
+# ----------------------------------------------------------------------------- package checks
+
+
 def check_config(config: dict) -> list[tuple[str, str, str]]:
     """Validate ``config``; return the planned (task, method, note) skips for methods without meaning.
 
-    Raises ``ConfigError`` with one line naming the key and the allowed values.
+    Raises ``ConfigError`` with one line naming the key and the expected value.
     """
+    if "experiment" in config:
+        _check_experiment(config["experiment"])
     for t in config["tasks"]:
         if t not in TASKS:
-            raise ConfigError(f"config key 'tasks': unknown task {t!r}; allowed: {sorted(TASKS)}")
+            raise _error("tasks", f"unknown task {t!r}; allowed: {sorted(TASKS)}")
     for m in config["methods"]:
         if m not in METHODS:
-            raise ConfigError(f"config key 'methods': unknown method {m!r}; allowed: {list(METHODS)}")
+            raise _error("methods", f"unknown method {m!r}; allowed: {list(METHODS)}")
     from .model_names import parse_model_name
 
     for name in config["models"]:
         try:
             parse_model_name(name)
         except ValueError as exc:
-            raise ConfigError(f"config key 'models': {exc}") from None
-    for name in config.get("model_image_size") or {}:
-        if name not in config["models"]:
-            raise ConfigError(f"config key 'model_image_size': {name!r} is not one of the models {config['models']}")
+            raise _error("models", str(exc)) from None
     if config["protocol"] not in PROTOCOLS:
-        raise ConfigError(f"config key 'protocol': unknown protocol {config['protocol']!r}; allowed: {sorted(PROTOCOLS)}")
-    try:
-        resolve(config["protocol"], config.get("protocol_overrides"))
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"config key 'protocol_overrides': {exc}") from None
-    for m, params in (config.get("method_params") or {}).items():
-        if m not in METHODS:
-            raise ConfigError(f"config key 'method_params': unknown method {m!r}; allowed: {list(METHODS)}")
-        try:
-            split_params(m, params)
-            for t in config["tasks"]:
-                for model in config["models"]:
-                    resolve_params(m, params, t, model)
-        except ValueError as exc:
-            raise ConfigError(f"config key 'method_params.{m}': {exc}") from None
+        raise _error("protocol", f"unknown protocol {config['protocol']!r}; allowed: {sorted(PROTOCOLS)}")
+    _check_protocol_overrides(config)
+    _check_model_image_size(config)
+    _check_split(config.get("split"))
+    _check_method_params(config)
+    _check_explain(config)
     for m in config["methods"]:
         base = get_method(m).base
         if base and base not in config["methods"]:
-            raise ConfigError(f"config key 'methods': {m!r} reuses the predictions of {base!r}, "
-                              f"which must be in 'methods' too")
+            raise _error("methods", f"{m!r} reuses the predictions of {base!r}, which must be in 'methods' too")
+    from .compare import check_evaluation
+
+    try:
+        check_evaluation(config.get("evaluation"), [get_task(t).kind for t in config["tasks"]])
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     skips = []
     for t in config["tasks"]:
         kind = get_task(t).kind
@@ -66,3 +148,135 @@ def check_config(config: dict) -> list[tuple[str, str, str]]:
             if kind not in method_kinds(m):
                 skips.append((t, m, f"method {m!r} has no meaning for {kind} task {t!r}; skipped"))
     return skips
+
+
+def _check_experiment(name) -> None:
+    if not isinstance(name, str) or not EXPERIMENT_NAME.fullmatch(name):
+        raise _error("experiment", f"expected {EXPERIMENT_EXPECTED}, got {show(name)}")
+
+
+def _check_protocol_overrides(config: dict) -> None:
+    overrides = config.get("protocol_overrides")
+    if overrides is None:
+        return
+    if not isinstance(overrides, dict):
+        raise _error("protocol_overrides", f"expected a mapping of setting → value, got {show(overrides)}")
+    params = setting_params()
+    for key, value in overrides.items():
+        where = f"protocol_overrides.{key}"
+        if key in NOT_OVERRIDABLE:
+            raise _error(where, NOT_OVERRIDABLE[key])
+        if key not in params:
+            known = sorted(k for k in params if k not in NOT_OVERRIDABLE)
+            raise _error(where, f"unknown training setting {key!r}; known: {known}")
+        try:
+            params[key].check(value)
+        except ValueError as exc:
+            raise _error(where, str(exc)) from None
+    try:  # the protocol with its overrides as a whole
+        resolve(config["protocol"], overrides)
+    except (ValueError, TypeError) as exc:
+        raise _error("protocol_overrides", str(exc)) from None
+
+
+def _check_model_image_size(config: dict) -> None:
+    sizes = config.get("model_image_size") or {}
+    image_size = setting_params()["image_size"]
+    for name, size in sizes.items():
+        if name not in config["models"]:
+            raise _error("model_image_size", f"{name!r} is not one of the models {config['models']}")
+        try:
+            image_size.check(size)
+        except ValueError as exc:
+            raise _error(f"model_image_size.{name}", str(exc)) from None
+
+
+def _check_split(split) -> None:
+    fractions = (split or {}).get("fractions") if isinstance(split, dict) else None
+    if fractions is None:
+        return
+    expected = "3 fractions (train, validation, test), each in (0, 1), that sum to 1"
+    if (not isinstance(fractions, (list, tuple)) or len(fractions) != 3
+            or not all(isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f < 1 for f in fractions)):
+        raise _error("split.fractions", f"expected {expected}, got {show(fractions)}")
+    total = float(sum(fractions))
+    if abs(total - 1.0) > FRACTION_SUM_TOL:
+        raise _error("split.fractions", f"expected {expected}, got {list(fractions)} (sum {total:.12g})")
+
+
+def _check_explain(config: dict) -> None:
+    wanted = (config.get("explain") or {}).get("gradcam_method")
+    if wanted is None:
+        return
+    trained = [m for m in config["methods"] if get_method(m).trains]
+    if wanted not in trained:
+        raise _error("explain.gradcam_method", f"expected one of the trained methods of the grid {trained}, "
+                                               f"got {show(wanted)}")
+
+
+def _check_method_params(config: dict) -> None:
+    method_params = config.get("method_params") or {}
+    if not isinstance(method_params, dict):
+        raise _error("method_params", f"expected a mapping of method → parameters, got {show(method_params)}")
+    for m, params in method_params.items():
+        if m not in METHODS:
+            raise _error("method_params", f"unknown method {m!r}; allowed: {list(METHODS)}")
+        if params is None:
+            continue
+        if not isinstance(params, dict):
+            raise _error(f"method_params.{m}", f"expected a mapping of parameter → value, got {show(params)}")
+        declared = declared_params(m)
+        # The tasks of the grid where the method runs: a declaration may depend on their kind and
+        # number of classes (focal's alpha).
+        tasks = [get_task(t) for t in config["tasks"] if get_task(t).kind in method_kinds(m)]
+        for key, value in params.items():
+            where = f"method_params.{m}.{key}"
+            if key not in declared:
+                raise _error(where, f"method {m!r} has no parameter {key!r}; its parameters: {sorted(declared)}")
+            param = declared[key][1]
+            try:
+                param.check(value)
+                for task in tasks:
+                    refined = param.for_kind(task.kind)
+                    try:
+                        refined.check(value, n_classes=task.num_classes)
+                    except ValueError as exc:
+                        raise ValueError(f"{exc} (for {task.kind} task {task.name!r})") from None
+            except ValueError as exc:
+                raise _error(where, str(exc)) from None
+        loss_params = {k: v for k, v in params.items() if declared[k][0] == "loss"}
+        try:
+            check_loss_params(get_method(m).loss, loss_params)
+            for t in config["tasks"]:
+                for model in config["models"]:
+                    resolve_params(m, params, t, model)
+        except ValueError as exc:
+            raise _error(f"method_params.{m}", str(exc)) from None
+
+
+# ----------------------------------------------------------------------------- warnings
+
+
+def config_warnings(config: dict) -> list[str]:
+    """Valid settings that have no effect, one line each (``method_params`` of a method not in the grid)."""
+    out = []
+    for m in config.get("method_params") or {}:
+        if m not in config.get("methods", []):
+            out.append(f"config key 'method_params.{m}': method {m!r} is not in 'methods' "
+                       f"{list(config.get('methods', []))}; its parameters are not used")
+    return out
+
+
+def validate_config(config: dict, schema_path: str | Path | None = None) -> tuple[list[tuple[str, str, str]], list[str]]:
+    """Schema, package checks and warnings: ``(skips, warnings)``; ``ConfigError`` on the first problem.
+
+    Without ``schema_path``, the repository's schema is used; a package installed without the
+    repository has none, and then only the required keys are checked before :func:`check_config`.
+    """
+    if schema_path is not None or SCHEMA_PATH.is_file():
+        check_schema(config, schema_path)
+    else:
+        for key in ("experiment", "tasks", "models", "methods", "seeds", "protocol"):
+            if key not in config:
+                raise _error("(top level)", f"{key!r} is a required property")
+    return check_config(config), config_warnings(config)

@@ -107,6 +107,8 @@ def ensemble_folds(fold_dirs, out_dir) -> dict:
         "fold_best_val_macro_f1": [r["best_val_macro_f1"] for r in runs],
         "fold_train_class_counts": [r["train_class_counts"] for r in runs],
         "fold_loss_params": [r.get("loss_params", {}) for r in runs],
+        # `optimizer_steps` and `resolved` are fold 0's (one fold model); every fold's steps:
+        "fold_optimizer_steps": [r.get("optimizer_steps") for r in runs],
         "timings": {
             "wall_seconds": round(sum(r["timings"]["wall_seconds"] for r in runs), 3),
             "train_seconds": round(sum(r["timings"]["train_seconds"] for r in runs), 3),

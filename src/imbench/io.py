@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import json
 import os
 import re
@@ -187,6 +188,21 @@ def write_with(path: str | os.PathLike, write: Callable, mode: str = "wb") -> No
             write(fh)
         finally:
             fh.close()
+
+
+def remove_orphans(path: str | os.PathLike, suffix: str | None = None) -> list[Path]:
+    """Delete the temporary files that :func:`atomic_path` left beside ``path`` when its process was
+    killed (``.<stem>.*.tmp<suffix>``); return them. Call it only where no other process can be
+    writing ``path`` at the same time (a Snakemake job owns its outputs)."""
+    path = Path(path)
+    suffix = path.suffix if suffix is None else suffix
+    removed = []
+    if path.parent.is_dir():
+        for p in path.parent.glob(f".{glob.escape(path.stem)}.*.tmp{glob.escape(suffix)}"):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+                removed.append(p)
+    return removed
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

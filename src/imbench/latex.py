@@ -1,6 +1,7 @@
 """LaTeX tables of the seed summaries (``summary.csv``), for papers and reports.
 
-:func:`latex_pivot` writes a ``tabular`` of methods × models with ``$mean \\pm sd$`` cells (test split),
+:func:`latex_pivot` writes a ``tabular`` of methods × models with ``$mean\\,[low, high]$`` cells (test split:
+the mean over seeds and its 95 % interval, as in the Markdown pivots),
 the best mean of each column in bold. It needs ``\\usepackage{booktabs}`` and, when significance marks
 are used, ``\\usepackage{amssymb}`` (for ▲/▼ as ``\\blacktriangle``/``\\blacktriangledown``).
 """
@@ -33,16 +34,25 @@ def latex_mark(mark: str) -> str:
     return "".join(_MARKS.get(ch, escape(ch)) for ch in mark)
 
 
-def _cell(mean: float, sd: float, digits: int, bold: bool) -> str:
-    text = f"{mean:.{digits}f}" if pd.isna(sd) else f"{mean:.{digits}f} \\pm {sd:.{digits}f}"
-    return f"$\\mathbf{{{text}}}$" if bold else f"${text}$"
+def _interval(row) -> tuple[float, float] | None:
+    """The seeds-and-test-set interval of a summary row where it exists, else the interval over seeds."""
+    for lo, hi in (("low_total", "high_total"), ("low", "high")):
+        if lo in row and not pd.isna(row[lo]) and not pd.isna(row[hi]):
+            return float(row[lo]), float(row[hi])
+    return None
+
+
+def _cell(mean: float, interval: tuple[float, float] | None, digits: int, bold: bool) -> str:
+    f = f"{{:.{digits}f}}".format
+    num = f"\\mathbf{{{f(mean)}}}" if bold else f(mean)
+    return f"${num}$" if interval is None else f"${num}\\,[{f(interval[0])}, {f(interval[1])}]$"
 
 
 def latex_pivot(summary: pd.DataFrame, task: str, metric: str, methods: list[str], models: list[str],
                 marks: dict | None = None, digits: int = 3, higher_is_better: bool | None = None) -> str:
     """Methods × models LaTeX ``tabular`` (booktabs) of ``metric`` on the test split of ``task``.
 
-    Cells are ``$mean \\pm sd$`` over seeds (``$mean$`` when sd is undefined, ``--`` when missing); the
+    Cells are ``$mean\\,[low, high]$`` over seeds (``$mean$`` without an interval, ``--`` when missing); the
     best mean of every column is bold (ties all bold; the minimum for :data:`LOWER_IS_BETTER` metrics
     unless ``higher_is_better`` says otherwise). ``marks`` maps ``(model, method)`` to a mark appended
     to the cell (e.g. from ``aggregate.significance_marks``: ``" ▲"``/``" ▼"``).
@@ -63,8 +73,9 @@ def latex_pivot(summary: pd.DataFrame, task: str, metric: str, methods: list[str
             if row.empty or pd.isna(row["mean"].iloc[0]):
                 cells.append("--")
                 continue
-            mean, sd = float(row["mean"].iloc[0]), row["sd"].iloc[0]
-            text = _cell(mean, sd, digits, bool(np.isclose(mean, best[model])))
+            r = row.iloc[0]
+            mean = float(r["mean"])
+            text = _cell(mean, _interval(r), digits, bool(np.isclose(mean, best[model])))
             cells.append(text + latex_mark((marks or {}).get((model, method), "")))
         lines.append(escape(method) + " & " + " & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]

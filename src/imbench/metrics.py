@@ -240,14 +240,19 @@ def _mc_top_k(k: int):
     ``None`` when K <= k (the metric would be 1 by construction).
     """
     def fn(y_true, probs, y_pred):
-        n_classes = probs.shape[1]
-        if n_classes <= k:
+        if probs.shape[1] <= k:
             return None
-        s_true = probs[np.arange(probs.shape[0]), y_true][:, None]
-        ahead = (probs > s_true).sum(axis=1)
-        ahead += ((probs == s_true) & (np.arange(n_classes) > y_true[:, None])).sum(axis=1)
-        return float(np.mean(ahead < k))
+        return float(np.mean(_ranked_ahead(y_true, probs) < k))
     return fn
+
+
+def _ranked_ahead(y_true, probs) -> np.ndarray:
+    """Per row, how many classes sklearn's top-k ranking puts ahead of the true class."""
+    n_classes = probs.shape[1]
+    s_true = probs[np.arange(probs.shape[0]), y_true][:, None]
+    ahead = (probs > s_true).sum(axis=1)
+    ahead += ((probs == s_true) & (np.arange(n_classes) > y_true[:, None])).sum(axis=1)
+    return ahead
 
 
 def _mc_macro_auc(y_true, probs, y_pred):
@@ -469,6 +474,135 @@ def scalar_fn(kind: str, name: str) -> Callable[[np.ndarray, np.ndarray, np.ndar
         raise ValueError(f"metric: {name!r} is not a {kind} metric; expected one of {', '.join(_SCALARS[kind])}")
     f = _FUNCS[kind][name]
     return lambda y_true, probs, y_pred: _clean(f(y_true, probs, y_pred))
+
+
+# --------------------------------------------------------------------------- replicate weights
+#
+# The same metrics on many bootstrap replicates at once. A replicate is a vector of row
+# multiplicities w (how often each test row was drawn); a metric of the resampled rows equals the
+# metric of weighted counts, e.g. the confusion matrix Σ_i w_i [y_i = t][ŷ_i = p]. With the (B, N)
+# matrix W of all replicates, every count is one matrix product. Each function returns a (B,)
+# array, NaN where the scalar version returns None; the tests check them against the scalar
+# functions on explicitly resampled rows.
+
+
+def _w_confusion(y_true, y_pred, k, w):
+    onehot = np.zeros((y_true.size, k * k))
+    onehot[np.arange(y_true.size), k * y_true + y_pred] = 1.0
+    return (w @ onehot).reshape(-1, k, k)
+
+
+def _w_div(num, den, undefined=0.0):
+    out = np.full(np.broadcast(num, den).shape, undefined, dtype=float)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
+
+
+def _w_prf(cm):
+    tp = np.diagonal(cm, axis1=1, axis2=2)
+    support, predicted = cm.sum(axis=2), cm.sum(axis=1)
+    return tp, support, predicted
+
+
+def _w_accuracy(y_true, probs, y_pred, w):
+    hit = (y_true == y_pred).astype(float)
+    return (w @ hit) / w.sum(axis=1)
+
+
+def _w_mc_balanced_accuracy(y_true, probs, y_pred, w):
+    tp, support, _ = _w_prf(_w_confusion(y_true, y_pred, probs.shape[1], w))
+    present = support > 0
+    recall = _w_div(tp, support)
+    n = present.sum(axis=1)
+    return _w_div((recall * present).sum(axis=1), n, np.nan)
+
+
+def _w_from_prf(key: str, how: str):
+    def fn(y_true, probs, y_pred, w):
+        tp, support, predicted = _w_prf(_w_confusion(y_true, y_pred, probs.shape[1], w))
+        value = {"f1": _w_div(2 * tp, support + predicted), "precision": _w_div(tp, predicted),
+                 "recall": _w_div(tp, support)}[key]
+        if how == "macro":
+            return value.mean(axis=1)
+        return _w_div((value * support).sum(axis=1), support.sum(axis=1), np.nan)
+    return fn
+
+
+def _w_top_k(k: int):
+    def fn(y_true, probs, y_pred, w):
+        if probs.shape[1] <= k:
+            return np.full(w.shape[0], np.nan)
+        return (w @ (_ranked_ahead(y_true, probs) < k).astype(float)) / w.sum(axis=1)
+    return fn
+
+
+def _w_bin_counts(y_true, y_pred, w):
+    cm = _w_confusion(y_true, y_pred, 2, w)
+    return cm[:, 1, 1], cm[:, 0, 1], cm[:, 1, 0], cm[:, 0, 0]  # tp, fp, fn, tn
+
+
+def _w_bin(name: str):
+    def fn(y_true, probs, y_pred, w):
+        tp, fp, fn_, tn = _w_bin_counts(y_true, y_pred, w)
+        if name == "f1":
+            return _w_div(2 * tp, 2 * tp + fp + fn_)
+        if name == "precision":
+            return _w_div(tp, tp + fp)
+        sens = _w_div(tp, tp + fn_, np.nan)
+        spec = _w_div(tn, tn + fp, np.nan)
+        if name == "sensitivity":
+            return sens
+        if name == "specificity":
+            return spec
+        both = np.stack([sens, spec])
+        n = np.isfinite(both).sum(axis=0)
+        return _w_div(np.nansum(both, axis=0), n, np.nan)  # balanced accuracy over the defined parts
+    return fn
+
+
+def _w_ml(name: str):
+    def fn(y_true, probs, y_pred, w):
+        t = y_true.astype(bool)
+        p = y_pred.astype(bool)
+        if name == "mean_f2":
+            tp, fn_, fp = (t & p).sum(axis=1), (t & ~p).sum(axis=1), (~t & p).sum(axis=1)
+            den = 5.0 * tp + 4.0 * fn_ + fp
+            f2 = np.ones(den.shape)
+            np.divide(5.0 * tp, den, out=f2, where=den > 0)
+            return (w @ f2) / w.sum(axis=1)
+        tp, fp, fn_ = (w @ (t & p).astype(float)), (w @ (~t & p).astype(float)), (w @ (t & ~p).astype(float))
+        if name == "macro_f1":
+            return _w_div(2 * tp, 2 * tp + fp + fn_).mean(axis=1)
+        tp, fp, fn_ = tp.sum(axis=1), fp.sum(axis=1), fn_.sum(axis=1)
+        return _w_div(2 * tp, 2 * tp + fp + fn_)  # micro_f1
+    return fn
+
+
+_WEIGHTED: dict[str, dict[str, Callable]] = {
+    "multiclass": {
+        "accuracy": _w_accuracy,
+        "balanced_accuracy": _w_mc_balanced_accuracy,
+        "macro_f1": _w_from_prf("f1", "macro"),
+        "weighted_f1": _w_from_prf("f1", "weighted"),
+        "macro_precision": _w_from_prf("precision", "macro"),
+        "macro_recall": _w_from_prf("recall", "macro"),
+        "top2_accuracy": _w_top_k(2),
+        "top3_accuracy": _w_top_k(3),
+    },
+    "binary": {
+        "accuracy": _w_accuracy,
+        **{name: _w_bin(name) for name in ("f1", "precision", "sensitivity", "specificity", "balanced_accuracy")},
+    },
+    "multilabel": {name: _w_ml(name) for name in ("mean_f2", "macro_f1", "micro_f1")},
+}
+
+
+def weighted_fn(kind: str, name: str) -> Callable | None:
+    """``f(y_true, probs, y_pred, w) -> (B,)`` computing ``name`` on every row-weight vector of the
+    (B, N) matrix ``w`` at once (NaN where undefined), or None for metrics only computed one replicate
+    at a time (the AUC family, AP, ECE, log-loss, the ODIR score)."""
+    _check_kind(kind)
+    return _WEIGHTED[kind].get(name)
 
 
 # --------------------------------------------------------------------------- validation

@@ -3,14 +3,16 @@
     imbench plan --configfile experiments/lmf.yaml [--images-per-second JSON] [--measured results/lmf]
 
 Reads the configuration the way Snakemake's ``--configfile`` does (the files merged over
-``config.yaml``: dictionaries merge key by key, everything else, lists included, is replaced) and
-prints
+``config.yaml``: dictionaries merge key by key, everything else, lists included, is replaced),
+checks it as the workflow does (:func:`imbench.config.validate_config`: a bad key, type or value is
+one error line naming the key; settings without effect are listed as warnings) and prints
 
 - the number of cells: trained + post-hoc, after skipping the methods that have no meaning for a
   task's kind (the same rule as :func:`imbench.config.check_config`);
 - per task and method, the training images one cell sees: the training-split size (the task's
   published size × the train fraction of ``split.fractions``) × the method's epoch-size factor
-  (``ros``: K·n_max/N, ``rus``: K·n_min/N, computed by the real samplers) × epochs;
+  (``ros``: K·n_max/N, ``rus``: K·n_min/N, computed by the real samplers; 1 for every method
+  under ``budget: steps``) × epochs;
 - an estimated GPU-hour cost from training throughput per model: a small table of published
   benchmark numbers (:data:`THROUGHPUT`, with its provenance), scaled by pixel count to the
   experiment's image size, or the user's own measurements (``--images-per-second``, or
@@ -255,6 +257,7 @@ class Plan:
     task_sources: dict[str, str] = field(default_factory=dict)
     folds: int = 0  # cross-validation: every cell trains this many fold models
     image_sizes: dict[str, int] = field(default_factory=dict)  # per model
+    warnings: list[str] = field(default_factory=list)  # valid settings without effect
 
     @property
     def n_trained(self) -> int:
@@ -286,21 +289,18 @@ class Plan:
 
 def make_plan(config: dict, user_ips: dict | None = None) -> Plan:
     """The plan of a (merged) configuration; see the module docstring."""
+    from .config import validate_config
     from .data.tasks import get_task
     from .methods import get_method, method_kinds
-    from .models import is_model, parse_model_name
     from .protocols import resolve
 
-    for key in ("experiment", "tasks", "models", "methods", "seeds", "protocol"):
-        if key not in config:
-            raise ValueError(f"config key {key!r} is missing")
-    for model in config["models"]:
-        if not is_model(model):
-            parse_model_name(model)  # raises with the reason
+    # The workflow's checks, the same as `snakemake -n` runs: one line naming the key.
+    _, warnings = validate_config(config)
     settings = resolve(config["protocol"], config.get("protocol_overrides"))
     seeds = len(config["seeds"])
     plan = Plan(str(config["experiment"]), str(config["protocol"]), settings.epochs, settings.batch_size,
                 settings.image_size, seeds, list(config["tasks"]), list(config["models"]), list(config["methods"]))
+    plan.warnings = warnings
     plan.folds = int((config.get("split") or {}).get("cv_folds", 0) or 0)
     method_params = config.get("method_params") or {}
     sizes = config.get("model_image_size") or {}
@@ -326,6 +326,8 @@ def make_plan(config: dict, user_ips: dict | None = None) -> Plan:
                 continue
             trains = get_method(method).trains
             spe = samples_per_epoch(method, train_counts, settings.batch_size, method_params.get(method))
+            if trains and settings.budget == "steps":  # every method takes ce's steps: ⌈N/B⌉ batches
+                spe = n_train
             train_images = spe * settings.epochs * n_runs if trains else 0
             eval_images = (n_val * settings.epochs + (n_val + n_test) * tta_views) * n_runs if trains else 0
             for model in config["models"]:
@@ -371,6 +373,8 @@ def format_plan(plan: Plan) -> str:
                      + f"; others {plan.image_size} px")
     for _, _, note in plan.skipped:
         lines.append(f"  skipped: {note}")
+    for warning in plan.warnings:
+        lines.append(f"  warning: {warning}")
     lines.append("")
     lines.append("Training images per cell (any model; per seed):")
     rows, seen = [], set()
@@ -448,6 +452,8 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """``imbench plan --configfile experiments/x.yaml [--images-per-second JSON] [--measured DIR] [--json]``."""
+    from .config import ConfigError
+
     args = get_args_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
     try:
         config = load_config(args.configfile, base=None if args.no_base else args.base)
@@ -456,6 +462,9 @@ def main(argv: list[str] | None = None) -> int:
             user.update(measured_throughput(args.measured))
         user.update(args.images_per_second or {})
         plan = make_plan(config, user)
+    except ConfigError as exc:
+        print(f"imbench plan: error: invalid configuration: {exc}", file=sys.stderr)
+        return 2
     except (ValueError, OSError, yaml.YAMLError) as exc:
         print(f"imbench plan: error: {exc}", file=sys.stderr)
         return 2

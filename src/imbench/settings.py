@@ -10,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-__all__ = ["Settings"]
+from .params import Param
+
+__all__ = ["SETTING_RULES", "Settings", "setting_params"]
 
 
 @dataclass
@@ -36,7 +38,13 @@ class Settings:
     threads: int = 1
     device: str = "auto"  # auto | cpu | cuda
     deterministic: bool = True  # CPU only: torch.use_deterministic_algorithms
-    amp: str = "auto"  # auto (bf16 autocast on CUDA, off on CPU) | bf16 | off
+    # bf16: bf16 autocast of the forward pass on CUDA (losses in fp32); fp32: full fp32. The CPU
+    # always trains in fp32; run.json records the precision used.
+    precision: str = "bf16"  # bf16 | fp32
+    # How long training is: "epochs" = `epochs` passes over the method's epoch (its sampler's
+    # samples: a resampled set for ros/rus); "steps" = every epoch has exactly the optimiser steps
+    # of the plain (shuffle) epoch, so every method gets ce's number of steps.
+    budget: str = "epochs"  # epochs | steps
     compile: bool = False  # torch.compile the model
     grad_clip: float = 0.0  # max gradient norm; 0 = off
     early_stopping: int = 0  # stop after this many epochs without a better validation macro-F1; 0 = off
@@ -45,26 +53,69 @@ class Settings:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Settings":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
+        """Settings from a mapping; every value is checked against :data:`SETTING_RULES` (one
+        ``ValueError`` naming the setting and what it expects)."""
+        params = setting_params()
+        unknown = sorted(set(d) - set(params))
         if unknown:
-            raise ValueError(f"unknown training setting(s) {unknown}; known: {sorted(known)}")
-        s = cls(**d)
-        _check_choice("optimizer", s.optimizer, ("adamw", "adam", "sgd"))
-        _check_choice("scheduler", s.scheduler, ("cosine", "step", "none"))
-        _check_choice("normalize", s.normalize, ("imagenet", "none"))
-        _check_choice("augment", s.augment, ("none", "flip"))
-        _check_choice("device", s.device, ("auto", "cpu", "cuda"))
-        _check_choice("amp", s.amp, ("auto", "bf16", "off"))
-        _check_choice("tta", s.tta, ("none", "flips"))
-        if s.grad_clip < 0 or s.early_stopping < 0:
-            raise ValueError("settings grad_clip and early_stopping must be ≥ 0")
-        for name in ("epochs", "batch_size", "image_size", "eval_batch_size", "threads"):
-            if int(getattr(s, name)) < 1:
-                raise ValueError(f"setting {name} must be ≥ 1, got {getattr(s, name)}")
-        return s
+            raise ValueError(f"unknown training setting(s) {unknown}; known: {sorted(params)}")
+        values = {}
+        for name, value in d.items():
+            try:
+                values[name] = params[name].check(value)
+            except ValueError as exc:
+                raise ValueError(f"setting {name}: {exc}") from None
+        return cls(**values)
 
 
-def _check_choice(name: str, value, allowed) -> None:
-    if value not in allowed:
-        raise ValueError(f"setting {name}={value!r} is not one of {list(allowed)}")
+#: Range and allowed values of each training setting; its type is the field's annotation above
+#: (``int``, ``float``, ``bool``, ``str``, optionally ``| None``) and its default the field's default.
+#: A setting without an entry here is still checked against its annotated type. Keyword arguments
+#: of :class:`imbench.params.Param`.
+SETTING_RULES: dict[str, dict] = {
+    "epochs": dict(lo=1),
+    "batch_size": dict(lo=1),
+    "optimizer": dict(choices=("adamw", "adam", "sgd")),
+    "lr": dict(lo=0.0, lo_open=True),
+    "weight_decay": dict(lo=0.0),
+    "momentum": dict(lo=0.0, hi=1.0, hi_open=True),
+    "scheduler": dict(choices=("cosine", "step", "none")),
+    "warmup_epochs": dict(lo=0),
+    "step_size": dict(lo=1),
+    "step_gamma": dict(lo=0.0, hi=1.0, lo_open=True),
+    "image_size": dict(lo=8),
+    "normalize": dict(choices=("imagenet", "none")),
+    "augment": dict(choices=("none", "flip")),
+    "drop_rate": dict(lo=0.0, hi=1.0, hi_open=True),
+    "eval_batch_size": dict(lo=1),
+    "threads": dict(lo=1),
+    "device": dict(choices=("auto", "cpu", "cuda")),
+    "precision": dict(choices=("bf16", "fp32")),
+    "budget": dict(choices=("epochs", "steps")),
+    "grad_clip": dict(lo=0.0),
+    "early_stopping": dict(lo=0),
+    "tta": dict(choices=("none", "flips")),
+}
+
+_ANNOTATION_TYPES = {"int": "int", "float": "float", "bool": "bool", "str": "str", "dict": "dict"}
+
+
+def setting_params() -> dict[str, Param]:
+    """Every training setting's declaration: type from its annotation, default from the field,
+    range and choices from :data:`SETTING_RULES`."""
+    out = {}
+    for f in dataclasses.fields(Settings):
+        annotation = str(f.type).strip()
+        if annotation.startswith("Optional[") and annotation.endswith("]"):
+            annotation = annotation[len("Optional["):-1] + " | None"
+        names = [t.strip() for t in annotation.split("|")]
+        nullable = "None" in names
+        unsupported = [t for t in names if t != "None" and t.split("[")[0] not in _ANNOTATION_TYPES]
+        if unsupported:
+            raise TypeError(f"setting {f.name}: annotation {f.type!r} is not one of {sorted(_ANNOTATION_TYPES)} "
+                            f"(optionally '| None')")
+        types = tuple(_ANNOTATION_TYPES[t.split("[")[0]] for t in names if t != "None")
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        out[f.name] = Param(types[0] if len(types) == 1 else types, default, nullable=nullable,
+                            **SETTING_RULES.get(f.name, {}))
+    return out

@@ -267,3 +267,172 @@ def summarise_seeds(df: pd.DataFrame, by: list[str], value: str = "value") -> pd
     out = g.agg(mean="mean", sd=lambda s: s.std(ddof=1), n="count", min="min", max="max").reset_index()
     out["n"] = out["n"].astype(int)
     return out
+
+
+# ----------------------------------------------------------------------------- seeds × test groups
+#
+# The comparison design of the tables (docs/statistics.md). A cell's test score varies with the
+# training run (seed) and with the finite test set (which lesions / patients it holds). Seeds and
+# test groups are *crossed*: every seed's model is scored on the same test images. With
+#   x[s, i] = mu + a[s] + t[i] + e[s, i]        (seed effect a, test-group effect t, interaction e)
+# the mean over S seeds of a metric on G test groups has variance
+#   V = var(a) / S + var(t) / G + var(e) / (S G).
+# Two moment estimates on the data we have:
+#   * the variance of the S full-test-set values over seeds, divided by S, estimates
+#     var(a) / S + var(e) / (S G)                                               (v_seed);
+#   * a group bootstrap (one draw of G test groups shared by all seeds, B replicates) gives
+#     B1 = var_b(mean_s x*[s, b]) ≈ var(t) / G + var(e) / (S G) and
+#     B2 = mean_s var_b(x*[s, b]) ≈ var(t) / G + var(e) / G,
+#     so var(t) / G ≈ B1 − (B2 − B1) / (S − 1)                                  (v_test, floored at 0).
+# V = v_seed + v_test is unbiased for the variance above (adding B1 instead of v_test would count the
+# interaction twice: conservative by up to a factor 2 on that part). The reference distribution is
+# Student's t with Welch–Satterthwaite degrees of freedom, S − 1 for v_seed and G − 1 for v_test, so
+# with three seeds and a seed-dominated variance the test is the one-sample t-test on the three
+# per-seed values (df ≈ 2), and with a test-set-dominated variance it is the group-bootstrap z-test.
+# With one seed, v_seed cannot be estimated: the result then describes this one training run only
+# (``seed_variance`` False), which the tables state.
+
+
+def replicate_values(metric_fn: MetricFn, arrays: tuple[np.ndarray, ...], groups: np.ndarray | None,
+                     n_boot: int = 1000, seed: int = 0, weighted: Callable | None = None,
+                     chunk: int = 250) -> np.ndarray:
+    """The metric on each of ``n_boot`` group-bootstrap replicates of the test set (NaN: undefined).
+
+    The draws depend only on the number of groups and ``seed``, and groups are coded in sorted
+    order of their ids, so cells scored on the same test set (same group ids) get the same
+    replicates whatever their row order: replicate b is the same multiset of lesions/patients for
+    every method and seed, which is what pairs them.
+
+    ``weighted`` (e.g. :func:`imbench.metrics.weighted_fn`) computes the metric of ``chunk``
+    replicates at once from their row multiplicities; without it ``metric_fn`` runs once per
+    replicate on the resampled rows. Both give the same values.
+    """
+    _check_common(n_boot, 0.05)
+    arrays = _check_arrays("arrays", arrays)
+    sampler = _Resampler(arrays[0].shape[0], groups)
+    draws = sampler.draws(n_boot, seed)
+    if weighted is not None:
+        codes = np.empty(arrays[0].shape[0], dtype=np.int64)
+        codes[sampler.order] = np.repeat(np.arange(sampler.n_groups), sampler.sizes)
+        out = []
+        for start in range(0, n_boot, chunk):
+            d = draws[start:start + chunk]
+            counts = np.zeros((d.shape[0], sampler.n_groups))
+            np.add.at(counts, (np.repeat(np.arange(d.shape[0]), d.shape[1]), d.ravel()), 1.0)
+            out.append(np.asarray(weighted(*arrays, counts[:, codes]), dtype=float))
+        values = np.concatenate(out)
+        values[~np.isfinite(values)] = np.nan
+        return values
+    out = np.full(n_boot, np.nan)
+    for b, drawn in enumerate(draws):
+        idx = sampler.rows(drawn)
+        v = _as_float(metric_fn(*(a[idx] for a in arrays)))
+        if v is not None:
+            out[b] = v
+    return out
+
+
+def n_groups(groups: np.ndarray | None, n_rows: int) -> int:
+    """Number of distinct test groups (rows when ``groups`` is None)."""
+    return n_rows if groups is None else int(np.unique(np.asarray(groups)).size)
+
+
+def seeds_tests_mean(full, reps, n_test_groups: int, alpha: float = 0.05, null: float = 0.0) -> dict:
+    """Mean over seeds with an interval and test counting seed and test-set variance.
+
+    Args:
+        full: (S,) the metric (or a paired difference) of each seed on the whole test set.
+        reps: (S, B) the same on B group-bootstrap replicates shared by all seeds (NaN: undefined;
+            a replicate undefined for any seed is dropped).
+        n_test_groups: G, the number of test groups (degrees of freedom of the test-set part).
+        alpha: 1 − coverage of the interval.
+        null: the value tested (0 for a paired difference).
+
+    Returns:
+        ``{"estimate", "se", "df", "low", "high", "p_value", "n_seeds", "n_boot", "v_seed",
+        "v_test", "seed_variance"}`` (design and formulas in the comment above). ``p_value`` is
+        two-sided. When the total variance is 0 the interval is the point and p is 1 if the
+        estimate equals ``null``, else 0.
+    """
+    from scipy import stats as st
+
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha: expected a number in (0, 1), got {alpha!r}")
+    full = np.asarray(full, dtype=float).ravel()
+    reps = np.asarray(reps, dtype=float)
+    if reps.ndim == 1:
+        reps = reps[None, :]
+    s = full.size
+    if s == 0:
+        raise ValueError("full: expected at least one seed")
+    if reps.shape[0] != s:
+        raise ValueError(f"reps: expected {s} rows (one per seed), got shape {reps.shape}")
+    if not np.all(np.isfinite(full)):
+        raise ValueError(f"full: expected finite values, got {full.tolist()}")
+    reps = reps[:, np.all(np.isfinite(reps), axis=0)]
+    b = reps.shape[1]
+    g = int(n_test_groups)
+    estimate = float(full.mean())
+    v_seed = float(full.var(ddof=1) / s) if s >= 2 else 0.0
+    if b >= 2 and g >= 2:
+        b1 = float(reps.mean(axis=0).var(ddof=1))
+        if s >= 2:
+            b2 = float(reps.var(axis=1, ddof=1).mean())
+            v_test = max(b1 - (b2 - b1) / (s - 1), 0.0)
+        else:
+            v_test = b1
+    else:
+        v_test = 0.0
+    v = v_seed + v_test
+    parts = (v_seed ** 2 / (s - 1) if s >= 2 else 0.0) + (v_test ** 2 / (g - 1) if g >= 2 else 0.0)
+    df = float(v * v / parts) if parts > 0 else float(max(g - 1, 1))
+    if v > 0:
+        se = math.sqrt(v)
+        t = (estimate - null) / se
+        p = float(min(1.0, 2 * st.t.sf(abs(t), df)))
+        half = float(st.t.ppf(1 - alpha / 2, df)) * se
+        low, high = estimate - half, estimate + half
+    else:
+        se = 0.0
+        p = 1.0 if estimate == null else 0.0
+        low = high = estimate
+    return {"estimate": estimate, "se": se, "df": df, "low": low, "high": high, "p_value": p,
+            "n_seeds": int(s), "n_boot": int(b), "v_seed": v_seed, "v_test": v_test,
+            "seed_variance": s >= 2}
+
+
+def seed_t_interval(values, alpha: float = 0.05) -> tuple[float | None, float | None]:
+    """Student-t interval of the mean over seeds (training variance on this test set only).
+
+    ``mean ± t(1 − alpha/2, n − 1) · sd / sqrt(n)`` over the defined values; (None, None) when
+    fewer than two values are defined.
+    """
+    from scipy import stats as st
+
+    mean, sd, n = mean_sd(values)
+    if n < 2:
+        return None, None
+    half = float(st.t.ppf(1 - alpha / 2, n - 1)) * sd / math.sqrt(n)
+    return mean - half, mean + half
+
+
+def smallest_adjusted_p(family_size: int, n_seeds: int, n_boot: int, n_test_groups: int = 100) -> float:
+    """Holm-adjusted p of the strongest contrast a family of ``family_size`` comparisons can show.
+
+    Runs :func:`seeds_tests_mean` on an extreme outcome: the method is right on every one of
+    ``n_test_groups`` single-image test groups for every seed, the baseline right on each with
+    probability 1/2, independently per seed (so both variance parts are non-zero), with
+    ``n_boot`` replicates; the p-value is multiplied by the family size (Holm's factor for the
+    smallest p of a family). A bootstrap p-value could not go below 2 / (B + 1) before that
+    factor; the t-based p has no such floor, so the grid size alone never rules significance out.
+    """
+    rng = np.random.default_rng(0)
+    g = int(n_test_groups)
+    draws = _Resampler(g, None).draws(n_boot, 0)
+    full, reps = [], []
+    for _ in range(n_seeds):
+        diff = 1.0 - (rng.random(g) < 0.5)  # method right (1) minus baseline right (0 or 1)
+        full.append(diff.mean())
+        reps.append(diff[draws].mean(axis=1))
+    r = seeds_tests_mean(np.array(full), np.array(reps), g)
+    return float(min(1.0, family_size * r["p_value"]))

@@ -5,8 +5,12 @@ the epoch with the best validation macro-F1, and writes into ``out_dir``:
 
 - ``predictions.csv``: one row per validation and test image: split, image_id, group, the label,
   the class probabilities (``prob_<class>``) and the default decision (``pred``: argmax);
-- ``history.csv``: per epoch: mean training loss, validation macro-F1, learning rate, seconds;
-- ``run.json``: resolved settings and method parameters, package versions, hardware, timings;
+- ``history.csv``: per epoch: mean training loss, validation macro-F1, learning rate, seconds,
+  images and optimiser steps;
+- ``run.json``: resolved settings and method parameters, package versions, hardware, timings, and
+  a ``resolved`` block with what a comparison with a paper must list (split, precision, head,
+  class weights, epochs, optimiser steps, augmentation, pretrained weights; see
+  :func:`resolved_block` and docs/methods.md);
 - ``best.pt``: the best epoch's model weights.
 
 A killed run resumes from ``checkpoint.pt`` (model, optimizer, scheduler, epoch, best-so-far and
@@ -176,12 +180,17 @@ class InputBuffer:
         return self._buf[:n]
 
 
+def precision_used(device: torch.device, settings: Settings) -> str:
+    """The precision a cell trains in: ``bf16`` with ``precision: bf16`` on CUDA, else ``fp32``."""
+    return "bf16" if device.type == "cuda" and settings.precision == "bf16" else "fp32"
+
+
 def autocast(device: torch.device, settings: Settings):
-    """bf16 autocast on CUDA (``amp``: auto or bf16); a no-op context on the CPU or with amp off.
+    """bf16 autocast on CUDA with ``precision: bf16``; a no-op context on the CPU or with fp32.
 
     bf16 keeps fp32's exponent range, so no loss scaling is needed; losses are computed in fp32
     (the loss modules cast logits to float32)."""
-    enabled = device.type == "cuda" and settings.amp in ("auto", "bf16")
+    enabled = precision_used(device, settings) == "bf16"
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
@@ -238,6 +247,40 @@ def macro_f1(labels: np.ndarray, probs: np.ndarray, num_classes: int) -> float:
 
 
 # ----------------------------------------------------------------------------- optimisation
+
+
+def baseline_steps_per_epoch(n_train: int, batch_size: int) -> int:
+    """Optimiser steps of one plain (shuffled, every sample once) epoch: ⌈N/B⌉ batches, less a last
+    batch of a single sample, which the training loop skips."""
+    full, rest = divmod(int(n_train), int(batch_size))
+    return full + (1 if rest >= 2 else 0)
+
+
+def epoch_batches(sampler, epoch: int, settings: Settings, steps: int | None):
+    """The batches (index lists of ≥ 2 samples) of 0-based ``epoch``.
+
+    ``steps`` None (``budget: epochs``): the sampler's epoch ``epoch``, as it is. ``steps`` = S
+    (``budget: steps``): exactly S batches, taken from the sampler's epoch ``epoch`` and, when that
+    has fewer (rus), from its epochs ``epoch + j·E`` for j = 1, 2, … (E = ``settings.epochs``; ids
+    no regular epoch uses), cut after S batches when it has more (ros). Both are pure functions of
+    (seed, epoch), so a resumed run repeats them. A one-sample batch (batch normalisation cannot
+    train on it) is skipped and not counted.
+    """
+    taken, j = 0, 0
+    while steps is None or taken < steps:
+        sampler.set_epoch(epoch + j * settings.epochs)
+        usable = 0
+        for idx in sampler:
+            if len(idx) < 2:
+                continue
+            usable += 1
+            yield idx
+            taken += 1
+            if steps is not None and taken >= steps:
+                return
+        if steps is None or usable == 0:
+            return
+        j += 1
 
 
 def make_optimizer(model, s: Settings):
@@ -321,8 +364,8 @@ def checkpoint_mismatch(old, new: dict) -> str:
 
 
 def load_split(cache_dir: str | Path, split_path: str | Path):
-    """The cached images and their index with the ``split`` (and, when present, ``cv_fold``)
-    column of ``split_path`` attached.
+    """The cached images and their index with the ``split`` (and, when present, ``cv_fold`` and
+    ``grouped``) column of ``split_path`` attached.
 
     The split must list the cache's images in the same order, with the same labels and groups
     (both made from the same index); otherwise one line names both files."""
@@ -342,8 +385,9 @@ def load_split(cache_dir: str | Path, split_path: str | Path):
         raise ValueError(f"{split_path}: split values {bad} are not train/val/test")
     index = index.copy()
     index["split"] = split["split"].to_numpy()
-    if "cv_fold" in split.columns:
-        index["cv_fold"] = split["cv_fold"].to_numpy()
+    for col in ("cv_fold", "grouped"):
+        if col in split.columns:
+            index[col] = split[col].to_numpy()
     return images, index
 
 
@@ -445,6 +489,7 @@ def train_cell(task_name: str, cache_dir: str | Path, split_path: str | Path, mo
         log(f"resuming from {ckpt_path} after epoch {start_epoch} of {settings.epochs}")
 
     use_bar = sys.stderr.isatty()
+    steps = baseline_steps_per_epoch(len(train), settings.batch_size) if settings.budget == "steps" else None
     size, C = train.images.shape[1], train.images.shape[3]
     x_buffer = InputBuffer()
     train_seconds = sum(h["seconds"] for h in history)
@@ -454,23 +499,21 @@ def train_cell(task_name: str, cache_dir: str | Path, split_path: str | Path, mo
             break
         t0 = time.time()
         lr = set_lr(optimizer, epoch, settings)
-        sampler.set_epoch(epoch)
         if hasattr(loss_fn, "set_epoch"):
             loss_fn.set_epoch(epoch, settings.epochs)
         gen = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
         model.train()
         total = torch.zeros((), device=device)
-        n_seen = 0
-        batches = iter(sampler)
+        n_seen = n_steps = 0
+        # One-sample batches (N ≡ 1 mod B) cannot be batch-normalised in training mode; they are
+        # skipped and not counted in the epoch's images or steps.
+        batches = epoch_batches(sampler, epoch, settings, steps)
         if use_bar:
             from tqdm import tqdm
 
-            batches = tqdm(batches, total=len(sampler), desc=f"epoch {epoch + 1}/{settings.epochs}", leave=False)
+            batches = tqdm(batches, total=steps or len(sampler), desc=f"epoch {epoch + 1}/{settings.epochs}",
+                           leave=False)
         for idx in batches:
-            if len(idx) < 2:
-                # A last batch of one sample (N ≡ 1 mod B) cannot be batch-normalised in training
-                # mode; it is skipped (and not counted in the epoch's images).
-                continue
             idx = torch.as_tensor(np.asarray(idx), dtype=torch.long)
             if device.type == "cpu":  # convert straight from the split into the reused batch tensor
                 x = images_to_input(train.images, idx, settings, gen, x_buffer(len(idx), C, size, size))
@@ -491,6 +534,7 @@ def train_cell(task_name: str, cache_dir: str | Path, split_path: str | Path, mo
             optimizer.step()
             total += loss.detach() * len(idx)  # no host sync per step
             n_seen += len(idx)
+            n_steps += 1
         train_loss = float(total) / max(1, n_seen)
         val_probs = predict(model, splits["val"], settings, device, kind)
         val_f1 = selection_f1(splits["val"].labels.numpy(), val_probs, kind)
@@ -503,7 +547,7 @@ def train_cell(task_name: str, cache_dir: str | Path, split_path: str | Path, mo
             best_f1, best_epoch = val_f1, epoch
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_macro_f1": val_f1, "lr": lr,
-                        "seconds": round(seconds, 3), "images": n_seen})
+                        "seconds": round(seconds, 3), "images": n_seen, "steps": n_steps})
         state = {"identity_hash": ident_hash, "identity": identity, "epoch": epoch, "model": model.state_dict(),
                  "optimizer": optimizer.state_dict(), "best_f1": best_f1, "best_epoch": best_epoch,
                  "best_state": best_state, "history": json.dumps(history)}
@@ -512,6 +556,7 @@ def train_cell(task_name: str, cache_dir: str | Path, split_path: str | Path, mo
             f"lr {lr:.2e} {seconds:.1f}s")
 
     train_images = sum(h["images"] for h in history)
+    optimizer_steps = sum(int(h.get("steps", 0)) for h in history)
     model.load_state_dict(best_state)
     write_with(out_dir / "best.pt", functools.partial(torch.save, best_state))
     frames = []
@@ -531,6 +576,10 @@ def train_cell(task_name: str, cache_dir: str | Path, split_path: str | Path, mo
         "sampler_params": getattr(sampler, "params", {}),
         "train_class_counts": counts.tolist(),
         "samples_per_epoch": int(getattr(sampler, "num_samples", len(train))),
+        "precision": precision_used(device, settings),
+        "optimizer_steps": optimizer_steps,
+        "resolved": resolved_block(settings, method, loss_fn, sampler, model_name, index, fold, device,
+                                   history, steps),
         "best_epoch": best_epoch + 1,
         "best_val_macro_f1": best_f1,
         "versions": versions(),
@@ -543,6 +592,68 @@ def train_cell(task_name: str, cache_dir: str | Path, split_path: str | Path, mo
     write_json(out_dir / "run.json", run)
     ckpt_path.unlink(missing_ok=True)  # the run is complete; best.pt holds the weights
     return run
+
+
+def pretrained_weights(model_name: str, pretrained: bool) -> str | None:
+    """The weights a cell starts from: None (random initialisation), ``torchvision:<arch>.<WEIGHTS>``
+    or ``timm:<arch>.<tag>`` (timm's default tag resolved, e.g. ``resnet50`` → ``timm:resnet50.a1_in1k``);
+    ``le2020_`` models name their backbone's weights."""
+    if not pretrained:
+        return None
+    from .models import parse_model_name
+
+    spec = parse_model_name(model_name)
+    spec = spec.inner if spec.source == "le2020" else spec
+    if spec.source == "torchvision":
+        return f"torchvision:{spec.arch}.{spec.weights}"
+    import timm
+
+    try:
+        cfg = timm.models.get_pretrained_cfg(spec.arch)
+    except RuntimeError:
+        cfg = None
+    return f"timm:{cfg.architecture}.{cfg.tag}" if cfg is not None and cfg.tag else f"timm:{spec.arch}"
+
+
+def resolved_block(settings: Settings, method, loss_fn, sampler, model_name: str, index: pd.DataFrame,
+                   fold: int | None, device: torch.device, history: list[dict], steps: int | None) -> dict:
+    """What a comparison with a paper must list about a cell, as it actually ran (``run.json``
+    ``resolved``; field names documented in docs/methods.md, "What run.json records")."""
+    rows = split_rows(index, fold)
+    part = pd.Series("", index=index.index)
+    for name, r in rows.items():
+        part.iloc[r] = name
+    used = part != ""
+    crossing = int((pd.DataFrame({"group": index["group"][used], "split": part[used]})
+                    .groupby("group")["split"].nunique() > 1).sum())
+    if "grouped" in index.columns:
+        grouped = bool(index["grouped"].iloc[0])
+    else:  # a split file written before the column existed: what the data shows
+        grouped = crossing == 0
+    return {
+        "split_grouped": grouped,
+        "groups_in_several_splits": crossing,
+        "precision": precision_used(device, settings),
+        "head": method.head,
+        "loss": getattr(loss_fn, "loss_id", method.loss),
+        "class_weights": getattr(loss_fn, "class_weights", "none"),
+        "sampler": getattr(sampler, "sampler_id", method.sampler),
+        "epochs": settings.epochs,
+        "epochs_trained": len(history),
+        "budget": settings.budget,
+        "steps_per_epoch": steps,
+        "optimizer_steps": sum(int(h.get("steps", 0)) for h in history),
+        "batch_size": settings.batch_size,
+        "optimizer": settings.optimizer,
+        "lr": settings.lr,
+        "scheduler": settings.scheduler,
+        "image_size": settings.image_size,
+        "normalize": settings.normalize,
+        "augment": settings.augment,
+        "tta": settings.tta,
+        "pretrained": bool(settings.pretrained),
+        "pretrained_weights": pretrained_weights(model_name, settings.pretrained),
+    }
 
 
 def predictions_frame(split: str, image_id, group, labels: np.ndarray, probs: np.ndarray, classes,

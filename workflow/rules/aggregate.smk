@@ -24,6 +24,13 @@ rule aggregate:
         markdown=[f"results/{EXP}/tables/{t}.md" for t in config["tasks"]],
         latex=[f"results/{EXP}/tables/{t}.tex" for t in config["tasks"]],
         paper=f"results/{EXP}/tables/paper_vs_ours.md",
+        ranking=f"results/{EXP}/tables/ranking.md",
+        cd=report(
+            f"results/{EXP}/figures/critical_difference.png",
+            caption="../report/critical_difference.rst",
+            category="ranking",
+            labels={"figure": "critical difference"},
+        ),
         figures=[report_figure(t, f) for t in config["tasks"] for f in figure_names(t)],
     params:
         settings=aggregate_settings,

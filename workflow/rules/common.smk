@@ -18,29 +18,20 @@ def _config_error(message):
 
 
 def _validate_config():
-    import jsonschema
-    import yaml
+    # The schema, then the package's checks of every setting and method parameter (imbench.config).
+    from imbench.config import ConfigError, check_config, check_schema, config_warnings
 
     schema_path = os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")
-    with open(schema_path) as fh:
-        schema = yaml.safe_load(fh)
-    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
-    if error is not None:
-        key = ".".join(str(p) for p in error.absolute_path) or "(top level)"
-        detail = error.message
-        if error.validator == "enum":
-            detail = f"{error.instance!r} is not allowed; allowed values: {error.validator_value}"
-        elif error.validator == "additionalProperties":
-            detail = f"{error.message}; allowed keys: {sorted(error.schema.get('properties', {}))}"
-        _config_error(f"config key '{key}': {detail}")
-    # Fill the schema's defaults (split, cache, synthetic, evaluation, ...).
-    validate(config, schema=schema_path)
-    from imbench.config import ConfigError, check_config
-
     try:
-        return check_config(config)
+        check_schema(config, schema_path)
+        # Fill the schema's defaults (split, cache, synthetic, evaluation, ...).
+        validate(config, schema=schema_path)
+        skips = check_config(config)
     except ConfigError as exc:
         _config_error(str(exc))
+    for warning in config_warnings(config):
+        print(f"imbench: warning: {warning}", file=sys.stderr)
+    return skips
 
 
 SKIPPED = _validate_config()
@@ -60,12 +51,17 @@ CACHE_MODE = config["cache"]["mode"]
 # Cross-validation (split.cv_folds = K ≥ 2): every trained cell is the ensemble of K fold models,
 # trained in <cell>/fold<k>/ and combined by the `ensemble` rule.
 FOLDS = int(config["split"].get("cv_folds", 0) or 0)
+# split.grouped: false = the papers' image-level split, in its own file beside the grouped one.
+GROUPED = bool(config["split"].get("grouped", True))
+if not GROUPED:
+    print("imbench: warning: split.grouped is false: images of one lesion/patient can be in training "
+          "and test (leakage; test scores are optimistic)", file=sys.stderr)
 # A shared resource's path names every setting that shapes it, so experiments with different
 # split settings never write (or, on failure, delete) each other's split: seed, the three
-# fractions and the number of cross-validation folds.
+# fractions, grouping and the number of cross-validation folds.
 SPLIT_FRACTIONS = "_".join(f"{float(f):g}" for f in config["split"]["fractions"])
 SPLIT_CSV = (f"resources/prepared/{{task}}/split_seed{config['split']['seed']}_frac{SPLIT_FRACTIONS}"
-             + (f"_cv{FOLDS}" if FOLDS else "") + ".csv")
+             + ("" if GROUPED else "_ungrouped") + (f"_cv{FOLDS}" if FOLDS else "") + ".csv")
 _SKIP = {(t, m) for t, m, _ in SKIPPED}
 TRAINED = [m for m in config["methods"] if get_method(m).trains]
 POSTHOC = [m for m in config["methods"] if not get_method(m).trains]
@@ -204,7 +200,8 @@ def train_cache_fingerprint(wildcards):
 
 def aggregate_outputs():
     out = [f"results/{EXP}/tables/{name}" for name in TABLES]
-    out += [f"results/{EXP}/tables/paper_vs_ours.md"]
+    out += [f"results/{EXP}/tables/paper_vs_ours.md", f"results/{EXP}/tables/ranking.md",
+            f"results/{EXP}/figures/critical_difference.png"]
     out += [f"results/{EXP}/tables/{t}.{ext}" for t in config["tasks"] for ext in ("md", "tex")]
     out += [f"results/{EXP}/figures/{f}" for t in config["tasks"] for f in figure_names(t)]
     out += [f"results/{EXP}/figures/{f}" for t in config["tasks"] for f in explain_figures(t)]
@@ -212,7 +209,7 @@ def aggregate_outputs():
 
 
 TABLES = ["metrics_long.csv", "summary.csv", "per_class.csv", "bootstrap.csv", "paired_vs_ce.csv",
-          "paper_vs_ours.csv"]
+          "paper_vs_ours.csv", "paper_vs_ours_per_class.csv", "ranking.csv"]
 EXPLAIN = config.get("explain", {})
 
 
@@ -273,8 +270,10 @@ def base_cell(wildcards):
 
 def aggregate_settings(wildcards):
     ev = config.get("evaluation", {})
+    spec = {k: ev[k] for k in ("headline", "tested", "metrics") if ev.get(k) is not None}
     return json.dumps({"n_boot": ev.get("n_boot", 1000), "boot_seed": ev.get("boot_seed", 0),
-                       "methods": config["methods"], "models": config["models"]})
+                       "alpha": ev.get("alpha", 0.05), "evaluation": spec,
+                       "methods": config["methods"], "models": config["models"]}, sort_keys=True)
 
 
 def results_dir(wildcards, output):

@@ -29,60 +29,68 @@ rule index:
     output:
         index="resources/prepared/{task}/index.csv",
         exclusions="resources/prepared/{task}/exclusions.csv",
+    params:
+        undecodable=config["index"]["undecodable"],
+    threads: 16  # decodes every image once; scaled down to --cores
     conda:
         "../../envs/imbench.yaml"
     log:
         "logs/data/index_{task}.log",
     shell:
         "imbench index --task {wildcards.task} --raw {input.raw} --out {output.index}"
-        " --exclusions {output.exclusions} > {log} 2>&1"
+        " --exclusions {output.exclusions} --undecodable {params.undecodable} --workers {threads} > {log} 2>&1"
 
 
-# The split's settings are in its file name (seed, fractions, cross-validation folds), never taken
-# from the configuration, so each experiment's split is its own file; <split>.json records them
-# with the SHA-256 of the index it was made from.
+# The split's settings are in its file name (seed, fractions, grouping, cross-validation folds),
+# never taken from the configuration, so each experiment's split is its own file; <split>.json
+# records them with the SHA-256 of the index it was made from.
 
 
 rule split:
     input:
         "resources/prepared/{task}/index.csv",
     output:
-        split="resources/prepared/{task}/split_seed{split_seed}_frac{fractions}.csv",
-        record="resources/prepared/{task}/split_seed{split_seed}_frac{fractions}.json",
+        split="resources/prepared/{task}/split_seed{split_seed}_frac{fractions}{grouping}.csv",
+        record="resources/prepared/{task}/split_seed{split_seed}_frac{fractions}{grouping}.json",
     params:
         fractions=split_fractions,
+        grouping=lambda wc: "--ungrouped" if wc.grouping else "",
     wildcard_constraints:
         split_seed=r"\d+",
         fractions=r"[0-9.e+-]+_[0-9.e+-]+_[0-9.e+-]+",
+        grouping="|_ungrouped",
     conda:
         "../../envs/imbench.yaml"
     log:
-        "logs/data/split_{task}_seed{split_seed}_frac{fractions}.log",
+        "logs/data/split_{task}_seed{split_seed}_frac{fractions}{grouping}.log",
     shell:
         ": > {log}; imbench split --index {input} --out {output.split} --seed {wildcards.split_seed}"
-        " --fractions {params.fractions} >> {log} 2> >(tee -a {log} >&2)"
+        " --fractions {params.fractions} {params.grouping} >> {log} 2> >(tee -a {log} >&2)"
 
 
 rule split_cv:
-    # The same grouped split plus a cv_fold column: the non-test images in K grouped folds.
+    # The same split plus a cv_fold column: the non-test images in K folds (grouped like the split).
     input:
         "resources/prepared/{task}/index.csv",
     output:
-        split="resources/prepared/{task}/split_seed{split_seed}_frac{fractions}_cv{folds}.csv",
-        record="resources/prepared/{task}/split_seed{split_seed}_frac{fractions}_cv{folds}.json",
+        split="resources/prepared/{task}/split_seed{split_seed}_frac{fractions}{grouping}_cv{folds}.csv",
+        record="resources/prepared/{task}/split_seed{split_seed}_frac{fractions}{grouping}_cv{folds}.json",
     params:
         fractions=split_fractions,
+        grouping=lambda wc: "--ungrouped" if wc.grouping else "",
     wildcard_constraints:
         split_seed=r"\d+",
         fractions=r"[0-9.e+-]+_[0-9.e+-]+_[0-9.e+-]+",
+        grouping="|_ungrouped",
         folds=r"\d+",
     conda:
         "../../envs/imbench.yaml"
     log:
-        "logs/data/split_{task}_seed{split_seed}_frac{fractions}_cv{folds}.log",
+        "logs/data/split_{task}_seed{split_seed}_frac{fractions}{grouping}_cv{folds}.log",
     shell:
         ": > {log}; imbench split --index {input} --out {output.split} --seed {wildcards.split_seed}"
-        " --fractions {params.fractions} --cv-folds {wildcards.folds} >> {log} 2> >(tee -a {log} >&2)"
+        " --fractions {params.fractions} {params.grouping} --cv-folds {wildcards.folds}"
+        " >> {log} 2> >(tee -a {log} >&2)"
 
 
 rule cache:

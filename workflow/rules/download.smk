@@ -8,6 +8,9 @@
 # ODIR-5K needs a Kaggle API token, or files placed by hand in resources/downloads/odir/ (the
 # Kaggle zip or the OIA-ODIR "Training Set/" folder); an extracted tree placed directly in
 # resources/raw/odir/ is used as it is (the rule then has nothing to do).
+#
+# index.undecodable (exclude | fail) also applies here: with `exclude` an image that does not decode
+# is reported and kept, and the index step lists it in the task's exclusions.csv.
 
 localrules:
     download_ham10000,
@@ -21,12 +24,13 @@ rule download_ham10000:
         directory("resources/raw/ham10000"),
     params:
         args=download_args("ham10000"),
+        undecodable=config["index"]["undecodable"],
     conda:
         "../../envs/imbench.yaml"
     log:
         "logs/download/ham10000.log",
     shell:
-        "imbench download ham10000 --out {output} {params.args} > {log} 2>&1"
+        "imbench download ham10000 --out {output} --undecodable {params.undecodable} {params.args} > {log} 2>&1"
 
 
 rule download_isic2019:
@@ -34,12 +38,13 @@ rule download_isic2019:
         directory("resources/raw/isic2019"),
     params:
         args=download_args("isic2019"),
+        undecodable=config["index"]["undecodable"],
     conda:
         "../../envs/imbench.yaml"
     log:
         "logs/download/isic2019.log",
     shell:
-        "imbench download isic2019 --out {output} {params.args} > {log} 2>&1"
+        "imbench download isic2019 --out {output} --undecodable {params.undecodable} {params.args} > {log} 2>&1"
 
 
 rule download_odir:
@@ -47,12 +52,13 @@ rule download_odir:
         directory("resources/raw/odir"),
     params:
         args=download_args("odir"),
+        undecodable=config["index"]["undecodable"],
     conda:
         "../../envs/imbench.yaml"
     log:
         "logs/download/odir.log",
     shell:
-        "imbench download odir --out {output} {params.args} > {log} 2>&1"
+        "imbench download odir --out {output} --undecodable {params.undecodable} {params.args} > {log} 2>&1"
 
 
 rule download_dermamnist:
@@ -60,9 +66,10 @@ rule download_dermamnist:
         directory("resources/raw/dermamnist"),
     params:
         args=download_args("dermamnist"),
+        undecodable=config["index"]["undecodable"],
     conda:
         "../../envs/imbench.yaml"
     log:
         "logs/download/dermamnist.log",
     shell:
-        "imbench download dermamnist --out {output} {params.args} > {log} 2>&1"
+        "imbench download dermamnist --out {output} --undecodable {params.undecodable} {params.args} > {log} 2>&1"

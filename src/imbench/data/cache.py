@@ -12,6 +12,21 @@ smaller than the source (a 600×450 image cached at 64 px is decoded at 1/4 scal
 the speed-up for large photos. The final resize is Pillow's antialiased bilinear filter, the same
 family torchvision uses for PIL images.
 
+Every image becomes 8-bit RGB through :func:`to_rgb8`. High-bit-depth images are *scaled* to
+0–255, never clipped: a 16-bit grayscale PNG (Pillow mode ``I;16``) and a 32-bit integer image
+(mode ``I``, read as 16-bit data: values must lie in 0–65535) are mapped by ``round(v·255/65535)``;
+a float image (mode ``F``) must hold values in 0–1 and is mapped by ``round(v·255)``. 16-bit RGB and
+RGBA PNGs are already reduced to their high byte by Pillow (the same scaling). Alpha is dropped.
+An image outside these ranges is an error (``ValueError``) like any undecodable image.
+
+Undecodable images are meant to be found before the cache: ``imbench index`` decodes every image
+and, by default, leaves the bad ones out of the index and lists them in ``exclusions.csv`` (see
+:mod:`imbench.data.images`). An image that fails here anyway (changed after indexing) stops the
+build with one error naming it.
+
+A build killed before its end leaves its temporary array (``.images.*.tmp.npy``) behind; the next
+build of the same folder deletes it first.
+
 Content identity: beside the array, ``cache.json`` records the image size, the resize mode and the
 SHA-256 of ``images.npy`` and of ``index.csv`` (what the cache holds, pixels and labels), and a
 ``fingerprint`` combining them. It is removed before a rebuild starts and written last, so a cache
@@ -33,10 +48,32 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from ..io import atomic_path, read_json, write_csv, write_json
+from ..io import atomic_path, read_json, remove_orphans, write_csv, write_json
 
 MODES = ("squash", "crop")
 FINGERPRINT = "cache.json"
+_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+def to_rgb8(img: Image.Image) -> Image.Image:
+    """``img`` as 8-bit RGB, high-bit-depth values scaled (not clipped) to 0–255 (module notes)."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in _SIXTEEN_BIT or img.mode in ("I", "F"):
+        a = np.asarray(img)
+        if a.ndim != 2:
+            raise ValueError(f"mode {img.mode} image has shape {a.shape}, expected 2-D")
+        lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+        if img.mode == "F":
+            if not (0.0 <= lo and hi <= 1.0):
+                raise ValueError(f"float image values span {lo:g}–{hi:g}, expected 0–1")
+            a8 = np.rint(a.astype(np.float64) * 255.0)
+        else:
+            if not (0 <= lo and hi <= 65535):
+                raise ValueError(f"mode {img.mode} image values span {lo:g}–{hi:g}, expected 0–65535")
+            a8 = (a.astype(np.uint32) * 255 + 32767) // 65535
+        return Image.fromarray(a8.astype(np.uint8), mode="L").convert("RGB")
+    return img.convert("RGB")
 
 
 def load_resized(path: str | Path, size: int, mode: str = "squash") -> np.ndarray:
@@ -48,7 +85,7 @@ def load_resized(path: str | Path, size: int, mode: str = "squash") -> np.ndarra
         # Ask libjpeg for the smallest power-of-two reduction that stays ≥ the target size.
         target = (size, size) if mode == "squash" else _shorter_side_size(w, h, size)
         img.draft("RGB", target)
-        img = img.convert("RGB")
+        img = to_rgb8(img)
         if mode == "squash":
             img = img.resize((size, size), Image.BILINEAR, reducing_gap=None)
         else:
@@ -72,7 +109,8 @@ def _fill(args) -> int:
         try:
             out[start + i] = load_resized(p, size, mode)
         except (OSError, SyntaxError, ValueError) as exc:  # PIL's errors for unreadable/truncated files
-            raise ValueError(f"cache: cannot decode image {p} ({exc})") from None
+            raise ValueError(f"cache: cannot decode image {p} ({exc}); `imbench index` leaves such images out "
+                             "and lists them: rebuild the index if the file changed since") from None
     out.flush()
     return len(paths)
 
@@ -104,6 +142,8 @@ def build_cache(index: pd.DataFrame, root: str | Path, out_dir: str | Path, size
     workers = workers or default_workers()
     final = out_dir / "images.npy"
     (out_dir / FINGERPRINT).unlink(missing_ok=True)  # no record of the old content beside new files
+    for stale in (final, out_dir / "index.csv"):  # left by a build that was killed
+        remove_orphans(stale)
     with atomic_path(final) as tmp:
         arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3))
         del arr

@@ -9,14 +9,19 @@ One entry point per dataset (:func:`prepare_ham10000`, :func:`prepare_isic2019`,
    fetched). Mirrors are tried in order. Transient failures (connection drops, HTTP 5xx, a
    truncated body) are retried, and an interrupted transfer resumes from its ``.part`` file with an
    HTTP ``Range`` request. A file gets its final name only once it is complete and its checksum
-   (where one is known) matches; pooch writes to a temporary name and renames.
+   (where one is known) matches, and never when the server sent an HTML page in its place; pooch
+   writes to a temporary name and renames. A metadata file is parsed as soon as it arrives (and
+   when an earlier run's copy is reused); one that fails is deleted so that it is fetched again.
 2. **verify** what no checksum covers by content: headers, row counts, one-hot labels, and the
    class counts the dataset owners published (these can be switched off for mirrors or miniatures).
    Checksums reported by third parties only (not by the owners) are compared too, but a mismatch is
    a warning followed by the content checks, not an error.
-3. **extract** archives safely: every member name is checked before anything is written (no
-   absolute paths, no ``..``, no links pointing outside), links are never created, and non-image
-   members are skipped. The extracted image ids must equal the metadata ids exactly.
+3. **extract** archives safely: every member is checked before anything is written (no absolute
+   paths, no ``..``, no links pointing outside, the decompression-bomb limits of :class:`Limits`
+   and the free disk space), links are never created, non-image members are skipped, and members
+   are copied in bounded chunks. The extracted image ids must equal the metadata ids exactly.
+   Images that do not decode stop the download under ``undecodable="fail"``; by default they are
+   reported and left for the index step to exclude and list.
 4. **publish**: everything is assembled in a hidden staging folder beside ``--out`` and renamed onto
    it only when all checks pass, so ``--out`` either does not exist or is complete.
 
@@ -99,8 +104,9 @@ class ResumableDownloader:
     """
 
     def __init__(self, part: Path, expected_size: int | None = None, timeout: float = 60.0,
-                 progress: bool = True, chunk_size: int = 1 << 16):
+                 progress: bool = True, chunk_size: int = 1 << 16, name: str | None = None):
         self.part = Path(part)
+        self.name = name
         self.expected_size = expected_size
         self.timeout = timeout
         self.progress = progress
@@ -144,7 +150,22 @@ class ResumableDownloader:
         if self.expected_size is not None and got != self.expected_size:
             self.part.unlink()
             raise ValueError(f"size is {got} bytes, expected {self.expected_size}")
+        if looks_like_html(self.part) and not str(self.name or "").lower().endswith((".html", ".htm")):
+            self.part.unlink()
+            raise ValueError(f"the server answered with an HTML page ({got} bytes), not the file "
+                             f"{self.name or ''}".rstrip())
         os.replace(self.part, output_file)
+
+
+_HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body", b"<title")
+
+
+def looks_like_html(path: str | Path) -> bool:
+    """Whether a file starts like an HTML page (an error or login page served in place of a file)."""
+    with open(path, "rb") as fh:
+        head = fh.read(1024)
+    head = head.removeprefix(b"\xef\xbb\xbf").lstrip().lower()
+    return head.startswith(_HTML_STARTS)
 
 
 def _content_range_start(value: str) -> int | None:
@@ -168,13 +189,20 @@ class _NoBar:
 
 def fetch_file(name: str, urls: Sequence[str], dest_dir: str | Path, known_hash: str | None = None,
                reported_hash: str | None = None, size: int | None = None, reported_size: int | None = None,
-               retries: int = 3, timeout: float = 60.0, progress: bool = True) -> Path:
+               retries: int = 3, timeout: float = 60.0, progress: bool = True,
+               check: Callable[[Path], object] | None = None) -> Path:
     """Download ``name`` into ``dest_dir`` from the first of ``urls`` that works; return its path.
 
     ``known_hash`` (``"sha256:…"``/``"md5:…"``, an owner-published or pinned value) and ``size``
     must match or the file is rejected. ``reported_hash``/``reported_size`` (third-party values)
     only print a warning when they differ. A file already in ``dest_dir`` is reused when it matches
     ``known_hash`` (or when there is none: it only got its name after a complete transfer).
+
+    Content checks: an answer that is an HTML page (an error or login page sent with HTTP 200) is
+    never given the final name, unless ``name`` itself ends in ``.html``; ``check(path)`` (e.g. a
+    CSV parser) runs on the downloaded file and on a reused one, and a file for which it raises
+    :class:`DatasetError` is deleted: a reused one is downloaded again at once, a fresh one counts as
+    a failed URL (the next mirror is tried), so no rerun ever trusts a file that failed.
     """
     import pooch
     import requests
@@ -183,24 +211,35 @@ def fetch_file(name: str, urls: Sequence[str], dest_dir: str | Path, known_hash:
         raise DownloadError(f"{name}: no URL to download it from")
     dest_dir = Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
+    _remove_empty_pooch_temporaries(dest_dir)
     known_hash = _normalise_hash(known_hash, f"hash of {name}")
-    fresh = not (dest_dir / name).exists()
+    existing = dest_dir / name
+    if existing.exists() and check is not None:
+        reason = _content_error(check, existing)
+        if reason:
+            log(f"download: {existing} fails its content check ({reason}); deleted it, downloading it again")
+    fresh = not existing.exists()
     reasons = []
     for url in urls:
         part = dest_dir / f".{name}.part"
-        downloader = ResumableDownloader(part, expected_size=size, timeout=timeout, progress=progress)
+        downloader = ResumableDownloader(part, expected_size=size, timeout=timeout, progress=progress, name=name)
         registry = pooch.create(path=dest_dir, base_url=_url_dir(url), registry={name: known_hash},
                                 urls={name: url}, retry_if_failed=retries)
         try:
             path = Path(registry.fetch(name, downloader=downloader))
-            break
         except _ClientError as exc:
             reasons.append(f"{url}: {exc}")
         except (ValueError, requests.exceptions.RequestException) as exc:
             reasons.append(f"{url}: {_short_reason(exc)} (after {retries + 1} attempt(s))")
+        else:
+            reason = _content_error(check, path) if check is not None else None
+            if reason is None:
+                break
+            reasons.append(f"{url}: the file fails its content check ({reason}); deleted it")
         log(f"download: {reasons[-1]}")
     else:
-        raise DownloadError(f"could not download {name} from {len(urls)} URL(s): " + "; ".join(reasons))
+        raise DownloadError(f"could not download {name} from {len(urls)} URL(s): " + "; ".join(reasons)
+                            + "; rerun to download it again")
     if size is not None and path.stat().st_size != size:  # a stale file reused from an earlier run
         got = path.stat().st_size
         path.unlink()
@@ -218,6 +257,26 @@ def fetch_file(name: str, urls: Sequence[str], dest_dir: str | Path, known_hash:
         digest = file_hash(path)
         log(f"{name}: sha256 {digest} (no published checksum; pin it with --hash {name}=sha256:{digest})")
     return path
+
+
+def _remove_empty_pooch_temporaries(folder: Path) -> None:
+    """Delete the empty temporary files (``tmpXXXXXXXX``) that pooch creates before each transfer and
+    that a killed run leaves behind (the data itself goes to the ``.part`` file, kept to resume).
+    Only empty ones: a concurrent transfer's temporary file is still empty too, and is recreated by
+    the rename that completes it."""
+    for p in folder.glob("tmp*"):
+        if re.fullmatch(r"tmp[a-z0-9_]{8}", p.name) and p.is_file() and p.stat().st_size == 0:
+            p.unlink(missing_ok=True)
+
+
+def _content_error(check: Callable[[Path], object], path: Path) -> str | None:
+    """Run ``check`` on ``path``; on a content error delete the file and return the reason."""
+    try:
+        check(path)
+    except DatasetError as exc:
+        path.unlink(missing_ok=True)
+        return str(exc) or type(exc).__name__
+    return None
 
 
 def _url_dir(url: str) -> str:
@@ -310,67 +369,178 @@ def flatten_images(folder: str = "images") -> Callable[[str], str | None]:
     return select
 
 
+# Limits of the decompression-bomb guard (see safe_extract). Real members are images of a few MB,
+# CSVs and workbooks; JPEG members barely compress, CSVs compress about tenfold.
+MAX_MEMBER_BYTES = 512 << 20
+MAX_RATIO = 100
+RATIO_MIN_BYTES = 1 << 20
+FREE_SPACE_MARGIN = 64 << 20
+MAX_LINK_TARGET = 4096
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What :func:`safe_extract` accepts: the largest member (declared size, bytes), the largest
+    uncompressed/compressed ratio of a member or of the whole archive (checked once the
+    uncompressed size passes ``ratio_min_bytes``) and the free space to leave on the destination."""
+
+    max_member_bytes: int = MAX_MEMBER_BYTES
+    max_ratio: float = MAX_RATIO
+    ratio_min_bytes: int = RATIO_MIN_BYTES
+    free_space_margin: int = FREE_SPACE_MARGIN
+
+
+@dataclass
+class _Entry:
+    name: str
+    kind: str  # "file", "link", "dir" or "other" (device, fifo …)
+    size: int = 0  # declared uncompressed size
+    packed: int | None = None  # compressed size (zip)
+    target: str | None = None  # link target (read later for zip symlinks)
+
+
 def safe_extract(archive: str | Path, dest: str | Path, select: Callable[[str], str | None],
-                 discard: bool = True, duplicates: str = "error") -> list[Path]:
+                 discard: bool = True, duplicates: str = "error", limits: Limits | None = None) -> list[Path]:
     """Extract the members of a zip or tar archive chosen by ``select`` into ``dest``.
 
     ``select(member_name)`` returns the member's path relative to ``dest`` (e.g. flattened into
-    ``images/``) or ``None`` to skip it. Every member name is checked before anything is written:
-    an absolute path, a ``..`` component or a link pointing outside the archive stops the whole
-    extraction. Links, devices and folders are never created. Two members mapped to the same
-    destination are an error (``duplicates="first"``: the first is kept and the rest are
-    reported). Returns the extracted files. A damaged archive is deleted when ``discard`` (it was
-    downloaded and would otherwise be reused as if complete).
+    ``images/``) or ``None`` to skip it. Everything is checked from the archive's directory before
+    anything is written, and the first problem stops the whole extraction with one
+    :class:`DownloadError` naming the archive and the member:
+
+    - names: an absolute path or a ``..`` component; a link pointing outside the archive;
+    - links, devices, fifos and folders are never created, and a link's body is never read whole
+      (a zip symlink's target is read only when its declared size is at most 4 KiB);
+    - decompression bombs: a selected member declaring more than ``limits.max_member_bytes``, a
+      member (zip) or the whole archive whose uncompressed size exceeds ``limits.max_ratio`` times
+      its compressed size (sizes over ``limits.ratio_min_bytes``);
+    - space: the declared sizes of the selected members must fit in the destination's free space
+      with ``limits.free_space_margin`` to spare;
+    - while writing, every member is copied in bounded chunks and stopped as soon as it yields more
+      bytes than it declared.
+
+    Two members mapped to the same destination are an error (``duplicates="first"``: the first is
+    kept and the rest are reported). Returns the extracted files. With ``discard`` (the archive was
+    downloaded), an archive that is damaged or fails a check is deleted so that a rerun fetches it
+    again; a lack of free space never deletes it.
     """
     if duplicates not in ("error", "first"):
         raise ValueError(f"duplicates={duplicates!r} is not 'error' or 'first'")
     archive, dest = Path(archive), Path(dest)
+    limits = limits or Limits()
     if zipfile.is_zipfile(archive):
-        return _extract_zip(archive, dest, select, discard, duplicates)
+        return _extract_zip(archive, dest, select, discard, duplicates, limits)
     try:
         is_tar = tarfile.is_tarfile(archive)
     except OSError:
         is_tar = False
     if is_tar:
-        return _extract_tar(archive, dest, select, discard, duplicates)
+        return _extract_tar(archive, dest, select, discard, duplicates, limits)
     raise _corrupt(archive, "zip or tar", "no archive directory found: truncated or not an archive", discard)
 
 
-def _plan(archive: Path, entries: Iterable[tuple[str, str, str | None]],
-          select: Callable[[str], str | None], duplicates: str = "error") -> dict[str, str]:
-    """Check every (name, kind, link target) and return {member name: relative destination}."""
+def check_zip_container(path: str | Path, limits: Limits | None = None) -> None:
+    """Apply the member-size and ratio limits of :func:`safe_extract` to a file that a library
+    will unpack itself (an ``.xlsx`` workbook is a zip); raise one :class:`DownloadError` naming the
+    file and the member. A file that is not a zip is left to the library to reject."""
+    path, limits = Path(path), limits or Limits()
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError):
+        return
+    for info in infos:
+        if info.file_size > limits.max_member_bytes:
+            raise DownloadError(f"{path}: member {info.filename!r} declares {info.file_size:,} bytes, more than "
+                                f"the {limits.max_member_bytes:,} allowed; refusing to read it")
+        if info.file_size > limits.ratio_min_bytes and info.file_size > limits.max_ratio * max(info.compress_size, 1):
+            raise DownloadError(f"{path}: member {info.filename!r} inflates {info.compress_size:,} bytes to "
+                                f"{info.file_size:,} (ratio over {limits.max_ratio:g}): a decompression bomb; "
+                                "refusing to read it")
+
+
+class _Refused(Exception):
+    """A member failed a check; ``keep`` says the archive itself is not at fault (disk space)."""
+
+    def __init__(self, message: str, keep: bool = False):
+        super().__init__(message)
+        self.keep = keep
+
+
+def _plan(archive: Path, entries: Sequence[_Entry], select: Callable[[str], str | None], dest: Path,
+          limits: Limits, duplicates: str = "error", read_target: Callable[[_Entry], str] | None = None
+          ) -> dict[str, str]:
+    """Check every entry (module notes of :func:`safe_extract`); return {member name: destination}."""
     plan: dict[str, str] = {}
     taken: dict[str, str] = {}
     skipped = []
-    for name, kind, target in entries:
-        reason = _unsafe_reason(name)
+    for e in entries:
+        reason = _unsafe_reason(e.name)
         if reason:
-            raise DownloadError(f"{archive}: member {name!r} has {reason}; refusing to extract the archive")
-        if kind == "link":
-            if _link_escapes(name, target or ""):
-                raise DownloadError(f"{archive}: member {name!r} is a link to {target!r} outside the archive; "
-                                    "refusing to extract the archive")
+            raise _Refused(f"member {e.name!r} has {reason}")
+        if e.kind == "link":
+            target = e.target if read_target is None else read_target(e)
+            if _link_escapes(e.name, target or ""):
+                raise _Refused(f"member {e.name!r} is a link to {target!r} outside the archive")
             continue  # links inside the archive are harmless, but never created
-        if kind != "file":
+        if e.kind != "file":
             continue
-        rel = select(name)
+        rel = select(e.name)
         if rel is None:
             continue
         if _unsafe_reason(rel):
-            raise DownloadError(f"{archive}: member {name!r} maps to unsafe path {rel!r}")
+            raise _Refused(f"member {e.name!r} maps to unsafe path {rel!r}")
+        if e.size > limits.max_member_bytes:
+            raise _Refused(f"member {e.name!r} declares {e.size:,} bytes, more than the {limits.max_member_bytes:,} "
+                           "allowed for one member")
+        if e.packed is not None and e.size > limits.ratio_min_bytes and e.size > limits.max_ratio * max(e.packed, 1):
+            raise _Refused(f"member {e.name!r} inflates {e.packed:,} bytes to {e.size:,} (ratio over "
+                           f"{limits.max_ratio:g}): a decompression bomb")
         if rel in taken:
             if duplicates == "first":
-                skipped.append(name)
+                skipped.append(e.name)
                 continue
-            raise DownloadError(f"{archive}: members {taken[rel]!r} and {name!r} both extract to {rel!r}")
-        taken[rel] = name
-        plan[name] = rel
+            raise _Refused(f"members {taken[rel]!r} and {e.name!r} both extract to {rel!r}")
+        taken[rel] = e.name
+        plan[e.name] = rel
+    total = sum(e.size for e in entries if e.kind == "file")
+    packed = archive.stat().st_size
+    if total > limits.ratio_min_bytes and total > limits.max_ratio * max(packed, 1):
+        raise _Refused(f"its members declare {total:,} bytes in all from {packed:,} bytes of archive (ratio over "
+                       f"{limits.max_ratio:g}): a decompression bomb")
+    need = sum(e.size for e in entries if e.name in plan)
+    probe = dest
+    while not probe.exists():
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if need + limits.free_space_margin > free:
+        raise _Refused(f"extracting {len(plan)} member(s) needs {need:,} bytes (+{limits.free_space_margin:,} to "
+                       f"spare) but {probe} has {free:,} bytes free", keep=True)
     if skipped:
         log(f"note: {archive}: skipped {len(skipped)} member(s) with the name of an earlier one, first {skipped[0]!r}")
     return plan
 
 
-def _extract_zip(archive: Path, dest: Path, select, discard: bool, duplicates: str) -> list[Path]:
+def _copy_bounded(src, target: Path, declared: int, name: str) -> None:
+    """Copy ``src`` to ``target`` in chunks; stop once it yields more than ``declared`` bytes.
+    A copy that fails leaves no file at ``target``."""
+    written = 0
+    try:
+        with open(target, "wb") as dst:
+            while True:
+                chunk = src.read(min(1 << 20, declared - written + 1))
+                if not chunk:
+                    break
+                written += len(chunk)
+                if written > declared:
+                    raise _Refused(f"member {name!r} holds more than the {declared:,} bytes it declares")
+                dst.write(chunk)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+
+
+def _extract_zip(archive: Path, dest: Path, select, discard: bool, duplicates: str, limits: Limits) -> list[Path]:
     out = []
     try:
         with zipfile.ZipFile(archive) as zf:
@@ -378,48 +548,67 @@ def _extract_zip(archive: Path, dest: Path, select, discard: bool, duplicates: s
             entries = []
             for info in infos:
                 mode = info.external_attr >> 16
-                if stat.S_ISLNK(mode):
-                    entries.append((info.filename, "link", zf.read(info).decode("utf-8", "replace")))
-                elif info.is_dir():
-                    entries.append((info.filename, "dir", None))
-                else:
-                    entries.append((info.filename, "file", None))
-            plan = _plan(archive, entries, select, duplicates)
+                kind = ("link" if stat.S_ISLNK(mode) else "dir" if info.is_dir()
+                        else "other" if stat.S_IFMT(mode) not in (0, stat.S_IFREG) else "file")
+                entries.append(_Entry(info.filename, kind, info.file_size, info.compress_size))
             by_name = {i.filename: i for i in infos}
+
+            def read_target(e: _Entry) -> str:
+                if e.size > MAX_LINK_TARGET:
+                    raise _Refused(f"member {e.name!r} is a link whose target declares {e.size:,} bytes")
+                with zf.open(by_name[e.name]) as src:
+                    return src.read(MAX_LINK_TARGET + 1)[:MAX_LINK_TARGET].decode("utf-8", "replace")
+
+            plan = _plan(archive, entries, select, dest, limits, duplicates, read_target)
             for name, rel in plan.items():
+                info = by_name[name]
                 target = dest / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(by_name[name]) as src, open(target, "wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
+                with zf.open(info) as src:
+                    _copy_bounded(src, target, info.file_size, name)
                 out.append(target)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error) as exc:
+    except _Refused as exc:
+        raise _refused(archive, exc, discard) from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, NotImplementedError) as exc:
         raise _corrupt(archive, "zip", exc, discard) from None
     return out
 
 
-def _extract_tar(archive: Path, dest: Path, select, discard: bool, duplicates: str) -> list[Path]:
+def _extract_tar(archive: Path, dest: Path, select, discard: bool, duplicates: str, limits: Limits) -> list[Path]:
     out = []
     try:
         with tarfile.open(archive) as tf:
-            members = tf.getmembers()
+            members = tf.getmembers()  # headers only: no member body is read here
             entries = []
             for m in members:
                 kind = "link" if (m.issym() or m.islnk()) else "file" if m.isfile() else "other"
-                entries.append((m.name, kind, m.linkname or None))
-            plan = _plan(archive, entries, select, duplicates)
+                entries.append(_Entry(m.name, kind, m.size if m.isfile() else 0, None, m.linkname or None))
+            plan = _plan(archive, entries, select, dest, limits, duplicates)
             for m in members:
                 rel = plan.get(m.name)
                 if rel is None:
                     continue
                 target = dest / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
-                src = tf.extractfile(m)
-                with src, open(target, "wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
+                with tf.extractfile(m) as src:
+                    _copy_bounded(src, target, m.size, m.name)
                 out.append(target)
-    except (tarfile.TarError, EOFError, zlib.error) as exc:
+    except _Refused as exc:
+        raise _refused(archive, exc, discard) from None
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        if isinstance(exc, OSError) and not isinstance(exc, (tarfile.TarError, EOFError)) and exc.errno is not None:
+            raise  # a disk error while writing, not a damaged archive
         raise _corrupt(archive, "tar", exc, discard) from None
     return out
+
+
+def _refused(archive: Path, exc: _Refused, discard: bool) -> DownloadError:
+    """The error for an archive that failed a check; a downloaded one is deleted (unless not at fault)."""
+    if discard and not exc.keep:
+        archive.unlink(missing_ok=True)
+        return DownloadError(f"{archive}: {exc}; refusing to extract the archive, deleted it "
+                             "(rerun to download it again)")
+    return DownloadError(f"{archive}: {exc}; refusing to extract the archive")
 
 
 def _corrupt(archive: Path, kind: str, exc: BaseException, discard: bool) -> DownloadError:
@@ -443,19 +632,21 @@ def check_id_set(found: Iterable[str], expected: Iterable[str], source: str, lis
 
 
 def check_images_decode(paths: Sequence[Path], size: tuple[int, int] | None = None, sample: int = 20,
-                        source: str | None = None) -> None:
+                        source: str | None = None, undecodable: str = "fail") -> list[Path]:
     """Check that every image in ``paths`` can be read; optionally require (width, height).
 
     Every file's header is parsed with Pillow (cheap: no pixels decoded) and, with ``size``, its
     dimensions compared. A JPEG must end with its end-of-image marker; one that does not (a
     truncated file) is decoded in full, as is an evenly spread sample of ``sample`` files. The
     error names the first bad file (``source``: the archive it came from) and how many are bad.
+    With ``undecodable="exclude"`` images that do not decode are only reported (one warning line)
+    and returned: the index step leaves them out and lists them. A wrong size always fails.
     """
     from PIL import Image
 
     paths = list(paths)
     if not paths:
-        return
+        return []
     step = max(1, len(paths) // sample)
     decode = set(range(0, len(paths), step)[:sample])
     bad = []
@@ -470,11 +661,19 @@ def check_images_decode(paths: Sequence[Path], size: tuple[int, int] | None = No
             continue
         if size is not None and got != tuple(size):
             bad.append((p, f"image is {got[0]}×{got[1]} px, expected {size[0]}×{size[1]}"))
+    undecoded = [p for p, reason in bad if reason.startswith("not a decodable")]
+    if undecodable == "exclude" and undecoded:
+        bad = [(p, reason) for p, reason in bad if not reason.startswith("not a decodable")]
     if bad:
         p, reason = bad[0]
         where = f"{source}: image {p.name}" if source else str(p)
         more = f" ({len(bad)} bad images in all)" if len(bad) > 1 else ""
         raise DownloadError(f"{where}: {reason}{more}")
+    if undecoded:
+        log(f"warning: {source or undecoded[0].parent}: {len(undecoded)} image(s) do not decode, first "
+            f"{undecoded[0].name}; kept: the index step leaves them out and lists them in exclusions.csv "
+            "(undecodable: fail stops here instead)")
+    return undecoded
 
 
 def _ends_with_jpeg_eoi(path: Path, tail: int = 1024) -> bool:
@@ -528,6 +727,19 @@ def staging(out: str | Path, force: bool = False):
 
 
 @contextlib.contextmanager
+def discard_if_bad(path: Path, enabled: bool = True):
+    """Delete the downloaded ``path`` when the block finds its content bad (a :class:`DatasetError`),
+    so that a rerun downloads it again instead of failing the same way."""
+    try:
+        yield
+    except DatasetError as exc:
+        if not enabled or not path.exists():
+            raise
+        path.unlink()
+        raise DownloadError(f"{exc}; deleted {path}, rerun to download it again") from None
+
+
+@contextlib.contextmanager
 def _blame(stage: Path, origin: Path):
     """In a content error about a staged file, name ``origin`` (the archive or folder it came from)
     instead of the hidden staging folder, which is deleted on the way out."""
@@ -552,6 +764,7 @@ class Options:
     published_counts: bool = True
     delete_archives: bool = False
     force: bool = False
+    undecodable: str = "exclude"  # an image that does not decode: "exclude" (report, keep going) or "fail"
 
     def pin(self, name: str) -> str | None:
         return (self.hashes or {}).get(name)
@@ -595,17 +808,18 @@ def prepare_ham10000(out: str | Path, opts: Options, base_urls: Sequence[str] = 
 
     truth_zip = opts.fetch(HAM_TRUTH_ZIP, _urls(base_urls, HAM_TRUTH_ZIP), reported_hash=REPORTED_HASHES[HAM_TRUTH_ZIP])
     groups_csv = opts.fetch(HAM_GROUPS_CSV, _urls(base_urls, HAM_GROUPS_CSV),
-                            reported_hash=REPORTED_HASHES[HAM_GROUPS_CSV])
+                            reported_hash=REPORTED_HASHES[HAM_GROUPS_CSV], check=_read_lesion_groupings)
     if not metadata_from_isic:
         meta_src = _fetch_dataverse_metadata(opts, dataverse_url)
     input_zip = opts.fetch(HAM_INPUT_ZIP, _urls(base_urls, HAM_INPUT_ZIP), reported_size=REPORTED_SIZES[HAM_INPUT_ZIP])
 
     with staging(out, opts.force) as stage, _blame(stage, truth_zip):
-        csvs = safe_extract(truth_zip, stage,
-                            lambda n: HAM_TRUTH_CSV if PurePosixPath(n).name == HAM_TRUTH_CSV else None)
-        if not csvs:
-            raise DownloadError(f"{truth_zip}: no member named {HAM_TRUTH_CSV}")
-        truth = _read_ham_truth(stage / HAM_TRUTH_CSV)
+        with discard_if_bad(truth_zip):
+            csvs = safe_extract(truth_zip, stage,
+                                lambda n: HAM_TRUTH_CSV if PurePosixPath(n).name == HAM_TRUTH_CSV else None)
+            if not csvs:
+                raise DownloadError(f"{truth_zip}: no member named {HAM_TRUTH_CSV}")
+            truth = _read_ham_truth(stage / HAM_TRUTH_CSV)
         groups = _read_lesion_groupings(groups_csv)
         shutil.copy(groups_csv, stage / HAM_GROUPS_CSV)
         meta_path = stage / ham10000.METADATA_NAME
@@ -621,7 +835,7 @@ def prepare_ham10000(out: str | Path, opts: Options, base_urls: Sequence[str] = 
 
         images = safe_extract(input_zip, stage, flatten_images())
         check_id_set((p.stem for p in images), meta.image_id, str(input_zip), str(meta_path.name))
-        check_images_decode(images, size=HAM_SIZE, source=str(input_zip))
+        check_images_decode(images, size=HAM_SIZE, source=str(input_zip), undecodable=opts.undecodable)
     opts.done_with(input_zip)
     log(f"ham10000: {len(meta)} images of {meta.lesion_id.nunique()} lesions in {out}")
     return Path(out)
@@ -653,7 +867,9 @@ def _fetch_dataverse_metadata(opts: Options, dataverse_url: str) -> Path:
         raise DownloadError(f"{listing_url}: HAM10000_metadata entry has no dataFile.id")
     url = f"{base}/api/access/datafile/{file_id}?format=original"
     known = f"{alg}:{md5}" if md5 and alg in ("md5", "sha1", "sha256", "sha512") else None
-    return opts.fetch("HAM10000_metadata.csv", [url], known_hash=known)
+    from . import ham10000
+
+    return opts.fetch("HAM10000_metadata.csv", [url], known_hash=known, check=ham10000.read_metadata)
 
 
 def _read_csv_checked(path: Path, required: Sequence[str]):
@@ -737,9 +953,9 @@ def prepare_isic2019(out: str | Path, opts: Options, base_urls: Sequence[str] = 
     from . import isic2019
 
     gt = opts.fetch(isic2019.GROUND_TRUTH, _urls(base_urls, isic2019.GROUND_TRUTH),
-                    reported_hash=REPORTED_HASHES[isic2019.GROUND_TRUTH])
+                    reported_hash=REPORTED_HASHES[isic2019.GROUND_TRUTH], check=isic2019.read_ground_truth)
     md = opts.fetch(isic2019.METADATA, _urls(base_urls, isic2019.METADATA),
-                    reported_hash=REPORTED_HASHES[isic2019.METADATA])
+                    reported_hash=REPORTED_HASHES[isic2019.METADATA], check=isic2019.read_metadata)
     truth = isic2019.read_ground_truth(gt)
     meta = isic2019.read_metadata(md, truth)
     if opts.published_counts:
@@ -752,7 +968,7 @@ def prepare_isic2019(out: str | Path, opts: Options, base_urls: Sequence[str] = 
         shutil.copy(md, stage / isic2019.METADATA)
         images = safe_extract(archive, stage, flatten_images())
         check_id_set((p.stem for p in images), truth["image"], str(archive), isic2019.GROUND_TRUTH)
-        check_images_decode(images, source=str(archive))
+        check_images_decode(images, source=str(archive), undecodable=opts.undecodable)
     opts.done_with(archive)
     log(f"isic2019: {len(truth)} images, {meta.lesion_id.replace('', None).nunique()} lesion ids in {out}")
     return Path(out)
@@ -872,8 +1088,13 @@ def prepare_odir(out: str | Path, opts: Options, base_urls: Sequence[str] = (),
                     shutil.copy(p, stage / "images" / p.name)
                     images.append(stage / "images" / p.name)
         else:
-            extracted = safe_extract(source, stage, _odir_select, discard=not manual, duplicates="first")
-            images = [p for p in extracted if p.parent.name == "images"]
+            with discard_if_bad(source, not manual):
+                extracted = safe_extract(source, stage, _odir_select, discard=not manual, duplicates="first")
+                images = [p for p in extracted if p.parent.name == "images"]
+                layout = odir.locate(stage)
+                odir.read_annotations(layout.annotations)
+                if layout.full_df:
+                    odir.read_full_df(layout.full_df)
         layout = odir.locate(stage)
         ann = odir.read_annotations(layout.annotations)
         expected = [f"{i}_{side}" for i in ann.ID for side in ("left", "right")]
@@ -884,7 +1105,7 @@ def prepare_odir(out: str | Path, opts: Options, base_urls: Sequence[str] = (),
             if full_df is not None:
                 check_counts(str(layout.full_df), full_df.label_name.value_counts().to_dict(),
                              odir.PUBLISHED_EYE_COUNTS)
-        check_images_decode(images, source=str(source))
+        check_images_decode(images, source=str(source), undecodable=opts.undecodable)
     if source.is_file() and not manual:
         opts.done_with(source)
     log(f"odir: {len(ann)} patients, {len(images)} images in {out}")
@@ -941,6 +1162,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="skip the comparison with the published row and class counts (mirrors, subsets)")
     p.add_argument("--delete-archives", action="store_true", help="delete archives once extracted")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.add_argument("--undecodable", choices=("exclude", "fail"), default="exclude",
+                   help="an image that does not decode: report it and keep going (default; the index step "
+                        "lists it) or stop")
     return p
 
 
@@ -1000,7 +1224,7 @@ def main(argv: list[str] | None = None) -> int:
             downloads=args.downloads or Path("resources/downloads") / args.dataset,
             retries=args.retries, timeout=args.timeout, progress=not args.no_progress,
             hashes=_parse_hashes(args.hash), published_counts=not args.no_published_counts,
-            delete_archives=args.delete_archives, force=args.force,
+            delete_archives=args.delete_archives, force=args.force, undecodable=args.undecodable,
         )
         bases = args.base_url
         check_out(args.out, args.force)

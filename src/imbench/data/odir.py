@@ -30,12 +30,14 @@ Three framings:
   fundus images, each scaled to fit a ``size``×``size`` black square (aspect kept), side by side
   (left eye on the left) in a ``2·size``×``size`` JPEG written once to ``<raw>/combined/<ID>.jpg``.
   With the ``squash`` cache mode each eye then occupies half the cached width. An eye whose keywords
-  are all image-quality notes (``lens dust``, ``low image quality`` …) is left black; a patient with
-  two such eyes is dropped. ``label`` is the sampling class of :mod:`imbench.data.multilabel` (the
-  patient's rarest positive label over the whole index), which stratifies the split.
+  are all image-quality notes (``lens dust``, ``low image quality`` …), or whose image does not
+  decode, is left black; a patient with two such eyes is dropped. ``label`` is the sampling class
+  of :mod:`imbench.data.multilabel` (the patient's rarest positive label over the whole index),
+  which stratifies the split.
 
-Every dropped or blanked image is listed in the exclusions table that the ``build_*`` functions
-return beside the index.
+Every dropped or blanked image is listed, one row per image file, in the exclusions table that the
+``build_*`` functions return beside the index (``odir_glaucoma`` lists every eye it leaves out,
+including those labelled neither N nor G).
 """
 
 from __future__ import annotations
@@ -150,7 +152,10 @@ def _has_training_images(folder: Path) -> bool:
 
 def read_annotations(path: str | Path) -> pd.DataFrame:
     """Validated patient table: the 15 columns plus ``row`` (the worksheet row), ``ID`` as int."""
+    from .download import check_zip_container
+
     path = Path(path)
+    check_zip_container(path)  # a workbook is a zip: no decompression bomb reaches openpyxl
     try:
         df = pd.read_excel(path, sheet_name=0, dtype=object)
     except ImportError as exc:
@@ -292,7 +297,8 @@ def build_eye_index(root: str | Path, binary: bool = False) -> tuple[pd.DataFram
 
     Index columns: ``image_id`` (``{ID}_{side}``), ``path``, ``label``, ``label_name``, ``group``
     (patient ID), ``side``, ``age``, ``sex``, ``keywords``. Exclusions (``image_id, group, file,
-    action, reason``): eyes outside the full_df.csv framing.
+    action, reason``): eyes outside the full_df.csv framing and, with ``binary``, every eye labelled
+    neither N nor G.
     """
     root = Path(root)
     layout = locate(root)
@@ -309,7 +315,11 @@ def build_eye_index(root: str | Path, binary: bool = False) -> tuple[pd.DataFram
     _check_on_disk(root, layout, kept["filename"])
     classes = ("N", "G") if binary else CLASSES
     if binary:
+        other = kept[~kept["category"].isin(classes)]
         kept = kept[kept["category"].isin(classes)]
+        dropped = pd.concat([dropped, other.assign(
+            reason=[f"label {c} is neither N nor G (the glaucoma task keeps normal and glaucoma eyes)"
+                    for c in other["category"]])]).sort_values(["ID", "side"], kind="stable")
     index = pd.DataFrame({
         "image_id": kept["filename"].str.replace(r"\.jpe?g$", "", regex=True),
         "path": [_rel(root, layout.images_dir, f) for f in kept["filename"]],
@@ -331,39 +341,64 @@ def build_eye_index(root: str | Path, binary: bool = False) -> tuple[pd.DataFram
     return index, exclusions
 
 
-def build_patient_index(root: str | Path, size: int = 512, workers: int | None = None
-                        ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def build_patient_index(root: str | Path, size: int = 512, workers: int | None = None,
+                        undecodable: str = "exclude") -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-patient multi-label index (``odir``) and exclusions; writes ``<root>/combined/<ID>.jpg``.
 
     Index columns (the multi-label index of ``imbench.data.multilabel``): ``image_id`` and ``group``
     (patient ID), ``path`` (``combined/<ID>.jpg``), ``label``/``label_name`` (sampling class: the
     rarest positive label), ``y_N … y_O`` (0/1), then ``labels`` (positive labels joined by ``|``),
-    ``age``, ``sex``, ``left_blank``, ``right_blank``.
-    Exclusions (``image_id, group, file, action, reason``): blanked eyes and dropped patients.
+    ``age``, ``sex``, ``left_blank``, ``right_blank``, ``left_path``, ``right_path`` (the eye images
+    used, relative to ``root``; empty for a blanked eye).
+    Exclusions (``image_id, group, file, action, reason``): one row per eye image left out: blanked
+    eyes, and both eyes of each dropped patient. Every eye image is decoded first (the
+    ``undecodable`` setting of :mod:`imbench.data.images`): with ``exclude`` an eye that does not
+    decode is blanked like a quality-only eye, and a patient without a usable eye is dropped; with
+    ``fail`` the first such eye stops the build.
     """
+    from .images import check_policy, decode_errors
+
+    check_policy(undecodable)
     root = Path(root)
     layout = locate(root)
     ann = read_annotations(layout.annotations)
     eyes = _eyes(ann).set_index(["ID", "side"])
     _check_on_disk(root, layout, eyes["filename"])
+    usable = eyes[~eyes["quality_only"]]
+    bad = decode_errors([layout.images_dir / f for f in usable["filename"]], workers=workers)
+    if bad and undecodable == "fail":
+        first = sorted(bad)[0]
+        raise DatasetError(f"{first}: undecodable image ({bad[first]}); {len(bad)} undecodable eye image(s) in all "
+                           "(index.undecodable: exclude leaves them out and lists them)")
+    bad_by_name = {Path(p).name: r for p, r in bad.items()}
+    # plain dicts: one lookup per eye instead of a DataFrame .loc
+    filename = eyes["filename"].to_dict()
+    quality_only = eyes["quality_only"].to_dict()
+    keywords = eyes["keywords"].to_dict()
     excl = []
     keep_rows = []
     for rec in ann.itertuples(index=False):
         pid = rec.ID
-        blank = {s: bool(eyes.loc[(pid, s), "quality_only"]) for s in SIDES}
-        if all(blank.values()):
-            excl.append((str(pid), str(pid), "", "dropped", "both eyes carry only image-quality keywords"))
-            continue
+        why = {}
+        for s in SIDES:
+            if quality_only[(pid, s)]:
+                why[s] = f"only image-quality keywords: {keywords[(pid, s)]}"
+            elif filename[(pid, s)] in bad_by_name:
+                why[s] = f"undecodable image: {bad_by_name[filename[(pid, s)]]}"
+        blank = {s: s in why for s in SIDES}
+        dropped = all(blank.values())
         for s in SIDES:
             if blank[s]:
-                excl.append((f"{pid}_{s}", str(pid), _rel(root, layout.images_dir, eyes.loc[(pid, s), "filename"]),
-                             "blanked", f"only image-quality keywords: {eyes.loc[(pid, s), 'keywords']}"))
-        keep_rows.append((pid, blank))
+                reason = f"patient dropped, no usable eye; this eye: {why[s]}" if dropped else why[s]
+                excl.append((f"{pid}_{s}", str(pid), _rel(root, layout.images_dir, filename[(pid, s)]),
+                             "dropped" if dropped else "blanked", reason))
+        if not dropped:
+            keep_rows.append((pid, blank))
     kept = ann.set_index("ID").loc[[pid for pid, _ in keep_rows]]
     y = kept[list(CLASSES)].to_numpy()
     jobs = []
     for pid, blank in keep_rows:
-        paths = [None if blank[s] else layout.images_dir / eyes.loc[(pid, s), "filename"] for s in SIDES]
+        paths = [None if blank[s] else layout.images_dir / filename[(pid, s)] for s in SIDES]
         jobs.append((paths[0], paths[1], root / "combined" / f"{pid}.jpg", size))
     _write_combined(jobs, workers)
     base = pd.DataFrame({"image_id": [str(pid) for pid, _ in keep_rows],
@@ -375,11 +410,18 @@ def build_patient_index(root: str | Path, size: int = 512, workers: int | None =
     index["sex"] = kept["Patient Sex"].to_numpy()
     index["left_blank"] = [b["left"] for _, b in keep_rows]
     index["right_blank"] = [b["right"] for _, b in keep_rows]
+    for s in SIDES:
+        index[f"{s}_path"] = ["" if b[s] else _rel(root, layout.images_dir, filename[(pid, s)])
+                              for pid, b in keep_rows]
     exclusions = pd.DataFrame(excl, columns=["image_id", "group", "file", "action", "reason"])
     return index, exclusions
 
 
 def _write_combined(jobs: list, workers: int | None) -> None:
+    folders = {Path(j[2]).parent for j in jobs}
+    for folder in folders:  # temporary files of a run that was killed
+        for stale in folder.glob(".*.tmp.jpg"):
+            stale.unlink(missing_ok=True)
     todo = [j for j in jobs if not _combined_ok(j[2], j[3])]
     if not todo:
         return
@@ -415,6 +457,8 @@ def combine_eyes(left: Path | None, right: Path | None, out: Path, size: int = 5
     ``size``×``size`` square with its aspect kept; a ``None`` eye stays black."""
     from PIL import Image, ImageOps
 
+    from .cache import to_rgb8
+
     canvas = Image.new("RGB", (2 * size, size))
     for k, p in enumerate((left, right)):
         if p is None:
@@ -422,7 +466,7 @@ def combine_eyes(left: Path | None, right: Path | None, out: Path, size: int = 5
         try:
             with Image.open(p) as img:
                 img.draft("RGB", (size, size))
-                eye = ImageOps.contain(img.convert("RGB"), (size, size), method=Image.BILINEAR)
+                eye = ImageOps.contain(to_rgb8(img), (size, size), method=Image.BILINEAR)
         except Exception as exc:
             raise DatasetError(f"{p}: not a decodable image ({exc})") from None
         canvas.paste(eye, (k * size + (size - eye.width) // 2, (size - eye.height) // 2))

@@ -7,6 +7,11 @@ A method is a combination of
 - optionally a **post-hoc** decision rule fitted on validation predictions of another cell
   (``posthoc.py``), in which case the method trains nothing and reuses that cell.
 
+A **paper variant** (``variant_of`` set) is a baseline exactly as one paper's code builds it, where
+that differs from our method of the same name: ``focal_lmf`` and ``ldam_lmf`` are the LMF paper's
+Focal and LDAM baselines. They are used by that paper's experiment and are not in the default grid
+(``list_methods(variants=False)``).
+
 Adding a method is one ``register_method`` call here (plus its loss/sampler if new) and a test.
 
 Public API::
@@ -20,9 +25,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..params import Param
+
 # The parameter tables of the parts live in a torch-free module: the configuration checks read
 # them while the workflow plans, and losses.py and samplers.py import torch.
-from .tables import KINDS, LMF_PAPER_ALPHA_BETA, LOSS_DEFAULTS, LOSS_KINDS, SAMPLER_DEFAULTS  # noqa: F401
+from .tables import (KINDS, LMF_PAPER_ALPHA_BETA, LOSS_DEFAULTS, LOSS_KINDS, LOSS_PARAMS,  # noqa: F401
+                     POSTHOC_DEFAULTS, POSTHOC_PARAMS, SAMPLER_DEFAULTS, SAMPLER_PARAMS)
 
 
 @dataclass(frozen=True)
@@ -34,6 +42,7 @@ class Method:
     head: str = "linear"
     posthoc: str | None = None
     base: str | None = None  # for post-hoc methods: the method whose predictions are reused
+    variant_of: str | None = None  # a paper's exact form of this method (paper variants only)
     source: str = ""
     summary: str = ""
 
@@ -61,8 +70,9 @@ def get_method(name: str) -> Method:
         raise ValueError(f"unknown method {name!r}; known methods: {list(METHODS)}") from None
 
 
-def list_methods() -> list[str]:
-    return list(METHODS)
+def list_methods(variants: bool = True) -> list[str]:
+    """Registered method names, in registration order; ``variants=False`` leaves out paper variants."""
+    return [name for name, m in METHODS.items() if variants or m.variant_of is None]
 
 
 for _m in (
@@ -94,6 +104,10 @@ for _m in (
            summary="CE on z + tau log(pi) (balanced softmax at tau = 1); raw logits at test time"),
     Method("cb_focal", "loss", "cb_focal", source="Cui et al. 2019",
            summary="class-balanced sigmoid focal loss, beta 0.9999, gamma 1"),
+    Method("focal_lmf", "loss", "focal_lmf", variant_of="focal", source="LMF (official code)",
+           summary="the LMF code's Focal baseline: softmax focal, gamma 1.5, alpha_t = the LDAM margins"),
+    Method("ldam_lmf", "loss", "ldam_lmf", variant_of="ldam", source="LMF (official code)",
+           summary="the LMF code's LDAM baseline: linear head, the margins also the class weights"),
 ):
     register_method(_m)
 
@@ -103,10 +117,23 @@ def method_kinds(name: str) -> tuple[str, ...]:
     return tuple(LOSS_KINDS[get_method(name).loss])
 
 
+def declared_params(name: str) -> dict[str, tuple[str, Param]]:
+    """Every parameter of method ``name``: name -> (part, declaration), part being ``loss``,
+    ``sampler`` or ``posthoc``. A post-hoc method takes only its rule's parameters (it trains nothing).
+
+    This is the one list the configuration checks read (type, range, default: ``tables.py``).
+    """
+    m = get_method(name)
+    if m.posthoc:
+        return {k: ("posthoc", p) for k, p in POSTHOC_PARAMS.get(m.posthoc, {}).items()}
+    out = {k: ("loss", p) for k, p in LOSS_PARAMS.get(m.loss, {}).items()}
+    for k, p in SAMPLER_PARAMS.get(m.sampler, {}).items():
+        out.setdefault(k, ("sampler", p))
+    return out
+
+
 def default_params(name: str) -> dict:
     """Every parameter of method ``name`` with its default (loss, sampler and post-hoc parts)."""
-    from .posthoc import POSTHOC_DEFAULTS
-
     m = get_method(name)
     params = dict(LOSS_DEFAULTS.get(m.loss, {}))
     params.update(SAMPLER_DEFAULTS.get(m.sampler, {}))
@@ -120,23 +147,12 @@ def split_params(name: str, params: dict | None) -> tuple[dict, dict, dict]:
 
     Unknown names raise one ``ValueError`` listing the method's parameters.
     """
-    from .posthoc import POSTHOC_DEFAULTS
-
-    m = get_method(name)
-    loss_keys = set(LOSS_DEFAULTS.get(m.loss, {}))
-    sampler_keys = set(SAMPLER_DEFAULTS.get(m.sampler, {}))
-    posthoc_keys = set(POSTHOC_DEFAULTS.get(m.posthoc, {})) if m.posthoc else set()
+    declared = declared_params(name)
     out: tuple[dict, dict, dict] = ({}, {}, {})
     for key, value in (params or {}).items():
-        if key in posthoc_keys:
-            out[2][key] = value
-        elif key in loss_keys and not m.posthoc:
-            out[0][key] = value
-        elif key in sampler_keys and not m.posthoc:
-            out[1][key] = value
-        else:
-            allowed = sorted((posthoc_keys if m.posthoc else loss_keys | sampler_keys))
-            raise ValueError(f"method {name!r} has no parameter {key!r}; its parameters: {allowed}")
+        if key not in declared:
+            raise ValueError(f"method {name!r} has no parameter {key!r}; its parameters: {sorted(declared)}")
+        out[("loss", "sampler", "posthoc").index(declared[key][0])][key] = value
     return out
 
 

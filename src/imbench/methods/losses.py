@@ -30,9 +30,10 @@ Conventions shared by all losses
   (``.to(device)`` / ``.to(torch.float64)`` move them) and are cast to the
   logits' dtype at every call; nothing is created on a fixed device.
 * Parameters passed as ``None`` take their default.  Every module carries
-  ``loss_id``, ``kind``, ``num_classes`` and ``params``
+  ``loss_id``, ``kind``, ``num_classes``, ``params``
   (the resolved parameters: exactly the keys of ``LOSS_DEFAULTS[loss_id]``,
-  JSON-serialisable).
+  JSON-serialisable) and ``class_weights`` (which per-class weights it applies,
+  a token of ``LOSS_CLASS_WEIGHTS``).
 
 See ``docs/methods.md`` for the table of methods and for every choice made
 where public implementations disagree.
@@ -40,6 +41,7 @@ where public implementations disagree.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -53,6 +55,7 @@ __all__ = [
     "KINDS",
     "LOSS_DEFAULTS",
     "LOSS_KINDS",
+    "LOSS_CLASS_WEIGHTS",
     "LMF_PAPER_ALPHA_BETA",
     "make_loss",
     "balanced_class_weights",
@@ -74,7 +77,8 @@ __all__ = [
 
 # The tables (parameters and defaults, task kinds, the LMF paper's α/β) are in the torch-free
 # ``imbench.methods.tables``, which the configuration checks read without importing torch.
-from .tables import KINDS, LMF_PAPER_ALPHA_BETA, LOSS_DEFAULTS, LOSS_KINDS  # noqa: E402
+from .tables import (KINDS, LMF_PAPER_ALPHA_BETA, LOSS_CLASS_WEIGHTS, LOSS_DEFAULTS, LOSS_KINDS,  # noqa: E402
+                     LOSS_PARAMS, check_loss_params)
 
 
 # --------------------------------------------------------------------------
@@ -347,7 +351,9 @@ class LDAMLoss(ImbalanceLoss):
     The margin m_y is subtracted from the target logit only and s multiplies
     every logit after the margin.  Without weights the reduction is the plain
     batch mean; with class weights it is PyTorch's weighted mean ÷ Σ w_{y_i}
-    (as kaidic/LDAM-DRW).  Meant for a cosine (normalised) head.
+    (as kaidic/LDAM-DRW).  ``ldam`` pairs it with a cosine (normalised) head;
+    ``ldam_lmf`` (the LMF code's LDAM baseline) uses the margins as the class
+    weights and a plain linear head.
     """
 
     def __init__(self, loss_id, kind, num_classes, params, margins: np.ndarray, s: float,
@@ -488,62 +494,28 @@ class ClassBalancedFocalLoss(ImbalanceLoss):
 # --------------------------------------------------------------------------
 
 
-def _real(name: str, value: object, lo: float | None = None, hi: float | None = None,
-          lo_open: bool = False, hi_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"parameter {name!r} must be a real number, got {value!r}")
-    v = float(value)
-    ok = math.isfinite(v)
-    if ok and lo is not None:
-        ok = v > lo if lo_open else v >= lo
-    if ok and hi is not None:
-        ok = v < hi if hi_open else v <= hi
-    if not ok:
-        left = "(" if lo_open or lo is None else "["
-        right = ")" if hi_open or hi is None else "]"
-        rng = f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
-        raise ValueError(f"parameter {name!r} must be a finite number in {rng}, got {value!r}")
-    return v
-
-
-_GAMMA = lambda v: _real("gamma", v, 0.0)  # noqa: E731
-_S = lambda v: _real("s", v, 0.0, lo_open=True)  # noqa: E731
-_MAX_M = lambda v: _real("max_m", v, 0.0, lo_open=True)  # noqa: E731
-_CB_BETA = lambda v: _real("beta", v, 0.0, 1.0, hi_open=True)  # noqa: E731
-
-_VALIDATORS: dict[str, dict[str, Any]] = {
-    "focal": {"gamma": _GAMMA},  # alpha handled separately (depends on kind and K)
-    "ldam": {"max_m": _MAX_M, "s": _S},
-    "ldam_drw": {"max_m": _MAX_M, "s": _S, "beta": _CB_BETA,
-                 "drw_start": lambda v: _real("drw_start", v, 0.0, 1.0)},
-    "lmf": {"alpha": lambda v: _real("alpha", v, 0.0), "beta": lambda v: _real("beta", v, 0.0),
-            "gamma": _GAMMA, "max_m": _MAX_M, "s": _S},
-    "cw_focal": {"gamma": _GAMMA},
-    "logit_adjustment": {"tau": lambda v: _real("tau", v)},
-    "cb_focal": {"beta": _CB_BETA, "gamma": _GAMMA},
-}
+def _check(loss_id: str, name: str, value: object) -> object:
+    """``value`` checked against the declaration ``LOSS_PARAMS[loss_id][name]`` (tables.py)."""
+    param = LOSS_PARAMS[loss_id][name]
+    try:
+        # 'paper' (LMF's α, β) is looked up per cell before a loss is built; here only numbers.
+        return dataclasses.replace(param, literals=()).check(value)
+    except ValueError as exc:
+        raise ValueError(f"parameter {name!r}: {exc}") from None
 
 
 def _focal_alpha(value: object, kind: str, k: int) -> object:
-    """Resolve the ``alpha`` of ``focal``: per-class list (softmax) or torchvision scalar (sigmoid)."""
-    if kind == "multilabel":
-        if value is None:
-            return 0.25
-        v = _real("alpha", value)
-        if not (0.0 <= v <= 1.0 or v == -1.0):
-            raise ValueError(f"parameter 'alpha' of multilabel focal must be in [0, 1] or -1 (no α), got {value!r}")
-        return v
-    if value is None:
-        return None
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().tolist()
-    if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__len__"):
-        raise ValueError(
-            f"parameter 'alpha' of {kind} focal must be None or a list of {k} per-class weights, got {value!r}"
-        )
-    if len(value) != k:
-        raise ValueError(f"parameter 'alpha' of {kind} focal must have {k} entries (one per class), got {len(value)}")
-    return [_real(f"alpha[{i}]", a, 0.0) for i, a in enumerate(value)]
+    """Resolve the ``alpha`` of ``focal``: per-class list (softmax) or torchvision scalar (sigmoid),
+    as declared per task kind in ``LOSS_PARAMS["focal"]["alpha"]``."""
+    if kind == "multilabel" and value is None:
+        return 0.25
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        value = value.tolist() if isinstance(value, np.ndarray) else value.detach().cpu().tolist()
+    try:
+        out = LOSS_PARAMS["focal"]["alpha"].for_kind(kind).check(value, n_classes=k)
+    except ValueError as exc:
+        raise ValueError(f"parameter 'alpha' of {kind} focal: {exc}") from None
+    return float(out) if kind == "multilabel" else out
 
 
 def _resolve(loss_id: str, kind: str, k: int, params: dict[str, object]) -> dict[str, object]:
@@ -555,18 +527,16 @@ def _resolve(loss_id: str, kind: str, k: int, params: dict[str, object]) -> dict
     # None means "the default" (the convention of the sampler and post-hoc registries too);
     # for focal's alpha the default itself is None (no α / torchvision's 0.25).
     resolved = {**defaults, **{name: v for name, v in params.items() if v is not None}}
-    checks = _VALIDATORS.get(loss_id, {})
     out: dict[str, object] = {}
     for name, value in resolved.items():
         try:
             if loss_id == "focal" and name == "alpha":
                 out[name] = _focal_alpha(value, kind, k)
             else:
-                out[name] = checks[name](value)
+                out[name] = _check(loss_id, name, value)
         except ValueError as err:
             raise ValueError(f"loss {loss_id!r}: {err}") from None
-    if loss_id == "lmf" and out["alpha"] == 0.0 and out["beta"] == 0.0:
-        raise ValueError("parameters 'alpha' and 'beta' of loss 'lmf' are both 0; at least one must be > 0")
+    check_loss_params(loss_id, out)
     return out
 
 
@@ -593,13 +563,32 @@ def make_loss(
 
     Returns:
         A module ``loss(logits, targets) -> scalar`` with ``params`` (resolved
-        parameters), ``loss_id``, ``kind`` and ``num_classes``; ``ldam_drw``
-        also has ``set_epoch(epoch, num_epochs)``.
+        parameters), ``loss_id``, ``kind``, ``num_classes`` and ``class_weights``
+        (the per-class weights it applies, see ``LOSS_CLASS_WEIGHTS``);
+        ``ldam_drw`` also has ``set_epoch(epoch, num_epochs)``.
 
     Raises:
         ValueError: unknown id, parameter or kind; a kind where the loss has no
             meaning; malformed counts; a zero count where the loss divides by it.
     """
+    loss = _make_loss(loss_id, class_counts, kind, n_samples, **params)
+    weights = LOSS_CLASS_WEIGHTS[loss_id]
+    if loss_id == "focal" and loss.params.get("alpha") not in (None, -1.0):
+        weights = "alpha"
+    elif loss_id == "cost_sensitive" and kind == "multilabel":
+        weights = "pos_weight"
+    loss.class_weights = weights
+    return loss
+
+
+def _make_loss(
+    loss_id: str,
+    class_counts: Any,
+    kind: str = "multiclass",
+    n_samples: int | None = None,
+    **params: object,
+) -> nn.Module:
+    """:func:`make_loss` without the ``class_weights`` record."""
     if not isinstance(loss_id, str) or loss_id not in LOSS_DEFAULTS:
         raise ValueError(f"unknown loss id {loss_id!r}; allowed: {', '.join(LOSS_DEFAULTS)}")
     if kind not in KINDS:
@@ -684,4 +673,9 @@ def make_loss(
     if loss_id == "cb_focal":
         w = class_balanced_weights(counts, p["beta"], ctx)
         return ClassBalancedFocalLoss(*args, weight=w, gamma=p["gamma"])
+    if loss_id == "focal_lmf":  # the LMF code's Focal baseline: AdeelH focal with α = the margins
+        return SoftmaxFocalLoss(*args, gamma=p["gamma"], alpha=ldam_margins(counts, p["max_m"], ctx))
+    if loss_id == "ldam_lmf":  # the LMF code's LDAM baseline: the margins are also the class weights
+        m = ldam_margins(counts, p["max_m"], ctx)
+        return LDAMLoss(*args, margins=m, s=p["s"], weight=m)
     raise AssertionError(loss_id)  # pragma: no cover

@@ -57,7 +57,7 @@ import torch.utils.data
 
 __all__ = ["SAMPLER_DEFAULTS", "BatchSampler", "make_batch_sampler", "sampling_classes"]
 
-from .tables import SAMPLER_DEFAULTS  # noqa: E402  (torch-free: read by the configuration checks)
+from .tables import SAMPLER_DEFAULTS, SAMPLER_PARAMS  # noqa: E402  (torch-free: read by the configuration checks)
 
 # Independent random streams derived from the seed: the resample (which samples) and the order
 # (how they are arranged into batches) must not share draws, or ``redraw=False`` would couple them.
@@ -124,11 +124,10 @@ def _resolve_params(sampler_id: str, params: dict) -> dict:
     for key, value in params.items():
         if value is None:
             continue
-        if key == "redraw":
-            if not isinstance(value, (bool, np.bool_)):
-                raise ValueError(f"sampler parameter redraw must be a bool, got {value!r}")
-            value = bool(value)
-        resolved[key] = value
+        try:
+            resolved[key] = SAMPLER_PARAMS[sampler_id][key].check(value)
+        except ValueError as exc:
+            raise ValueError(f"sampler parameter {key}: {exc}") from None
     return resolved
 
 

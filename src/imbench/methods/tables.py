@@ -1,29 +1,73 @@
-"""Parameter tables of the methods' parts, without torch.
+"""Parameter declarations of the methods' parts (type, range, default), without torch.
 
-The configuration checks read them while Snakemake plans a grid, and that must not import torch;
-``losses.py`` and ``samplers.py`` use the same objects.
+Each parameter is one :class:`imbench.params.Param`: the configuration checks read them while
+Snakemake plans a grid (and that must not import torch); ``losses.py``, ``samplers.py`` and
+``posthoc.py`` check the values they are given through the same objects. A new parameter is
+declared here once, and is then checked everywhere.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from ..params import Param
+
 KINDS: tuple[str, ...] = ("multiclass", "binary", "multilabel")
 _SINGLE = ("multiclass", "binary")
 
-#: Loss id -> its parameters with their documented defaults.  ``None`` for the
-#: focal ``alpha`` means "no α" for softmax focal and the torchvision default
-#: α = 0.25 for sigmoid (multi-label) focal; the resolved value is recorded.
-LOSS_DEFAULTS: dict[str, dict[str, object]] = {
+#: Loss id -> its parameters: type, range and default (the one declaration read by the
+#: configuration checks at planning time and by ``losses.py`` when it builds a loss).  ``None``
+#: given for a parameter means its default; for the focal ``alpha`` the default itself is
+#: ``None``: "no α" for softmax focal and the torchvision default α = 0.25 for sigmoid
+#: (multi-label) focal; the resolved value is recorded.
+_GAMMA = Param("float", 2.0, lo=0.0, nullable=True, doc="focusing parameter γ of (1 - p_t)^γ")
+_MAX_M = Param("float", 0.5, lo=0.0, lo_open=True, nullable=True, doc="largest LDAM margin")
+_S = Param("float", 30.0, lo=0.0, lo_open=True, nullable=True, doc="LDAM logit scale")
+_CB_BETA = Param("float", 0.9999, lo=0.0, hi=1.0, hi_open=True, nullable=True,
+                 doc="class-balanced weights' β of (1 - β)/(1 - β^n)")
+_SOFTMAX_ALPHA = Param("floats", None, lo=0.0, size="classes", nullable=True,
+                       doc="per-class α_t weights; null = no α")
+LOSS_PARAMS: dict[str, dict[str, Param]] = {
     "ce": {},
     "cost_sensitive": {},
     "bwcce": {},
-    "focal": {"gamma": 2.0, "alpha": None},
-    "ldam": {"max_m": 0.5, "s": 30.0},
-    "ldam_drw": {"max_m": 0.5, "s": 30.0, "beta": 0.9999, "drw_start": 0.8},
-    "lmf": {"alpha": 1.0, "beta": 1.0, "gamma": 1.5, "max_m": 0.5, "s": 30.0},
-    "cw_focal": {"gamma": 2.0},
-    "logit_adjustment": {"tau": 1.0},
-    "cb_focal": {"beta": 0.9999, "gamma": 1.0},
+    "focal": {
+        "gamma": _GAMMA,
+        "alpha": Param(("float", "floats"), None, lo=0.0, nullable=True, literals=(-1,), doc="focal α", by_kind={
+            "multiclass": _SOFTMAX_ALPHA,
+            "binary": _SOFTMAX_ALPHA,
+            "multilabel": Param("float", None, lo=0.0, hi=1.0, literals=(-1,), nullable=True,
+                                doc="torchvision sigmoid focal α; -1 = no α; null = 0.25"),
+        }),
+    },
+    "ldam": {"max_m": _MAX_M, "s": _S},
+    "ldam_drw": {"max_m": _MAX_M, "s": _S, "beta": _CB_BETA,
+                 "drw_start": Param("float", 0.8, lo=0.0, hi=1.0, nullable=True,
+                                    doc="share of the epochs before re-weighting starts")},
+    "lmf": {"alpha": Param("float", 1.0, lo=0.0, nullable=True, literals=("paper",), doc="weight of LDAM"),
+            "beta": Param("float", 1.0, lo=0.0, nullable=True, literals=("paper",), doc="weight of focal"),
+            "gamma": replace(_GAMMA, default=1.5), "max_m": _MAX_M, "s": _S},
+    "cw_focal": {"gamma": _GAMMA},
+    "logit_adjustment": {"tau": Param("float", 1.0, nullable=True, doc="scale τ of log π added to the logits")},
+    "cb_focal": {"beta": _CB_BETA, "gamma": replace(_GAMMA, default=1.0)},
+    # The LMF paper's Focal and LDAM baselines as its official code builds them (Adnan-Sadi/LMFLOSS
+    # train.py): both take the LDAM margins m_c = max_m (n_min/n_c)^(1/4) as class weights.
+    "focal_lmf": {"gamma": replace(_GAMMA, default=1.5), "max_m": _MAX_M},
+    "ldam_lmf": {"max_m": _MAX_M, "s": _S},
 }
+
+#: Loss id -> its parameters with their defaults.
+LOSS_DEFAULTS: dict[str, dict[str, object]] = {
+    loss: {name: p.default for name, p in params.items()} for loss, params in LOSS_PARAMS.items()
+}
+
+def check_loss_params(loss_id: str, params: dict[str, object]) -> None:
+    """Rules that tie a loss's parameters together (``params``: the parameters given, each already
+    checked on its own; missing ones take their default). Raises ``ValueError``."""
+    values = {**LOSS_DEFAULTS.get(loss_id, {}), **{k: v for k, v in params.items() if v is not None}}
+    if loss_id == "lmf" and values["alpha"] == 0.0 and values["beta"] == 0.0:
+        raise ValueError("parameters 'alpha' and 'beta' of loss 'lmf' are both 0; at least one must be > 0")
+
 
 #: Loss id -> the task kinds where the loss has a meaning.
 LOSS_KINDS: dict[str, tuple[str, ...]] = {
@@ -37,6 +81,29 @@ LOSS_KINDS: dict[str, tuple[str, ...]] = {
     "cw_focal": KINDS,
     "logit_adjustment": _SINGLE,
     "cb_focal": KINDS,
+    "focal_lmf": _SINGLE,
+    "ldam_lmf": _SINGLE,
+}
+
+#: Loss id -> which per-class weights it applies (the ``class_weights`` of its module and of
+#: ``run.json``): ``none``; ``balanced`` = N/(K n_c); ``bwcce`` = (1 - n_c/N)/(K - 1);
+#: ``margins`` = the LDAM margins; ``cb`` = class-balanced (1-β)/(1-β^n_c); ``cb_drw`` = none, then
+#: class-balanced from the DRW epoch; ``pos_weight`` = n_neg/n_pos per label (multi-label);
+#: ``alpha`` = a per-class α given in the method's parameters. ``focal`` is ``none`` unless its
+#: ``alpha`` is set (multi-label focal: torchvision's scalar α, recorded as ``alpha``).
+LOSS_CLASS_WEIGHTS: dict[str, str] = {
+    "ce": "none",
+    "cost_sensitive": "balanced",
+    "bwcce": "bwcce",
+    "focal": "none",
+    "ldam": "none",
+    "ldam_drw": "cb_drw",
+    "lmf": "margins",
+    "cw_focal": "balanced",
+    "logit_adjustment": "none",
+    "cb_focal": "cb",
+    "focal_lmf": "margins",
+    "ldam_lmf": "margins",
 }
 
 #: The (α, β) of LMF = α·LDAM + β·Focal that gave the best results in the LMF
@@ -53,10 +120,24 @@ LMF_PAPER_ALPHA_BETA: dict[tuple[str, str], tuple[float, float]] = {
     ("isic2019", "densenet121"): (1.0, 2.0),
 }
 
-#: sampler id -> its parameters and their defaults (``None`` passed for a parameter = its default).
-SAMPLER_DEFAULTS: dict[str, dict[str, object]] = {
+#: sampler id -> its parameters (``None`` given for a parameter = its default).
+SAMPLER_PARAMS: dict[str, dict[str, Param]] = {
     "shuffle": {},
-    "ros": {"redraw": False},
-    "rus": {"redraw": False},
+    "ros": {"redraw": Param("bool", False, nullable=True, doc="draw a new resampled pool every epoch")},
+    "rus": {"redraw": Param("bool", False, nullable=True, doc="draw a new resampled pool every epoch")},
     "batch_balanced": {},
+}
+SAMPLER_DEFAULTS: dict[str, dict[str, object]] = {
+    sampler: {name: p.default for name, p in params.items()} for sampler, params in SAMPLER_PARAMS.items()
+}
+
+#: post-hoc rule id -> its parameters (``None`` given for a parameter = its default).
+POSTHOC_PARAMS: dict[str, dict[str, Param]] = {
+    "thresholding": {
+        "tau": Param("float", 1.0, nullable=True, doc="prior-correction exponent (multiclass)"),
+        "beta": Param("float", 1.0, lo=0.0, lo_open=True, nullable=True, doc="β of the F-β the thresholds maximise"),
+    },
+}
+POSTHOC_DEFAULTS: dict[str, dict[str, object]] = {
+    rule: {name: p.default for name, p in params.items()} for rule, params in POSTHOC_PARAMS.items()
 }
