@@ -166,7 +166,7 @@ class _Sink:
         view = memoryview(data).cast("B")
         while view:
             view = view[os.write(self._fd, view):]
-        return len(data) if isinstance(data, (bytes, bytearray)) else memoryview(data).nbytes
+        return memoryview(data).nbytes
 
     def flush(self) -> None:
         pass
