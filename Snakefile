@@ -42,3 +42,4 @@ rule all:
     default_target: True
     input:
         aggregate_outputs(),
+        all_cell_files(),  # a deleted cell file (weights, history, metrics) is recomputed

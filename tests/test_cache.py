@@ -145,4 +145,4 @@ def test_orphan_temporary_array_of_a_killed_build_is_removed(tiny_synthetic, tmp
     orphans = list(out.glob(".images.*"))
     assert len(orphans) == 1 and orphans[0].stat().st_size > 0  # what the kill leaves behind
     build_cache(index, tiny_synthetic["raw"], out, 16, workers=1)
-    assert sorted(p.name for p in out.iterdir()) == ["images.npy", "index.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["cache.json", "images.npy", "index.csv"]

@@ -125,7 +125,7 @@ def workflow(work: Path, tasks: list[str], download: dict, targets: list[str], *
 
 
 def task_targets(task: str) -> list[str]:
-    return [f"resources/cache/{task}/{SIZE}px-squash/images.npy", f"resources/prepared/{task}/split_seed0.csv"]
+    return [f"resources/cache/{task}/{SIZE}px-squash/images.npy", f"resources/prepared/{task}/split_seed0_frac0.7_0.15_0.15.csv"]
 
 
 def job_logs(work: Path, pattern: str = "*") -> str:
@@ -195,7 +195,7 @@ def outputs(run: dict, task: str, n_rows: int) -> tuple[pd.DataFrame, pd.DataFra
     work, dataset = run["work"], run["tasks"][task]
     prepared = work / "resources" / "prepared" / task
     cache = work / "resources" / "cache" / task / f"{SIZE}px-squash"
-    if not (cache / "images.npy").is_file() or not (prepared / "split_seed0.csv").is_file():
+    if not (cache / "images.npy").is_file() or not (prepared / "split_seed0_frac0.7_0.15_0.15.csv").is_file():
         pytest.fail(f"{task}: the workflow did not finish\n{run['proc'].stderr[-2000:]}\n"
                     f"{job_logs(work, f'*{dataset}*')}\n{job_logs(work, f'*{task}*')}")
     index = pd.read_csv(prepared / "index.csv", dtype={"image_id": str, "group": str})
@@ -203,7 +203,7 @@ def outputs(run: dict, task: str, n_rows: int) -> tuple[pd.DataFrame, pd.DataFra
     assert len(index) == n_rows
     raw = work / "resources" / "raw" / dataset
     assert all((raw / p).is_file() for p in index.path)
-    split = pd.read_csv(prepared / "split_seed0.csv", dtype={"image_id": str, "group": str})
+    split = pd.read_csv(prepared / "split_seed0_frac0.7_0.15_0.15.csv", dtype={"image_id": str, "group": str})
     assert list(split.image_id) == list(index.image_id)
     assert set(split.split) == {"train", "val", "test"}
     per_group = split.groupby("group").split.nunique()

@@ -64,7 +64,7 @@ def test_grid_outputs(tiny_run):
         assert (res / "tables" / f"synthetic.{ext}").is_file()
     assert (res / "tables" / "paper_vs_ours.csv").is_file()
     # grouped split written as CSV beside the results' inputs
-    split = pd.read_csv(tiny_run / "resources" / "prepared" / "synthetic" / "split_seed0.csv")
+    split = pd.read_csv(tiny_run / "resources" / "prepared" / "synthetic" / "split_seed0_frac0.7_0.15_0.15.csv")
     assert (split.groupby("group").split.nunique() == 1).all()
 
 
@@ -87,6 +87,71 @@ def test_rerun_one_cell(tiny_run):
     assert (cell / "metrics.json").is_file()
     assert other.stat().st_mtime == before  # no other cell was recomputed
     assert (tiny_run / "results" / "tiny" / "tables" / "summary.csv").stat().st_mtime > (cell / "metrics.json").stat().st_mtime
+
+
+@pytest.fixture
+def tiny_copy(tiny_run, tmp_path):
+    """A copy of the finished tiny run (files, times and Snakemake's records) for tests that damage it."""
+    work = tmp_path / "work"
+    shutil.copytree(tiny_run, work, symlinks=True)
+    return work
+
+
+def test_deleted_cell_or_file_is_replanned(tiny_copy):
+    """Every file a table is made from is an input: deleting a cell folder, a weight file or a
+    training history is noticed and recomputed, never 'Nothing to be done'."""
+    cells = tiny_copy / "results" / "tiny" / "synthetic" / "test_resnet"
+    for victim, expected in ((cells / "bbfl" / "seed1", {"train": 1, "evaluate": 1, "aggregate": 1, "all": 1}),
+                             (cells / "ros" / "seed0" / "best.pt", {"train": 1, "evaluate": 1, "aggregate": 1, "all": 1}),
+                             (cells / "ros" / "seed1" / "history.csv", {"train": 1, "evaluate": 1, "aggregate": 1, "all": 1}),
+                             (cells / "thresholding" / "seed0" / "predictions.csv",
+                              {"posthoc": 1, "evaluate": 1, "aggregate": 1, "all": 1})):
+        hidden = tiny_copy / "hidden"
+        shutil.move(victim, hidden)
+        out = smk(tiny_copy, "-n", "--configfile", "config.yaml")
+        jobs = planned_jobs(out.stdout)
+        shutil.move(hidden, victim)
+        assert {k: v for k, v in jobs.items() if k != "explain"} == expected, (victim, out.stdout[-1500:], out.stderr[-1500:])
+
+
+def test_split_file_names_every_split_setting(tiny_copy):
+    """Another experiment with other fractions plans its own split file; the finished experiment's
+    split is neither rewritten nor deleted."""
+    cfg = yaml.safe_load((tiny_copy / "config.yaml").read_text())
+    cfg.update(experiment="other", split={"seed": 0, "fractions": [0.6, 0.2, 0.2]})
+    (tiny_copy / "other.yaml").write_text(yaml.safe_dump(cfg))
+    plan = smk(tiny_copy, "-n", "--configfile", "other.yaml").stdout
+    assert "resources/prepared/synthetic/split_seed0_frac0.6_0.2_0.2.csv" in plan
+    assert planned_jobs(plan)["split"] == 1 and "cache" not in planned_jobs(plan)
+    ours = tiny_copy / "resources" / "prepared" / "synthetic" / "split_seed0_frac0.7_0.15_0.15.csv"
+    assert "split_seed0_frac0.7_0.15_0.15.csv" not in plan
+    record = yaml.safe_load(ours.with_suffix(".json").read_text())
+    assert record["fractions"] == [0.7, 0.15, 0.15] and record["seed"] == 0 and len(record["index_sha256"]) == 64
+
+
+def test_stale_lock_of_a_killed_run_is_removed(tiny_copy):
+    """A Snakemake process killed hard leaves its locks; the next run removes them itself (no
+    --unlock needed) when no Snakemake process runs in the folder."""
+    locks = tiny_copy / ".snakemake" / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    (locks / "0.output.lock").write_text("results/tiny/tables/summary.csv\n")
+    proc = smk(tiny_copy, "--cores", "1", "--configfile", "config.yaml")
+    assert "removed 1 stale Snakemake lock" in proc.stderr
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_failing_job_message_reaches_snakemake_and_log(tiny_copy):
+    """A job's one-line error is in its log and in Snakemake's own output (it survives a log that
+    cannot be written, e.g. on a full disk)."""
+    cell = tiny_copy / "results" / "tiny" / "synthetic" / "test_resnet" / "ce" / "seed1"
+    lines = (cell / "predictions.csv").read_text().splitlines(keepends=True)
+    (cell / "predictions.csv").write_text("".join(lines[:-3]))
+    target = str((cell / "metrics.json").relative_to(tiny_copy))
+    proc = smk(tiny_copy, "--cores", "1", "--configfile", "config.yaml", "-f", target, check=False)
+    assert proc.returncode != 0
+    expected = "imbench evaluate: error: results/tiny/synthetic/test_resnet/ce/seed1/predictions.csv: 3 of the"
+    assert expected in proc.stderr
+    assert expected in (cell / "evaluate.log").read_text()
 
 
 def test_report(tiny_run):
@@ -203,14 +268,14 @@ def test_image_level_split_is_planned_in_its_own_file_with_a_warning(tmp_path):
     cfg["split"] = {**cfg.get("split", {}), "grouped": False}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     proc = smk(tmp_path, "-n", "--configfile", "config.yaml")
-    assert "resources/prepared/synthetic/split_seed0_ungrouped.csv" in proc.stdout
+    assert "resources/prepared/synthetic/split_seed0_frac0.7_0.15_0.15_ungrouped.csv" in proc.stdout
     assert "--ungrouped" in proc.stdout or "grouping=_ungrouped" in proc.stdout
     warnings = [line for line in proc.stderr.splitlines() if "split.grouped is false" in line]
     assert len(warnings) == 1 and "leakage" in warnings[0]
     cfg["split"]["grouped"] = True
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     proc = smk(tmp_path, "-n", "--configfile", "config.yaml")
-    assert "split_seed0.csv" in proc.stdout and "_ungrouped" not in proc.stdout
+    assert "split_seed0_frac0.7_0.15_0.15.csv" in proc.stdout and "_ungrouped" not in proc.stdout
     assert "split.grouped is false" not in proc.stderr
 
 
@@ -227,7 +292,7 @@ def test_cross_validation_and_per_model_image_sizes(tmp_path):
     assert (jobs["train"], jobs["ensemble"], jobs["posthoc"], jobs["evaluate"], jobs["cache"]) == (6, 2, 2, 4, 2)
     smk(tmp_path, "--cores", "2", "--configfile", "config.yaml")
     res = tmp_path / "results" / "cv" / "synthetic"
-    split = pd.read_csv(tmp_path / "resources" / "prepared" / "synthetic" / "split_seed0_cv3.csv")
+    split = pd.read_csv(tmp_path / "resources" / "prepared" / "synthetic" / "split_seed0_frac0.7_0.15_0.15_cv3.csv")
     assert sorted(split.cv_fold.unique()) == [-1, 0, 1, 2]
     for model, size in (("test_resnet", 16), ("test_efficientnet", 24)):
         cell = res / model / "ce" / "seed0"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -101,6 +102,8 @@ def get_args_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("evaluate", help="metrics of one cell from its saved predictions")
     s.add_argument("--cell-dir", required=True, type=Path)
+    s.add_argument("--split", type=Path, default=None,
+                   help="split CSV the predictions must cover (default: the split_file of run.json)")
     s.add_argument("--out", type=Path, default=None)
     s.add_argument("--n-boot", type=int, default=1000)
     s.add_argument("--boot-seed", type=int, default=0)
@@ -134,9 +137,23 @@ def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     try:
         return _dispatch(args)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"imbench {args.command}: error: {exc}", file=sys.stderr)
+    except (ValueError, OSError) as exc:  # bad input, missing file, full disk: one line naming it
+        print(f"imbench {args.command}: error: {_described(exc)}", file=sys.stderr)
         return 2
+
+
+def _described(exc: BaseException) -> BaseException:
+    """A file-system error without a file name came from writing the standard output (a job's log,
+    redirected by the workflow): name that file."""
+    from .io import disk_error
+
+    if isinstance(exc, OSError) and not exc.filename and disk_error(exc, "") is not None:
+        try:
+            target = os.readlink("/proc/self/fd/1")
+        except OSError:
+            target = "the standard output"
+        return disk_error(exc, target)
+    return exc
 
 
 def _dispatch(args) -> int:
@@ -162,14 +179,14 @@ def _dispatch(args) -> int:
               f"class counts {index.label_name.value_counts().to_dict()}; {len(exclusions)} image(s) left out"
               + (f", listed in {args.exclusions}" if args.exclusions else ""))
     elif args.command == "split":
-        import pandas as pd
-
         import warnings
 
-        from .data.split import add_cv_folds, make_split
-        from .io import write_csv
+        import pandas as pd
 
-        index = pd.read_csv(args.index, dtype={"image_id": str, "group": str})
+        from .data.split import add_cv_folds, make_split, write_split_record
+        from .io import read_csv, write_csv
+
+        index = read_csv(args.index, dtype={"image_id": str, "group": str})
         if "official_split" in index.columns:
             # A dataset with its own published split (DermaMNIST): used as it is, for comparability
             # with published numbers; the task's note says whether it leaks groups.
@@ -188,6 +205,8 @@ def _dispatch(args) -> int:
         if args.cv_folds:
             out = add_cv_folds(out, args.cv_folds, seed=args.seed, grouped=bool(out["grouped"].iloc[0]))
         write_csv(args.out, out)
+        write_split_record(args.out, args.index, args.seed, args.fractions, args.cv_folds,
+                           official="official_split" in index.columns, grouped=bool(out["grouped"].iloc[0]))
         print(pd.crosstab(out.label_name, out.split, margins=True).to_string())
         if args.cv_folds:
             print(pd.crosstab(out.label_name, out.cv_fold, margins=True).to_string())
@@ -230,7 +249,7 @@ def _dispatch(args) -> int:
     elif args.command == "evaluate":
         from .evaluate import evaluate_cell
 
-        res = evaluate_cell(args.cell_dir, args.out, n_boot=args.n_boot, boot_seed=args.boot_seed)
+        res = evaluate_cell(args.cell_dir, args.out, n_boot=args.n_boot, boot_seed=args.boot_seed, split=args.split)
         head = res["headline"]
         print(f"test {head} {res['test']['scalars'][head]}")
     elif args.command == "aggregate":

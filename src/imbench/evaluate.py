@@ -1,5 +1,12 @@
 """Evaluate one cell from its saved predictions (never by re-running a model).
 
+Inputs are checked before any metric (:func:`check_predictions`, :func:`check_against_split`): the
+table has every column, one row per image, valid labels and decisions, finite probabilities in
+[0, 1] (summing to 1 per row for a single-label task), and exactly the split's validation and test
+images — a table cut short, even at a row boundary, is an error naming the file.
+``metrics.json`` holds results only, so two identical runs write identical bytes; the time an
+evaluation takes is in the rule's ``benchmark.tsv``.
+
 Also holds the post-hoc step: a post-hoc method (``thresholding``) reads another cell's
 ``predictions.csv``, fits its decision rule on the validation rows only, and writes a new
 predictions table whose ``pred`` column is the rule's decision (probabilities unchanged).
@@ -7,13 +14,13 @@ predictions table whose ``pred`` column is the rule's decision (probabilities un
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .io import read_json, write_csv, write_json
+from .data.cache import file_sha256
+from .io import read_csv, read_json, write_csv, write_json
 from .methods import fit_posthoc, get_method
 from .metrics import HEADLINE, compute_metrics, scalar_fn
 from .stats import bootstrap_ci
@@ -35,11 +42,9 @@ def read_predictions(path: str | Path, classes, multilabel: bool = False) -> dic
     ``label``/``pred`` are 1-D class ids (single-label) or (N, K) 0/1 matrices (multi-label).
     """
     path = Path(path)
-    df = pd.read_csv(path, dtype={"image_id": str, "group": str})
+    df = read_csv(path, dtype={"image_id": str, "group": str})
+    check_predictions(df, path, classes, multilabel)
     label_cols, prob_cols, pred_cols = prediction_columns(classes, multilabel)
-    missing = [c for c in ["split", "image_id", "group", *label_cols, *prob_cols, *pred_cols] if c not in df.columns]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}")
     out = {}
     for split, part in df.groupby("split", sort=False):
         label = part[label_cols].to_numpy().astype(int)
@@ -54,18 +59,93 @@ def read_predictions(path: str | Path, classes, multilabel: bool = False) -> dic
     return out
 
 
+PROB_SUM_TOLERANCE = 1e-3  # |Σ p − 1| per row; probabilities are written with 6 significant digits
+
+
+def check_predictions(df: pd.DataFrame, path: str | Path, classes, multilabel: bool) -> None:
+    """Raise ``ValueError`` (one line naming ``path`` and the first bad row) unless ``df`` is a
+    well-formed predictions table: every column, no empty value, split ``val``/``test``, each
+    image once, labels and decisions valid class ids (0/1 per class for multi-label), probabilities
+    finite in [0, 1] and, single-label, summing to 1 per row."""
+    label_cols, prob_cols, pred_cols = prediction_columns(classes, multilabel)
+    missing = [c for c in ["split", "image_id", "group", *label_cols, *prob_cols, *pred_cols] if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}")
+
+    def fail(mask, what):
+        rows = np.flatnonzero(np.asarray(mask))
+        if len(rows):
+            raise ValueError(f"{path}: {what} in {len(rows)} row(s), first data row {rows[0] + 1} "
+                             f"(image_id {df['image_id'].iloc[rows[0]]!r})")
+
+    needed = ["split", "image_id", *label_cols, *prob_cols, *pred_cols]
+    fail(df[needed].isna().any(axis=1), "an empty value (a truncated or damaged file?)")
+    fail(~df["split"].isin(["val", "test"]), "a split other than val/test")
+    fail(df["image_id"].duplicated(), "an image_id listed twice")
+    n = len(classes)
+    allowed = (0, 1) if multilabel else range(n)
+    for cols, what in ((label_cols, "label"), (pred_cols, "decision")):
+        values = df[cols].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+        bad = ~np.isin(values, list(allowed)).all(axis=1)
+        fail(bad, f"a {what} that is not " + ("0 or 1" if multilabel else f"a class id 0..{n - 1}"))
+    probs = df[prob_cols].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    fail(~(np.isfinite(probs) & (probs >= 0) & (probs <= 1)).all(axis=1), "a probability outside [0, 1]")
+    if not multilabel:
+        fail(np.abs(probs.sum(axis=1) - 1) > PROB_SUM_TOLERANCE, "class probabilities not summing to 1")
+
+
+def check_against_split(df: pd.DataFrame, path: str | Path, split: pd.DataFrame, split_path: str | Path) -> None:
+    """Raise ``ValueError`` unless the table's ``val`` and ``test`` rows are exactly the split's
+    validation and test images (with cross-validation, ``val`` = every non-test image: the
+    out-of-fold predictions). Names both files, the split and the first missing or extra image."""
+    kind = split["split"].astype(str).to_numpy()
+    expected = {"test": set(split["image_id"][kind == "test"])}
+    expected["val"] = set(split["image_id"][kind != "test"] if "cv_fold" in split.columns else split["image_id"][kind == "val"])
+    for name, want in expected.items():
+        have = set(df["image_id"][df["split"] == name])
+        if have == want:
+            continue
+        missing, extra = sorted(want - have), sorted(have - want)
+        detail = (f"{len(missing)} of the {len(want)} {name} images of {split_path} are missing "
+                  f"(first {missing[0]!r}; a truncated file?)" if missing else
+                  f"{len(extra)} {name} image(s) are not {name} images of {split_path} (first {extra[0]!r})")
+        raise ValueError(f"{path}: {detail}")
+
+
+def check_cell_inputs(cell_dir: Path, run: dict, split_path: str | Path | None) -> None:
+    """Check a cell's ``predictions.csv`` against the split it was made from: ``split_path``, else
+    the ``split_file`` recorded in ``run.json`` when it still exists. When ``run.json`` records the
+    split's SHA-256, the file must still have it (predictions of another split are refused)."""
+    split_path = split_path or run.get("split_file")
+    if not split_path or not Path(split_path).is_file():
+        return
+    recorded = (run.get("data") or {}).get("split_sha256")
+    if recorded and file_sha256(split_path) != recorded:
+        raise ValueError(f"{cell_dir / 'run.json'}: the cell was trained on another version of {split_path} "
+                         "(retrain it)")
+    path = cell_dir / "predictions.csv"
+    df = read_csv(path, dtype={"image_id": str, "group": str})
+    split = read_csv(split_path, dtype={"image_id": str, "group": str})
+    for col in ("image_id", "split"):
+        if col not in split.columns:
+            raise ValueError(f"{split_path}: no {col!r} column")
+    check_against_split(df, path, split, split_path)
+
+
 def evaluate_cell(cell_dir: str | Path, out: str | Path | None = None, n_boot: int = 1000,
-                  boot_seed: int = 0, boot_metrics: tuple[str, ...] | None = None) -> dict:
+                  boot_seed: int = 0, boot_metrics: tuple[str, ...] | None = None,
+                  split: str | Path | None = None) -> dict:
     """Compute metrics of a cell folder (``predictions.csv`` + ``run.json``) into ``metrics.json``.
 
     Test-set metrics carry a group bootstrap 95 % interval (lesions/patients resampled, not
     images) for the headline metric, macro-F1 and accuracy (``boot_metrics`` to change).
+    ``split``: the split file the predictions must cover (see :func:`check_cell_inputs`).
     """
-    t0 = time.time()
     cell_dir = Path(cell_dir)
     run = read_json(cell_dir / "run.json")
     kind, classes = run["kind"], run["classes"]
     preds = read_predictions(cell_dir / "predictions.csv", classes, multilabel=kind == "multilabel")
+    check_cell_inputs(cell_dir, run, split)
     result = {
         "task": run["task"], "model": run["model"], "method": run["method"], "seed": run["seed"],
         "kind": kind, "classes": classes, "headline": HEADLINE[kind],
@@ -85,7 +165,6 @@ def evaluate_cell(cell_dir: str | Path, out: str | Path | None = None, n_boot: i
                            n_boot=n_boot, seed=boot_seed)
         for name in boot_metrics
     }
-    result["seconds"] = round(time.time() - t0, 3)
     write_json(out or cell_dir / "metrics.json", result)
     return result
 
@@ -96,8 +175,8 @@ def run_posthoc(method_name: str, base_dir: str | Path, out_dir: str | Path, **p
     base_run = read_json(base_dir / "run.json")
     kind, classes = base_run["kind"], base_run["classes"]
     multilabel = kind == "multilabel"
-    table = pd.read_csv(base_dir / "predictions.csv", dtype={"image_id": str, "group": str})
-    preds = read_predictions(base_dir / "predictions.csv", classes, multilabel)
+    preds = read_predictions(base_dir / "predictions.csv", classes, multilabel)  # checked first
+    table = read_csv(base_dir / "predictions.csv", dtype={"image_id": str, "group": str})
     val = preds["val"]  # the rule sees validation rows only
     counts = base_run["train_class_counts"]
     rule = fit_posthoc(method_name, val["probs"], val["label"], counts, kind,

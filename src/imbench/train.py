@@ -14,7 +14,11 @@ the epoch with the best validation macro-F1, and writes into ``out_dir``:
 - ``best.pt``: the best epoch's model weights.
 
 A killed run resumes from ``checkpoint.pt`` (model, optimizer, scheduler, epoch, best-so-far and
-history, written atomically after every epoch) when started again with the same settings.
+history, written atomically after every epoch) when started again with the same settings and the
+same data: the checkpoint's identity covers the cell, the resolved settings and the content of
+what it trains on (the cache's fingerprint, see ``imbench.data.cache``, and the SHA-256 of the
+split file), so a checkpoint of other settings, other pixels, labels or split assignment is
+reported in one line, removed and training starts from scratch.
 Per-epoch randomness (sampler draws, augmentation) is a pure function of (seed, epoch), so a resumed
 run produces exactly the numbers of an uninterrupted one on the CPU.
 """
@@ -37,10 +41,10 @@ import torch
 import torch.nn.functional as F
 
 from . import __version__
-from .data.cache import load_cache
+from .data.cache import cache_fingerprint, file_sha256, load_cache
 from .data.multilabel import label_matrix
 from .data.tasks import get_task
-from .io import atomic_path, write_csv, write_json
+from .io import read_csv, write_csv, write_json, write_with
 from .methods import build_loss, build_sampler, get_method
 from .models import MissingWeightsError, create_model
 from .settings import Settings  # a torch-free module (planning imports it); re-exported here
@@ -342,16 +346,43 @@ def settings_hash(payload: dict) -> str:
 # ----------------------------------------------------------------------------- main
 
 
+def data_fingerprint(cache_dir: str | Path, split_path: str | Path, log=None) -> dict:
+    """What a cell trains on, by content: the cache's verified fingerprint and the split file's
+    SHA-256 (part of the checkpoint identity and of ``run.json``)."""
+    cache = cache_fingerprint(cache_dir, log=log)
+    return {"cache": cache["fingerprint"], "cache_mode": cache.get("mode"),
+            "split_sha256": file_sha256(split_path)}
+
+
+def checkpoint_mismatch(old, new: dict) -> str:
+    """Why a checkpoint of identity ``old`` is not resumed for identity ``new`` (a few words)."""
+    if not isinstance(old, dict):
+        return "it records no comparable identity (written by an older version)"
+    names = {"data": "other data (cache or split content)", "settings": "other settings"}
+    differs = [names.get(k, f"another {k}") for k in new if old.get(k) != new[k]]
+    return "it was written for " + (", ".join(differs) if differs else "another identity")
+
+
 def load_split(cache_dir: str | Path, split_path: str | Path):
     """The cached images and their index with the ``split`` (and, when present, ``cv_fold`` and
-    ``grouped``) column of ``split_path`` attached."""
+    ``grouped``) column of ``split_path`` attached.
+
+    The split must list the cache's images in the same order, with the same labels and groups
+    (both made from the same index); otherwise one line names both files."""
     images, index = load_cache(cache_dir)
-    split = pd.read_csv(split_path, dtype={"image_id": str, "group": str})
+    split = read_csv(split_path, dtype={"image_id": str, "group": str})
     if "split" not in split.columns:
         raise ValueError(f"{split_path}: no 'split' column")
     if len(split) != len(index) or not (split["image_id"].to_numpy() == index["image_id"].to_numpy()).all():
         raise ValueError(f"{split_path}: its image_id column does not match {Path(cache_dir) / 'index.csv'} "
                          "(rebuild the cache or the split from the same index)")
+    for col in ("label", "group"):
+        if col in split.columns and col in index.columns and not split[col].equals(index[col]):
+            raise ValueError(f"{split_path}: its {col} column does not match {Path(cache_dir) / 'index.csv'} "
+                             "(the split and the cache were made from different indexes; rebuild them)")
+    bad = sorted(set(split["split"].astype(str)) - {"train", "val", "test"})
+    if bad:
+        raise ValueError(f"{split_path}: split values {bad} are not train/val/test")
     index = index.copy()
     index["split"] = split["split"].to_numpy()
     for col in ("cv_fold", "grouped"):
@@ -398,6 +429,7 @@ def train_cell(task_name: str, cache_dir: str | Path, split_path: str | Path, mo
         torch.use_deterministic_algorithms(True)
 
     images, index = load_split(cache_dir, split_path)
+    data = data_fingerprint(cache_dir, split_path, log=log)
     if images.shape[1] != settings.image_size:
         raise ValueError(f"{cache_dir}: cached images are {images.shape[1]} px but the protocol asks for "
                          f"{settings.image_size} px")
@@ -431,7 +463,7 @@ def train_cell(task_name: str, cache_dir: str | Path, split_path: str | Path, mo
     step_model = torch.compile(model) if settings.compile else model
 
     identity = {"task": task_name, "model": model_name, "method": method_name, "seed": seed,
-                "settings": dataclasses.asdict(settings), "n_train": len(train)}
+                "settings": dataclasses.asdict(settings), "n_train": len(train), "data": data}
     if fold is not None:
         identity["fold"] = fold
     ident_hash = settings_hash(identity)
@@ -444,15 +476,17 @@ def train_cell(task_name: str, cache_dir: str | Path, split_path: str | Path, mo
         except Exception as exc:  # truncated or corrupt: never trust it
             log(f"ignoring unreadable checkpoint {ckpt_path} ({type(exc).__name__}: {exc}); starting from scratch")
             ckpt_path.unlink()
+    if ckpt is not None and ckpt.get("identity_hash") != ident_hash:
+        log(f"ignoring {ckpt_path}: {checkpoint_mismatch(ckpt.get('identity'), identity)}; "
+            "training from scratch")
+        ckpt_path.unlink(missing_ok=True)
+        ckpt = None
     if ckpt is not None:
-        if ckpt.get("identity_hash") == ident_hash:
-            model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            start_epoch, best_f1, best_epoch = ckpt["epoch"] + 1, ckpt["best_f1"], ckpt["best_epoch"]
-            best_state, history = ckpt["best_state"], json.loads(ckpt["history"])
-            log(f"resuming from {ckpt_path} after epoch {start_epoch} of {settings.epochs}")
-        else:
-            log(f"ignoring {ckpt_path}: it was written with other settings")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        start_epoch, best_f1, best_epoch = ckpt["epoch"] + 1, ckpt["best_f1"], ckpt["best_epoch"]
+        best_state, history = ckpt["best_state"], json.loads(ckpt["history"])
+        log(f"resuming from {ckpt_path} after epoch {start_epoch} of {settings.epochs}")
 
     use_bar = sys.stderr.isatty()
     steps = baseline_steps_per_epoch(len(train), settings.batch_size) if settings.budget == "steps" else None
@@ -514,18 +548,17 @@ def train_cell(task_name: str, cache_dir: str | Path, split_path: str | Path, mo
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_macro_f1": val_f1, "lr": lr,
                         "seconds": round(seconds, 3), "images": n_seen, "steps": n_steps})
-        with atomic_path(ckpt_path) as tmp:
-            torch.save({"identity_hash": ident_hash, "epoch": epoch, "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(), "best_f1": best_f1, "best_epoch": best_epoch,
-                        "best_state": best_state, "history": json.dumps(history)}, tmp)
+        state = {"identity_hash": ident_hash, "identity": identity, "epoch": epoch, "model": model.state_dict(),
+                 "optimizer": optimizer.state_dict(), "best_f1": best_f1, "best_epoch": best_epoch,
+                 "best_state": best_state, "history": json.dumps(history)}
+        write_with(ckpt_path, functools.partial(torch.save, state))
         log(f"epoch {epoch + 1}/{settings.epochs} loss {train_loss:.4f} val_macro_f1 {val_f1:.4f} "
             f"lr {lr:.2e} {seconds:.1f}s")
 
     train_images = sum(h["images"] for h in history)
     optimizer_steps = sum(int(h.get("steps", 0)) for h in history)
     model.load_state_dict(best_state)
-    with atomic_path(out_dir / "best.pt") as tmp:
-        torch.save(best_state, tmp)
+    write_with(out_dir / "best.pt", functools.partial(torch.save, best_state))
     frames = []
     for name in ("val", "test"):
         sp = splits[name]
@@ -554,6 +587,7 @@ def train_cell(task_name: str, cache_dir: str | Path, split_path: str | Path, mo
         "timings": {"wall_seconds": round(time.time() - t_start, 3), "train_seconds": round(train_seconds, 3),
                     "train_images_per_second": round(train_images / train_seconds, 1) if train_seconds else None},
         "identity_hash": ident_hash,
+        "split_file": str(split_path),
     }
     write_json(out_dir / "run.json", run)
     ckpt_path.unlink(missing_ok=True)  # the run is complete; best.pt holds the weights

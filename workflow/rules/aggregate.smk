@@ -5,8 +5,12 @@ localrules:
 
 
 rule aggregate:
+    # Every file the aggregation reads is an input, so a deleted cell (or one of its files) is
+    # replanned and recomputed rather than silently missing from, or stale in, the tables.
     input:
-        all_metrics(),
+        metrics=all_metrics(),
+        predictions=cell_files("predictions.csv"),
+        history=cell_files("history.csv", trained_only=True),
     output:
         tables=[
             report(
@@ -37,7 +41,7 @@ rule aggregate:
     log:
         f"logs/{EXP}/aggregate.log",
     shell:
-        "imbench aggregate --experiment {params.experiment} --results {params.results} --metrics {input}"
+        "imbench aggregate --experiment {params.experiment} --results {params.results} --metrics {input.metrics}"
         " --settings {params.settings:q} > {log} 2>&1"
 
 

@@ -56,7 +56,11 @@ GROUPED = bool(config["split"].get("grouped", True))
 if not GROUPED:
     print("imbench: warning: split.grouped is false: images of one lesion/patient can be in training "
           "and test (leakage; test scores are optimistic)", file=sys.stderr)
-SPLIT_CSV = (f"resources/prepared/{{task}}/split_seed{config['split']['seed']}"
+# A shared resource's path names every setting that shapes it, so experiments with different
+# split settings never write (or, on failure, delete) each other's split: seed, the three
+# fractions, grouping and the number of cross-validation folds.
+SPLIT_FRACTIONS = "_".join(f"{float(f):g}" for f in config["split"]["fractions"])
+SPLIT_CSV = (f"resources/prepared/{{task}}/split_seed{config['split']['seed']}_frac{SPLIT_FRACTIONS}"
              + ("" if GROUPED else "_ungrouped") + (f"_cv{FOLDS}" if FOLDS else "") + ".csv")
 _SKIP = {(t, m) for t, m, _ in SKIPPED}
 TRAINED = [m for m in config["methods"] if get_method(m).trains]
@@ -76,6 +80,54 @@ wildcard_constraints:
     seed=r"\d+",
     size=r"\d+",
     mode="squash|crop",
+
+
+def split_fractions(wildcards):
+    """The fractions of a split file's name (0.7_0.15_0.15) as command-line words."""
+    return wildcards.fractions.replace("_", " ")
+
+
+def release_stale_locks():
+    """Remove Snakemake's directory locks when no Snakemake process is running here any more.
+
+    A run killed hard (SIGKILL, a lost login node, power) cannot remove the locks it holds in
+    .snakemake/locks, and the next run would stop with "Directory cannot be locked" until the user
+    ran `snakemake --unlock`. Every main Snakemake process of this workflow holds a shared flock on
+    .snakemake/imbench.running for its whole life (the kernel releases it when the process dies,
+    however it ends). A starting process that can take that lock exclusively is alone, so any lock
+    left is stale and removed, with one line saying so. Locks of a live run are never touched; on a
+    file system without flock nothing is removed (`snakemake --unlock` as usual). Returns the open
+    descriptor, which must stay open (module global below)."""
+    import fcntl
+    import glob
+
+    if not workflow.is_main_process:
+        return None
+    try:
+        os.makedirs(".snakemake", exist_ok=True)
+        fd = os.open(os.path.join(".snakemake", "imbench.running"), os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:  # another run of this workflow is alive here: its locks are real
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        return fd
+    except OSError:  # no flock on this file system: cannot tell
+        return fd
+    stale = glob.glob(os.path.join(".snakemake", "locks", "*.lock"))
+    for path in stale:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+    if stale:
+        print(f"imbench: removed {len(stale)} stale Snakemake lock(s) of a run that was killed", file=sys.stderr)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    return fd
+
+
+_RUNNING = release_stale_locks()
 
 
 def raw_dir(wildcards):
@@ -113,6 +165,37 @@ def cells():
 
 def all_metrics():
     return [f"{cell_dir(*c)}/metrics.json" for c in cells()]
+
+
+def cell_files(name, trained_only=False):
+    """``name`` (predictions.csv, history.csv, ...) of every cell; with ``trained_only``, of the
+    cells of trained methods only (post-hoc cells have no history)."""
+    return [f"{cell_dir(*c)}/{name}" for c in cells() if not trained_only or c[2] in TRAINED]
+
+
+def all_cell_files():
+    """Every result file of every cell: metrics.json, predictions.csv, run.json, and for trained
+    cells history.csv and best.pt (of every fold model with cross-validation).
+
+    They are inputs of `all` because Snakemake re-creates a missing file only when a job that has
+    to run needs it, or it is a target: a deleted metrics.json, history or weight file that only
+    the (up-to-date) aggregation reads would otherwise give "Nothing to be done" and tables that
+    keep the deleted cell's numbers."""
+    folds = [f"fold{k}/" for k in range(FOLDS)] if FOLDS else [""]
+    out = []
+    for c in cells():
+        d = cell_dir(*c)
+        out += [f"{d}/metrics.json", f"{d}/predictions.csv", f"{d}/run.json"]
+        if c[2] in TRAINED:
+            out.append(f"{d}/history.csv")
+            out += [f"{d}/{f}best.pt" for f in folds]
+    return out
+
+
+def train_cache_fingerprint(wildcards):
+    """cache.json of the cell's cache: a training job that finds the cache not matching it removes
+    it, and the next run rebuilds the cache before training again."""
+    return f"{cache_dir(wildcards.task, wildcards.model)}/cache.json"
 
 
 def aggregate_outputs():

@@ -41,46 +41,56 @@ rule index:
         " --exclusions {output.exclusions} --undecodable {params.undecodable} --workers {threads} > {log} 2>&1"
 
 
+# The split's settings are in its file name (seed, fractions, grouping, cross-validation folds),
+# never taken from the configuration, so each experiment's split is its own file; <split>.json
+# records them with the SHA-256 of the index it was made from.
+
+
 rule split:
     input:
         "resources/prepared/{task}/index.csv",
     output:
-        "resources/prepared/{task}/split_seed{split_seed}{grouping}.csv",
+        split="resources/prepared/{task}/split_seed{split_seed}_frac{fractions}{grouping}.csv",
+        record="resources/prepared/{task}/split_seed{split_seed}_frac{fractions}{grouping}.json",
     params:
-        fractions=" ".join(str(f) for f in config["split"]["fractions"]),
+        fractions=split_fractions,
         grouping=lambda wc: "--ungrouped" if wc.grouping else "",
     wildcard_constraints:
         split_seed=r"\d+",
+        fractions=r"[0-9.e+-]+_[0-9.e+-]+_[0-9.e+-]+",
         grouping="|_ungrouped",
     conda:
         "../../envs/imbench.yaml"
     log:
-        "logs/data/split_{task}_seed{split_seed}{grouping}.log",
+        "logs/data/split_{task}_seed{split_seed}_frac{fractions}{grouping}.log",
     shell:
-        "imbench split --index {input} --out {output} --seed {wildcards.split_seed}"
-        " --fractions {params.fractions} {params.grouping} > {log} 2>&1"
+        ": > {log}; imbench split --index {input} --out {output.split} --seed {wildcards.split_seed}"
+        " --fractions {params.fractions} {params.grouping} >> {log} 2> >(tee -a {log} >&2)"
 
 
 rule split_cv:
-    # The same grouped split plus a cv_fold column: the non-test images in K grouped folds.
+    # The same split plus a cv_fold column: the non-test images in K folds (grouped like the split).
     input:
         "resources/prepared/{task}/index.csv",
     output:
-        "resources/prepared/{task}/split_seed{split_seed}{grouping}_cv{folds}.csv",
+        split="resources/prepared/{task}/split_seed{split_seed}_frac{fractions}{grouping}_cv{folds}.csv",
+        record="resources/prepared/{task}/split_seed{split_seed}_frac{fractions}{grouping}_cv{folds}.json",
     params:
-        fractions=" ".join(str(f) for f in config["split"]["fractions"]),
+        fractions=split_fractions,
         grouping=lambda wc: "--ungrouped" if wc.grouping else "",
     wildcard_constraints:
         split_seed=r"\d+",
-        folds=r"\d+",
+        fractions=r"[0-9.e+-]+_[0-9.e+-]+_[0-9.e+-]+",
         grouping="|_ungrouped",
+        folds=r"\d+",
     conda:
         "../../envs/imbench.yaml"
     log:
-        "logs/data/split_{task}_seed{split_seed}{grouping}_cv{folds}.log",
+        "logs/data/split_{task}_seed{split_seed}_frac{fractions}{grouping}_cv{folds}.log",
     shell:
-        "imbench split --index {input} --out {output} --seed {wildcards.split_seed}"
-        " --fractions {params.fractions} {params.grouping} --cv-folds {wildcards.folds} > {log} 2>&1"
+        ": > {log}; imbench split --index {input} --out {output.split} --seed {wildcards.split_seed}"
+        " --fractions {params.fractions} {params.grouping} --cv-folds {wildcards.folds}"
+        " >> {log} 2> >(tee -a {log} >&2)"
 
 
 rule cache:
@@ -90,11 +100,13 @@ rule cache:
     output:
         images="resources/cache/{task}/{size}px-{mode}/images.npy",
         index="resources/cache/{task}/{size}px-{mode}/index.csv",
+        # content fingerprint, written last; a cache found not to match it loses it (and is rebuilt)
+        fingerprint="resources/cache/{task}/{size}px-{mode}/cache.json",
     threads: 16  # an upper bound: Snakemake scales it down to --cores
     conda:
         "../../envs/imbench.yaml"
     log:
         "logs/data/cache_{task}_{size}px-{mode}.log",
     shell:
-        "imbench cache --index {input.index} --raw {input.raw} --out-dir $(dirname {output.images})"
-        " --size {wildcards.size} --mode {wildcards.mode} --workers {threads} > {log} 2>&1"
+        ": > {log}; imbench cache --index {input.index} --raw {input.raw} --out-dir $(dirname {output.images})"
+        " --size {wildcards.size} --mode {wildcards.mode} --workers {threads} >> {log} 2> >(tee -a {log} >&2)"

@@ -1,4 +1,9 @@
 # One training job per cell, one post-hoc job per post-hoc cell, one evaluation per cell.
+#
+# Logs: each command starts its log empty (": > {log}"), appends its standard output to it, and
+# sends its standard error (warnings, the one-line error of a failure) both to the log and to
+# Snakemake's own output (">> {log} 2> >(tee -a {log} >&2)"), so a failure is seen even when the
+# log cannot be written (a full disk) or is not read.
 
 # Where a training job writes: the cell folder, or with cross-validation one folder per fold model.
 TRAIN_DIR = os.path.join("results/{experiment}/{task}/{model}/{method}/seed{seed}", *(["fold{fold}"] if FOLDS else []))
@@ -7,6 +12,7 @@ TRAIN_DIR = os.path.join("results/{experiment}/{task}/{model}/{method}/seed{seed
 rule train:
     input:
         images=train_images,
+        fingerprint=train_cache_fingerprint,
         split=SPLIT_CSV,
     output:
         predictions=f"{TRAIN_DIR}/predictions.csv",
@@ -27,10 +33,10 @@ rule train:
     benchmark:
         f"{TRAIN_DIR}/benchmark.tsv"
     shell:
-        "imbench train --task {wildcards.task} --cache-dir $(dirname {input.images}) --split {input.split}"
+        ": > {log}; imbench train --task {wildcards.task} --cache-dir $(dirname {input.images}) --split {input.split}"
         " --model {wildcards.model} --method {wildcards.method} --seed {wildcards.seed} {params.fold}"
         " --settings {params.settings:q} --threads {threads}"
-        " --out-dir $(dirname {output.run}) > {log} 2>&1"
+        " --out-dir $(dirname {output.run}) >> {log} 2> >(tee -a {log} >&2)"
 
 
 if FOLDS:
@@ -59,7 +65,8 @@ if FOLDS:
         log:
             "results/{experiment}/{task}/{model}/{method}/seed{seed}/ensemble.log",
         shell:
-            "imbench ensemble --folds {params.folds} --out-dir $(dirname {output.run}) > {log} 2>&1"
+            ": > {log}; imbench ensemble --folds {params.folds} --out-dir $(dirname {output.run})"
+            " >> {log} 2> >(tee -a {log} >&2)"
 
 
 rule posthoc:
@@ -78,14 +85,15 @@ rule posthoc:
     log:
         "results/{experiment}/{task}/{model}/{method}/seed{seed}/posthoc.log",
     shell:
-        "imbench posthoc --method {wildcards.method} --base-dir $(dirname {input.run})"
-        " --params {params.method_params:q} --out-dir $(dirname {output.run}) > {log} 2>&1"
+        ": > {log}; imbench posthoc --method {wildcards.method} --base-dir $(dirname {input.run})"
+        " --params {params.method_params:q} --out-dir $(dirname {output.run}) >> {log} 2> >(tee -a {log} >&2)"
 
 
 rule evaluate:
     input:
         predictions="results/{experiment}/{task}/{model}/{method}/seed{seed}/predictions.csv",
         run="results/{experiment}/{task}/{model}/{method}/seed{seed}/run.json",
+        split=SPLIT_CSV,
     output:
         "results/{experiment}/{task}/{model}/{method}/seed{seed}/metrics.json",
     params:
@@ -95,9 +103,12 @@ rule evaluate:
         "../../envs/imbench.yaml"
     log:
         "results/{experiment}/{task}/{model}/{method}/seed{seed}/evaluate.log",
+    benchmark:
+        # the evaluation's wall time lives here, not in metrics.json (identical runs, identical bytes)
+        "results/{experiment}/{task}/{model}/{method}/seed{seed}/evaluate_benchmark.tsv"
     shell:
-        "imbench evaluate --cell-dir $(dirname {input.run}) --n-boot {params.n_boot}"
-        " --boot-seed {params.boot_seed} > {log} 2>&1"
+        ": > {log}; imbench evaluate --cell-dir $(dirname {input.run}) --split {input.split}"
+        " --n-boot {params.n_boot} --boot-seed {params.boot_seed} >> {log} 2> >(tee -a {log} >&2)"
 
 
 rule prefetch_weights:

@@ -10,10 +10,19 @@ stratified by class over *images* (``StratifiedKFold``, the same 20 folds handed
 ignoring groups. The images of one lesion or patient can then fall into training and test, which
 makes test scores optimistic; :func:`make_split` warns with the number of groups that cross splits.
 The default is grouped.
+
+A split file carries a record of what produced it (:func:`write_split_record`, ``<split>.json``
+beside ``<split>.csv``): seed, fractions, number of folds, cross-validation folds, whether the
+dataset's official split was used, and the SHA-256 of the index it was made from and of the split
+itself. The workflow names split files after these settings (``split_seed0_frac0.7_0.15_0.15``,
+``…_ungrouped``, ``…_cv5``), so experiments that split differently never share, overwrite or delete one file.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+from pathlib import Path
 import warnings
 
 import numpy as np
@@ -153,3 +162,27 @@ def add_cv_folds(split: pd.DataFrame, n_folds: int, seed: int = 0, grouped: bool
     if (per_group > 1).any():  # StratifiedGroupKFold guarantees this; checked all the same
         raise ValueError(f"split: group {per_group[per_group > 1].index[0]!r} is in several folds")
     return out
+
+
+def _sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 24):
+            h.update(block)
+    return h.hexdigest()
+
+
+def split_record_path(split_csv) -> Path:
+    return Path(split_csv).with_suffix(".json")
+
+
+def write_split_record(split_csv, index_path, seed: int, fractions, cv_folds: int = 0,
+                       official: bool = False, n_folds: int = 20, grouped: bool = True) -> dict:
+    """Write ``<split>.json``: the settings and inputs (by content) that produced ``split_csv``."""
+    from ..io import write_text
+
+    record = {"seed": int(seed), "fractions": [float(f) for f in fractions], "n_folds": int(n_folds),
+              "cv_folds": int(cv_folds), "official_split": bool(official), "grouped": bool(grouped),
+              "index_sha256": _sha256(index_path), "split_sha256": _sha256(split_csv)}
+    write_text(split_record_path(split_csv), json.dumps(record, indent=2) + "\n")
+    return record
