@@ -104,3 +104,17 @@ def test_aggregate_tables_and_figures(cells, tmp_path):
     assert (res / "tables" / "ranking.csv").exists() and (res / "figures" / "critical_difference.png").exists()
     for name in figure_names("synthetic"):
         assert (res / "figures" / name).stat().st_size > 5000, name
+
+
+def test_corrupt_history_is_named(cells, tmp_path):
+    """A history.csv that is not a table stops aggregation with one error naming the file."""
+    _, out = cells
+    d = out[("ros", 0)]
+    saved = (d / "history.csv").read_bytes()
+    try:
+        (d / "history.csv").write_bytes(b"")
+        with pytest.raises(ValueError, match=str(d / "history.csv")):
+            aggregate("t", tmp_path / "res", [x / "metrics.json" for x in out.values()], n_boot=20,
+                      methods=["ce", "ros", "thresholding"], models=["test_resnet"])
+    finally:
+        (d / "history.csv").write_bytes(saved)

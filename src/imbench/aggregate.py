@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .io import atomic_path, read_json, write_csv, write_text
+from .io import atomic_path, read_csv, read_json, write_csv, write_text
 from .compare import DEFAULT_TABLE_METRICS as TABLE_METRICS
 from .compare import KEYS, LOWER_IS_BETTER
 from .stats import summarise_seeds
@@ -263,7 +263,10 @@ def make_figures(task: str, long: pd.DataFrame, per_class: pd.DataFrame, cells: 
     for c in cells:
         h = Path(c["dir"]) / "history.csv"
         if c["task"] == task and h.exists():
-            d = pd.read_csv(h)
+            d = read_csv(h)
+            missing = [col for col in ("epoch", "train_loss", "val_macro_f1") if col not in d.columns]
+            if missing:
+                raise ValueError(f"{h}: expected column(s) {missing} of a training history")
             d["method"], d["model"], d["seed"] = c["method"], c["model"], c["seed"]
             hist.append(d)
     if hist:
