@@ -1,6 +1,6 @@
 """Evaluate one cell from its saved predictions (never by re-running a model).
 
-Also holds the post-hoc step: a post-hoc method (``thresholding``, ``la_posthoc``) reads another cell's
+Also holds the post-hoc step: a post-hoc method (``thresholding``) reads another cell's
 ``predictions.csv``, fits its decision rule on the validation rows only, and writes a new
 predictions table whose ``pred`` column is the rule's decision (probabilities unchanged).
 """
