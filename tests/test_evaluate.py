@@ -118,3 +118,29 @@ def test_corrupt_history_is_named(cells, tmp_path):
                       methods=["ce", "ros", "thresholding"], models=["test_resnet"])
     finally:
         (d / "history.csv").write_bytes(saved)
+
+
+def test_la_posthoc_reuses_ce_predictions_and_fits_tau_on_validation_only(cells, tmp_path):
+    """la_posthoc: the ce cell's probabilities unchanged, decisions argmax(log p - tau log pi), tau
+    fitted on the validation rows (scrambled test labels change nothing)."""
+    _, out = cells
+    ce_dir = out[("ce", 0)]
+    run = run_posthoc("la_posthoc", ce_dir, tmp_path / "la", tau="fit")
+    ce = pd.read_csv(ce_dir / "predictions.csv")
+    la = pd.read_csv(tmp_path / "la" / "predictions.csv")
+    prob_cols = [c for c in ce.columns if c.startswith("prob_")]
+    pd.testing.assert_frame_equal(ce[prob_cols], la[prob_cols])
+    rule = run["decision_rule"]
+    assert rule["rule_id"] == "la_posthoc" and rule["details"]["tau_fitted"] is True
+    counts = np.array(json.loads((ce_dir / "run.json").read_text())["train_class_counts"], dtype=float)
+    with np.errstate(divide="ignore"):
+        expected = (np.log(ce[prob_cols].to_numpy()) - rule["params"]["tau"] * np.log(counts / counts.sum())).argmax(1)
+    assert (la.pred.to_numpy() == expected).all()
+    base = tmp_path / "base"
+    base.mkdir()
+    test = ce.split == "test"
+    scrambled = ce.copy()
+    scrambled.loc[test, "label"] = np.random.default_rng(1).permutation(ce.loc[test, "label"].to_numpy())
+    scrambled.to_csv(base / "predictions.csv", index=False)
+    (base / "run.json").write_text((ce_dir / "run.json").read_text())
+    assert run_posthoc("la_posthoc", base, tmp_path / "la2", tau="fit")["decision_rule"] == rule

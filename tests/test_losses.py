@@ -32,6 +32,7 @@ from imbench.methods.losses import (
 ALL_IDS = (
     "ce", "cost_sensitive", "bwcce", "focal", "ldam", "ldam_drw", "lmf",
     "cw_focal", "logit_adjustment", "cb_focal", "focal_lmf", "ldam_lmf",
+    "balanced_softmax", "cb_ce",
 )
 COMBOS = [(lid, kind) for lid in ALL_IDS for kind in LOSS_KINDS[lid]]
 
@@ -77,6 +78,8 @@ SPEC_DEFAULTS = {  # the SPEC/brief defaults, written out independently of LOSS_
     # the LMF official code's Focal and LDAM baselines (config.ini gamma 1.5, get_mlist max_m 0.5, s 30)
     "focal_lmf": {"gamma": 1.5, "max_m": 0.5},
     "ldam_lmf": {"max_m": 0.5, "s": 30.0},
+    "balanced_softmax": {},  # Ren et al.: no parameter
+    "cb_ce": {"beta": 0.9999},  # Cui et al.'s β for the long-tailed CIFAR softmax runs
 }
 
 
@@ -136,6 +139,26 @@ def r_ldam(z, y, m, s, w=None):
         c = int(y[i])
         rows.append(torch.stack([s * (z[i, j] - (m[j] if j == c else 0.0)) for j in range(z.shape[1])]))
     return r_ce(torch.stack(rows), y, w)
+
+
+def r_balanced_softmax(z, y, counts):
+    # Ren et al. 2020, Eq. 4: the "balanced" softmax φ_c = n_c exp(z_c) / Σ_j n_j exp(z_j), NLL, ÷ B.
+    tot = 0.0
+    for i in range(z.shape[0]):
+        c = int(y[i])
+        num = [counts[j] * torch.exp(z[i, j]) for j in range(z.shape[1])]
+        tot = tot - torch.log(num[c] / sum(num))
+    return tot / z.shape[0]
+
+
+def r_cb_ce(z, y, w):
+    # Cui et al.'s official softmax: tf.losses.softmax_cross_entropy(weights=w_y), whose default
+    # reduction SUM_BY_NONZERO_WEIGHTS divides by the number of non-zero weights, i.e. by B.
+    tot = 0.0
+    for i in range(z.shape[0]):
+        c = int(y[i])
+        tot = tot + w[c] * (-naive_logp(z[i])[c])
+    return tot / z.shape[0]
 
 
 def r_sigmoid_elem(x, t, gamma):
@@ -227,6 +250,10 @@ def reference(loss_id, kind, z, y, counts, n_samples=None, drw_active=False, **p
     if loss_id == "ldam_lmf":
         m = ref_margins(counts, p["max_m"])
         return r_ldam(z, y, m, p["s"], m)
+    if loss_id == "balanced_softmax":
+        return r_balanced_softmax(z, y, counts)
+    if loss_id == "cb_ce":
+        return r_cb_ce(z, y, ref_cb_w(counts, p["beta"]))
     raise AssertionError(loss_id)
 
 
@@ -255,6 +282,7 @@ VARIANTS = {
     "cb_focal": [{"beta": 0.99, "gamma": 2.0}, {"beta": 0.0, "gamma": 0.5}],
     "focal_lmf": [{"gamma": 2.0, "max_m": 0.3}, {"gamma": 0.0}],
     "ldam_lmf": [{"max_m": 0.3, "s": 1.0}],
+    "cb_ce": [{"beta": 0.99}, {"beta": 0.0}],
 }
 REF_CASES = [(lid, kind, {}) for lid, kind in COMBOS] + [
     (lid, kind, v) for lid, vs in VARIANTS.items() for v in vs for kind in LOSS_KINDS[lid]
@@ -453,6 +481,60 @@ def test_hand_cb_focal_sums_elements_and_divides_by_batch():
     np.testing.assert_allclose(loss.weight.double().numpy(), [1.2, 0.8], rtol=1e-6)
     v = float(loss(torch.zeros(2, 2, dtype=torch.float64), torch.tensor([0, 0])))
     assert v == pytest.approx(1.2 * LN2, rel=1e-6)
+
+
+def test_hand_balanced_softmax():
+    # counts [3, 1], z = [0, 0]: φ = [3, 1]/4 -> y = 1: CE = ln 4; y = 0: CE = ln(4/3)
+    loss = make_loss("balanced_softmax", [3, 1], "binary")
+    z = torch.zeros(1, 2, dtype=torch.float64)
+    assert float(loss(z, torch.tensor([1]))) == pytest.approx(math.log(4.0), rel=1e-6)
+    assert float(loss(z, torch.tensor([0]))) == pytest.approx(LN43, rel=1e-6)
+    assert loss.params == {} and loss.class_weights == "none"
+
+
+@pytest.mark.parametrize("kind", ["multiclass", "binary"])
+def test_balanced_softmax_is_logit_adjustment_at_tau_1(kind):
+    # log n_c and log π_c differ by log N, which the softmax cancels: same value and gradient.
+    z, y = batch(kind, seed=31)
+    la, bs = build("logit_adjustment", kind, tau=1.0), build("balanced_softmax", kind)
+    assert_matches_reference(lambda x: bs(x, y), lambda x: la(x, y), z)
+
+
+def test_balanced_softmax_sigmoid_form_for_binary():
+    # 2-class Balanced Softmax = BCE on z_1 - z_0 + log(n_pos / n_neg).
+    z, y = batch("binary", seed=32)
+    loss = build("balanced_softmax", "binary")
+    n_neg, n_pos = COUNTS["binary"]
+    ref = F.binary_cross_entropy_with_logits(z[:, 1] - z[:, 0] + math.log(n_pos / n_neg), y.double())
+    torch.testing.assert_close(loss(z, y), ref)
+
+
+def test_hand_cb_ce_divides_by_batch_not_weight_sum():
+    # β = 0.5, counts [1, 2]: w = [1.2, 0.8] (as in the cb_focal hand case). z = [0, 0] -> CE = ln 2.
+    # batch y = [0, 1]: (1.2 + 0.8) ln 2 / 2 = ln 2; y = [0, 0]: 1.2 ln 2 (÷ Σ w would give ln 2)
+    loss = make_loss("cb_ce", [1, 2], "binary", beta=0.5)
+    np.testing.assert_allclose(loss.weight.double().numpy(), [1.2, 0.8], rtol=1e-6)
+    z = torch.zeros(2, 2, dtype=torch.float64)
+    assert float(loss(z, torch.tensor([0, 1]))) == pytest.approx(LN2, rel=1e-6)
+    assert float(loss(z, torch.tensor([0, 0]))) == pytest.approx(1.2 * LN2, rel=1e-6)
+    assert loss.class_weights == "cb"
+
+
+def test_cb_ce_is_not_the_weighted_mean():
+    # A batch whose classes are not equally represented (with each class equally often, Σ w_{y_i} = B
+    # because the weights sum to K, and the two reductions agree).
+    z, _ = batch("multiclass", seed=33)
+    y = torch.tensor([0, 0, 0, 0, 0, 1, 2, 3])
+    loss = build("cb_ce", "multiclass")
+    w = torch.tensor(ref_cb_w(COUNTS["multiclass"], 0.9999), dtype=torch.float64)
+    assert not torch.isclose(loss(z, y), F.cross_entropy(z, y, weight=w))
+    torch.testing.assert_close(loss(z, y), (w[y] * F.cross_entropy(z, y, reduction="none")).mean(),
+                               rtol=2e-6, atol=1e-9)
+
+
+def test_cb_ce_beta_0_is_ce():
+    z, y = batch("multiclass", seed=34)
+    torch.testing.assert_close(build("cb_ce", "multiclass", beta=0.0)(z, y), F.cross_entropy(z, y))
 
 
 def test_hand_lmf():
@@ -800,7 +882,8 @@ def test_multilabel_focal_keeps_precision_for_confident_correct_logits(lid):
     assert float(loss(z, t)) == pytest.approx(exact, rel=1e-9, abs=0.0)
 
 
-@pytest.mark.parametrize("lid", ["ce", "focal", "ldam", "lmf", "cb_focal", "logit_adjustment", "focal_lmf", "ldam_lmf"])
+@pytest.mark.parametrize("lid", ["ce", "focal", "ldam", "lmf", "cb_focal", "logit_adjustment", "focal_lmf", "ldam_lmf",
+                                 "balanced_softmax", "cb_ce"])
 def test_half_precision_logits_are_promoted(lid):
     z, y = batch("multiclass", seed=23, dtype=torch.float32)
     loss = build(lid, "multiclass")
@@ -815,7 +898,7 @@ def test_half_precision_logits_are_promoted(lid):
 # --------------------------------------------------------------------------
 
 NEEDS_NONZERO = {"cost_sensitive", "cw_focal", "ldam", "ldam_drw", "lmf", "logit_adjustment", "cb_focal",
-                 "focal_lmf", "ldam_lmf"}
+                 "focal_lmf", "ldam_lmf", "balanced_softmax", "cb_ce"}
 
 
 @pytest.mark.parametrize("lid,kind", [c for c in COMBOS if c[0] in NEEDS_NONZERO])
@@ -984,6 +1067,7 @@ EXPECTED_BUFFERS = {
     "cost_sensitive": {"weight"}, "bwcce": {"weight"}, "cw_focal": {"alpha"},
     "ldam": {"margins"}, "ldam_drw": {"margins", "cb_weight"}, "lmf": {"margins"},
     "logit_adjustment": {"log_prior"}, "cb_focal": {"weight"},
+    "balanced_softmax": {"log_prior"}, "cb_ce": {"weight"},
 }
 
 

@@ -1,4 +1,4 @@
-"""Tests for imbench.methods.posthoc (the `thresholding` method of SPEC §4)."""
+"""Tests for imbench.methods.posthoc (the `thresholding` method of SPEC §4 and `la_posthoc`)."""
 
 import inspect
 import json
@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, fbeta_score
 
+from imbench.methods import fit_posthoc, method_kinds
 from imbench.methods.posthoc import (
+    LA_TAU_GRID,
     POSTHOC_DEFAULTS,
     DecisionRule,
     best_threshold,
@@ -44,7 +46,7 @@ def brute_force_threshold(scores, labels, beta=1.0):
 
 
 def test_defaults_registry():
-    assert POSTHOC_DEFAULTS == {"thresholding": {"tau": 1.0, "beta": 1.0}}
+    assert POSTHOC_DEFAULTS == {"thresholding": {"tau": 1.0, "beta": 1.0}, "la_posthoc": {"tau": 1.0}}
 
 
 # --- binary -------------------------------------------------------------------------------------
@@ -266,3 +268,123 @@ def test_predict_checks_width():
     rule = fit_rule("thresholding", np.full((2, 3), 1 / 3), [0, 1], [1, 2, 3], "multiclass")
     with pytest.raises(ValueError, match="fitted on 3"):
         rule.predict(np.full((2, 4), 0.25))
+
+
+# --- la_posthoc: post-hoc logit adjustment (Menon et al. 2021) ----------------------------------
+
+def softmax_rows(logits):
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def official_posthoc(logits, counts, tau):
+    """google-research logit_adjustment/main.py, --mode=posthoc: argmax of logits - log(π^τ + 1e-12)."""
+    base_probs = np.asarray(counts, dtype=float) / np.sum(counts)
+    return np.argmax(logits - np.log(base_probs ** tau + 1e-12), axis=1)
+
+
+@pytest.mark.parametrize("kind,counts", [("multiclass", HAM_COUNTS), ("binary", np.array([900, 100]))])
+@pytest.mark.parametrize("tau", [1.0, 0.0, 0.5, 2.0])
+def test_la_posthoc_matches_official_code_on_logits(kind, counts, tau):
+    rng = np.random.default_rng(11)
+    logits = rng.normal(scale=2.0, size=(300, len(counts)))
+    probs = softmax_rows(logits)
+    rule = fit_rule("la_posthoc", probs, None, counts, kind, **({} if tau == 1.0 else {"tau": tau}))
+    assert rule.params == {"tau": tau} and rule.decision == "logit_adjustment"
+    np.testing.assert_array_equal(rule.predict(probs), official_posthoc(logits, counts, tau))
+    if tau == 0.0:  # no adjustment: the ce cell's own decisions
+        np.testing.assert_array_equal(rule.predict(probs), probs.argmax(1))
+
+
+def test_la_posthoc_binary_hand_computed():
+    # π = [0.9, 0.1]: positive iff p1/p0 > 0.1/0.9 = 1/9, i.e. p1 > 0.1.
+    rule = fit_rule("la_posthoc", binary_probs([0.05, 0.09, 0.11, 0.5]), [0, 0, 1, 1], [90, 10], "binary")
+    np.testing.assert_array_equal(rule.predict(binary_probs([0.05, 0.09, 0.11, 0.5])), [0, 0, 1, 1])
+    # thresholding fits an F1 threshold instead: a different rule for binary tasks
+    assert fit_rule("thresholding", binary_probs([0.05, 0.09, 0.11, 0.5]), [0, 0, 1, 1], [90, 10],
+                    "binary").decision == "threshold"
+
+
+def test_la_posthoc_multiclass_tau_1_decides_as_thresholding():
+    rng = np.random.default_rng(12)
+    probs = rng.dirichlet(np.full(7, 0.5), size=200)
+    la = fit_rule("la_posthoc", probs, None, HAM_COUNTS, "multiclass")
+    th = fit_rule("thresholding", probs, None, HAM_COUNTS, "multiclass")
+    np.testing.assert_array_equal(la.predict(probs), th.predict(probs))
+
+
+def brute_force_tau(probs, labels, counts):
+    """τ on the 0.1 grid with the best mean per-class recall on validation (loops, no sklearn);
+    ties go to the τ closest to 1, then the smaller."""
+    log_prior = np.log(np.asarray(counts, dtype=float) / np.sum(counts))
+    scores = {}
+    for tau in [i / 10 for i in range(21)]:
+        pred = np.argmax(np.log(probs) - tau * log_prior, axis=1)
+        recalls = [np.mean(pred[labels == c] == c) for c in np.unique(labels)]
+        scores[tau] = sum(recalls) / len(recalls)
+    best = max(scores.values())
+    return min((t for t, v in scores.items() if v >= best - 1e-12), key=lambda t: (abs(t - 1), t)), scores
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_la_posthoc_fit_tau_matches_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    counts = np.array([500, 120, 40, 10])
+    labels = rng.integers(4, size=120)
+    logits = rng.normal(size=(120, 4)) + 1.5 * np.eye(4)[labels] + np.log(counts / counts.sum())
+    probs = softmax_rows(logits)
+    rule = fit_rule("la_posthoc", probs, labels, counts, "multiclass", tau="fit")
+    tau, scores = brute_force_tau(probs, labels, counts)
+    assert rule.params["tau"] == tau
+    assert rule.details["tau_fitted"] is True
+    assert rule.details["val_balanced_accuracy"] == pytest.approx([scores[t] for t in LA_TAU_GRID])
+    assert list(LA_TAU_GRID) == sorted(scores)
+
+
+def test_la_posthoc_fit_ties_go_to_tau_closest_to_1():
+    # Perfectly separated validation: every τ on the grid scores 1, so τ = 1 is kept.
+    probs = np.array([[0.98, 0.01, 0.01], [0.01, 0.98, 0.01], [0.01, 0.01, 0.98]])
+    rule = fit_rule("la_posthoc", probs, [0, 1, 2], [10, 5, 2], "multiclass", tau="fit")
+    assert rule.params["tau"] == 1.0
+
+
+def test_la_posthoc_fit_needs_validation_labels_and_never_sees_test_data():
+    probs = np.full((3, 3), 1 / 3)
+    with pytest.raises(ValueError, match="val_labels are required"):
+        fit_rule("la_posthoc", probs, None, [10, 5, 2], "multiclass", tau="fit")
+    rng = np.random.default_rng(13)
+    val = rng.dirichlet(np.ones(3), size=50)
+    rule = fit_rule("la_posthoc", val, rng.integers(3, size=50), [30, 10, 3], "multiclass", tau="fit")
+    data = json.loads(json.dumps(rule.to_dict()))
+    assert data["rule_id"] == "la_posthoc"
+    test = rng.dirichlet(np.ones(3), size=20)
+    np.testing.assert_array_equal(DecisionRule.from_dict(data).predict(test), rule.predict(test))
+
+
+def test_la_posthoc_has_no_multilabel_meaning():
+    assert method_kinds("la_posthoc") == ("multiclass", "binary")
+    assert "multilabel" in method_kinds("thresholding")
+    with pytest.raises(ValueError, match="post-hoc rule 'la_posthoc' has no meaning for multilabel tasks"):
+        fit_rule("la_posthoc", np.full((2, 3), 0.5), np.ones((2, 3)), [1, 1, 1], "multilabel")
+
+
+@pytest.mark.parametrize("params,match", [
+    ({"tau": -0.5}, r"parameter 'tau' of rule 'la_posthoc': expected a number ≥ 0, 'fit' or null"),
+    ({"tau": "auto"}, r"parameter 'tau' of rule 'la_posthoc': expected"),
+    ({"beta": 1.0}, r"unknown parameter\(s\) beta for rule 'la_posthoc'"),
+])
+def test_la_posthoc_bad_parameters(params, match):
+    with pytest.raises(ValueError, match=match):
+        fit_rule("la_posthoc", np.full((2, 3), 1 / 3), [0, 1], [10, 5, 2], "multiclass", **params)
+
+
+def test_la_posthoc_zero_count_raises():
+    with pytest.raises(ValueError, match=r"zero count for class\(es\) \[1\]"):
+        fit_rule("la_posthoc", binary_probs([0.2, 0.7]), [0, 1], [10, 0], "binary")
+
+
+def test_la_posthoc_through_the_registry():
+    rng = np.random.default_rng(14)
+    probs = rng.dirichlet(np.ones(3), size=30)
+    rule = fit_posthoc("la_posthoc", probs, rng.integers(3, size=30), [20, 7, 3], "multiclass", tau=0.5)
+    assert rule.rule_id == "la_posthoc" and rule.params == {"tau": 0.5}

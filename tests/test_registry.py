@@ -9,8 +9,8 @@ import yaml
 
 from imbench.config import ConfigError, check_config
 from imbench.data.tasks import TASKS
-from imbench.methods import (METHODS, build_loss, default_params, get_method, list_methods, resolve_params,
-                             split_params)
+from imbench.methods import (METHODS, build_loss, default_params, get_method, list_methods, method_kinds,
+                             resolve_params, split_params)
 from imbench.protocols import PROTOCOLS
 
 SCHEMA = yaml.safe_load((Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml").read_text())
@@ -75,3 +75,22 @@ def test_config_check_names_the_key():
         check_config(cfg)
     with pytest.raises(ConfigError, match=r"config key 'protocol': unknown protocol 'fast'"):
         check_config(dict(CONFIG, protocol="fast"))
+
+
+def test_balanced_softmax_cb_ce_and_la_posthoc():
+    # the two losses are trained, single-label methods; la_posthoc reuses ce and trains nothing
+    assert get_method("balanced_softmax").trains and get_method("cb_ce").trains
+    la = get_method("la_posthoc")
+    assert not la.trains and la.base == "ce" and la.posthoc == "la_posthoc"
+    for name in ("balanced_softmax", "cb_ce", "la_posthoc"):
+        assert method_kinds(name) == ("multiclass", "binary")
+    assert default_params("balanced_softmax") == {}
+    assert default_params("cb_ce") == {"beta": 0.9999}
+    assert default_params("la_posthoc") == {"tau": 1.0}  # τ fixed at 1 unless `tau: fit`
+    assert split_params("la_posthoc", {"tau": "fit"}) == ({}, {}, {"tau": "fit"})
+    assert build_loss("cb_ce", [10, 5, 2], beta=0.99).params == {"beta": 0.99}
+    # on a multi-label task all three are skipped at planning time with a message
+    cfg = {**CONFIG, "tasks": ["synthetic", "synthetic_ml"]}
+    skips = {(t, m) for t, m, _ in check_config(dict(cfg))}
+    assert {("synthetic_ml", m) for m in ("balanced_softmax", "cb_ce", "la_posthoc")} <= skips
+    assert ("synthetic_ml", "thresholding") not in skips

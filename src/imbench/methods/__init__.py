@@ -30,7 +30,7 @@ from ..params import Param
 # The parameter tables of the parts live in a torch-free module: the configuration checks read
 # them while the workflow plans, and losses.py and samplers.py import torch.
 from .tables import (KINDS, LMF_PAPER_ALPHA_BETA, LOSS_DEFAULTS, LOSS_KINDS, LOSS_PARAMS,  # noqa: F401
-                     POSTHOC_DEFAULTS, POSTHOC_PARAMS, SAMPLER_DEFAULTS, SAMPLER_PARAMS)
+                     POSTHOC_DEFAULTS, POSTHOC_KINDS, POSTHOC_PARAMS, SAMPLER_DEFAULTS, SAMPLER_PARAMS)
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,12 @@ for _m in (
            summary="CE on z + tau log(pi) (balanced softmax at tau = 1); raw logits at test time"),
     Method("cb_focal", "loss", "cb_focal", source="Cui et al. 2019",
            summary="class-balanced sigmoid focal loss, beta 0.9999, gamma 1"),
+    Method("balanced_softmax", "loss", "balanced_softmax", source="Ren et al. 2020",
+           summary="Balanced Softmax: CE on z + log(n_c) in training; plain softmax at test time"),
+    Method("cb_ce", "loss", "cb_ce", source="Cui et al. 2019",
+           summary="class-balanced softmax CE, weights (1 - beta)/(1 - beta^n_c) summing to K, beta 0.9999, mean"),
+    Method("la_posthoc", "post-hoc", "ce", posthoc="la_posthoc", base="ce", source="Menon et al. 2021",
+           summary="post-hoc logit adjustment of the ce cell: argmax(log p - tau log pi), tau = 1"),
     Method("focal_lmf", "loss", "focal_lmf", variant_of="focal", source="LMF (official code)",
            summary="the LMF code's Focal baseline: softmax focal, gamma 1.5, alpha_t = the LDAM margins"),
     Method("ldam_lmf", "loss", "ldam_lmf", variant_of="ldam", source="LMF (official code)",
@@ -113,8 +119,14 @@ for _m in (
 
 
 def method_kinds(name: str) -> tuple[str, ...]:
-    """Task kinds where ``name`` has a meaning (its loss's kinds)."""
-    return tuple(LOSS_KINDS[get_method(name).loss])
+    """Task kinds where ``name`` has a meaning: its loss's kinds, and for a post-hoc method those of
+    its rule too (``la_posthoc`` reuses ``ce``, which has a multi-label form, but is itself defined
+    for single-label tasks only)."""
+    m = get_method(name)
+    kinds = LOSS_KINDS[m.loss]
+    if m.posthoc:
+        kinds = tuple(k for k in kinds if k in POSTHOC_KINDS[m.posthoc])
+    return tuple(kinds)
 
 
 def declared_params(name: str) -> dict[str, tuple[str, Param]]:

@@ -73,6 +73,7 @@ __all__ = [
     "LMFLoss",
     "LogitAdjustedLoss",
     "ClassBalancedFocalLoss",
+    "ClassBalancedSoftmaxCE",
 ]
 
 # The tables (parameters and defaults, task kinds, the LMF paper's α/β) are in the torch-free
@@ -444,7 +445,9 @@ class LogitAdjustedLoss(ImbalanceLoss):
     """Logit-adjusted CE (Menon et al. 2021; = Balanced Softmax at τ = 1).
 
     CE(z + τ log π, y), mean over the batch.  Only the loss sees the
-    adjusted logits: predictions use the raw z.
+    adjusted logits: predictions use the raw z.  ``balanced_softmax`` is this
+    module with ``log_prior`` = log n_c and τ = 1 (Ren et al.'s form; log n_c
+    and log π_c differ by the constant log N, which the softmax cancels).
     """
 
     def __init__(self, loss_id, kind, num_classes, params, log_prior: np.ndarray, tau: float):
@@ -455,6 +458,25 @@ class LogitAdjustedLoss(ImbalanceLoss):
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         z, y = self._prepare(logits, targets)
         return F.cross_entropy(z + self.tau * self._cast(self.log_prior, z), y)
+
+
+class ClassBalancedSoftmaxCE(ImbalanceLoss):
+    """Class-balanced softmax cross-entropy (``cb_ce``), official form of Cui et al. 2019.
+
+    l_i = w_{y_i} · CE(z_i, y_i) with the CB(β) weights w_c = (1-β)/(1-β^{n_c}) normalised to
+    Σ_c w_c = K, reduced by the **mean over the batch** (÷ B, not ÷ Σ w_{y_i}): the official code
+    (richardaecn/class-balanced-loss, ``src/cifar_main.py``) passes the per-sample weights to
+    ``tf.losses.softmax_cross_entropy``, whose default reduction divides the weighted sum by the
+    number of non-zero weights, i.e. by B.
+    """
+
+    def __init__(self, loss_id, kind, num_classes, params, weight: np.ndarray):
+        super().__init__(loss_id, kind, num_classes, params)
+        self.register_buffer("weight", _as_buffer(weight))
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        z, y = self._prepare(logits, targets)
+        return (self._cast(self.weight, z)[y] * F.cross_entropy(z, y, reduction="none")).mean()
 
 
 class ClassBalancedFocalLoss(ImbalanceLoss):
@@ -673,6 +695,11 @@ def _make_loss(
     if loss_id == "cb_focal":
         w = class_balanced_weights(counts, p["beta"], ctx)
         return ClassBalancedFocalLoss(*args, weight=w, gamma=p["gamma"])
+    if loss_id == "balanced_softmax":  # Ren et al.'s official code: logits + log(sample_per_class)
+        _require_nonzero(counts, "log n_c", ctx)
+        return LogitAdjustedLoss(*args, log_prior=np.log(counts), tau=1.0)
+    if loss_id == "cb_ce":
+        return ClassBalancedSoftmaxCE(*args, weight=class_balanced_weights(counts, p["beta"], ctx))
     if loss_id == "focal_lmf":  # the LMF code's Focal baseline: AdeelH focal with α = the margins
         return SoftmaxFocalLoss(*args, gamma=p["gamma"], alpha=ldam_margins(counts, p["max_m"], ctx))
     if loss_id == "ldam_lmf":  # the LMF code's LDAM baseline: the margins are also the class weights

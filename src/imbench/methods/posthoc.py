@@ -1,4 +1,4 @@
-"""Post-hoc decision rules: the ``thresholding`` method of SPEC §4.
+"""Post-hoc decision rules: the ``thresholding`` method of SPEC §4 and ``la_posthoc``.
 
 ``thresholding`` retrains nothing. It is fitted on a trained ``ce`` cell's *validation* predictions
 and the training class counts, then applied to that cell's test predictions. :func:`fit_rule` takes
@@ -26,23 +26,41 @@ Per task kind:
 ``beta`` also applies to ``binary`` (default 1 = F1), so "the task's F-score" means the same for
 both threshold-based kinds. ``tau`` applies only to ``multiclass``.
 
+``la_posthoc`` (post-hoc logit adjustment, Menon et al. ICLR 2021) is defined for the single-label
+kinds only (``binary`` as the 2-class softmax it is). It predicts ``argmax_c(log p_c - tau log
+pi_c)``: ``log p_c`` is the logit ``z_c`` up to a per-row constant (``log p = z - logsumexp z``), so
+this is the official code's ``logits - log(base_probs ** tau)`` (google-research
+``logit_adjustment/main.py``, ``--mode=posthoc``), with ``pi_c = n_c / sum(n)`` the training
+class frequencies. ``tau = 1`` (the default, the paper's and the official code's value) needs no
+validation data; ``tau: fit`` chooses tau from ``LA_TAU_GRID`` by the balanced accuracy (mean
+per-class recall, i.e. one minus the balanced error the paper targets) of the validation rows,
+ties going to the tau closest to 1, then to the smaller one. The probabilities of the table are
+left as they are (only the decisions change), as for ``thresholding``. In ``multiclass`` with
+``tau = 1`` it takes the same decisions as ``thresholding``; in ``binary`` they differ
+(``thresholding`` fits an F1 threshold there, ``la_posthoc`` thresholds ``p_1/p_0`` at
+``(pi_1/pi_0) ** tau``).
+
 Defaults without post-hoc fitting (:func:`default_rule`): ``argmax`` for single-label kinds (for
 ``binary``: ``p1 > p0``, a tie goes to class 0), ``p_j >= 0.5`` per label for ``multilabel``.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
 # post-hoc rule id -> parameters and defaults (``None`` passed for a parameter = its default),
 # declared with their types and ranges in the torch-free ``tables.py``.
-from .tables import POSTHOC_DEFAULTS, POSTHOC_PARAMS
+from .tables import POSTHOC_DEFAULTS, POSTHOC_KINDS, POSTHOC_PARAMS
 
-__all__ = ["KINDS", "POSTHOC_DEFAULTS", "DecisionRule", "best_threshold", "default_rule", "fit_rule"]
+__all__ = ["KINDS", "LA_TAU_GRID", "POSTHOC_DEFAULTS", "DecisionRule", "best_threshold", "default_rule", "fit_rule"]
 
 KINDS = ("binary", "multiclass", "multilabel")
+
+#: the tau values ``la_posthoc`` tries when ``tau: fit`` (0 = the ce cell's own decisions).
+LA_TAU_GRID = tuple(round(0.1 * i, 1) for i in range(21))
 
 #: threshold a multi-label label keeps when validation cannot choose one.
 FALLBACK_THRESHOLD = 0.5
@@ -55,8 +73,8 @@ _PROB_TOL = 1e-6
 class DecisionRule:
     """A fitted decision rule: turns ``(N, K)`` probabilities into predictions.
 
-    ``decision`` is ``"argmax"``, ``"prior_correction"`` (``argmax p / priors ** tau``) or
-    ``"threshold"``: binary uses ``thresholds[0]`` on ``P(pos)``; multilabel uses one threshold per
+    ``decision`` is ``"argmax"``, ``"prior_correction"`` (``argmax p / priors ** tau``),
+    ``"logit_adjustment"`` (``argmax log p - tau log priors``) or ``"threshold"``: binary uses ``thresholds[0]`` on ``P(pos)``; multilabel uses one threshold per
     label, or 0.5 for every label when ``thresholds`` is ``None``. ``params`` holds the rule's
     resolved parameters; ``details`` holds fitting diagnostics (validation F-scores, fallbacks).
     """
@@ -82,6 +100,8 @@ class DecisionRule:
         if self.decision == "prior_correction":
             priors = np.asarray(self.priors, dtype=float)
             return np.argmax(probs / priors ** self.params["tau"], axis=1).astype(np.int64)
+        if self.decision == "logit_adjustment":
+            return _adjusted_argmax(probs, np.asarray(self.priors, dtype=float), self.params["tau"])
         if self.decision == "threshold":
             if self.kind == "binary":
                 return (probs[:, 1] >= self.thresholds[0]).astype(np.int64)
@@ -172,7 +192,7 @@ def fit_rule(rule_id: str, val_probs: np.ndarray, val_labels: np.ndarray, train_
     """Fit post-hoc rule ``rule_id`` on validation predictions and training class counts.
 
     Args:
-        rule_id: ``"thresholding"``.
+        rule_id: ``"thresholding"`` or ``"la_posthoc"``.
         val_probs: ``(N_val, K)`` validation probabilities (softmax; sigmoids for multilabel).
         val_labels: validation labels, 1-D class ids (binary, multiclass; may be ``None`` for
             multiclass, which does not use them) or an ``(N_val, K)`` 0/1 matrix (multilabel).
@@ -180,16 +200,23 @@ def fit_rule(rule_id: str, val_probs: np.ndarray, val_labels: np.ndarray, train_
             label (multilabel).
         kind: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
         n_train: number of training samples, optional; checked against ``train_counts`` and recorded.
-        **params: ``POSTHOC_DEFAULTS[rule_id]`` (``tau``, ``beta``); ``None`` means the default.
+        **params: ``POSTHOC_DEFAULTS[rule_id]`` (``tau``, ``beta``; ``la_posthoc``: ``tau``, a number
+            or ``"fit"``); ``None`` means the default.
     """
     if rule_id not in POSTHOC_DEFAULTS:
         raise ValueError(f"unknown post-hoc rule {rule_id!r}; allowed: {', '.join(POSTHOC_DEFAULTS)}")
     _check_kind(kind)
+    if kind not in POSTHOC_KINDS[rule_id]:
+        raise ValueError(f"post-hoc rule {rule_id!r} has no meaning for {kind} tasks; "
+                         f"allowed kinds: {', '.join(POSTHOC_KINDS[rule_id])}")
     resolved = _resolve_params(rule_id, params)
     val_probs = _check_probs(val_probs, kind, None, "val_probs")
     n_val, n_classes = val_probs.shape
     counts = _check_counts(train_counts, n_classes, kind, n_train)
     details: dict = {"train_counts": counts.tolist(), "n_train": n_train, "n_val": n_val}
+
+    if rule_id == "la_posthoc":
+        return _fit_logit_adjustment(val_probs, val_labels, counts, kind, resolved["tau"], details)
 
     if kind == "multiclass":
         if val_labels is not None:
@@ -231,6 +258,42 @@ def fit_rule(rule_id: str, val_probs: np.ndarray, val_labels: np.ndarray, train_
     details["fallback_labels"] = fallback
     return DecisionRule(kind=kind, decision="threshold", rule_id=rule_id, thresholds=tuple(thresholds),
                         params={"beta": beta}, details=details)
+
+
+def _adjusted_argmax(probs: np.ndarray, priors: np.ndarray, tau: float) -> np.ndarray:
+    """``argmax_c(log p_c - tau log pi_c)``; a probability of 0 is a logit of -inf (ties: first class)."""
+    with np.errstate(divide="ignore"):
+        scores = np.log(probs.clip(min=0.0)) - tau * np.log(priors)[None, :]
+    return np.argmax(scores, axis=1).astype(np.int64)
+
+
+def _fit_logit_adjustment(val_probs, val_labels, counts, kind, tau, details) -> DecisionRule:
+    """``la_posthoc``: priors from the training counts; ``tau`` given, or chosen on validation."""
+    if np.any(counts == 0):
+        zero = np.flatnonzero(counts == 0).tolist()
+        raise ValueError(f"logit adjustment needs every class in training (log pi_c); zero count for class(es) {zero}")
+    priors = counts / counts.sum()
+    labels = None if val_labels is None and tau != "fit" else \
+        _check_single_labels(val_labels, val_probs.shape[0], val_probs.shape[1])
+    if tau == "fit":
+        from sklearn.metrics import balanced_accuracy_score
+
+        scores = []
+        for t in LA_TAU_GRID:
+            pred = _adjusted_argmax(val_probs, priors, t)
+            # Mean recall over the classes present in validation; sklearn warns when a prediction
+            # names a class validation lacks (a wrong prediction, counted as such).
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                scores.append(float(balanced_accuracy_score(labels, pred)))
+        best = max(scores)
+        candidates = [t for t, s in zip(LA_TAU_GRID, scores) if s >= best - 1e-12]
+        tau = min(candidates, key=lambda t: (abs(t - 1.0), t))
+        details.update(tau_fitted=True, tau_grid=list(LA_TAU_GRID), val_balanced_accuracy=scores)
+    else:
+        details["tau_fitted"] = False
+    return DecisionRule(kind=kind, decision="logit_adjustment", rule_id="la_posthoc",
+                        priors=tuple(float(p) for p in priors), params={"tau": float(tau)}, details=details)
 
 
 # --- validation helpers -------------------------------------------------------------------------

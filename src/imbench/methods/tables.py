@@ -54,6 +54,10 @@ LOSS_PARAMS: dict[str, dict[str, Param]] = {
     # train.py): both take the LDAM margins m_c = max_m (n_min/n_c)^(1/4) as class weights.
     "focal_lmf": {"gamma": replace(_GAMMA, default=1.5), "max_m": _MAX_M},
     "ldam_lmf": {"max_m": _MAX_M, "s": _S},
+    # Balanced Softmax (Ren et al. 2020) has no parameter: the shift is log n_c, as in its official
+    # code (jiawei-ren/BalancedMetaSoftmax, loss/BalancedSoftmaxLoss.py).
+    "balanced_softmax": {},
+    "cb_ce": {"beta": _CB_BETA},
 }
 
 #: Loss id -> its parameters with their defaults.
@@ -83,6 +87,8 @@ LOSS_KINDS: dict[str, tuple[str, ...]] = {
     "cb_focal": KINDS,
     "focal_lmf": _SINGLE,
     "ldam_lmf": _SINGLE,
+    "balanced_softmax": _SINGLE,
+    "cb_ce": _SINGLE,
 }
 
 #: Loss id -> which per-class weights it applies (the ``class_weights`` of its module and of
@@ -104,6 +110,8 @@ LOSS_CLASS_WEIGHTS: dict[str, str] = {
     "cb_focal": "cb",
     "focal_lmf": "margins",
     "ldam_lmf": "margins",
+    "balanced_softmax": "none",
+    "cb_ce": "cb",
 }
 
 #: The (α, β) of LMF = α·LDAM + β·Focal that gave the best results in the LMF
@@ -137,6 +145,18 @@ POSTHOC_PARAMS: dict[str, dict[str, Param]] = {
         "tau": Param("float", 1.0, nullable=True, doc="prior-correction exponent (multiclass)"),
         "beta": Param("float", 1.0, lo=0.0, lo_open=True, nullable=True, doc="β of the F-β the thresholds maximise"),
     },
+    "la_posthoc": {
+        "tau": Param("float", 1.0, lo=0.0, nullable=True, literals=("fit",),
+                     doc="scale τ of the log π taken off the logits; 'fit' = chosen on validation"),
+    },
+}
+
+#: post-hoc rule id -> the task kinds where the rule has a meaning (a post-hoc method also needs
+#: its base cell's kinds). Logit adjustment is defined for one softmax over the classes; it has
+#: no multi-label form in Menon et al. 2021.
+POSTHOC_KINDS: dict[str, tuple[str, ...]] = {
+    "thresholding": KINDS,
+    "la_posthoc": _SINGLE,
 }
 POSTHOC_DEFAULTS: dict[str, dict[str, object]] = {
     rule: {name: p.default for name, p in params.items()} for rule, params in POSTHOC_PARAMS.items()
