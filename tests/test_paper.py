@@ -105,7 +105,7 @@ def test_paper_vs_ours_differences():
 
 def faithful_run(method="ldam", **changes):
     """A run.json as the LMF protocol records it, matching the paper's setting in every respect."""
-    run = {"settings": {"optimizer": "adam", "lr": 1e-4, "weight_decay": 5e-4, "scheduler": "step", "epochs": 100,
+    run = {"settings": {"optimizer": "adam", "lr": 1e-4, "weight_decay": 5e-4, "scheduler": "step", "step_size": 30, "step_gamma": 0.1, "epochs": 100,
                         "batch_size": 32, "image_size": 224, "augment": "none", "normalize": "none",
                         "pretrained": True},
            "resolved": {"precision": "fp32", "split_grouped": False, "budget": "epochs", "head": "linear",

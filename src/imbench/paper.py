@@ -41,6 +41,8 @@ LMF_SETTING = {
     "lr": 1e-4,
     "weight_decay": 5e-4,
     "scheduler": "step",
+    "step_size": 30,
+    "step_gamma": 0.1,
     "epochs": 100,
     "batch_size": 32,
     "image_size": 224,
