@@ -262,3 +262,34 @@ def test_snakemake_plans_the_plugin_method_and_retrains_on_change(tmp_path):
     lines = [line for line in (proc.stdout + proc.stderr).splitlines() if "invalid configuration" in line]
     assert proc.returncode != 0 and len(lines) == 1, proc.stdout + proc.stderr
     assert f"config key 'plugins': plug-in {bad}: method 'ce' exists already" in lines[0]
+
+
+@pytest.mark.slow
+def test_snakemake_trains_a_plugin_cell_and_retrains_it_when_the_file_changes(tmp_path):
+    """One small target through Snakemake: the plug-in cell trains in its own job, records the file,
+    and an edit of the plug-in (only) makes that cell's training job due again."""
+    name = _write(tmp_path / "my_losses.py", LABEL_SMOOTHING)
+    cfg = _config(plugins=[name], methods=["ce", "label_smoothing"], seeds=[0],
+                  method_params={"label_smoothing": {"smoothing": 0.2}})
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    base = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+            "--configfile", "config.yaml"]
+    cells = "results/tiny/synthetic/test_resnet/{}/seed0/run.json"
+    target = cells.format("label_smoothing")
+
+    def smk(*args):
+        proc = subprocess.run([*base, *args], capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return proc.stdout
+
+    smk("--cores", "2", target, cells.format("ce"))
+    run = json.loads((tmp_path / target).read_text())
+    assert run["plugins"] == [{"path": name, "sha256": plugins.file_sha256(tmp_path / name)}]
+    assert run["loss_params"] == {"smoothing": 0.2}
+    assert "Nothing to be done" in smk("-n", target, cells.format("ce"))
+
+    (tmp_path / name).write_text(LABEL_SMOOTHING.replace("summary=", "family='regularisation', summary="))
+    planned = smk("-n", "-p", target, cells.format("ce"))
+    trains = [line for line in planned.splitlines() if "imbench train" in line]
+    assert len(trains) == 1 and "--method label_smoothing" in trains[0], planned
