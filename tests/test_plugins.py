@@ -115,6 +115,19 @@ def test_the_plugin_loss_is_built_with_checked_parameters(in_tmp):
         build_loss("label_smoothing", [3, 4], kind="multilabel", n_samples=10)
 
 
+def test_a_plugin_function_that_fails_or_returns_no_module_names_the_loss(in_tmp):
+    text = LABEL_SMOOTHING + (
+        'imbench.register_method("returns_none")(lambda counts, kind: None)\n'
+        'def boom(counts, kind):\n    raise KeyError("weights")\n'
+        'imbench.register_method("raises")(boom)\n')
+    plugins.load_plugins([_write(in_tmp / "more.py", text)])
+    with pytest.raises(ValueError, match=r"^loss 'returns_none': its plug-in function returned NoneType, not a "
+                                         r"torch\.nn\.Module$"):
+        build_loss("returns_none", [3, 4, 5])
+    with pytest.raises(ValueError, match=r"^loss 'raises': its plug-in function failed: KeyError: 'weights'$"):
+        build_loss("raises", [3, 4, 5])
+
+
 def test_a_multilabel_task_skips_the_plugin_method(in_tmp):
     from imbench.data.tasks import TASKS
 
@@ -200,6 +213,12 @@ def test_a_bad_plugin_stops_planning_with_one_line(in_tmp, text, expected):
 def test_missing_file_and_bad_key(in_tmp):
     with pytest.raises(ConfigError, match=r"^config key 'plugins': plug-in nowhere\.py: no such file"):
         validate_config(_config(plugins=["nowhere.py"]))
+    (in_tmp / "folder.py").mkdir()
+    with pytest.raises(ConfigError, match=r"^config key 'plugins': plug-in folder\.py: is a folder"):
+        validate_config(_config(plugins=["folder.py"]))
+    (in_tmp / "notes.txt").write_text("x = 1\n")
+    with pytest.raises(ConfigError, match=r"^config key 'plugins': plug-in notes\.txt: not a Python file"):
+        validate_config(_config(plugins=["notes.txt"]))
     with pytest.raises(ConfigError, match=r"^config key 'plugins': .*expected a list"):
         validate_config(_config(plugins="my_losses.py"))
 

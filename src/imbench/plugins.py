@@ -184,6 +184,8 @@ def load_plugins(paths) -> list[dict]:
         if not isinstance(given, (str, Path)) or not str(given).strip():
             raise PluginError(f"config key 'plugins': expected a Python file path, got {given!r}")
         path = Path(given)
+        if path.is_dir():
+            raise PluginError(f"plug-in {given}: is a folder, not a Python file")
         if not path.is_file():
             raise PluginError(f"plug-in {given}: no such file (paths are relative to the working directory "
                               f"{Path.cwd()})")

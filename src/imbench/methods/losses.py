@@ -716,7 +716,10 @@ def _make_loss(
 def _plugin_loss(factory, counts: np.ndarray, loss_id: str, kind: str, k: int, p: dict) -> nn.Module:
     """The loss of a plug-in method (:mod:`imbench.plugins`): ``factory(class_counts, kind, **params)``,
     given the resolved parameters; the module gets the attributes of a built-in loss."""
-    loss = factory(counts.copy(), kind, **p)
+    try:
+        loss = factory(counts.copy(), kind, **p)
+    except Exception as exc:  # noqa: BLE001 - user code: one line naming the loss
+        raise ValueError(f"loss {loss_id!r}: its plug-in function failed: {type(exc).__name__}: {exc}") from None
     if not isinstance(loss, nn.Module):
         raise ValueError(f"loss {loss_id!r}: its plug-in function returned {type(loss).__name__}, "
                          "not a torch.nn.Module")
