@@ -88,6 +88,11 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="cross-validation fold to hold out for validation (needs a split with cv_fold)")
     s.add_argument("--settings", type=_json_arg, default={}, help="JSON object of training settings")
     s.add_argument("--threads", type=int, default=None, help="CPU threads (overrides the settings)")
+    s.add_argument("--plugins", type=Path, nargs="+", default=[],
+                   help="plug-in files to load first (docs/plugins.md); recorded in run.json")
+    s.add_argument("--plugin-sha256", nargs="+", default=[],
+                   help="the SHA-256 each plug-in file had when the workflow planned; a file changed "
+                        "since then stops the job")
     s.add_argument("--out-dir", required=True, type=Path)
 
     s = sub.add_parser("ensemble", help="one cell from its cross-validation fold models")
@@ -219,8 +224,14 @@ def _dispatch(args) -> int:
         path = build_cache(index, args.raw, args.out_dir, args.size, args.mode, args.workers)
         print(f"cached {len(index)} images at {args.size} px ({args.mode}) in {path}")
     elif args.command == "train":
+        from .plugins import load_plugins
         from .train import Settings, train_cell
 
+        plugins = load_plugins([str(p) for p in args.plugins])
+        for loaded, planned in zip(plugins, args.plugin_sha256):
+            if loaded["sha256"] != planned:
+                raise ValueError(f"plug-in {loaded['path']} changed since the workflow planned this job "
+                                 f"(SHA-256 {loaded['sha256'][:12]}…, planned {planned[:12]}…); plan again")
         settings = Settings.from_dict(args.settings)
         if args.threads:
             settings.threads = args.threads
@@ -233,7 +244,8 @@ def _dispatch(args) -> int:
         lease = gpu_lease(log=log) if settings.device != "cpu" else contextlib.nullcontext()
         with lease:
             run = train_cell(args.task, args.cache_dir, args.split, args.model, args.method, args.seed, settings,
-                             args.out_dir, log=log, fold=args.fold)
+                             args.out_dir, log=log, fold=args.fold,
+                             plugins=plugins)
         print(f"best epoch {run['best_epoch']} val macro-F1 {run['best_val_macro_f1']:.4f}; "
               f"{run['timings']['train_images_per_second']} images/s")
     elif args.command == "ensemble":

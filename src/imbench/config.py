@@ -64,11 +64,9 @@ def check_schema(config: dict, schema_path: str | Path | None = None) -> None:
     Defaults are not filled here (the workflow fills them with ``snakemake.utils.validate``).
     """
     import jsonschema
-    import yaml
 
-    path = Path(schema_path) if schema_path is not None else SCHEMA_PATH
-    with open(path) as fh:
-        schema = yaml.safe_load(fh)
+    load_config_plugins(config)
+    schema = schema_with_plugins(schema_path)
     error = jsonschema.exceptions.best_match(_strict_validator(jsonschema)(schema).iter_errors(config))
     if error is None:
         return
@@ -101,6 +99,32 @@ def _strict_validator(jsonschema):
     return jsonschema.validators.extend(base, type_checker=checker)
 
 
+def load_config_plugins(config: dict) -> list[dict]:
+    """Load the plug-in files of ``config["plugins"]`` (:mod:`imbench.plugins`) before the checks,
+    which then know their methods; a bad plug-in is one ``ConfigError`` line naming the file."""
+    from .plugins import PluginError, load_plugins
+
+    try:
+        return load_plugins(config.get("plugins"))
+    except PluginError as exc:
+        raise _error("plugins", str(exc)) from None
+
+
+def schema_with_plugins(schema_path: str | Path | None = None) -> dict:
+    """The configuration schema, its list of method names extended by the plug-ins' methods."""
+    import yaml
+
+    from .plugins import PLUGIN_LOSSES
+
+    path = Path(schema_path) if schema_path is not None else SCHEMA_PATH
+    with open(path) as fh:
+        schema = yaml.safe_load(fh)
+    items = schema.get("properties", {}).get("methods", {}).get("items", {})
+    if "enum" in items:
+        items["enum"] = list(items["enum"]) + [m for m in PLUGIN_LOSSES if m not in items["enum"]]
+    return schema
+
+
 # ----------------------------------------------------------------------------- package checks
 
 
@@ -109,6 +133,7 @@ def check_config(config: dict) -> list[tuple[str, str, str]]:
 
     Raises ``ConfigError`` with one line naming the key and the expected value.
     """
+    load_config_plugins(config)
     if "experiment" in config:
         _check_experiment(config["experiment"])
     for t in config["tasks"]:

@@ -410,10 +410,14 @@ def split_rows(index: pd.DataFrame, fold: int | None = None) -> dict[str, np.nda
 
 
 def train_cell(task_name: str, cache_dir: str | Path, split_path: str | Path, model_name: str, method_name: str,
-               seed: int, settings: Settings, out_dir: str | Path, log=print, fold: int | None = None) -> dict:
+               seed: int, settings: Settings, out_dir: str | Path, log=print, fold: int | None = None,
+               plugins: list[dict] | None = None) -> dict:
     """Train one cell and write its outputs into ``out_dir``. Returns the ``run.json`` content.
 
-    ``fold``: train the cross-validation model of that fold (validation = the fold's images)."""
+    ``fold``: train the cross-validation model of that fold (validation = the fold's images).
+    ``plugins``: the loaded plug-in files (:func:`imbench.plugins.load_plugins`: path and SHA-256);
+    recorded in ``run.json`` and part of the checkpoint identity, so an edited plug-in never
+    resumes a checkpoint of its old code."""
     t_start = time.time()
     task = get_task(task_name)
     method = get_method(method_name)
@@ -466,6 +470,8 @@ def train_cell(task_name: str, cache_dir: str | Path, split_path: str | Path, mo
                 "settings": dataclasses.asdict(settings), "n_train": len(train), "data": data}
     if fold is not None:
         identity["fold"] = fold
+    if plugins:
+        identity["plugins"] = [dict(p) for p in plugins]
     ident_hash = settings_hash(identity)
     ckpt_path = out_dir / "checkpoint.pt"
     start_epoch, best_f1, best_epoch, best_state, history = 0, -1.0, -1, None, []

@@ -23,15 +23,32 @@ def _validate_config():
 
     schema_path = os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")
     try:
-        check_schema(config, schema_path)
+        check_schema(config, schema_path)  # loads the plug-ins (config key 'plugins') first
         # Fill the schema's defaults (split, cache, synthetic, evaluation, ...).
-        validate(config, schema=schema_path)
+        if config.get("plugins"):
+            _validate_with_plugins(schema_path)
+        else:
+            validate(config, schema=schema_path)
         skips = check_config(config)
     except ConfigError as exc:
         _config_error(str(exc))
     for warning in config_warnings(config):
         print(f"imbench: warning: {warning}", file=sys.stderr)
     return skips
+
+
+def _validate_with_plugins(schema_path):
+    # The schema's method names extended by the plug-ins' methods, in a temporary file.
+    import tempfile
+
+    import yaml
+    from imbench.config import schema_with_plugins
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "config.schema.yaml")
+        with open(path, "w") as fh:
+            yaml.safe_dump(schema_with_plugins(schema_path), fh)
+        validate(config, schema=path)
 
 
 SKIPPED = _validate_config()
@@ -257,6 +274,29 @@ def train_settings(wildcards):
     params = (config.get("method_params") or {}).get(wildcards.method, {})
     settings["method_params"] = resolve_params(wildcards.method, params, wildcards.task, wildcards.model)
     return json.dumps(settings, sort_keys=True)
+
+
+def train_plugin(wildcards):
+    """The plug-in file that registered the cell's method (an input of its training job, so an
+    edited plug-in retrains the cells that use it); none for a built-in method."""
+    from imbench.plugins import plugin_file
+
+    path = plugin_file(wildcards.method)
+    return [path] if path else []
+
+
+def train_plugin_args(wildcards):
+    """``--plugins <file>`` for a plug-in method's training job, with the file's SHA-256 (a params
+    value: a changed content retrains the cell even when the file's time stamp does not say so)."""
+    import shlex
+
+    from imbench.plugins import LOADED, plugin_file
+
+    path = plugin_file(wildcards.method)
+    if not path:
+        return ""
+    sha = next(p["sha256"] for p in LOADED.values() if p["path"] == path)
+    return f"--plugins {shlex.quote(path)} --plugin-sha256 {sha}"
 
 
 def posthoc_params(wildcards):

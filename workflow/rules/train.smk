@@ -14,6 +14,7 @@ rule train:
         images=train_images,
         fingerprint=train_cache_fingerprint,
         split=SPLIT_CSV,
+        plugin=train_plugin,
     output:
         predictions=f"{TRAIN_DIR}/predictions.csv",
         history=f"{TRAIN_DIR}/history.csv",
@@ -21,6 +22,7 @@ rule train:
         weights=f"{TRAIN_DIR}/best.pt",
     params:
         settings=train_settings,
+        plugin=train_plugin_args,
         fold="--fold {fold}" if FOLDS else "",  # a plain pattern: no function call per job
     wildcard_constraints:
         method=_alternatives(TRAINED or ["-"]),
@@ -35,7 +37,7 @@ rule train:
     shell:
         ": > {log}; imbench train --task {wildcards.task} --cache-dir $(dirname {input.images}) --split {input.split}"
         " --model {wildcards.model} --method {wildcards.method} --seed {wildcards.seed} {params.fold}"
-        " --settings {params.settings:q} --threads {threads}"
+        " --settings {params.settings:q} --threads {threads} {params.plugin}"
         " --out-dir $(dirname {output.run}) >> {log} 2> >(tee -a {log} >&2)"
 
 

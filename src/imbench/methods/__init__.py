@@ -13,6 +13,8 @@ Focal and LDAM baselines. They are used by that paper's experiment and are not i
 (``list_methods(variants=False)``).
 
 Adding a method is one ``register_method`` call here (plus its loss/sampler if new) and a test.
+A user's own loss method is added from outside the package by a plug-in file
+(:mod:`imbench.plugins`, ``imbench.register_method``; docs/plugins.md).
 
 Public API::
 

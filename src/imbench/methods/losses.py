@@ -647,6 +647,11 @@ def _make_loss(
     args = (loss_id, kind, k, p)
     ctx = f"loss {loss_id!r}: "
 
+    from ..plugins import PLUGIN_LOSSES
+
+    if loss_id in PLUGIN_LOSSES:
+        return _plugin_loss(PLUGIN_LOSSES[loss_id], counts, *args)
+
     if kind == "multilabel":
         assert n_neg is not None
         if loss_id == "ce":
@@ -706,3 +711,17 @@ def _make_loss(
         m = ldam_margins(counts, p["max_m"], ctx)
         return LDAMLoss(*args, margins=m, s=p["s"], weight=m)
     raise AssertionError(loss_id)  # pragma: no cover
+
+
+def _plugin_loss(factory, counts: np.ndarray, loss_id: str, kind: str, k: int, p: dict) -> nn.Module:
+    """The loss of a plug-in method (:mod:`imbench.plugins`): ``factory(class_counts, kind, **params)``,
+    given the resolved parameters; the module gets the attributes of a built-in loss."""
+    try:
+        loss = factory(counts.copy(), kind, **p)
+    except Exception as exc:  # noqa: BLE001 - user code: one line naming the loss
+        raise ValueError(f"loss {loss_id!r}: its plug-in function failed: {type(exc).__name__}: {exc}") from None
+    if not isinstance(loss, nn.Module):
+        raise ValueError(f"loss {loss_id!r}: its plug-in function returned {type(loss).__name__}, "
+                         "not a torch.nn.Module")
+    loss.loss_id, loss.kind, loss.num_classes, loss.params = loss_id, kind, k, dict(p)
+    return loss
