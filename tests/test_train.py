@@ -101,7 +101,7 @@ def test_every_method_trains_one_step(method, tiny_synthetic):
     labels = pd.read_csv(tiny_synthetic["split"]).query("split == 'train'").label.to_numpy()
     counts = np.bincount(labels, minlength=7)
     loss_fn = build_loss(method, counts.tolist(), kind="multiclass", n_samples=len(labels))
-    sampler = build_sampler(method, labels, 32, seed=0)
+    sampler = build_sampler(method, labels, 32, seed=0, num_epochs=10)
     sampler.set_epoch(0)
     if hasattr(loss_fn, "set_epoch"):
         loss_fn.set_epoch(0, 10)
@@ -300,8 +300,8 @@ def test_batches_of_a_step_budget():
     labels = np.array([0] * 90 + [1] * 10)
     s = Settings.from_dict({"epochs": 5, "batch_size": 8})
     steps = baseline_steps_per_epoch(len(labels), 8)  # 13
-    for method in ("rus", "ros", "ce", "batch_balanced"):
-        sampler = build_sampler(method, labels, 8, seed=1)
+    for method in ("rus", "ros", "ce", "batch_balanced", "drs"):
+        sampler = build_sampler(method, labels, 8, seed=1, num_epochs=s.epochs)
         got = list(epoch_batches(sampler, 2, s, steps))
         assert len(got) == steps and all(len(b) >= 2 for b in got), method
         assert got == list(epoch_batches(sampler, 2, s, steps))  # a pure function of (seed, epoch)
