@@ -389,3 +389,16 @@ def test_cuda_trains_in_the_precision_asked_for(precision, tiny_synthetic, tmp_p
     run = _train(tiny_synthetic, tmp_path / precision, epochs=1, device="cuda", precision=precision)
     assert run["precision"] == run["resolved"]["precision"] == precision
     assert seen and all(enabled == (precision == "bf16") for enabled in seen)
+
+
+def test_drs_trains_as_ce_until_its_switch(tiny_synthetic, tmp_path):
+    """drs in a real cell: the epochs before ⌊drs_start · E⌋ repeat ce's (same batches, same
+    numbers); the re-sampled epochs differ; the switch parameters are recorded."""
+    ce = _train(tiny_synthetic, tmp_path / "ce", method="ce", seed=2, epochs=3)
+    drs = _train(tiny_synthetic, tmp_path / "drs", method="drs", seed=2, epochs=3,
+                 method_params={"drs_start": 0.5})  # switch at 0-based epoch 1
+    h_ce, h_drs = (pd.read_csv(tmp_path / x / "history.csv") for x in ("ce", "drs"))
+    assert h_drs.train_loss.iloc[0] == h_ce.train_loss.iloc[0]
+    assert h_drs.train_loss.iloc[1] != h_ce.train_loss.iloc[1]
+    assert drs["sampler_params"] == {"drs_start": 0.5, "beta": 0.9999} and ce["sampler_params"] == {}
+    assert drs["resolved"]["sampler"] == "drs"
