@@ -32,7 +32,7 @@ from imbench.methods.losses import (
 ALL_IDS = (
     "ce", "cost_sensitive", "bwcce", "focal", "ldam", "ldam_drw", "lmf",
     "cw_focal", "logit_adjustment", "cb_focal", "focal_lmf", "ldam_lmf",
-    "balanced_softmax", "cb_ce",
+    "balanced_softmax", "cb_ce", "vs_loss",
 )
 COMBOS = [(lid, kind) for lid in ALL_IDS for kind in LOSS_KINDS[lid]]
 
@@ -80,6 +80,7 @@ SPEC_DEFAULTS = {  # the SPEC/brief defaults, written out independently of LOSS_
     "ldam_lmf": {"max_m": 0.5, "s": 30.0},
     "balanced_softmax": {},  # Ren et al.: no parameter
     "cb_ce": {"beta": 0.9999},  # Cui et al.'s β for the long-tailed CIFAR softmax runs
+    "vs_loss": {"gamma": 0.3, "tau": 1.0},  # orparask/VS-Loss losses.py: VSLoss(gamma=0.3, tau=1.0)
 }
 
 
@@ -158,6 +159,19 @@ def r_cb_ce(z, y, w):
     for i in range(z.shape[0]):
         c = int(y[i])
         tot = tot + w[c] * (-naive_logp(z[i])[c])
+    return tot / z.shape[0]
+
+
+def r_vs(z, y, counts, gamma, tau):
+    # orparask/VS-Loss VSLoss, written as the official code does: the logits divided by
+    # Delta_c = (1/n_c)^γ / min_j (1/n_j)^γ, plus iota_c = τ log(n_c / N); plain CE, ÷ B.
+    inv = [(1.0 / c) ** gamma for c in counts]
+    delta = [v / min(inv) for v in inv]
+    iota = [tau * math.log(c / sum(counts)) for c in counts]
+    tot = 0.0
+    for i in range(z.shape[0]):
+        row = torch.stack([z[i, j] / delta[j] + iota[j] for j in range(z.shape[1])])
+        tot = tot - naive_logp(row)[int(y[i])]
     return tot / z.shape[0]
 
 
@@ -254,6 +268,8 @@ def reference(loss_id, kind, z, y, counts, n_samples=None, drw_active=False, **p
         return r_balanced_softmax(z, y, counts)
     if loss_id == "cb_ce":
         return r_cb_ce(z, y, ref_cb_w(counts, p["beta"]))
+    if loss_id == "vs_loss":
+        return r_vs(z, y, counts, p["gamma"], p["tau"])
     raise AssertionError(loss_id)
 
 
@@ -283,6 +299,7 @@ VARIANTS = {
     "focal_lmf": [{"gamma": 2.0, "max_m": 0.3}, {"gamma": 0.0}],
     "ldam_lmf": [{"max_m": 0.3, "s": 1.0}],
     "cb_ce": [{"beta": 0.99}, {"beta": 0.0}],
+    "vs_loss": [{"gamma": 0.0, "tau": 1.0}, {"gamma": 0.5, "tau": 0.0}, {"gamma": 0.2, "tau": 1.5}],
 }
 REF_CASES = [(lid, kind, {}) for lid, kind in COMBOS] + [
     (lid, kind, v) for lid, vs in VARIANTS.items() for v in vs for kind in LOSS_KINDS[lid]
@@ -898,7 +915,7 @@ def test_half_precision_logits_are_promoted(lid):
 # --------------------------------------------------------------------------
 
 NEEDS_NONZERO = {"cost_sensitive", "cw_focal", "ldam", "ldam_drw", "lmf", "logit_adjustment", "cb_focal",
-                 "focal_lmf", "ldam_lmf", "balanced_softmax", "cb_ce"}
+                 "focal_lmf", "ldam_lmf", "balanced_softmax", "cb_ce", "vs_loss"}
 
 
 @pytest.mark.parametrize("lid,kind", [c for c in COMBOS if c[0] in NEEDS_NONZERO])
@@ -1106,3 +1123,31 @@ def test_cuda_matches_cpu(lid, kind):
     cpu = loss(z, y)
     gpu = loss.to("cuda")(z.detach().cuda(), y.cuda())
     torch.testing.assert_close(gpu.cpu(), cpu.detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_hand_vs_loss():
+    # counts [4, 1], γ = 0.5, τ = 1: Δ = [1, 1/2], ι = log([4/5, 1/5]). z = [0, 2]: the scaled and
+    # shifted logits are [log 0.8, 1 + log 0.2], so y = 1 gives CE = -log(0.2 e / (0.8 + 0.2 e)).
+    loss = make_loss("vs_loss", [4, 1], "binary", gamma=0.5, tau=1.0)
+    z = torch.tensor([[0.0, 2.0]], dtype=torch.float64)
+    want = -math.log(0.2 * math.e / (0.8 + 0.2 * math.e))
+    assert float(loss(z, torch.tensor([1]))) == pytest.approx(want, rel=1e-6)
+    np.testing.assert_allclose(loss.scale.double().numpy(), [1.0, 0.5], rtol=1e-6)
+    assert loss.params == {"gamma": 0.5, "tau": 1.0} and loss.class_weights == "none"
+
+
+@pytest.mark.parametrize("kind", ["multiclass", "binary"])
+def test_vs_loss_special_cases(kind):
+    # γ = 0 is logit-adjusted CE with the same τ; τ = 0 and γ = 0 is plain CE (value and gradient).
+    z, y = batch(kind, seed=41)
+    vs, la = build("vs_loss", kind, gamma=0.0, tau=0.7), build("logit_adjustment", kind, tau=0.7)
+    assert_matches_reference(lambda x: vs(x, y), lambda x: la(x, y), z)
+    vs0, ce = build("vs_loss", kind, gamma=0.0, tau=0.0), build("ce", kind)
+    assert_matches_reference(lambda x: vs0(x, y), lambda x: ce(x, y), z)
+
+
+def test_vs_loss_needs_every_class_and_no_multilabel():
+    with pytest.raises(ValueError, match=r"loss 'vs_loss'.*class 1"):
+        make_loss("vs_loss", [5, 0, 3])
+    with pytest.raises(ValueError, match=r"loss 'vs_loss' has no meaning for multilabel tasks"):
+        make_loss("vs_loss", [5, 2, 3], "multilabel", n_samples=10)

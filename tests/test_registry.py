@@ -94,3 +94,20 @@ def test_balanced_softmax_cb_ce_and_la_posthoc():
     skips = {(t, m) for t, m, _ in check_config(dict(cfg))}
     assert {("synthetic_ml", m) for m in ("balanced_softmax", "cb_ce", "la_posthoc")} <= skips
     assert ("synthetic_ml", "thresholding") not in skips
+
+
+def test_vs_loss_and_drs():
+    vs, drs = get_method("vs_loss"), get_method("drs")
+    assert vs.trains and vs.loss == "vs_loss" and vs.sampler == "shuffle" and vs.head == "linear"
+    assert drs.trains and drs.loss == "ce" and drs.sampler == "drs" and drs.head == "linear"
+    assert method_kinds("vs_loss") == ("multiclass", "binary")
+    assert method_kinds("drs") == ("multiclass", "binary", "multilabel")  # re-samples by sampling class
+    assert default_params("vs_loss") == {"gamma": 0.3, "tau": 1.0}  # official VSLoss defaults
+    assert default_params("drs") == {"drs_start": 0.8, "beta": 0.9999}
+    assert default_params("drs")["drs_start"] == default_params("ldam_drw")["drw_start"]
+    assert split_params("drs", {"drs_start": 0.5}) == ({}, {"drs_start": 0.5}, {})
+    assert build_loss("vs_loss", [10, 5, 2], gamma=0.1).params == {"gamma": 0.1, "tau": 1.0}
+    # vs_loss is skipped on a multi-label task at planning time; drs runs there
+    cfg = {**CONFIG, "tasks": ["synthetic", "synthetic_ml"]}
+    skips = {(t, m) for t, m, _ in check_config(dict(cfg))}
+    assert ("synthetic_ml", "vs_loss") in skips and ("synthetic_ml", "drs") not in skips

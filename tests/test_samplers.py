@@ -35,7 +35,8 @@ def flat(batches):
 
 
 def test_defaults_registry():
-    assert set(SAMPLER_DEFAULTS) == {"shuffle", "ros", "rus", "batch_balanced"}
+    assert set(SAMPLER_DEFAULTS) == {"shuffle", "ros", "rus", "batch_balanced", "drs"}
+    assert SAMPLER_DEFAULTS["drs"] == {"drs_start": 0.8, "beta": 0.9999}
     assert SAMPLER_DEFAULTS["ros"] == {"redraw": False}
     assert SAMPLER_DEFAULTS["rus"] == {"redraw": False}
 
@@ -228,11 +229,12 @@ def test_batch_balanced_batch_smaller_than_classes():
 
 @pytest.mark.parametrize("sampler_id,params", [
     ("shuffle", {}), ("ros", {}), ("rus", {}), ("ros", {"redraw": True}), ("batch_balanced", {}),
+    ("drs", {"drs_start": 0.5}),  # 6 epochs: epoch 3 is re-sampled
 ])
 def test_reproducible_by_seed_and_epoch(sampler_id, params):
-    a = make_batch_sampler(sampler_id, SMALL_LABELS, batch_size=8, seed=7, **params)
-    b = make_batch_sampler(sampler_id, SMALL_LABELS, batch_size=8, seed=7, **params)
-    c = make_batch_sampler(sampler_id, SMALL_LABELS, batch_size=8, seed=8, **params)
+    a = make_batch_sampler(sampler_id, SMALL_LABELS, batch_size=8, seed=7, num_epochs=6, **params)
+    b = make_batch_sampler(sampler_id, SMALL_LABELS, batch_size=8, seed=7, num_epochs=6, **params)
+    c = make_batch_sampler(sampler_id, SMALL_LABELS, batch_size=8, seed=8, num_epochs=6, **params)
     assert all_batches(a, 3) == all_batches(b, 3)
     # Resume: a fresh sampler jumping straight to epoch 3 matches one that went through 0..2.
     for e in range(3):
@@ -255,11 +257,11 @@ def test_params_and_attributes_json_serialisable():
 
 # --- DataLoader integration ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("sampler_id", ["shuffle", "ros", "rus", "batch_balanced"])
+@pytest.mark.parametrize("sampler_id", ["shuffle", "ros", "rus", "batch_balanced", "drs"])
 def test_dataloader_batch_sampler(sampler_id):
     x = torch.arange(60, dtype=torch.float32).unsqueeze(1)
     y = torch.as_tensor(SMALL_LABELS)
-    sampler = make_batch_sampler(sampler_id, y.numpy(), batch_size=8, seed=0)
+    sampler = make_batch_sampler(sampler_id, y.numpy(), batch_size=8, seed=0, num_epochs=2)  # drs: epoch 1 re-samples
     assert isinstance(sampler, torch.utils.data.Sampler)
     loader = DataLoader(TensorDataset(x, y), batch_sampler=sampler)
     expected = all_batches(sampler, 1)
@@ -284,6 +286,9 @@ def test_dataloader_batch_sampler(sampler_id):
     ({"sampler_id": "shuffle", "labels": [0.5, 1.0]}, "labels must be integers"),
     ({"sampler_id": "shuffle", "labels": [[0, 2], [1, 0]]}, "only 0 and 1"),
     ({"sampler_id": "shuffle", "labels": [-1, 0]}, "labels must be >= 0"),
+    ({"sampler_id": "drs", "drs_start": 1.5}, r"drs_start: expected a number in \[0, 1\]"),
+    ({"sampler_id": "drs", "beta": 1.0}, r"beta: expected a number in \[0, 1\)"),
+    ({"sampler_id": "drs", "num_epochs": 0}, "num_epochs must be >= 1"),
 ])
 def test_errors(kwargs, match):
     args = {"sampler_id": "shuffle", "labels": SMALL_LABELS, "batch_size": 4, "seed": 0}
@@ -296,3 +301,73 @@ def test_set_epoch_rejects_negative():
     sampler = make_batch_sampler("shuffle", SMALL_LABELS, batch_size=4, seed=0)
     with pytest.raises(ValueError, match="epoch"):
         sampler.set_epoch(-1)
+
+
+# --- drs: deferred re-sampling ------------------------------------------------------------------
+
+def ref_cb_draw_share(counts, beta):
+    """Expected share of each class among class-balanced draws: n_c w_c / sum_j n_j w_j with the
+    per-sample weight w_c = (1 - beta)/(1 - beta^n_c) of kaidic/LDAM-DRW's ImbalancedDatasetSampler."""
+    w = [(1.0 - beta) / (1.0 - beta ** n) for n in counts]
+    mass = [n * wc for n, wc in zip(counts, w)]
+    return np.array(mass) / sum(mass)
+
+
+def test_drs_switches_at_the_declared_epoch():
+    counts = list(HAM_COUNTS.values())
+    drs = make_batch_sampler("drs", HAM_LABELS, batch_size=64, seed=3, num_epochs=10)  # drs_start 0.8
+    shuffle = make_batch_sampler("shuffle", HAM_LABELS, batch_size=64, seed=3)
+    assert drs.switch_epoch == 8 and [drs.resampling(e) for e in range(10)] == [False] * 8 + [True] * 2
+    for e in range(8):  # before the switch: the plain shuffled epochs of the same seed, batch for batch
+        b = all_batches(drs, e)
+        assert b == all_batches(shuffle, e)
+        np.testing.assert_array_equal(np.bincount(HAM_LABELS[flat(b)], minlength=7), counts)
+    share = ref_cb_draw_share(counts, 0.9999)
+    n = len(HAM_LABELS)
+    for e in (8, 9):  # after it: N draws with replacement, each class near its class-balanced share
+        b = all_batches(drs, e)
+        got = np.bincount(HAM_LABELS[flat(b)], minlength=7)
+        assert got.sum() == n and len(b) == len(drs) == math.ceil(n / 64)
+        sd = np.sqrt(n * share * (1 - share))
+        assert np.all(np.abs(got - n * share) < 5 * sd), (got, n * share)
+        assert got.min() > 0.8 * n / 7  # close to balanced: the rarest class (115 images) is drawn ~1,300 times
+        assert len(np.unique(flat(b)[HAM_LABELS[flat(b)] == 6])) <= 115  # with replacement, from its own images
+
+
+@pytest.mark.parametrize("drs_start,epochs", [(0.8, 200), (0.29, 100), (0.5, 7), (0.0, 5), (1.0, 5)])
+def test_drs_switch_is_ldam_drw_switch(drs_start, epochs):
+    from imbench.methods.losses import make_loss
+
+    drs = make_batch_sampler("drs", SMALL_LABELS, batch_size=8, seed=0, num_epochs=epochs, drs_start=drs_start)
+    drw = make_loss("ldam_drw", [40, 12, 5, 3], drw_start=drs_start)
+    for e in range(epochs):
+        drw.set_epoch(e, epochs)
+        assert drs.resampling(e) == drw.drw_active, e
+    assert drs.switch_epoch == {200: 160, 100: 29, 7: 3}.get(epochs, drs.switch_epoch)
+
+
+def test_drs_step_budget_epochs_take_the_phase_of_their_epoch():
+    # train.epoch_batches asks for sampler epochs e + j*E when an epoch has too few batches
+    drs = make_batch_sampler("drs", SMALL_LABELS, batch_size=8, seed=0, num_epochs=5)  # switch 4
+    assert [drs.resampling(e + 5) for e in range(5)] == [False] * 4 + [True]
+    assert not drs.resampling(13) and drs.resampling(14)
+
+
+def test_drs_needs_the_training_length():
+    drs = make_batch_sampler("drs", SMALL_LABELS, batch_size=8, seed=0)
+    assert drs.num_samples == len(SMALL_LABELS)  # planning reads the epoch size without it
+    with pytest.raises(ValueError, match=r"sampler 'drs' needs num_epochs"):
+        all_batches(drs, 0)
+
+
+def test_drs_multilabel_resamples_by_sampling_class():
+    rng = np.random.default_rng(0)
+    y = (rng.random((3000, 3)) < [0.5, 0.1, 0.02]).astype(int)
+    classes = sampling_classes(y)
+    drs = make_batch_sampler("drs", y, batch_size=32, seed=1, num_epochs=4, drs_start=0.5)
+    before = np.bincount(classes[flat(all_batches(drs, 1))], minlength=4)
+    np.testing.assert_array_equal(before, np.bincount(classes, minlength=4))
+    after = np.bincount(classes[flat(all_batches(drs, 2))], minlength=4)
+    share = ref_cb_draw_share(np.bincount(classes, minlength=4).tolist(), 0.9999)
+    sd = np.sqrt(3000 * share * (1 - share))
+    assert np.all(np.abs(after - 3000 * share) < 5 * sd), (after, 3000 * share)

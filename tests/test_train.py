@@ -101,7 +101,7 @@ def test_every_method_trains_one_step(method, tiny_synthetic):
     labels = pd.read_csv(tiny_synthetic["split"]).query("split == 'train'").label.to_numpy()
     counts = np.bincount(labels, minlength=7)
     loss_fn = build_loss(method, counts.tolist(), kind="multiclass", n_samples=len(labels))
-    sampler = build_sampler(method, labels, 32, seed=0)
+    sampler = build_sampler(method, labels, 32, seed=0, num_epochs=10)
     sampler.set_epoch(0)
     if hasattr(loss_fn, "set_epoch"):
         loss_fn.set_epoch(0, 10)
@@ -300,8 +300,8 @@ def test_batches_of_a_step_budget():
     labels = np.array([0] * 90 + [1] * 10)
     s = Settings.from_dict({"epochs": 5, "batch_size": 8})
     steps = baseline_steps_per_epoch(len(labels), 8)  # 13
-    for method in ("rus", "ros", "ce", "batch_balanced"):
-        sampler = build_sampler(method, labels, 8, seed=1)
+    for method in ("rus", "ros", "ce", "batch_balanced", "drs"):
+        sampler = build_sampler(method, labels, 8, seed=1, num_epochs=s.epochs)
         got = list(epoch_batches(sampler, 2, s, steps))
         assert len(got) == steps and all(len(b) >= 2 for b in got), method
         assert got == list(epoch_batches(sampler, 2, s, steps))  # a pure function of (seed, epoch)
@@ -389,3 +389,16 @@ def test_cuda_trains_in_the_precision_asked_for(precision, tiny_synthetic, tmp_p
     run = _train(tiny_synthetic, tmp_path / precision, epochs=1, device="cuda", precision=precision)
     assert run["precision"] == run["resolved"]["precision"] == precision
     assert seen and all(enabled == (precision == "bf16") for enabled in seen)
+
+
+def test_drs_trains_as_ce_until_its_switch(tiny_synthetic, tmp_path):
+    """drs in a real cell: the epochs before ⌊drs_start · E⌋ repeat ce's (same batches, same
+    numbers); the re-sampled epochs differ; the switch parameters are recorded."""
+    ce = _train(tiny_synthetic, tmp_path / "ce", method="ce", seed=2, epochs=3)
+    drs = _train(tiny_synthetic, tmp_path / "drs", method="drs", seed=2, epochs=3,
+                 method_params={"drs_start": 0.5})  # switch at 0-based epoch 1
+    h_ce, h_drs = (pd.read_csv(tmp_path / x / "history.csv") for x in ("ce", "drs"))
+    assert h_drs.train_loss.iloc[0] == h_ce.train_loss.iloc[0]
+    assert h_drs.train_loss.iloc[1] != h_ce.train_loss.iloc[1]
+    assert drs["sampler_params"] == {"drs_start": 0.5, "beta": 0.9999} and ce["sampler_params"] == {}
+    assert drs["resolved"]["sampler"] == "drs"

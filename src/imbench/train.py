@@ -452,7 +452,8 @@ def train_cell(task_name: str, cache_dir: str | Path, split_path: str | Path, mo
 
     loss_fn = build_loss(method_name, counts.tolist(), kind=kind, n_samples=len(train),
                          **settings.method_params).to(device)
-    sampler = build_sampler(method_name, train_labels, settings.batch_size, seed, **settings.method_params)
+    sampler = build_sampler(method_name, train_labels, settings.batch_size, seed, num_epochs=settings.epochs,
+                            **settings.method_params)
 
     cell_name = f"{task_name}/{model_name}/{method_name}/seed{seed}" + (f"/fold{fold}" if fold is not None else "")
     torch.manual_seed(seed)

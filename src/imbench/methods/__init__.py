@@ -19,7 +19,7 @@ A user's own loss method is added from outside the package by a plug-in file
 Public API::
 
     build_loss(name, class_counts, kind="multiclass", n_samples=None, **params) -> nn.Module
-    build_sampler(name, labels, batch_size, seed, **params) -> batch sampler
+    build_sampler(name, labels, batch_size, seed, num_epochs=None, **params) -> batch sampler
     fit_posthoc(name, val_probs, val_labels, train_counts, kind, **params) -> DecisionRule
 """
 
@@ -38,7 +38,7 @@ from .tables import (KINDS, LMF_PAPER_ALPHA_BETA, LOSS_DEFAULTS, LOSS_KINDS, LOS
 @dataclass(frozen=True)
 class Method:
     name: str
-    family: str  # baseline | data | loss | post-hoc | hybrid | loss+schedule
+    family: str  # baseline | data | loss | post-hoc | hybrid | loss+schedule | data+schedule
     loss: str
     sampler: str = "shuffle"
     head: str = "linear"
@@ -112,6 +112,10 @@ for _m in (
            summary="class-balanced softmax CE, weights (1 - beta)/(1 - beta^n_c) summing to K, beta 0.9999, mean"),
     Method("la_posthoc", "post-hoc", "ce", posthoc="la_posthoc", base="ce", source="Menon et al. 2021",
            summary="post-hoc logit adjustment of the ce cell: argmax(log p - tau log pi), tau = 1"),
+    Method("vs_loss", "loss", "vs_loss", source="Kini et al. 2021",
+           summary="VS loss: CE on (n_c/n_max)^gamma z_c + tau log(pi_c), gamma 0.3, tau 1; raw logits at test time"),
+    Method("drs", "data+schedule", "ce", sampler="drs", source="Cao et al. 2019",
+           summary="deferred re-sampling: plain shuffled epochs, class-balanced re-sampling from 80 % of epochs + CE"),
     Method("focal_lmf", "loss", "focal_lmf", variant_of="focal", source="LMF (official code)",
            summary="the LMF code's Focal baseline: softmax focal, gamma 1.5, alpha_t = the LDAM margins"),
     Method("ldam_lmf", "loss", "ldam_lmf", variant_of="ldam", source="LMF (official code)",
@@ -179,13 +183,16 @@ def build_loss(name: str, class_counts, kind: str = "multiclass", n_samples: int
     return make_loss(m.loss, class_counts, kind=kind, n_samples=n_samples, **loss_params)
 
 
-def build_sampler(name: str, labels, batch_size: int, seed: int, **params):
-    """The batch sampler of method ``name`` (``shuffle`` for methods that do not resample)."""
+def build_sampler(name: str, labels, batch_size: int, seed: int, num_epochs: int | None = None, **params):
+    """The batch sampler of method ``name`` (``shuffle`` for methods that do not resample).
+
+    ``num_epochs`` is the training length; a deferred sampler (``drs``) needs it to place its switch.
+    """
     from .samplers import make_batch_sampler
 
     m = get_method(name)
     _, sampler_params, _ = split_params(name, params)
-    return make_batch_sampler(m.sampler, labels, batch_size, seed, **sampler_params)
+    return make_batch_sampler(m.sampler, labels, batch_size, seed, num_epochs=num_epochs, **sampler_params)
 
 
 def fit_posthoc(name: str, val_probs, val_labels, train_counts, kind: str, n_train: int | None = None, **params):

@@ -74,6 +74,7 @@ __all__ = [
     "LogitAdjustedLoss",
     "ClassBalancedFocalLoss",
     "ClassBalancedSoftmaxCE",
+    "VSLoss",
 ]
 
 # The tables (parameters and defaults, task kinds, the LMF paper's α/β) are in the torch-free
@@ -479,6 +480,26 @@ class ClassBalancedSoftmaxCE(ImbalanceLoss):
         return (self._cast(self.weight, z)[y] * F.cross_entropy(z, y, reduction="none")).mean()
 
 
+class VSLoss(ImbalanceLoss):
+    """Vector-scaling loss (Kini et al., NeurIPS 2021), official form of orparask/VS-Loss.
+
+    CE(Δ ⊙ z + ι, y), mean over the batch, with the multiplicative scale Δ_c = (n_c / n_max)^γ
+    (1 for the largest class, smaller for rarer ones) and the additive shift ι_c = τ log π_c.
+    The official ``VSLoss`` divides z by ((1/n_c)^γ / min_j (1/n_j)^γ) = (n_max / n_c)^γ, which is
+    the same product. γ = 0 is logit-adjusted CE with this τ; τ = 0 is the CDT-style scaling alone.
+    Only the loss sees the scaled logits: predictions use the raw z.
+    """
+
+    def __init__(self, loss_id, kind, num_classes, params, scale: np.ndarray, shift: np.ndarray):
+        super().__init__(loss_id, kind, num_classes, params)
+        self.register_buffer("scale", _as_buffer(scale))
+        self.register_buffer("shift", _as_buffer(shift))
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        z, y = self._prepare(logits, targets)
+        return F.cross_entropy(z * self._cast(self.scale, z) + self._cast(self.shift, z), y)
+
+
 class ClassBalancedFocalLoss(ImbalanceLoss):
     """Class-balanced sigmoid focal loss, official form of Cui et al. 2019.
 
@@ -705,6 +726,10 @@ def _make_loss(
         return LogitAdjustedLoss(*args, log_prior=np.log(counts), tau=1.0)
     if loss_id == "cb_ce":
         return ClassBalancedSoftmaxCE(*args, weight=class_balanced_weights(counts, p["beta"], ctx))
+    if loss_id == "vs_loss":
+        _require_nonzero(counts, "log π_c and the scale (n_c/n_max)^γ", ctx)
+        return VSLoss(*args, scale=np.power(counts / counts.max(), p["gamma"]),
+                      shift=p["tau"] * np.log(counts / counts.sum()))
     if loss_id == "focal_lmf":  # the LMF code's Focal baseline: AdeelH focal with α = the margins
         return SoftmaxFocalLoss(*args, gamma=p["gamma"], alpha=ldam_margins(counts, p["max_m"], ctx))
     if loss_id == "ldam_lmf":  # the LMF code's LDAM baseline: the margins are also the class weights

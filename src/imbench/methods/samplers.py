@@ -1,4 +1,5 @@
-"""Batch samplers for the data-level imbalance methods (SPEC §4: ``ros``, ``rus``, ``batch_balanced``).
+"""Batch samplers for the data-level imbalance methods (SPEC §4: ``ros``, ``rus``, ``batch_balanced``;
+and ``drs``).
 
 Every sampler here is a PyTorch ``batch_sampler``: iterating it yields one batch (a list of dataset
 indices) at a time, so it plugs into ``DataLoader(dataset, batch_sampler=...)``.
@@ -30,6 +31,20 @@ Sampler ids
     replacement), then one sample of it. The batch is shuffled. An epoch is ``ceil(N / B)`` full
     batches of ``B``; every epoch draws afresh. This is the pytorch-ada ``BalancedBatchSampler``
     guarantee (``B // K`` per class) plus the SPEC's uniform remainder and ``ceil`` epoch length.
+
+``drs``
+    Deferred re-sampling (Cao et al. NeurIPS 2019): the epochs before ``⌊drs_start · E⌋`` (``E`` =
+    ``num_epochs``, the training length; the same switch as ``ldam_drw``'s ``drw_start``) are the
+    ``shuffle`` epochs of the same seed, batch for batch. From that epoch on, an epoch is ``N``
+    draws *with replacement*, sample ``i`` drawn with probability proportional to the
+    class-balanced weight ``(1 - beta) / (1 - beta^{n_c(i)})`` of its class (``beta`` 0.9999): the
+    ``ImbalancedDatasetSampler`` of the official code (kaidic/LDAM-DRW ``utils.py``). A class then
+    gets ``n_c w_c / sum_j n_j w_j`` of the draws: about the same share for classes of a few hundred
+    samples, somewhat more for a class of thousands (HAM10000's nv: 18 % rather than 1/7). The
+    official script builds that sampler for ``--train_rule Resample`` but its loader keeps the
+    plain sampler it was created with; the deferred schedule is the paper's (re-balancing from the
+    first learning-rate decay on, epoch 160 of 200 in its CIFAR runs). Sampler epochs past ``E``
+    (the ``steps`` budget's extra epochs ``e + j·E``) take the phase of ``e mod E``.
 
 ``ros`` and ``rus`` take ``redraw`` (default ``False``). ``False`` follows imbalanced-learn, where
 the data set is resampled once: the resampled multiset is drawn once from ``seed`` and only its
@@ -147,8 +162,10 @@ class BatchSampler(torch.utils.data.Sampler[list[int]], abc.ABC):
     of every training sample), ``class_counts`` (``{class: count}`` of the classes present).
     """
 
-    def __init__(self, sampler_id: str, classes: np.ndarray, batch_size: int, seed: int, params: dict):
+    def __init__(self, sampler_id: str, classes: np.ndarray, batch_size: int, seed: int, params: dict,
+                 num_epochs: int | None = None):
         super().__init__()
+        self.num_epochs = num_epochs
         self.sampler_id = sampler_id
         self.classes = classes
         self.batch_size = batch_size
@@ -274,23 +291,65 @@ class BalancedBatchSampler(BatchSampler):
         return batches
 
 
+class DeferredResampler(_OrderedEpochSampler):
+    """``drs``: the ``shuffle`` epochs, then class-balanced draws with replacement (see the module doc)."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.num_samples = self.num_train
+        from .losses import class_balanced_weights
+
+        present = list(self.class_counts)
+        w = class_balanced_weights([self.class_counts[c] for c in present], self.params["beta"])
+        per_sample = np.zeros(self.num_train)
+        for c, wc in zip(present, w):
+            per_sample[self._members[c]] = wc
+        self._draw_p = per_sample / per_sample.sum()
+
+    @property
+    def switch_epoch(self) -> int:
+        """First 0-based epoch that re-samples: ⌊drs_start · num_epochs⌋ (``drw_switch_epoch``)."""
+        from .losses import drw_switch_epoch
+
+        if self.num_epochs is None:
+            raise ValueError("sampler 'drs' needs num_epochs (the training length) to place its switch "
+                             "from plain to class-balanced sampling")
+        return drw_switch_epoch(self.num_epochs, self.params["drs_start"])
+
+    def resampling(self, epoch: int | None = None) -> bool:
+        """Whether ``epoch`` (default: the current one) draws class-balanced."""
+        epoch = self.epoch if epoch is None else _check_int("epoch", epoch, 0)
+        switch = self.switch_epoch  # raises first when num_epochs is missing
+        return epoch % self.num_epochs >= switch
+
+    def _epoch_pool(self, epoch: int) -> np.ndarray:
+        if not self.resampling(epoch):
+            return np.arange(self.num_train, dtype=np.int64)
+        rng = _rng(self.seed, epoch, _STREAM_RESAMPLE)
+        return rng.choice(self.num_train, size=self.num_train, replace=True, p=self._draw_p).astype(np.int64)
+
+
 _SAMPLER_CLASSES = {
     "shuffle": ShuffleSampler,
     "ros": _ImblearnSampler,
     "rus": _ImblearnSampler,
     "batch_balanced": BalancedBatchSampler,
+    "drs": DeferredResampler,
 }
 
 
-def make_batch_sampler(sampler_id: str, labels, batch_size: int, seed: int, **params) -> BatchSampler:
+def make_batch_sampler(sampler_id: str, labels, batch_size: int, seed: int, num_epochs: int | None = None,
+                       **params) -> BatchSampler:
     """Build the batch sampler ``sampler_id`` over training ``labels``.
 
     Args:
-        sampler_id: one of ``SAMPLER_DEFAULTS`` (``shuffle``, ``ros``, ``rus``, ``batch_balanced``).
+        sampler_id: one of ``SAMPLER_DEFAULTS`` (``shuffle``, ``ros``, ``rus``, ``batch_balanced``, ``drs``).
         labels: training labels, 1-D class ids or a 2-D 0/1 multi-label matrix (see
             :func:`sampling_classes`); dataset index ``i`` is row ``i``.
         batch_size: ``B >= 1``; ``batch_balanced`` also needs ``B >= K`` (classes present).
         seed: non-negative integer; with the epoch it fixes every draw.
+        num_epochs: the training length (``>= 1``); ``drs`` needs it to draw an epoch (its switch is a
+            share of it), the others ignore it.
         **params: sampler parameters (``SAMPLER_DEFAULTS[sampler_id]``); ``None`` means the default.
 
     Raises:
@@ -299,5 +358,7 @@ def make_batch_sampler(sampler_id: str, labels, batch_size: int, seed: int, **pa
     resolved = _resolve_params(sampler_id, params)
     batch_size = _check_int("batch_size", batch_size, 1)
     seed = _check_int("seed", seed, 0)
+    if num_epochs is not None:
+        num_epochs = _check_int("num_epochs", num_epochs, 1)
     classes = sampling_classes(labels)
-    return _SAMPLER_CLASSES[sampler_id](sampler_id, classes, batch_size, seed, resolved)
+    return _SAMPLER_CLASSES[sampler_id](sampler_id, classes, batch_size, seed, resolved, num_epochs)

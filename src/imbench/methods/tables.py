@@ -58,6 +58,11 @@ LOSS_PARAMS: dict[str, dict[str, Param]] = {
     # code (jiawei-ren/BalancedMetaSoftmax, loss/BalancedSoftmaxLoss.py).
     "balanced_softmax": {},
     "cb_ce": {"beta": _CB_BETA},
+    # VS loss (Kini et al. 2021): the defaults of the official VSLoss (orparask/VS-Loss, losses.py:
+    # ``VSLoss(cls_num_list, gamma=0.3, tau=1.0)``).
+    "vs_loss": {"gamma": Param("float", 0.3, lo=0.0, nullable=True,
+                               doc="exponent γ of the multiplicative scale Δ_c = (n_c/n_max)^γ"),
+                "tau": Param("float", 1.0, nullable=True, doc="scale τ of the additive shift ι_c = τ log π_c")},
 }
 
 #: Loss id -> its parameters with their defaults.
@@ -89,6 +94,7 @@ LOSS_KINDS: dict[str, tuple[str, ...]] = {
     "ldam_lmf": _SINGLE,
     "balanced_softmax": _SINGLE,
     "cb_ce": _SINGLE,
+    "vs_loss": _SINGLE,
 }
 
 #: Loss id -> which per-class weights it applies (the ``class_weights`` of its module and of
@@ -112,6 +118,7 @@ LOSS_CLASS_WEIGHTS: dict[str, str] = {
     "ldam_lmf": "margins",
     "balanced_softmax": "none",
     "cb_ce": "cb",
+    "vs_loss": "none",
 }
 
 #: The (α, β) of LMF = α·LDAM + β·Focal that gave the best results in the LMF
@@ -134,6 +141,11 @@ SAMPLER_PARAMS: dict[str, dict[str, Param]] = {
     "ros": {"redraw": Param("bool", False, nullable=True, doc="draw a new resampled pool every epoch")},
     "rus": {"redraw": Param("bool", False, nullable=True, doc="draw a new resampled pool every epoch")},
     "batch_balanced": {},
+    # Deferred re-sampling (Cao et al. 2019): the switch point is declared like ldam_drw's
+    # drw_start, and the re-sampling draws by kaidic/LDAM-DRW's ImbalancedDatasetSampler weights.
+    "drs": {"drs_start": Param("float", 0.8, lo=0.0, hi=1.0, nullable=True,
+                               doc="share of the epochs before class-balanced re-sampling starts"),
+            "beta": _CB_BETA},
 }
 SAMPLER_DEFAULTS: dict[str, dict[str, object]] = {
     sampler: {name: p.default for name, p in params.items()} for sampler, params in SAMPLER_PARAMS.items()
