@@ -91,7 +91,8 @@ def test_plain_loop_quick(work):
         assert len(ratios) == epochs - 1, name
     headline = r["figures"][0]
     assert headline["unit"] == "ratio" and headline["name"].startswith("imbench / plain")
-    assert headline["value"] == setting["median_epoch_ratios"]["imbench"] == setting["epoch_ratio_quartiles"]["imbench"][1]
+    medians, quartiles = setting["median_epoch_ratios"], setting["epoch_ratio_quartiles"]
+    assert headline["value"] == medians["imbench"] == quartiles["imbench"][1]
     assert {f["name"].split(" (")[0] for f in r["figures"]} >= {"plain PyTorch loop", "imbench training loop"}
 
 
