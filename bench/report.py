@@ -22,8 +22,7 @@ import benchlib  # noqa: E402
 
 START, END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
 ORDER = ["loop_overhead", "loop_overhead_cuda", "plain_loop", "loader_throughput",
-         "loader_throughput_cuda", "preprocessing",
-         "planning"]
+         "loader_throughput_cuda", "preprocessing", "planning"]
 
 
 def _fmt(value, unit: str) -> str:
