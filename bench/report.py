@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
 
 START, END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
-ORDER = ["loop_overhead", "loop_overhead_cuda", "loader_throughput", "loader_throughput_cuda", "preprocessing",
-         "planning"]
+ORDER = ["loop_overhead", "loop_overhead_cuda", "plain_loop", "plain_loop_resnet50", "loader_throughput",
+         "loader_throughput_cuda", "preprocessing", "planning"]
 
 
 def _fmt(value, unit: str) -> str:

@@ -73,6 +73,29 @@ def test_loop_overhead_quick(work):
     assert r["figures"][0]["value"] == d["epoch_ratio_quartiles"][1]
 
 
+def test_plain_loop_quick(work):
+    out = _load("plain_loop").main(["--quick", "--out", str(work / "plain.json"),
+                                    "--work-dir", str(work / "data"), *QUIET])
+    r = _check(out, "plain_loop")
+    d = r["details"]
+    (setting,) = d["settings"]
+    run = setting["samples"][0]
+    epochs = d["epochs_per_run"]
+    # imbench and every plain variant ran and reported every epoch, training images included
+    assert set(run["epochs"]) == {"imbench", "plain", "plain+cl", "plain+det", "plain+cl+det"}
+    for name, ep in run["epochs"].items():
+        assert len(ep["epoch_seconds"]) == len(ep["epoch_images"]) == epochs, name
+        assert all(t > 0 for t in ep["epoch_seconds"]) and all(n > 0 for n in ep["epoch_images"]), name
+    # one paired ratio per variant and epoch after the warm-up one; the headline is their median
+    for name, ratios in run["epoch_ratios"].items():
+        assert len(ratios) == epochs - 1, name
+    headline = r["figures"][0]
+    assert headline["unit"] == "ratio" and headline["name"].startswith("imbench / plain")
+    medians, quartiles = setting["median_epoch_ratios"], setting["epoch_ratio_quartiles"]
+    assert headline["value"] == medians["imbench"] == quartiles["imbench"][1]
+    assert {f["name"].split(" (")[0] for f in r["figures"]} >= {"plain PyTorch loop", "imbench training loop"}
+
+
 def test_loader_throughput_quick(work):
     out = _load("loader_throughput").main(["--quick", "--out", str(work / "loader.json"),
                                            "--work-dir", str(work / "data"), *QUIET])
