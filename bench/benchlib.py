@@ -332,3 +332,13 @@ def restore_torch_state():
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit("benchlib is imported by the bench/ scripts; run one of them instead")
+
+
+def run_restoring(main, args, argv):
+    """``main(args, argv)`` with torch's global state (threads, flags) restored afterwards; ``argv``
+    defaults to the process's own arguments (recorded in the result file)."""
+    restore = restore_torch_state()
+    try:
+        return main(args, argv if argv is not None else sys.argv[1:])
+    finally:
+        restore()

@@ -201,11 +201,7 @@ def main(argv=None) -> Path:
     p.add_argument("--no-before", action="store_true",
                    help="skip the measurement of the previous element-wise conversion")
     args = p.parse_args(argv)
-    restore = benchlib.restore_torch_state()
-    try:
-        return _main(args, argv if argv is not None else sys.argv[1:])
-    finally:
-        restore()
+    return benchlib.run_restoring(_main, args, argv)
 
 
 def _main(args, argv) -> Path:

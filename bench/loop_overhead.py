@@ -233,11 +233,7 @@ def main(argv=None) -> Path:
     p.add_argument("--n-train", type=int, default=None)
     p.add_argument("--n-val", type=int, default=None)
     args = p.parse_args(argv)
-    restore = benchlib.restore_torch_state()
-    try:
-        return _main(args, argv if argv is not None else sys.argv[1:])
-    finally:
-        restore()
+    return benchlib.run_restoring(_main, args, argv)
 
 
 def _main(args, argv) -> Path:

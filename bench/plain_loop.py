@@ -178,11 +178,7 @@ def main(argv=None) -> Path:
     args = p.parse_args(argv)
     if args.device != "cpu":
         raise SystemExit("--device: this comparison is defined for the CPU only")
-    restore = benchlib.restore_torch_state()
-    try:
-        return _main(args, argv if argv is not None else sys.argv[1:])
-    finally:
-        restore()
+    return benchlib.run_restoring(_main, args, argv)
 
 
 def _main(args, argv) -> Path:
