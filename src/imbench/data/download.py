@@ -260,7 +260,7 @@ def fetch_file(name: str, urls: Sequence[str], dest_dir: str | Path, known_hash:
 
 
 def _remove_empty_pooch_temporaries(folder: Path) -> None:
-    """Delete the empty temporary files (``tmpXXXXXXXX``) that pooch creates before each transfer and
+    """Delete the empty temporary files (``tmp`` plus eight random characters) that pooch creates before each transfer and
     that a killed run leaves behind (the data itself goes to the ``.part`` file, kept to resume).
     Only empty ones: a concurrent transfer's temporary file is still empty too, and is recreated by
     the rename that completes it."""
