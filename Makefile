@@ -14,7 +14,7 @@ CORES ?= all
 SNAKEMAKE_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup run report test test-all lint clean
+.PHONY: setup run report style test test-all lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,13 +31,19 @@ report: $(STAMP)
 	$(BIN)/snakemake --configfile $(CONFIG) --report \
 	  results/$$($(BIN)/python -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['experiment'])" $(CONFIG))/report.html
 
-test: $(STAMP)
+# The test command checks style first (ruff lint + format, snakefmt for the rules), then runs pytest.
+style: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/snakefmt --check Snakefile workflow/rules
+
+test: style
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -m "slow or not slow" $(PYTEST_ARGS)
 
-lint: $(STAMP)
+lint: style
 	$(BIN)/snakemake --lint
 
 clean:

@@ -42,19 +42,37 @@ CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def parser(description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=description,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--quick", action="store_true",
-                   help="tiny sizes and one repeat: checks that the script runs (numbers meaningless)")
+    p = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny sizes and one repeat: checks that the script runs (numbers meaningless)",
+    )
     p.add_argument("--repeats", type=int, default=None, help="timed repeats (median reported)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"), help="torch device")
-    p.add_argument("--out", type=Path, default=None, help="result JSON (default bench/results/<name>.json)")
-    p.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "imbench-bench",
-                   help="where generated images and caches are kept (reused between runs)")
-    p.add_argument("--max-foreign", type=float, default=0.25,
-                   help="a repeat is redone when other processes used more CPU cores than this")
-    p.add_argument("--max-wait", type=float, default=300.0,
-                   help="seconds to wait for a quiet machine before each repeat")
+    p.add_argument(
+        "--out", type=Path, default=None, help="result JSON (default bench/results/<name>.json)"
+    )
+    p.add_argument(
+        "--work-dir",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "imbench-bench",
+        help="where generated images and caches are kept (reused between runs)",
+    )
+    p.add_argument(
+        "--max-foreign",
+        type=float,
+        default=0.25,
+        help="a repeat is redone when other processes used more CPU cores than this",
+    )
+    p.add_argument(
+        "--max-wait",
+        type=float,
+        default=300.0,
+        help="seconds to wait for a quiet machine before each repeat",
+    )
     p.add_argument("--retries", type=int, default=3, help="re-measurements allowed per repeat")
     return p
 
@@ -123,7 +141,11 @@ class CpuMeter:
         return False
 
     def record(self) -> dict:
-        return {"load1": self.load1, "foreign_cores": self.foreign_cores, "steal_cores": self.steal_cores}
+        return {
+            "load1": self.load1,
+            "foreign_cores": self.foreign_cores,
+            "steal_cores": self.steal_cores,
+        }
 
 
 def wait_quiet(max_foreign: float, max_wait: float, probe: float = 1.0) -> dict:
@@ -133,8 +155,11 @@ def wait_quiet(max_foreign: float, max_wait: float, probe: float = 1.0) -> dict:
         with CpuMeter() as m:
             time.sleep(probe)
         if m.foreign_cores < max_foreign or time.perf_counter() - t0 > max_wait:
-            return {"waited_s": round(time.perf_counter() - t0, 1), "idle_foreign_cores": m.foreign_cores,
-                    "load1": load1()}
+            return {
+                "waited_s": round(time.perf_counter() - t0, 1),
+                "idle_foreign_cores": m.foreign_cores,
+                "load1": load1(),
+            }
 
 
 def _log(message: str) -> None:
@@ -150,15 +175,22 @@ def repeat(fn, repeats: int, args, label: str = "", log=_log) -> list[dict]:
     samples = []
     for i in range(repeats):
         for attempt in range(args.retries + 1):
-            quiet = wait_quiet(args.max_foreign, 0 if args.quick else args.max_wait, 0.2 if args.quick else 1.0)
+            quiet = wait_quiet(
+                args.max_foreign, 0 if args.quick else args.max_wait, 0.2 if args.quick else 1.0
+            )
             with CpuMeter() as m:
                 out = fn()
-            rec = {**out, "load": {**m.record(), "waited_s": quiet["waited_s"], "attempt": attempt + 1}}
+            rec = {
+                **out,
+                "load": {**m.record(), "waited_s": quiet["waited_s"], "attempt": attempt + 1},
+            }
             disturbed = m.foreign_cores > args.max_foreign
             rec["load"]["disturbed"] = disturbed
             shown = {k: v for k, v in out.items() if isinstance(v, (int, float))}
-            log(f"{label} repeat {i + 1}/{repeats} attempt {attempt + 1}: {shown} "
-                f"load1={m.load1} foreign={m.foreign_cores} cores steal={m.steal_cores}")
+            log(
+                f"{label} repeat {i + 1}/{repeats} attempt {attempt + 1}: {shown} "
+                f"load1={m.load1} foreign={m.foreign_cores} cores steal={m.steal_cores}"
+            )
             if not disturbed or args.quick or attempt == args.retries:
                 samples.append(rec)
                 break
@@ -202,14 +234,21 @@ def machine(device=None) -> dict:
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as fh:
-            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+            cpu = next(
+                line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")
+            )
     except (OSError, StopIteration):
         pass
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:
         cores = os.cpu_count()
-    info = {"cpu": cpu, "cores": cores, "platform": platform.platform(), "python": platform.python_version()}
+    info = {
+        "cpu": cpu,
+        "cores": cores,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
     for pkg in ("torch", "torchvision", "timm", "numpy", "pillow", "snakemake"):
         try:
             info[pkg] = version(pkg)
@@ -250,8 +289,16 @@ def command(script: str, argv) -> str:
     return shlex.join(["python", f"bench/{script}", *[str(a) for a in argv]])
 
 
-def write_result(name: str, script: str, argv, args, figures: list[dict], details: dict, samples_load: dict,
-                 device=None) -> Path:
+def write_result(
+    name: str,
+    script: str,
+    argv,
+    args,
+    figures: list[dict],
+    details: dict,
+    samples_load: dict,
+    device=None,
+) -> Path:
     """Write the result JSON and return its path.
 
     ``figures``: ``{"name", "value", "unit"}`` plus optional ``"target"`` and ``"op"`` (">=" or "<=");
@@ -260,11 +307,13 @@ def write_result(name: str, script: str, argv, args, figures: list[dict], detail
     for f in figures:
         if f.get("target") is not None and f.get("value") is not None:
             op = f.get("op", ">=")
-            f["met"] = bool(f["value"] >= f["target"]) if op == ">=" else bool(f["value"] <= f["target"])
+            f["met"] = (
+                bool(f["value"] >= f["target"]) if op == ">=" else bool(f["value"] <= f["target"])
+            )
     payload = {
         "benchmark": name,
         "quick": bool(args.quick),
-        "date": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "date": _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat(),
         "command": command(script, argv),
         "machine": machine(device),
         "load": samples_load,

@@ -62,8 +62,9 @@ def to_input_elementwise(batch_u8, settings, device, generator=None):
         x = torch.where((flips[:, 0] < 0.5).view(n, 1, 1, 1), x.flip(3), x)
         x = torch.where((flips[:, 1] < 0.5).view(n, 1, 1, 1), x.flip(2), x)
     if settings.normalize == "imagenet":
-        x = (x - torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)) / \
-            torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+        x = (x - torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)) / torch.tensor(
+            IMAGENET_STD, device=device
+        ).view(1, 3, 1, 1)
     return x
 
 
@@ -73,11 +74,17 @@ def check_identical(device) -> bool:
 
     from imbench.train import InputBuffer, Settings, images_to_input, to_input
 
-    u8 = torch.randint(0, 256, (16, 24, 20, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    u8 = torch.randint(
+        0, 256, (16, 24, 20, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(1)
+    )
     idx = torch.arange(16).flip(0)
     ok = True
-    for s, gen in ((Settings(image_size=24), True), (Settings(image_size=24), False),
-                   (Settings(image_size=24, normalize="none"), True), (Settings(image_size=24, augment="none"), True)):
+    for s, gen in (
+        (Settings(image_size=24), True),
+        (Settings(image_size=24), False),
+        (Settings(image_size=24, normalize="none"), True),
+        (Settings(image_size=24, augment="none"), True),
+    ):
         g = (lambda: torch.Generator().manual_seed(7)) if gen else (lambda: None)
         a = to_input_elementwise(u8[idx], s, device, g())
         if device.type == "cpu":
@@ -88,8 +95,9 @@ def check_identical(device) -> bool:
     return ok
 
 
-def imbench_epochs(cache: Path, epochs: int, batch_size: int, threads: int, device,
-                   elementwise: bool = False) -> list[tuple[int, float]]:
+def imbench_epochs(
+    cache: Path, epochs: int, batch_size: int, threads: int, device, elementwise: bool = False
+) -> list[tuple[int, float]]:
     """(images, seconds) per epoch of imbench's host data path, exactly as train_cell's batch loop
     runs it: on the CPU each selected image is flipped and converted from the in-memory split into
     a reused batch tensor (``images_to_input``); on CUDA the gathered uint8 batch goes to the device
@@ -106,8 +114,13 @@ def imbench_epochs(cache: Path, epochs: int, batch_size: int, threads: int, devi
     images, index = load_cache(cache)
     train = Split(images, index, np.arange(len(index)))
     size, channels = train.images.shape[1], train.images.shape[3]
-    settings = Settings(image_size=size, batch_size=batch_size, augment="flip", normalize="imagenet",
-                        threads=threads)
+    settings = Settings(
+        image_size=size,
+        batch_size=batch_size,
+        augment="flip",
+        normalize="imagenet",
+        threads=threads,
+    )
     sampler = build_sampler("ce", train.labels.numpy(), batch_size, seed=0)
     buffer = InputBuffer()
     out = []
@@ -115,7 +128,9 @@ def imbench_epochs(cache: Path, epochs: int, batch_size: int, threads: int, devi
     for epoch in range(epochs):
         t0 = time.perf_counter()
         sampler.set_epoch(epoch)
-        gen = torch.Generator().manual_seed(int(np.random.SeedSequence([0, epoch]).generate_state(1)[0]))
+        gen = torch.Generator().manual_seed(
+            int(np.random.SeedSequence([0, epoch]).generate_state(1)[0])
+        )
         n = 0
         for idx in sampler:
             if len(idx) < 2:
@@ -124,7 +139,9 @@ def imbench_epochs(cache: Path, epochs: int, batch_size: int, threads: int, devi
             if elementwise:
                 x = to_input_elementwise(train.images[idx], settings, device, gen)
             elif device.type == "cpu":
-                x = images_to_input(train.images, idx, settings, gen, buffer(len(idx), channels, size, size))
+                x = images_to_input(
+                    train.images, idx, settings, gen, buffer(len(idx), channels, size, size)
+                )
             else:  # as train_cell on a GPU: pinned gather, asynchronous copy, conversion on the device
                 x = to_input(to_device(train.images, idx, device), settings, device, gen)
             y = to_device(train.labels, idx, device)
@@ -151,21 +168,30 @@ def folder_tree(root: Path, work: Path) -> Path:
     return tree
 
 
-def baseline_epochs(tree: Path, epochs: int, batch_size: int, workers: int, size: int,
-                    device) -> list[tuple[int, float]]:
+def baseline_epochs(
+    tree: Path, epochs: int, batch_size: int, workers: int, size: int, device
+) -> list[tuple[int, float]]:
     import torch
     from torchvision import datasets, transforms
 
-    tf = transforms.Compose([
-        transforms.RandomResizedCrop(size),
-        transforms.RandomHorizontalFlip(),
-        transforms.ToTensor(),
-        transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-    ])
+    tf = transforms.Compose(
+        [
+            transforms.RandomResizedCrop(size),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+        ]
+    )
     ds = datasets.ImageFolder(str(tree), transform=tf)
-    loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=workers,
-                                         persistent_workers=workers > 0, pin_memory=device.type == "cuda",
-                                         generator=torch.Generator().manual_seed(0))
+    loader = torch.utils.data.DataLoader(
+        ds,
+        batch_size=batch_size,
+        shuffle=True,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        pin_memory=device.type == "cuda",
+        generator=torch.Generator().manual_seed(0),
+    )
     out = []
     try:
         for _ in range(epochs):
@@ -196,10 +222,20 @@ def main(argv=None) -> Path:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--threads", type=int, default=2, help="torch threads of imbench's path")
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers of the baseline")
-    p.add_argument("--epochs", type=int, default=None, help="imbench epochs per repeat (first is warm-up)")
-    p.add_argument("--baseline-epochs", type=int, default=None, help="baseline epochs per repeat (first is warm-up)")
-    p.add_argument("--no-before", action="store_true",
-                   help="skip the measurement of the previous element-wise conversion")
+    p.add_argument(
+        "--epochs", type=int, default=None, help="imbench epochs per repeat (first is warm-up)"
+    )
+    p.add_argument(
+        "--baseline-epochs",
+        type=int,
+        default=None,
+        help="baseline epochs per repeat (first is warm-up)",
+    )
+    p.add_argument(
+        "--no-before",
+        action="store_true",
+        help="skip the measurement of the previous element-wise conversion",
+    )
     args = p.parse_args(argv)
     return benchlib.run_restoring(_main, args, argv)
 
@@ -222,12 +258,17 @@ def _main(args, argv) -> Path:
         imb = imbench_epochs(cache, epochs, args.batch_size, args.threads, device)
         base = baseline_epochs(tree, b_epochs, args.batch_size, args.workers, size, device)
         r_imb, r_base = rate(imb), rate(base)
-        out = {"imbench_images_per_s": round(r_imb, 1), "baseline_images_per_s": round(r_base, 1),
-               "speedup": round(r_imb / r_base, 2),
-               "imbench_epochs": [(k, round(t, 4)) for k, t in imb],
-               "baseline_epochs": [(k, round(t, 4)) for k, t in base]}
+        out = {
+            "imbench_images_per_s": round(r_imb, 1),
+            "baseline_images_per_s": round(r_base, 1),
+            "speedup": round(r_imb / r_base, 2),
+            "imbench_epochs": [(k, round(t, 4)) for k, t in imb],
+            "baseline_epochs": [(k, round(t, 4)) for k, t in base],
+        }
         if not args.no_before:
-            before = imbench_epochs(cache, epochs, args.batch_size, args.threads, device, elementwise=True)
+            before = imbench_epochs(
+                cache, epochs, args.batch_size, args.threads, device, elementwise=True
+            )
             out["before_images_per_s"] = round(rate(before), 1)
             out["before_epochs"] = [(k, round(t, 4)) for k, t in before]
         return out
@@ -237,31 +278,66 @@ def _main(args, argv) -> Path:
     base = benchlib.median([s["baseline_images_per_s"] for s in samples])
     tag = f"{size} px, batch {args.batch_size}, {device.type}"
     figures = [
-        {"name": f"imbench data path: cache → images_to_input into a reused batch ({tag}, {args.threads} threads)",
-         "value": round(imb, 1), "unit": "images/s", "target": None if args.quick else 3000, "op": ">="},
-        {"name": f"baseline: ImageFolder + PIL decode + RandomResizedCrop/flip/ToTensor/Normalize "
-                 f"({w}×{h} JPEG → {size} px, DataLoader {args.workers} workers)",
-         "value": round(base, 1), "unit": "images/s"},
-        {"name": "imbench data path / baseline", "value": round(imb / base, 2), "unit": "×",
-         "target": None if args.quick else 5, "op": ">="},
+        {
+            "name": f"imbench data path: cache → images_to_input into a reused batch ({tag}, {args.threads} threads)",
+            "value": round(imb, 1),
+            "unit": "images/s",
+            "target": None if args.quick else 3000,
+            "op": ">=",
+        },
+        {
+            "name": f"baseline: ImageFolder + PIL decode + RandomResizedCrop/flip/ToTensor/Normalize "
+            f"({w}×{h} JPEG → {size} px, DataLoader {args.workers} workers)",
+            "value": round(base, 1),
+            "unit": "images/s",
+        },
+        {
+            "name": "imbench data path / baseline",
+            "value": round(imb / base, 2),
+            "unit": "×",
+            "target": None if args.quick else 5,
+            "op": ">=",
+        },
     ]
     before = None
     if not args.no_before:
         before = benchlib.median([s["before_images_per_s"] for s in samples])
-        figures.append({"name": f"before: gather → element-wise conversion (the previous to_input; {tag}, "
-                                f"{args.threads} threads)", "value": round(before, 1), "unit": "images/s"})
+        figures.append(
+            {
+                "name": f"before: gather → element-wise conversion (the previous to_input; {tag}, "
+                f"{args.threads} threads)",
+                "value": round(before, 1),
+                "unit": "images/s",
+            }
+        )
     details = {
-        "n_images": n, "jpeg_size": [w, h], "jpeg_kib_mean": round(sum(jpeg_bytes) / len(jpeg_bytes) / 1024, 1),
-        "image_size": size, "batch_size": args.batch_size, "threads": args.threads, "workers": args.workers,
-        "device": str(device), "imbench_epochs_per_repeat": epochs, "baseline_epochs_per_repeat": b_epochs,
-        "warmup_epochs_dropped": 1, "speedup_per_repeat": [s["speedup"] for s in samples],
+        "n_images": n,
+        "jpeg_size": [w, h],
+        "jpeg_kib_mean": round(sum(jpeg_bytes) / len(jpeg_bytes) / 1024, 1),
+        "image_size": size,
+        "batch_size": args.batch_size,
+        "threads": args.threads,
+        "workers": args.workers,
+        "device": str(device),
+        "imbench_epochs_per_repeat": epochs,
+        "baseline_epochs_per_repeat": b_epochs,
+        "warmup_epochs_dropped": 1,
+        "speedup_per_repeat": [s["speedup"] for s in samples],
         "before_images_per_s": before,
         "identical_to_elementwise": check_identical(device),
         "samples": samples,
     }
     name = NAME if device.type == "cpu" else f"{NAME}_{device.type}"
-    return benchlib.write_result(name, "loader_throughput.py", argv, args, figures, details,
-                                 benchlib.load_summary(samples), device)
+    return benchlib.write_result(
+        name,
+        "loader_throughput.py",
+        argv,
+        args,
+        figures,
+        details,
+        benchlib.load_summary(samples),
+        device,
+    )
 
 
 if __name__ == "__main__":

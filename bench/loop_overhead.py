@@ -48,7 +48,9 @@ import benchlib  # noqa: E402
 NAME = "loop_overhead"
 
 
-def build_cache(work: Path, n_train: int, n_val: int, n_test: int, size: int, seed: int = 0) -> tuple[Path, Path]:
+def build_cache(
+    work: Path, n_train: int, n_val: int, n_test: int, size: int, seed: int = 0
+) -> tuple[Path, Path]:
     """A cache (images.npy + index.csv) of random pixels with HAM10000's class proportions, and its
     split file, in the formats ``imbench cache`` and ``imbench split`` write."""
     import numpy as np
@@ -68,26 +70,38 @@ def build_cache(work: Path, n_train: int, n_val: int, n_test: int, size: int, se
     p = np.array([counts[c] for c in CLASSES], float)
     labels = rng.choice(len(CLASSES), size=n, p=p / p.sum())
     labels[: len(CLASSES)] = np.arange(len(CLASSES))  # every class present
-    arr = np.lib.format.open_memmap(cache / "images.npy", mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
+    arr = np.lib.format.open_memmap(
+        cache / "images.npy", mode="w+", dtype=np.uint8, shape=(n, size, size, 3)
+    )
     for s in range(0, n, 512):
-        arr[s:s + 512] = rng.integers(0, 256, arr[s:s + 512].shape, dtype=np.uint8)
+        arr[s : s + 512] = rng.integers(0, 256, arr[s : s + 512].shape, dtype=np.uint8)
     arr.flush()
     del arr
     ids = [f"IMG_{i:06d}" for i in range(n)]
-    index = pd.DataFrame({"image_id": ids, "path": [f"images/{i}.jpg" for i in ids], "label": labels,
-                          "label_name": [CLASSES[k] for k in labels], "group": [f"G{i:06d}" for i in range(n)]})
+    index = pd.DataFrame(
+        {
+            "image_id": ids,
+            "path": [f"images/{i}.jpg" for i in ids],
+            "label": labels,
+            "label_name": [CLASSES[k] for k in labels],
+            "group": [f"G{i:06d}" for i in range(n)],
+        }
+    )
     index.to_csv(cache / "index.csv", index=False)
     split = np.array(["train"] * n_train + ["val"] * n_val + ["test"] * n_test)
     split = split[rng.permutation(n)]
     split[: len(CLASSES)] = "train"
     k = len(CLASSES)
-    split[k:k + 2], split[k + 2:k + 4] = "val", "test"  # no empty split, however small
-    pd.DataFrame({"image_id": ids, "group": index["group"], "split": split}).to_csv(split_csv, index=False)
+    split[k : k + 2], split[k + 2 : k + 4] = "val", "test"  # no empty split, however small
+    pd.DataFrame({"image_id": ids, "group": index["group"], "split": split}).to_csv(
+        split_csv, index=False
+    )
     return cache, split_csv
 
 
-def run_imbench(cache: Path, split_csv: Path, model: str, settings, out_dir: Path, seed: int,
-                after_epoch=None) -> dict:
+def run_imbench(
+    cache: Path, split_csv: Path, model: str, settings, out_dir: Path, seed: int, after_epoch=None
+) -> dict:
     """``train_cell`` from scratch; ``after_epoch()`` runs after each epoch's timed span."""
     import pandas as pd
 
@@ -180,7 +194,7 @@ def bare_epochs(cache: Path, split_csv: Path, model_name: str, settings, device,
             probs = []
             for s in range(0, len(x_va), settings.eval_batch_size):
                 with amp():
-                    out = model(prepare(x_va[s:s + settings.eval_batch_size]))
+                    out = model(prepare(x_va[s : s + settings.eval_batch_size]))
                 probs.append(out.float().softmax(1).cpu())
             pred = torch.cat(probs).numpy().argmax(1)
         cm = np.bincount(y_va * K + pred, minlength=K * K).reshape(K, K)
@@ -190,7 +204,9 @@ def bare_epochs(cache: Path, split_csv: Path, model_name: str, settings, device,
         yield seen, time.perf_counter() - t0, float(f1)
 
 
-def interleaved(cache: Path, split_csv: Path, model: str, settings, device, work: Path, bare_first: bool) -> dict:
+def interleaved(
+    cache: Path, split_csv: Path, model: str, settings, device, work: Path, bare_first: bool
+) -> dict:
     """One repeat: imbench's and the bare loop's epochs alternated (see the module docstring)."""
     bare = bare_epochs(cache, split_csv, model, settings, device, seed=0)
     bare_runs = []
@@ -201,8 +217,12 @@ def interleaved(cache: Path, split_csv: Path, model: str, settings, device, work
 
     if bare_first:
         bare_epoch()  # B1 A1 B2 A2 …: the hook after imbench's epoch k runs bare epoch k + 1
-    imb = run_imbench(cache, split_csv, model, settings, work / "loop_run", seed=0, after_epoch=bare_epoch)
-    while len(bare_runs) < settings.epochs:  # imbench stopped early (it does not with these settings)
+    imb = run_imbench(
+        cache, split_csv, model, settings, work / "loop_run", seed=0, after_epoch=bare_epoch
+    )
+    while (
+        len(bare_runs) < settings.epochs
+    ):  # imbench stopped early (it does not with these settings)
         bare_epoch()
     imb_rate = [n / t for n, t in zip(imb["epoch_images"], imb["epoch_seconds"])]
     bare_rate = [n / t for n, t, _ in bare_runs]
@@ -214,21 +234,38 @@ def interleaved(cache: Path, split_csv: Path, model: str, settings, device, work
 
     imb_ips = total(imb["epoch_images"], imb["epoch_seconds"])
     bare_ips = total([n for n, _, _ in bare_runs], [t for _, t, _ in bare_runs])
-    return {"imbench_images_per_s": round(imb_ips, 1), "bare_images_per_s": round(bare_ips, 1),
-            "ratio": round(imb_ips / bare_ips, 4), "epoch_ratios": [round(r, 4) for r in pairs],
-            "order": "bare first" if bare_first else "imbench first",
-            "runs": {"imbench": imb, "bare": {"epoch_seconds": [round(t, 3) for _, t, _ in bare_runs],
-                                              "epoch_images": [n for n, _, _ in bare_runs],
-                                              "val_macro_f1_last": bare_runs[-1][2]}}}
+    return {
+        "imbench_images_per_s": round(imb_ips, 1),
+        "bare_images_per_s": round(bare_ips, 1),
+        "ratio": round(imb_ips / bare_ips, 4),
+        "epoch_ratios": [round(r, 4) for r in pairs],
+        "order": "bare first" if bare_first else "imbench first",
+        "runs": {
+            "imbench": imb,
+            "bare": {
+                "epoch_seconds": [round(t, 3) for _, t, _ in bare_runs],
+                "epoch_images": [n for n, _, _ in bare_runs],
+                "val_macro_f1_last": bare_runs[-1][2],
+            },
+        },
+    }
 
 
 def main(argv=None) -> Path:
     p = benchlib.parser(__doc__.split("\n\n")[0])
-    p.add_argument("--model", default=None, help="timm model (default: test_resnet on CPU, resnet50 on CUDA)")
-    p.add_argument("--image-size", type=int, default=None, help="pixels (default: 32 on CPU, 224 on CUDA)")
+    p.add_argument(
+        "--model", default=None, help="timm model (default: test_resnet on CPU, resnet50 on CUDA)"
+    )
+    p.add_argument(
+        "--image-size", type=int, default=None, help="pixels (default: 32 on CPU, 224 on CUDA)"
+    )
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--threads", type=int, default=1, help="torch threads (the demo protocol and the "
-                   "workflow's train rule use 1)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (the demo protocol and the workflow's train rule use 1)",
+    )
     p.add_argument("--epochs", type=int, default=None, help="epochs per run, the first is warm-up")
     p.add_argument("--n-train", type=int, default=None)
     p.add_argument("--n-val", type=int, default=None)
@@ -244,19 +281,35 @@ def _main(args, argv) -> Path:
     model = args.model or ("resnet50" if cuda else "test_resnet")
     size = args.image_size or (224 if cuda else 32)
     if args.quick:
-        n_train, n_val, epochs, repeats = args.n_train or 96, args.n_val or 32, args.epochs or 2, args.repeats or 1
+        n_train, n_val, epochs, repeats = (
+            args.n_train or 96,
+            args.n_val or 32,
+            args.epochs or 2,
+            args.repeats or 1,
+        )
     else:
         n_train = args.n_train or (4096 if cuda else 2048)
         n_val, epochs, repeats = args.n_val or n_train // 4, args.epochs or 8, args.repeats or 6
-    settings = resolve("demo", {"epochs": epochs, "image_size": size, "batch_size": args.batch_size,
-                                "threads": args.threads, "device": device.type, "pretrained": False})
+    settings = resolve(
+        "demo",
+        {
+            "epochs": epochs,
+            "image_size": size,
+            "batch_size": args.batch_size,
+            "threads": args.threads,
+            "device": device.type,
+            "pretrained": False,
+        },
+    )
     work = args.work_dir
     cache, split_csv = build_cache(work, n_train, n_val, 64 if not args.quick else 16, size)
     state = {"i": 0}
 
     def one():
         state["i"] += 1
-        return interleaved(cache, split_csv, model, settings, device, work, bare_first=state["i"] % 2 == 0)
+        return interleaved(
+            cache, split_csv, model, settings, device, work, bare_first=state["i"] % 2 == 0
+        )
 
     samples = benchlib.repeat(one, repeats, args, label=NAME)
     imb = benchlib.median([s["imbench_images_per_s"] for s in samples])
@@ -265,33 +318,56 @@ def _main(args, argv) -> Path:
     ratio = round(benchlib.median(epoch_ratios), 4)
     tag = f"{model} {size}px {device.type}"
     figures = [
-        {"name": f"loop overhead: imbench / bare images/s, median of {len(epoch_ratios)} interleaved epoch pairs "
-                 f"({len(samples)} runs; {tag}, batch {args.batch_size}, "
-                 f"{args.threads} thread{'s' if args.threads > 1 else ''})",
-         "value": ratio, "unit": "ratio", "target": None if cuda else 0.95, "op": ">="},
+        {
+            "name": f"loop overhead: imbench / bare images/s, median of {len(epoch_ratios)} interleaved epoch pairs "
+            f"({len(samples)} runs; {tag}, batch {args.batch_size}, "
+            f"{args.threads} thread{'s' if args.threads > 1 else ''})",
+            "value": ratio,
+            "unit": "ratio",
+            "target": None if cuda else 0.95,
+            "op": ">=",
+        },
         {"name": f"imbench training loop ({tag})", "value": round(imb, 1), "unit": "images/s"},
         {"name": f"bare PyTorch loop ({tag})", "value": round(bare, 1), "unit": "images/s"},
     ]
     details = {
-        "model": model, "image_size": size, "device": str(device), "batch_size": args.batch_size,
-        "threads": args.threads, "epochs_per_run": epochs, "warmup_epochs_dropped": 1,
-        "n_train": n_train, "n_val": n_val, "amp": "bf16" if cuda else "off",
-        "deterministic": settings.deterministic, "stderr_isatty": sys.stderr.isatty(),
-        "imbench_images_per_s_median": imb, "bare_images_per_s_median": bare,
+        "model": model,
+        "image_size": size,
+        "device": str(device),
+        "batch_size": args.batch_size,
+        "threads": args.threads,
+        "epochs_per_run": epochs,
+        "warmup_epochs_dropped": 1,
+        "n_train": n_train,
+        "n_val": n_val,
+        "amp": "bf16" if cuda else "off",
+        "deterministic": settings.deterministic,
+        "stderr_isatty": sys.stderr.isatty(),
+        "imbench_images_per_s_median": imb,
+        "bare_images_per_s_median": bare,
         "ratio_of_medians": round(imb / bare, 4),
         "ratio_per_repeat": [s["ratio"] for s in samples],
         "ratio_median_of_repeats": benchlib.median([s["ratio"] for s in samples]),
         "epoch_ratios": epoch_ratios,
         "epoch_ratio_quartiles": benchlib.quartiles(epoch_ratios),
         "imbench_outside_epochs_s_median": benchlib.median(
-            [s["runs"]["imbench"]["outside_epochs_s"] for s in samples]),
+            [s["runs"]["imbench"]["outside_epochs_s"] for s in samples]
+        ),
         "samples": samples,
     }
     if cuda:
         details["gpu_images_per_s"] = imb
     name = NAME if device.type == "cpu" else f"{NAME}_{device.type}"
-    return benchlib.write_result(name, "loop_overhead.py", argv, args, figures, details,
-                                 benchlib.load_summary(samples), device)
+    return benchlib.write_result(
+        name,
+        "loop_overhead.py",
+        argv,
+        args,
+        figures,
+        details,
+        benchlib.load_summary(samples),
+        device,
+    )
 
 
 if __name__ == "__main__":

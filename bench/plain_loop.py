@@ -57,12 +57,23 @@ import loop_overhead  # noqa: E402
 
 NAME = "plain_loop"
 #: name -> (channels-last input batches, deterministic algorithms)
-VARIANTS = {"plain": (False, False), "plain+cl": (True, False), "plain+det": (False, True),
-            "plain+cl+det": (True, True)}
+VARIANTS = {
+    "plain": (False, False),
+    "plain+cl": (True, False),
+    "plain+det": (False, True),
+    "plain+cl+det": (True, True),
+}
 
 
-def plain_epochs(cache: Path, split_csv: Path, model_name: str, settings, seed: int,
-                 channels_last: bool, deterministic: bool):
+def plain_epochs(
+    cache: Path,
+    split_csv: Path,
+    model_name: str,
+    settings,
+    seed: int,
+    channels_last: bool,
+    deterministic: bool,
+):
     """The tutorial loop as a generator: one epoch (training + validation pass) per ``next()``,
     yielding ``(training images, seconds)``."""
     import numpy as np
@@ -80,18 +91,30 @@ def plain_epochs(cache: Path, split_csv: Path, model_name: str, settings, seed: 
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
-    def tensor(rows):  # float32 NCHW, normalised once, contiguous (the tutorial's tensors in memory)
-        x = torch.from_numpy(np.ascontiguousarray(images[rows])).permute(0, 3, 1, 2).float().div(255)
+    def tensor(
+        rows,
+    ):  # float32 NCHW, normalised once, contiguous (the tutorial's tensors in memory)
+        x = (
+            torch.from_numpy(np.ascontiguousarray(images[rows]))
+            .permute(0, 3, 1, 2)
+            .float()
+            .div(255)
+        )
         return ((x - mean) / std).contiguous()
 
-    train_loader = DataLoader(TensorDataset(tensor(tr), torch.as_tensor(labels_all[tr], dtype=torch.long)),
-                              batch_size=settings.batch_size, shuffle=True,
-                              generator=torch.Generator().manual_seed(seed))
+    train_loader = DataLoader(
+        TensorDataset(tensor(tr), torch.as_tensor(labels_all[tr], dtype=torch.long)),
+        batch_size=settings.batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(seed),
+    )
     val_loader = DataLoader(TensorDataset(tensor(va)), batch_size=settings.eval_batch_size)
     K = int(labels_all.max()) + 1
     torch.manual_seed(seed)
     model = create_model(model_name, K, pretrained=False)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
+    )
 
     while True:
         previous = torch.are_deterministic_algorithms_enabled()
@@ -122,11 +145,16 @@ def plain_epochs(cache: Path, split_csv: Path, model_name: str, settings, seed: 
         yield seen, seconds
 
 
-def interleaved(cache: Path, split_csv: Path, model: str, settings, work: Path, rotate: int) -> dict:
+def interleaved(
+    cache: Path, split_csv: Path, model: str, settings, work: Path, rotate: int
+) -> dict:
     """One repeat: imbench's epochs with every plain variant's epoch after each of them."""
     import torch
 
-    gens = {name: plain_epochs(cache, split_csv, model, settings, 0, cl, det) for name, (cl, det) in VARIANTS.items()}
+    gens = {
+        name: plain_epochs(cache, split_csv, model, settings, 0, cl, det)
+        for name, (cl, det) in VARIANTS.items()
+    }
     runs = {name: [] for name in VARIANTS}
     names = list(VARIANTS)
 
@@ -139,8 +167,15 @@ def interleaved(cache: Path, split_csv: Path, model: str, settings, work: Path, 
             runs[name].append(next(gens[name]))
 
     torch.use_deterministic_algorithms(False)  # train_cell switches it on when its setting says so
-    imb = loop_overhead.run_imbench(cache, split_csv, model, settings, work / "plain_loop_run", seed=0,
-                                    after_epoch=after_imbench_epoch)
+    imb = loop_overhead.run_imbench(
+        cache,
+        split_csv,
+        model,
+        settings,
+        work / "plain_loop_run",
+        seed=0,
+        after_epoch=after_imbench_epoch,
+    )
     while len(runs["plain"]) < settings.epochs:
         after_imbench_epoch()
     torch.use_deterministic_algorithms(False)
@@ -148,15 +183,29 @@ def interleaved(cache: Path, split_csv: Path, model: str, settings, work: Path, 
     label = "imbench" if settings.deterministic else "imbench-nodet"
     rates = {label: [n / t for n, t in zip(imb["epoch_images"], imb["epoch_seconds"])]}
     rates.update({name: [n / t for n, t in r] for name, r in runs.items()})
-    pair_ratios = {name: [round(a / b, 4) for a, b in zip(rate[steady], rates["plain"][steady])]
-                   for name, rate in rates.items() if name != "plain"}
-    return {"imbench_label": label,
-            "images_per_s": {name: round(benchlib.median(rate[steady]), 1) for name, rate in rates.items()},
-            "epoch_ratios": pair_ratios,
-            "epochs": {label: {"epoch_seconds": imb["epoch_seconds"], "epoch_images": imb["epoch_images"]},
-                       **{name: {"epoch_seconds": [round(t, 3) for _, t in r], "epoch_images": [n for n, _ in r]}
-                          for name, r in runs.items()}},
-            "imbench_outside_epochs_s": imb["outside_epochs_s"]}
+    pair_ratios = {
+        name: [round(a / b, 4) for a, b in zip(rate[steady], rates["plain"][steady])]
+        for name, rate in rates.items()
+        if name != "plain"
+    }
+    return {
+        "imbench_label": label,
+        "images_per_s": {
+            name: round(benchlib.median(rate[steady]), 1) for name, rate in rates.items()
+        },
+        "epoch_ratios": pair_ratios,
+        "epochs": {
+            label: {"epoch_seconds": imb["epoch_seconds"], "epoch_images": imb["epoch_images"]},
+            **{
+                name: {
+                    "epoch_seconds": [round(t, 3) for _, t in r],
+                    "epoch_images": [n for n, _ in r],
+                }
+                for name, r in runs.items()
+            },
+        },
+        "imbench_outside_epochs_s": imb["outside_epochs_s"],
+    }
 
 
 def parse_setting(text: str) -> tuple[str, int, int]:
@@ -164,14 +213,21 @@ def parse_setting(text: str) -> tuple[str, int, int]:
         model, px, n = text.split(":")
         return model, int(px), int(n)
     except ValueError:
-        raise SystemExit(f"--setting {text!r}: expected MODEL:PIXELS:N_TRAIN, e.g. resnet18:64:512") from None
+        raise SystemExit(
+            f"--setting {text!r}: expected MODEL:PIXELS:N_TRAIN, e.g. resnet18:64:512"
+        ) from None
 
 
 def main(argv=None) -> Path:
     p = benchlib.parser(__doc__.split("\n\n")[0])
-    p.add_argument("--setting", action="append", default=None, metavar="MODEL:PX:N_TRAIN",
-                   help="model, image size and training images (repeatable; default resnet18:64:512 "
-                        "and resnet50:224:32)")
+    p.add_argument(
+        "--setting",
+        action="append",
+        default=None,
+        metavar="MODEL:PX:N_TRAIN",
+        help="model, image size and training images (repeatable; default resnet18:64:512 "
+        "and resnet50:224:32)",
+    )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--epochs", type=int, default=None, help="epochs per run, the first is warm-up")
@@ -188,7 +244,9 @@ def _main(args, argv) -> Path:
         setups = [parse_setting(s) for s in (args.setting or ["test_resnet:32:64"])]
         epochs, repeats = args.epochs or 2, args.repeats or 1
     else:
-        setups = [parse_setting(s) for s in (args.setting or ["resnet18:64:512", "resnet50:224:32"])]
+        setups = [
+            parse_setting(s) for s in (args.setting or ["resnet18:64:512", "resnet50:224:32"])
+        ]
         epochs, repeats = args.epochs or 4, args.repeats or 2
     figures, per_setting, all_samples = [], [], []
     for model, size, n_train in setups:
@@ -196,12 +254,22 @@ def _main(args, argv) -> Path:
         cache, split_csv = loop_overhead.build_cache(args.work_dir, n_train, n_val, 16, size)
         state = {"i": 0}
 
-        def one():
+        def one(state=state, size=size, cache=cache, split_csv=split_csv, model=model):
             state["i"] += 1
             det = state["i"] % 2 == 1  # odd repeats: imbench's default (deterministic); even: off
-            settings = resolve("demo", {"epochs": epochs, "image_size": size, "batch_size": args.batch_size,
-                                        "threads": args.threads, "device": "cpu", "pretrained": False,
-                                        "augment": "none", "deterministic": det})
+            settings = resolve(
+                "demo",
+                {
+                    "epochs": epochs,
+                    "image_size": size,
+                    "batch_size": args.batch_size,
+                    "threads": args.threads,
+                    "device": "cpu",
+                    "pretrained": False,
+                    "augment": "none",
+                    "deterministic": det,
+                },
+            )
             return interleaved(cache, split_csv, model, settings, args.work_dir, rotate=state["i"])
 
         samples = benchlib.repeat(one, repeats, args, label=f"{NAME} {model} {size}px")
@@ -216,31 +284,68 @@ def _main(args, argv) -> Path:
         medians = {name: round(benchlib.median(r), 4) for name, r in ratios.items()}
         tag = f"{model} {size}px cpu, batch {args.batch_size}, {args.threads} thread{'s' if args.threads > 1 else ''}"
         n_pairs = len(ratios.get("imbench", []))
-        figures.append({"name": f"imbench / plain PyTorch loop images/s, median of {n_pairs} interleaved epoch "
-                                f"pairs ({tag})", "value": medians.get("imbench"), "unit": "ratio",
-                        "target": 0.95, "op": ">="})
-        for name, what in (("imbench-nodet", "imbench with deterministic: false / plain"),
-                           ("plain+cl", "plain + channels-last input / plain"),
-                           ("plain+det", "plain + deterministic algorithms / plain"),
-                           ("plain+cl+det", "plain + both (imbench's settings) / plain")):
+        figures.append(
+            {
+                "name": f"imbench / plain PyTorch loop images/s, median of {n_pairs} interleaved epoch "
+                f"pairs ({tag})",
+                "value": medians.get("imbench"),
+                "unit": "ratio",
+                "target": 0.95,
+                "op": ">=",
+            }
+        )
+        for name, what in (
+            ("imbench-nodet", "imbench with deterministic: false / plain"),
+            ("plain+cl", "plain + channels-last input / plain"),
+            ("plain+det", "plain + deterministic algorithms / plain"),
+            ("plain+cl+det", "plain + both (imbench's settings) / plain"),
+        ):
             if name in medians:
                 figures.append({"name": f"{what} ({tag})", "value": medians[name], "unit": "ratio"})
-        figures.append({"name": f"plain PyTorch loop ({tag})", "value": benchlib.median(rates["plain"]),
-                        "unit": "images/s"})
+        figures.append(
+            {
+                "name": f"plain PyTorch loop ({tag})",
+                "value": benchlib.median(rates["plain"]),
+                "unit": "images/s",
+            }
+        )
         if "imbench" in rates:
-            figures.append({"name": f"imbench training loop ({tag})", "value": benchlib.median(rates["imbench"]),
-                            "unit": "images/s"})
-        per_setting.append({"model": model, "image_size": size, "n_train": n_train, "n_val": n_val,
-                            "median_epoch_ratios": medians,
-                            "epoch_ratio_quartiles": {name: benchlib.quartiles(r) for name, r in ratios.items()},
-                            "median_images_per_s": {name: benchlib.median(v) for name, v in rates.items()},
-                            "samples": samples})
-    details = {"batch_size": args.batch_size, "threads": args.threads, "epochs_per_run": epochs,
-               "warmup_epochs_dropped": 1, "repeats_per_setting": repeats, "variants": {
-                   name: {"channels_last_input": cl, "deterministic": det} for name, (cl, det) in VARIANTS.items()},
-               "settings": per_setting}
-    return benchlib.write_result(NAME, "plain_loop.py", argv, args, figures, details,
-                                 benchlib.load_summary(all_samples))
+            figures.append(
+                {
+                    "name": f"imbench training loop ({tag})",
+                    "value": benchlib.median(rates["imbench"]),
+                    "unit": "images/s",
+                }
+            )
+        per_setting.append(
+            {
+                "model": model,
+                "image_size": size,
+                "n_train": n_train,
+                "n_val": n_val,
+                "median_epoch_ratios": medians,
+                "epoch_ratio_quartiles": {
+                    name: benchlib.quartiles(r) for name, r in ratios.items()
+                },
+                "median_images_per_s": {name: benchlib.median(v) for name, v in rates.items()},
+                "samples": samples,
+            }
+        )
+    details = {
+        "batch_size": args.batch_size,
+        "threads": args.threads,
+        "epochs_per_run": epochs,
+        "warmup_epochs_dropped": 1,
+        "repeats_per_setting": repeats,
+        "variants": {
+            name: {"channels_last_input": cl, "deterministic": det}
+            for name, (cl, det) in VARIANTS.items()
+        },
+        "settings": per_setting,
+    }
+    return benchlib.write_result(
+        NAME, "plain_loop.py", argv, args, figures, details, benchlib.load_summary(all_samples)
+    )
 
 
 if __name__ == "__main__":

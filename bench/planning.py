@@ -30,8 +30,14 @@ import benchlib  # noqa: E402
 NAME = "planning"
 PAPER_MODELS = ["tf_efficientnetv2_s", "resnet50", "densenet121"]
 # What workflow/rules/common.smk imports while planning (none of them imports torch or timm).
-PLANNING_IMPORTS = ("imbench.config", "imbench.aggregate", "imbench.data.tasks", "imbench.methods",
-                    "imbench.protocols", "imbench.data.download")
+PLANNING_IMPORTS = (
+    "imbench.config",
+    "imbench.aggregate",
+    "imbench.data.tasks",
+    "imbench.methods",
+    "imbench.protocols",
+    "imbench.data.download",
+)
 
 
 def largest_grid(experiment: str = "bench_planning") -> dict:
@@ -49,8 +55,14 @@ def largest_grid(experiment: str = "bench_planning") -> dict:
 
 
 def quick_grid() -> dict:
-    return {"experiment": "bench_planning_quick", "tasks": ["synthetic"], "models": ["test_resnet"],
-            "methods": ["ce", "thresholding"], "seeds": [0], "protocol": "demo"}
+    return {
+        "experiment": "bench_planning_quick",
+        "tasks": ["synthetic"],
+        "models": ["test_resnet"],
+        "methods": ["ce", "thresholding"],
+        "seeds": [0],
+        "protocol": "demo",
+    }
 
 
 def snapshot(path: Path) -> set[str]:
@@ -80,12 +92,22 @@ def time_imports() -> dict:
 
 def main(argv=None) -> Path:
     p = benchlib.parser(__doc__.split("\n\n")[0])
-    p.add_argument("--configfile", type=Path, default=None,
-                   help="grid to plan (default: experiments/all.yaml if present, else the generated largest grid)")
-    p.add_argument("--snakemake", default=str(Path(sys.executable).with_name("snakemake")),
-                   help="snakemake executable")
-    p.add_argument("--no-breakdown", action="store_true",
-                   help="skip the extra timings (--quiet dry run, imports) that show where the time goes")
+    p.add_argument(
+        "--configfile",
+        type=Path,
+        default=None,
+        help="grid to plan (default: experiments/all.yaml if present, else the generated largest grid)",
+    )
+    p.add_argument(
+        "--snakemake",
+        default=str(Path(sys.executable).with_name("snakemake")),
+        help="snakemake executable",
+    )
+    p.add_argument(
+        "--no-breakdown",
+        action="store_true",
+        help="skip the extra timings (--quiet dry run, imports) that show where the time goes",
+    )
     args = p.parse_args(argv)
     return _main(args, argv if argv is not None else sys.argv[1:])
 
@@ -103,45 +125,86 @@ def _main(args, argv) -> Path:
     elif all_yaml.exists():
         configfile, source = all_yaml, "experiments/all.yaml"
     else:
-        configfile, source = args.work_dir / "planning_all.yaml", "generated largest grid (bench/planning.py)"
+        configfile, source = (
+            args.work_dir / "planning_all.yaml",
+            "generated largest grid (bench/planning.py)",
+        )
         configfile.write_text(yaml.safe_dump(largest_grid(), sort_keys=False))
     config = yaml.safe_load(configfile.read_text())
-    cells = len(config["tasks"]) * len(config["models"]) * len(config["methods"]) * len(config["seeds"])
+    cells = (
+        len(config["tasks"]) * len(config["models"]) * len(config["methods"]) * len(config["seeds"])
+    )
     results = benchlib.REPO / "results"
     before = snapshot(results)
     exp_dir = results / str(config.get("experiment"))
     exp_existed = exp_dir.exists()
     snakemake = args.snakemake if os.path.exists(args.snakemake) else "snakemake"
-    samples = benchlib.repeat(lambda: dry_run(snakemake, configfile), args.repeats or (1 if args.quick else 5),
-                              args, label=NAME)
+    samples = benchlib.repeat(
+        lambda: dry_run(snakemake, configfile),
+        args.repeats or (1 if args.quick else 5),
+        args,
+        label=NAME,
+    )
     extra_samples, import_samples = [], []
     if not args.quick and not args.no_breakdown:
         # Where the time goes: the same dry run without the per-job listing, and the imports of the
         # workflow files.
-        extra_samples = benchlib.repeat(lambda: dry_run(snakemake, configfile, "--quiet"),
-                                        args.repeats or 5, args, label=f"{NAME} --quiet")
-        import_samples = benchlib.repeat(lambda: time_imports(), args.repeats or 5, args, label=f"{NAME} imports")
+        extra_samples = benchlib.repeat(
+            lambda: dry_run(snakemake, configfile, "--quiet"),
+            args.repeats or 5,
+            args,
+            label=f"{NAME} --quiet",
+        )
+        import_samples = benchlib.repeat(
+            lambda: time_imports(), args.repeats or 5, args, label=f"{NAME} imports"
+        )
     created = sorted(snapshot(results) - before)
     secs = benchlib.median([s["seconds"] for s in samples])
-    figures = [{"name": f"snakemake -n, largest grid ({len(config['tasks'])} tasks × {len(config['models'])} "
-                        f"models × {len(config['methods'])} methods × {len(config['seeds'])} seeds, "
-                        f"{samples[0]['jobs']} jobs)" if not args.quick else "snakemake -n, quick grid",
-                "value": secs, "unit": "s", "target": None if args.quick else 20, "op": "<="}]
+    figures = [
+        {
+            "name": f"snakemake -n, largest grid ({len(config['tasks'])} tasks × {len(config['models'])} "
+            f"models × {len(config['methods'])} methods × {len(config['seeds'])} seeds, "
+            f"{samples[0]['jobs']} jobs)"
+            if not args.quick
+            else "snakemake -n, quick grid",
+            "value": secs,
+            "unit": "s",
+            "target": None if args.quick else 20,
+            "op": "<=",
+        }
+    ]
     if extra_samples:
-        figures.append({"name": "same, with --quiet (no per-job listing)",
-                        "value": benchlib.median([s["seconds"] for s in extra_samples]), "unit": "s"})
-        figures.append({"name": "of which: the workflow's `imbench` imports in a fresh interpreter",
-                        "value": benchlib.median([s["seconds"] for s in import_samples]), "unit": "s"})
+        figures.append(
+            {
+                "name": "same, with --quiet (no per-job listing)",
+                "value": benchlib.median([s["seconds"] for s in extra_samples]),
+                "unit": "s",
+            }
+        )
+        figures.append(
+            {
+                "name": "of which: the workflow's `imbench` imports in a fresh interpreter",
+                "value": benchlib.median([s["seconds"] for s in import_samples]),
+                "unit": "s",
+            }
+        )
     details = {
-        "config_source": source, "config": config, "grid_cells": cells, "jobs": samples[0]["jobs"],
-        "created_under_results": created[:20], "n_created_under_results": len(created),
-        "experiment_dir_existed_before": exp_existed, "samples": samples,
-        "quiet_samples": extra_samples, "import_samples": import_samples,
+        "config_source": source,
+        "config": config,
+        "grid_cells": cells,
+        "jobs": samples[0]["jobs"],
+        "created_under_results": created[:20],
+        "n_created_under_results": len(created),
+        "experiment_dir_existed_before": exp_existed,
+        "samples": samples,
+        "quiet_samples": extra_samples,
+        "import_samples": import_samples,
     }
     if created:
         print(f"WARNING: the dry run created {len(created)} path(s) under results/: {created[:5]}")
-    return benchlib.write_result(NAME, "planning.py", argv, args, figures, details,
-                                 benchlib.load_summary(samples))
+    return benchlib.write_result(
+        NAME, "planning.py", argv, args, figures, details, benchlib.load_summary(samples)
+    )
 
 
 if __name__ == "__main__":

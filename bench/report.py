@@ -21,8 +21,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
 
 START, END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
-ORDER = ["loop_overhead", "loop_overhead_cuda", "plain_loop", "plain_loop_resnet50", "loader_throughput",
-         "loader_throughput_cuda", "preprocessing", "planning"]
+ORDER = [
+    "loop_overhead",
+    "loop_overhead_cuda",
+    "plain_loop",
+    "plain_loop_resnet50",
+    "loader_throughput",
+    "loader_throughput_cuda",
+    "preprocessing",
+    "planning",
+]
 
 
 def _fmt(value, unit: str) -> str:
@@ -42,7 +50,9 @@ def _target(f: dict) -> str:
         return ""
     t = f["target"]
     shown = _fmt(t, f["unit"]) if f["unit"] != "images/s" else f"{t:,} images/s"
-    return f"{f.get('op', '>=').replace('>=', '≥').replace('<=', '≤')} {shown} " + ("✅" if f.get("met") else "❌")
+    return f"{f.get('op', '>=').replace('>=', '≥').replace('<=', '≤')} {shown} " + (
+        "✅" if f.get("met") else "❌"
+    )
 
 
 def _load(r: dict) -> str:
@@ -52,7 +62,9 @@ def _load(r: dict) -> str:
     if l1:
         parts.append(f"load1 {min(l1):.2f}–{max(l1):.2f}")
     if ld.get("foreign_cores_median") is not None:
-        parts.append(f"others {ld['foreign_cores_median']:.2f} cores (max {ld['foreign_cores_max']:.2f})")
+        parts.append(
+            f"others {ld['foreign_cores_median']:.2f} cores (max {ld['foreign_cores_max']:.2f})"
+        )
     if ld.get("disturbed_repeats_kept"):
         parts.append(f"{ld['disturbed_repeats_kept']}/{ld['repeats']} repeats disturbed")
     parts.append(f"n={ld.get('repeats')}")
@@ -71,14 +83,18 @@ def rows(results_dir: Path) -> list[str]:
             continue
         found.append((path.stem, r))
     found.sort(key=lambda x: (ORDER.index(x[0]) if x[0] in ORDER else len(ORDER), x[0]))
-    out = ["| Figure | Value | Target | Command | Machine | Date (UTC) | Load while measured (median) |",
-           "|---|---|---|---|---|---|---|"]
-    for stem, r in found:
+    out = [
+        "| Figure | Value | Target | Command | Machine | Date (UTC) | Load while measured (median) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for _stem, r in found:
         machine = benchlib.describe(r.get("machine", {}))
         date = r.get("date", "")[:16].replace("T", " ")
         for f in r["figures"]:
-            out.append(f"| {f['name']} | {_fmt(f.get('value'), f['unit'])} | {_target(f)} | `{r['command']}` | "
-                       f"{machine} | {date} | {_load(r)} |")
+            out.append(
+                f"| {f['name']} | {_fmt(f.get('value'), f['unit'])} | {_target(f)} | `{r['command']}` | "
+                f"{machine} | {date} | {_load(r)} |"
+            )
     return out
 
 

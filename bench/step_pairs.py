@@ -35,10 +35,15 @@ def main() -> None:
         torch.manual_seed(0)
         models.append(create_model("test_resnet", 7).train())
         optimizers.append(torch.optim.AdamW(models[-1].parameters(), lr=1e-3))
-    loss_fn = build_loss("ce", np.bincount(labels.numpy(), minlength=7).tolist(), kind="multiclass", n_samples=N)
+    loss_fn = build_loss(
+        "ce", np.bincount(labels.numpy(), minlength=7).tolist(), kind="multiclass", n_samples=N
+    )
     buffer = InputBuffer()
     gens = [torch.Generator().manual_seed(1) for _ in range(2)]
-    mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    mean, std = (
+        torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1),
+        torch.tensor(IMAGENET_STD).view(1, 3, 1, 1),
+    )
     total = torch.zeros(())
 
     def imbench_step(idx):
@@ -70,8 +75,10 @@ def main() -> None:
             (imbench_step if name == "imbench" else bare_step)(idx)
             times[name].append(time.perf_counter() - t0)
     imb, bare = (np.median(times[n][WARMUP:]) for n in ("imbench", "bare"))
-    print(f"imbench step median {imb * 1e3:.2f} ms, bare {bare * 1e3:.2f} ms, "
-          f"bare / imbench {bare / imb:.3f}")
+    print(
+        f"imbench step median {imb * 1e3:.2f} ms, bare {bare * 1e3:.2f} ms, "
+        f"bare / imbench {bare / imb:.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -41,7 +41,9 @@ def ham_sample_tree(tmp_path) -> Path:
 def real_ham_metadata() -> Path:
     path = SHARED_METADATA / "HAM10000_metadata.csv"
     if not path.exists():
-        pytest.skip(f"real HAM10000 metadata not available at {path} (only beside the project's shared docs)")
+        pytest.skip(
+            f"real HAM10000 metadata not available at {path} (only beside the project's shared docs)"
+        )
     return path
 
 
@@ -50,8 +52,14 @@ def real_ham_index(real_ham_metadata) -> pd.DataFrame:
     """The real HAM10000 metadata as a split-ready index (label, label_name, group = lesion)."""
     meta = pd.read_csv(real_ham_metadata)
     classes = sorted(meta.dx.unique())
-    return pd.DataFrame({"image_id": meta.image_id, "label": meta.dx.map(classes.index),
-                         "label_name": meta.dx, "group": meta.lesion_id})
+    return pd.DataFrame(
+        {
+            "image_id": meta.image_id,
+            "label": meta.dx.map(classes.index),
+            "label_name": meta.dx,
+            "group": meta.lesion_id,
+        }
+    )
 
 
 @pytest.fixture(scope="session")
@@ -69,4 +77,10 @@ def tiny_synthetic(tmp_path_factory):
     split = grouped_split(index, seed=0)
     split.to_csv(root / "split.csv", index=False)
     build_cache(index, raw, root / "cache", size=16, workers=1)
-    return {"root": root, "raw": raw, "index": index, "split": root / "split.csv", "cache": root / "cache"}
+    return {
+        "root": root,
+        "raw": raw,
+        "index": index,
+        "split": root / "split.csv",
+        "cache": root / "cache",
+    }

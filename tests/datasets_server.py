@@ -69,9 +69,12 @@ class FileServer:
         queue = self.faults.get(h.path)
         fault = queue.pop(0) if queue else None
         if fault in ("html", "json"):  # an error page served with HTTP 200 in place of the file
-            body = (b"<!DOCTYPE html>\n<html><head><title>Service Unavailable</title></head>"
-                    b"<body>Please try again later.</body></html>\n" if fault == "html"
-                    else b'{"error": "rate limit exceeded"}\n')
+            body = (
+                b"<!DOCTYPE html>\n<html><head><title>Service Unavailable</title></head>"
+                b"<body>Please try again later.</body></html>\n"
+                if fault == "html"
+                else b'{"error": "rate limit exceeded"}\n'
+            )
             h.send_response(200)
             h.send_header("Content-Type", "text/html" if fault == "html" else "application/json")
             h.send_header("Content-Length", str(len(body)))
@@ -119,15 +122,21 @@ def jpeg(width: int, height: int, seed: int, fundus: bool = False) -> bytes:
         d = ImageDraw.Draw(img)
         r = int(min(width, height) * 0.48)
         cx, cy = width // 2, height // 2
-        d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=tuple(int(v) for v in rng.integers(120, 220, 3)))
-        d.ellipse([cx + r // 3, cy - r // 8, cx + r // 3 + r // 5, cy + r // 8], fill=(250, 230, 160))
+        d.ellipse(
+            [cx - r, cy - r, cx + r, cy + r], fill=tuple(int(v) for v in rng.integers(120, 220, 3))
+        )
+        d.ellipse(
+            [cx + r // 3, cy - r // 8, cx + r // 3 + r // 5, cy + r // 8], fill=(250, 230, 160)
+        )
     else:
         base = rng.integers(150, 230, 3)
         img = Image.new("RGB", (width, height), tuple(int(v) for v in base))
         d = ImageDraw.Draw(img)
         w, h = rng.integers(width // 5, width // 2), rng.integers(height // 5, height // 2)
-        d.ellipse([width // 2 - w, height // 2 - h, width // 2 + w, height // 2 + h],
-                  fill=tuple(int(v) for v in rng.integers(40, 140, 3)))
+        d.ellipse(
+            [width // 2 - w, height // 2 - h, width // 2 + w, height // 2 + h],
+            fill=tuple(int(v) for v in rng.integers(40, 140, 3)),
+        )
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=80)
     return buf.getvalue()
@@ -152,36 +161,76 @@ def ham_remote(server: FileServer, drop_image: str | None = None) -> dict:
     """
     meta_bytes = (FIXTURES / "HAM10000_metadata_sample.csv").read_bytes()
     meta = pd.read_csv(io.BytesIO(meta_bytes))
-    images = {f"ISIC2018_Task3_Training_Input/{i}.jpg": jpeg(600, 450, k)
-              for k, i in enumerate(meta.image_id) if i != drop_image}
+    images = {
+        f"ISIC2018_Task3_Training_Input/{i}.jpg": jpeg(600, 450, k)
+        for k, i in enumerate(meta.image_id)
+        if i != drop_image
+    }
     images["ISIC2018_Task3_Training_Input/ATTRIBUTION.txt"] = b"(c) ViDIR Group"
     images["ISIC2018_Task3_Training_Input/LICENSE.txt"] = b"CC BY-NC 4.0"
     codes = ["MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"]
-    truth = "image," + ",".join(codes) + "\n" + "".join(
-        f"{i}," + ",".join("1.0" if c == dx.upper() else "0.0" for c in codes) + "\n"
-        for i, dx in zip(meta.image_id, meta.dx))
+    truth = (
+        "image,"
+        + ",".join(codes)
+        + "\n"
+        + "".join(
+            f"{i}," + ",".join("1.0" if c == dx.upper() else "0.0" for c in codes) + "\n"
+            for i, dx in zip(meta.image_id, meta.dx)
+        )
+    )
     groups = "image,lesion_id,diagnosis_confirm_type\n" + "".join(
-        f"{i},{lesion},{t}\n" for i, lesion, t in zip(meta.image_id, meta.lesion_id, meta.dx_type))
+        f"{i},{lesion},{t}\n" for i, lesion, t in zip(meta.image_id, meta.lesion_id, meta.dx_type)
+    )
     host = "/isic-challenge-data/2018"
     server.add(f"{host}/ISIC2018_Task3_Training_Input.zip", make_zip(images))
-    server.add(f"{host}/ISIC2018_Task3_Training_GroundTruth.zip", make_zip({
-        "ISIC2018_Task3_Training_GroundTruth/ISIC2018_Task3_Training_GroundTruth.csv": truth.encode(),
-        "ISIC2018_Task3_Training_GroundTruth/LICENSE.txt": b"CC BY-NC 4.0"}))
+    server.add(
+        f"{host}/ISIC2018_Task3_Training_GroundTruth.zip",
+        make_zip(
+            {
+                "ISIC2018_Task3_Training_GroundTruth/ISIC2018_Task3_Training_GroundTruth.csv": truth.encode(),
+                "ISIC2018_Task3_Training_GroundTruth/LICENSE.txt": b"CC BY-NC 4.0",
+            }
+        ),
+    )
     server.add(f"{host}/ISIC2018_Task3_Training_LesionGroupings.csv", groups.encode())
     import hashlib
 
-    listing = {"status": "OK", "data": {"latestVersion": {"files": [
-        {"label": "HAM10000_images_part_1.zip", "dataFile": {"id": 11, "filename": "HAM10000_images_part_1.zip"}},
-        {"label": "HAM10000_metadata.tab", "dataFile": {
-            "id": 42, "filename": "HAM10000_metadata.tab", "originalFileName": "HAM10000_metadata",
-            "md5": hashlib.md5(meta_bytes).hexdigest(),
-            "checksum": {"type": "MD5", "value": hashlib.md5(meta_bytes).hexdigest()}}},
-    ]}}}
-    server.add("/dataverse/api/datasets/:persistentId/?persistentId=doi:10.7910/DVN/DBW86T",
-               json.dumps(listing).encode())
+    listing = {
+        "status": "OK",
+        "data": {
+            "latestVersion": {
+                "files": [
+                    {
+                        "label": "HAM10000_images_part_1.zip",
+                        "dataFile": {"id": 11, "filename": "HAM10000_images_part_1.zip"},
+                    },
+                    {
+                        "label": "HAM10000_metadata.tab",
+                        "dataFile": {
+                            "id": 42,
+                            "filename": "HAM10000_metadata.tab",
+                            "originalFileName": "HAM10000_metadata",
+                            "md5": hashlib.md5(meta_bytes).hexdigest(),
+                            "checksum": {
+                                "type": "MD5",
+                                "value": hashlib.md5(meta_bytes).hexdigest(),
+                            },
+                        },
+                    },
+                ]
+            }
+        },
+    }
+    server.add(
+        "/dataverse/api/datasets/:persistentId/?persistentId=doi:10.7910/DVN/DBW86T",
+        json.dumps(listing).encode(),
+    )
     server.add("/dataverse/api/access/datafile/42?format=original", meta_bytes)
-    return {"base_urls": [server.url + "/isic-archive/challenges/2018", server.url + host],
-            "dataverse": server.url + "/dataverse", "meta": meta}
+    return {
+        "base_urls": [server.url + "/isic-archive/challenges/2018", server.url + host],
+        "dataverse": server.url + "/dataverse",
+        "meta": meta,
+    }
 
 
 # ------------------------------------------------------------------------------------ ISIC 2019
@@ -223,7 +272,9 @@ def odir_workbook(path: Path) -> pd.DataFrame:
     """Write the sampled annotation rows as an .xlsx like the real one (ID stored as text)."""
     from openpyxl import Workbook
 
-    df = pd.read_csv(FIXTURES / "ODIR-5K_Training_Annotations_sample.csv", dtype=str, keep_default_na=False)
+    df = pd.read_csv(
+        FIXTURES / "ODIR-5K_Training_Annotations_sample.csv", dtype=str, keep_default_na=False
+    )
     wb = Workbook()
     ws = wb.active
     ws.title = "Sheet1"
@@ -240,11 +291,15 @@ def odir_members(tmp: Path, size=(2000, 1500)) -> dict[str, bytes]:
     """The Kaggle zip's members: full_df.csv, ODIR-5K/ODIR-5K/{data.xlsx, Training Images/},
     plus test and preprocessed images that must not be extracted."""
     df = odir_workbook(tmp / "data.xlsx")
-    members = {"full_df.csv": (FIXTURES / "ODIR_full_df_sample.csv").read_bytes(),
-               "ODIR-5K/ODIR-5K/data.xlsx": (tmp / "data.xlsx").read_bytes()}
+    members = {
+        "full_df.csv": (FIXTURES / "ODIR_full_df_sample.csv").read_bytes(),
+        "ODIR-5K/ODIR-5K/data.xlsx": (tmp / "data.xlsx").read_bytes(),
+    }
     for k, pid in enumerate(df.ID):
         for j, side in enumerate(("left", "right")):
-            members[f"ODIR-5K/ODIR-5K/Training Images/{pid}_{side}.jpg"] = jpeg(*size, 300 + 2 * k + j, fundus=True)
+            members[f"ODIR-5K/ODIR-5K/Training Images/{pid}_{side}.jpg"] = jpeg(
+                *size, 300 + 2 * k + j, fundus=True
+            )
     members["ODIR-5K/ODIR-5K/Testing Images/937_left.jpg"] = jpeg(64, 48, 1, fundus=True)
     members["preprocessed_images/0_left.jpg"] = jpeg(64, 64, 2, fundus=True)
     return members

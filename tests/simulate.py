@@ -19,8 +19,14 @@ K = 4
 PRIORS = [0.6, 0.25, 0.1, 0.05]
 
 
-def simulate(rng: np.random.Generator, deltas: dict[str, float], n_seeds: int = 3, n_groups: int = 150,
-             seed_sd: float = 0.3, difficulty_sd: float = 1.5) -> tuple[list[dict], dict[str, dict]]:
+def simulate(
+    rng: np.random.Generator,
+    deltas: dict[str, float],
+    n_seeds: int = 3,
+    n_groups: int = 150,
+    seed_sd: float = 0.3,
+    difficulty_sd: float = 1.5,
+) -> tuple[list[dict], dict[str, dict]]:
     """Cells and test predictions of one simulated experiment; ``deltas`` maps method → logit shift
     (``ce`` is added with 0)."""
     sizes = rng.integers(1, 4, n_groups)
@@ -38,9 +44,23 @@ def simulate(rng: np.random.Generator, deltas: dict[str, float], n_seeds: int = 
             probs = np.full((n, K), 0.1)
             probs[np.arange(n), pred] = 0.7
             key = f"{method}/seed{s}"
-            cells.append({"task": "sim", "model": "m", "method": method, "seed": s, "kind": "multiclass",
-                          "dir": key})
-            preds[key] = {"label": y, "probs": probs, "pred": pred, "group": groups, "image_id": ids}
+            cells.append(
+                {
+                    "task": "sim",
+                    "model": "m",
+                    "method": method,
+                    "seed": s,
+                    "kind": "multiclass",
+                    "dir": key,
+                }
+            )
+            preds[key] = {
+                "label": y,
+                "probs": probs,
+                "pred": pred,
+                "group": groups,
+                "image_id": ids,
+            }
     return cells, preds
 
 

@@ -50,9 +50,22 @@ def work(tmp_path_factory):
 @pytest.fixture(scope="module", autouse=True)
 def planning_run(work):
     out = work / "planning.json"
-    proc = subprocess.Popen([sys.executable, str(BENCH / "planning.py"), "--quick", "--out", str(out),
-                             "--work-dir", str(work / "planning"), *QUIET],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(BENCH / "planning.py"),
+            "--quick",
+            "--out",
+            str(out),
+            "--work-dir",
+            str(work / "planning"),
+            *QUIET,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     yield proc, out
     if proc.poll() is None:
         proc.kill()
@@ -60,8 +73,9 @@ def planning_run(work):
 
 
 def test_loop_overhead_quick(work):
-    out = _load("loop_overhead").main(["--quick", "--out", str(work / "loop.json"),
-                                       "--work-dir", str(work / "data"), *QUIET])
+    out = _load("loop_overhead").main(
+        ["--quick", "--out", str(work / "loop.json"), "--work-dir", str(work / "data"), *QUIET]
+    )
     r = _check(out, "loop_overhead")
     d = r["details"]
     assert d["ratio_of_medians"] > 0
@@ -69,13 +83,18 @@ def test_loop_overhead_quick(work):
     # one interleaved pair per epoch after the warm-up one, and both loops ran every epoch
     run = d["samples"][0]
     assert len(d["epoch_ratios"]) == d["epochs_per_run"] - 1
-    assert len(run["runs"]["imbench"]["epoch_seconds"]) == len(run["runs"]["bare"]["epoch_seconds"]) == d["epochs_per_run"]
+    assert (
+        len(run["runs"]["imbench"]["epoch_seconds"])
+        == len(run["runs"]["bare"]["epoch_seconds"])
+        == d["epochs_per_run"]
+    )
     assert r["figures"][0]["value"] == d["epoch_ratio_quartiles"][1]
 
 
 def test_plain_loop_quick(work):
-    out = _load("plain_loop").main(["--quick", "--out", str(work / "plain.json"),
-                                    "--work-dir", str(work / "data"), *QUIET])
+    out = _load("plain_loop").main(
+        ["--quick", "--out", str(work / "plain.json"), "--work-dir", str(work / "data"), *QUIET]
+    )
     r = _check(out, "plain_loop")
     d = r["details"]
     (setting,) = d["settings"]
@@ -85,7 +104,9 @@ def test_plain_loop_quick(work):
     assert set(run["epochs"]) == {"imbench", "plain", "plain+cl", "plain+det", "plain+cl+det"}
     for name, ep in run["epochs"].items():
         assert len(ep["epoch_seconds"]) == len(ep["epoch_images"]) == epochs, name
-        assert all(t > 0 for t in ep["epoch_seconds"]) and all(n > 0 for n in ep["epoch_images"]), name
+        assert all(t > 0 for t in ep["epoch_seconds"]) and all(n > 0 for n in ep["epoch_images"]), (
+            name
+        )
     # one paired ratio per variant and epoch after the warm-up one; the headline is their median
     for name, ratios in run["epoch_ratios"].items():
         assert len(ratios) == epochs - 1, name
@@ -93,12 +114,16 @@ def test_plain_loop_quick(work):
     assert headline["unit"] == "ratio" and headline["name"].startswith("imbench / plain")
     medians, quartiles = setting["median_epoch_ratios"], setting["epoch_ratio_quartiles"]
     assert headline["value"] == medians["imbench"] == quartiles["imbench"][1]
-    assert {f["name"].split(" (")[0] for f in r["figures"]} >= {"plain PyTorch loop", "imbench training loop"}
+    assert {f["name"].split(" (")[0] for f in r["figures"]} >= {
+        "plain PyTorch loop",
+        "imbench training loop",
+    }
 
 
 def test_loader_throughput_quick(work):
-    out = _load("loader_throughput").main(["--quick", "--out", str(work / "loader.json"),
-                                           "--work-dir", str(work / "data"), *QUIET])
+    out = _load("loader_throughput").main(
+        ["--quick", "--out", str(work / "loader.json"), "--work-dir", str(work / "data"), *QUIET]
+    )
     r = _check(out, "loader_throughput")
     assert r["details"]["samples"][0]["imbench_epochs"]
     assert r["details"]["identical_to_elementwise"] is True
@@ -106,8 +131,9 @@ def test_loader_throughput_quick(work):
 
 
 def test_preprocessing_quick(work):
-    out = _load("preprocessing").main(["--quick", "--out", str(work / "prep.json"),
-                                       "--work-dir", str(work / "data"), *QUIET])
+    out = _load("preprocessing").main(
+        ["--quick", "--out", str(work / "prep.json"), "--work-dir", str(work / "data"), *QUIET]
+    )
     r = _check(out, "preprocessing")
     assert r["details"]["ham"]["n"] > 0 and r["details"]["fundus"]["n"] > 0
 
@@ -120,7 +146,9 @@ def test_report_table(work, tmp_path):
     (results / "loop_overhead.json").write_text(json.dumps(r))
     shutil.copy(work / "prep.json", results / "preprocessing.json")
     doc = tmp_path / "BENCHMARKS.md"
-    doc.write_text("# B\n\nbefore\n<!-- bench-table:start -->\nold\n<!-- bench-table:end -->\nafter\n")
+    doc.write_text(
+        "# B\n\nbefore\n<!-- bench-table:start -->\nold\n<!-- bench-table:end -->\nafter\n"
+    )
     assert _load("report").main(["--results", str(results), "--file", str(doc)]) == 0
     text = doc.read_text()
     assert "before" in text and "after" in text and "old" not in text

@@ -40,7 +40,9 @@ def test_draft_decoding_matches_full_decode(tmp_path):
     fast = load_resized(tmp_path / "big.jpg", 32).astype(float)
     with Image.open(tmp_path / "big.jpg") as img:
         full = np.asarray(img.convert("RGB").resize((32, 32), Image.BILINEAR), dtype=float)
-    assert np.abs(fast - full).mean() < 4  # same picture; draft scaling changes pixels only slightly
+    assert (
+        np.abs(fast - full).mean() < 4
+    )  # same picture; draft scaling changes pixels only slightly
 
 
 def test_build_and_load(tiny_synthetic):
@@ -55,7 +57,9 @@ def test_parallel_equals_serial(tiny_synthetic, tmp_path):
     index = tiny_synthetic["index"].iloc[:90]
     build_cache(index, tiny_synthetic["raw"], tmp_path / "one", 16, workers=1)
     build_cache(index, tiny_synthetic["raw"], tmp_path / "two", 16, workers=2, chunk=20)
-    assert np.array_equal(np.load(tmp_path / "one" / "images.npy"), np.load(tmp_path / "two" / "images.npy"))
+    assert np.array_equal(
+        np.load(tmp_path / "one" / "images.npy"), np.load(tmp_path / "two" / "images.npy")
+    )
 
 
 def test_failure_leaves_nothing_behind(tiny_synthetic, tmp_path):
@@ -86,25 +90,40 @@ def _png16(path, array, color_type):
     raw = b"".join(b"\x00" + array[y].astype(">u2").tobytes() for y in range(h))
 
     def chunk(tag, data):
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data))
+            + tag
+            + data
+            + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+        )
 
     header = struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw))
-                     + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 @pytest.mark.parametrize("color_type", [0, 2, 4])
 def test_sixteen_bit_png_is_scaled_not_clipped(tmp_path, color_type):
     # a horizontal ramp over the whole 16-bit range: 0, 4369, ..., 65535
     ramp = np.tile(np.arange(16, dtype=np.uint16) * 4369, (16, 1))
-    array = {0: ramp, 2: np.stack([ramp] * 3, -1), 4: np.stack([ramp, np.full_like(ramp, 65535)], -1)}[color_type]
+    array = {
+        0: ramp,
+        2: np.stack([ramp] * 3, -1),
+        4: np.stack([ramp, np.full_like(ramp, 65535)], -1),
+    }[color_type]
     _png16(tmp_path / "a.png", array, color_type)
     got = load_resized(tmp_path / "a.png", 16)
     want = np.rint(np.arange(16) * 4369 * 255 / 65535)  # 0, 17, ..., 255
     assert got.dtype == np.uint8 and got.shape == (16, 16, 3)
     assert np.abs(got[8, :, 0].astype(int) - want).max() <= 1
     assert (got[..., 0] == got[..., 1]).all() and (got[..., 1] == got[..., 2]).all()
-    assert len(np.unique(got[8, :, 0])) == 16  # every grey level stays distinct (clipping merges them)
+    assert (
+        len(np.unique(got[8, :, 0])) == 16
+    )  # every grey level stays distinct (clipping merges them)
 
 
 def test_high_bit_depth_modes_are_scaled_and_out_of_range_values_refused():
@@ -128,15 +147,28 @@ def test_orphan_temporary_array_of_a_killed_build_is_removed(tiny_synthetic, tmp
     out = tmp_path / "out"
     out.mkdir()
     # a build killed while it writes: simulated by a child that stops inside the fill
-    code = ("import sys, time, pandas as pd\n"
-            "import imbench.data.cache as c\n"
-            "def stop(args):\n"
-            "    print('filling', flush=True); time.sleep(60)\n"
-            "c._fill = stop\n"
-            f"c.build_cache(pd.read_pickle(sys.argv[1]), sys.argv[2], sys.argv[3], 16, workers=1)\n")
+    code = (
+        "import sys, time, pandas as pd\n"
+        "import imbench.data.cache as c\n"
+        "def stop(args):\n"
+        "    print('filling', flush=True); time.sleep(60)\n"
+        "c._fill = stop\n"
+        "c.build_cache(pd.read_pickle(sys.argv[1]), sys.argv[2], sys.argv[3], 16, workers=1)\n"
+    )
     index.to_pickle(tmp_path / "index.pkl")
-    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "index.pkl"), str(tiny_synthetic["raw"]),
-                             str(out)], stdout=subprocess.PIPE, text=True, env={**os.environ})
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            code,
+            str(tmp_path / "index.pkl"),
+            str(tiny_synthetic["raw"]),
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ},
+    )
     try:
         assert proc.stdout.readline().strip() == "filling"
     finally:

@@ -10,13 +10,12 @@ import pandas as pd
 import pytest
 import yaml
 from scipy import stats as st
-
-from imbench.compare import check_evaluation, paired_table, ranking, resolve_evaluation
-from imbench.data.tasks import get_task
-from imbench.methods import get_method, method_kinds
-from imbench.stats import _Resampler, seeds_tests_mean, smallest_adjusted_p
-
 from simulate import paired, simulate
+
+from imbench.compare import check_evaluation, ranking, resolve_evaluation
+from imbench.data.tasks import get_task
+from imbench.methods import method_kinds
+from imbench.stats import _Resampler, seeds_tests_mean, smallest_adjusted_p
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,16 +26,16 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_seeds_tests_mean_by_hand():
     # three seeds, four replicates: every number below is worked out independently of the code
     full = np.array([0.10, 0.20, 0.30])
-    reps = np.array([[0.10, 0.12, 0.08, 0.10],
-                     [0.20, 0.26, 0.18, 0.16],
-                     [0.30, 0.30, 0.34, 0.26]])
+    reps = np.array([[0.10, 0.12, 0.08, 0.10], [0.20, 0.26, 0.18, 0.16], [0.30, 0.30, 0.34, 0.26]])
     r = seeds_tests_mean(full, reps, n_test_groups=51)
-    v_seed = 0.01 / 3                                   # var(0.1, 0.2, 0.3) = 0.01, over S = 3
-    b1 = np.var([0.2, 0.68 / 3, 0.2, 0.52 / 3], ddof=1)  # variance of the replicate means over seeds
+    v_seed = 0.01 / 3  # var(0.1, 0.2, 0.3) = 0.01, over S = 3
+    b1 = np.var(
+        [0.2, 0.68 / 3, 0.2, 0.52 / 3], ddof=1
+    )  # variance of the replicate means over seeds
     b2 = np.mean([np.var(row, ddof=1) for row in reps])
     v_test = max(b1 - (b2 - b1) / 2, 0.0)
     v = v_seed + v_test
-    df = v ** 2 / (v_seed ** 2 / 2 + v_test ** 2 / 50)
+    df = v**2 / (v_seed**2 / 2 + v_test**2 / 50)
     assert r["estimate"] == pytest.approx(0.2)
     assert r["v_seed"] == pytest.approx(v_seed) and r["v_test"] == pytest.approx(v_test)
     assert r["df"] == pytest.approx(df)
@@ -71,7 +70,9 @@ def test_undefined_replicates_are_dropped_and_identical_methods_give_p_one():
 def test_one_test_per_method_and_holm_within_the_task_model_metric_family():
     rng = np.random.default_rng(3)
     t = paired(rng, {"a": 1.0, "b": 0.0, "c": -1.0}, n_seeds=3, n_groups=60)
-    assert list(t.method) == ["a", "b", "c"] and (t.n_seeds == 3).all() and (t.family_size == 3).all()
+    assert (
+        list(t.method) == ["a", "b", "c"] and (t.n_seeds == 3).all() and (t.family_size == 3).all()
+    )
     p = t.p_value.to_numpy()
     order = np.argsort(p)
     expected = np.maximum.accumulate(np.minimum(1, (3 - np.arange(3)) * p[order]))
@@ -89,8 +90,12 @@ TYPE1_SIMS = 200
 @pytest.mark.parametrize("seed_sd", [0.05, 0.6])
 def test_type_one_error_at_most_nominal(seed_sd):
     rng = np.random.default_rng(int(seed_sd * 100))
-    p = np.array([paired(rng, {"x": 0.0}, seed_sd=seed_sd, n_groups=80)["p_value"].iloc[0]
-                  for _ in range(TYPE1_SIMS)])
+    p = np.array(
+        [
+            paired(rng, {"x": 0.0}, seed_sd=seed_sd, n_groups=80)["p_value"].iloc[0]
+            for _ in range(TYPE1_SIMS)
+        ]
+    )
     tolerance = 2.6 * math.sqrt(0.05 * 0.95 / TYPE1_SIMS)
     assert (p < 0.05).mean() <= 0.05 + tolerance
 
@@ -106,10 +111,20 @@ def test_a_test_ignoring_seed_variance_would_fail_the_type_one_check():
 
         spec = resolve_evaluation({"headline": "accuracy"}, "multiclass")
         reps = cell_replicates(cells, preds, {"sim": spec}, n_boot=100, seed=0)
-        d_full = np.array([reps[("sim", "m", "x", s, "accuracy")]["full"] - reps[("sim", "m", "ce", s, "accuracy")]["full"]
-                           for s in range(3)])
-        d_reps = np.array([reps[("sim", "m", "x", s, "accuracy")]["reps"] - reps[("sim", "m", "ce", s, "accuracy")]["reps"]
-                           for s in range(3)])
+        d_full = np.array(
+            [
+                reps[("sim", "m", "x", s, "accuracy")]["full"]
+                - reps[("sim", "m", "ce", s, "accuracy")]["full"]
+                for s in range(3)
+            ]
+        )
+        d_reps = np.array(
+            [
+                reps[("sim", "m", "x", s, "accuracy")]["reps"]
+                - reps[("sim", "m", "ce", s, "accuracy")]["reps"]
+                for s in range(3)
+            ]
+        )
         v_test_only = d_reps.mean(axis=0).var(ddof=1)
         z = d_full.mean() / math.sqrt(v_test_only)
         flagged += 2 * st.norm.sf(abs(z)) < 0.05
@@ -118,7 +133,10 @@ def test_a_test_ignoring_seed_variance_would_fail_the_type_one_check():
 
 def test_power_a_real_difference_is_flagged():
     rng = np.random.default_rng(11)
-    hits = [paired(rng, {"x": 1.2}, seed_sd=0.1, n_groups=150)["p_holm"].iloc[0] < 0.05 for _ in range(30)]
+    hits = [
+        paired(rng, {"x": 1.2}, seed_sd=0.1, n_groups=150)["p_holm"].iloc[0] < 0.05
+        for _ in range(30)
+    ]
     assert np.mean(hits) >= 0.8
 
 
@@ -150,8 +168,17 @@ def _family_sizes(config: dict) -> list[int]:
     return sizes
 
 
-@pytest.mark.parametrize("path", ["config.yaml", "experiments/lmf.yaml", "experiments/bbfl.yaml",
-                                  "experiments/le2020.yaml", "experiments/dong.yaml", "experiments/all.yaml"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "config.yaml",
+        "experiments/lmf.yaml",
+        "experiments/bbfl.yaml",
+        "experiments/le2020.yaml",
+        "experiments/dong.yaml",
+        "experiments/all.yaml",
+    ],
+)
 def test_smallest_attainable_adjusted_p_is_far_below_the_level(path):
     config = yaml.safe_load((ROOT / path).read_text())
     family = max(_family_sizes(config))
@@ -159,7 +186,14 @@ def test_smallest_attainable_adjusted_p_is_far_below_the_level(path):
     p = smallest_adjusted_p(family, len(config["seeds"]), n_boot)
     assert p < 0.01, (path, family, p)
     # the old design (a bootstrap p per seed, Holm over every comparison of the experiment) could not
-    old = 2 / (n_boot + 1) * family * len(config["seeds"]) * len(config["models"]) * len(config["tasks"])
+    old = (
+        2
+        / (n_boot + 1)
+        * family
+        * len(config["seeds"])
+        * len(config["models"])
+        * len(config["tasks"])
+    )
     if path in ("experiments/lmf.yaml", "experiments/bbfl.yaml"):
         assert old > 0.05
 
@@ -168,32 +202,41 @@ def test_smallest_attainable_adjusted_p_is_far_below_the_level(path):
 
 
 def test_paper_experiments_use_the_papers_metrics():
-    expect = {"experiments/lmf.yaml": {"multiclass": "macro_f1"},
-              "experiments/le2020.yaml": {"multiclass": "accuracy"},
-              "experiments/dong.yaml": {"multilabel": "mean_f2"},
-              "experiments/bbfl.yaml": {"binary": "accuracy", "multiclass": "accuracy"}}
+    expect = {
+        "experiments/lmf.yaml": {"multiclass": "macro_f1"},
+        "experiments/le2020.yaml": {"multiclass": "accuracy"},
+        "experiments/dong.yaml": {"multilabel": "mean_f2"},
+        "experiments/bbfl.yaml": {"binary": "accuracy", "multiclass": "accuracy"},
+    }
     for path, heads in expect.items():
         config = yaml.safe_load((ROOT / path).read_text())
         check_evaluation(config.get("evaluation"), [get_task(t).kind for t in config["tasks"]])
         for kind, metric in heads.items():
             assert resolve_evaluation(config["evaluation"], kind)["headline"] == metric, path
-    le = resolve_evaluation(yaml.safe_load((ROOT / "experiments/le2020.yaml").read_text())["evaluation"], "multiclass")
+    le = resolve_evaluation(
+        yaml.safe_load((ROOT / "experiments/le2020.yaml").read_text())["evaluation"], "multiclass"
+    )
     assert {"top2_accuracy", "top3_accuracy"} <= set(le["metrics"])
     bb = yaml.safe_load((ROOT / "experiments/bbfl.yaml").read_text())["evaluation"]
     assert set(resolve_evaluation(bb, "binary")["tested"]) == {"accuracy", "f1", "auc"}
-    lmf = resolve_evaluation(yaml.safe_load((ROOT / "experiments/lmf.yaml").read_text())["evaluation"], "multiclass")
+    lmf = resolve_evaluation(
+        yaml.safe_load((ROOT / "experiments/lmf.yaml").read_text())["evaluation"], "multiclass"
+    )
     assert "accuracy" in lmf["tested"]
 
 
-@pytest.mark.parametrize("spec, message", [
-    ({"headline": "nope"}, "evaluation.headline"),
-    ({"headline": "ece"}, "smaller-is-better"),
-    ({"headline": {"multiclass": "f1"}}, "evaluation.headline.multiclass"),
-    ({"headline": {"tabular": "f1"}}, "unknown task kind"),
-    ({"tested": ["accuracy", 3]}, "evaluation.tested"),
-    ({"metrics": ["no_such_metric"]}, "evaluation.metrics"),
-    ({"headline": "macro_f1"}, "not a binary metric"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ({"headline": "nope"}, "evaluation.headline"),
+        ({"headline": "ece"}, "smaller-is-better"),
+        ({"headline": {"multiclass": "f1"}}, "evaluation.headline.multiclass"),
+        ({"headline": {"tabular": "f1"}}, "unknown task kind"),
+        ({"tested": ["accuracy", 3]}, "evaluation.tested"),
+        ({"metrics": ["no_such_metric"]}, "evaluation.metrics"),
+        ({"headline": "macro_f1"}, "not a binary metric"),
+    ],
+)
 def test_bad_evaluation_sections_name_the_key(spec, message):
     with pytest.raises(ValueError, match=message):
         check_evaluation(spec, ["multiclass", "binary"])
@@ -201,7 +244,10 @@ def test_bad_evaluation_sections_name_the_key(spec, message):
 
 def test_default_headline_per_kind_is_kept():
     assert resolve_evaluation({}, "multiclass")["headline"] == "balanced_accuracy"
-    assert resolve_evaluation({"headline": {"binary": "auc"}}, "multiclass")["headline"] == "balanced_accuracy"
+    assert (
+        resolve_evaluation({"headline": {"binary": "auc"}}, "multiclass")["headline"]
+        == "balanced_accuracy"
+    )
     assert resolve_evaluation({"metrics": ["f1", "macro_f1"]}, "binary")["metrics"] == ["f1"]
 
 
@@ -209,8 +255,18 @@ def test_default_headline_per_kind_is_kept():
 
 
 def _long(values: dict[tuple, float]) -> pd.DataFrame:
-    rows = [{"task": t, "model": m, "method": meth, "seed": s, "split": "test", "metric": "macro_f1", "value": v}
-            for (t, m, meth, s), v in values.items()]
+    rows = [
+        {
+            "task": t,
+            "model": m,
+            "method": meth,
+            "seed": s,
+            "split": "test",
+            "metric": "macro_f1",
+            "value": v,
+        }
+        for (t, m, meth, s), v in values.items()
+    ]
     return pd.DataFrame(rows)
 
 
@@ -235,8 +291,11 @@ def test_ranking_over_task_model_blocks_matches_scipy_friedman():
 
 
 def test_ranking_falls_back_to_seed_blocks_with_one_task_model_cell_and_drops_incomplete_methods():
-    values = {("t1", "m1", meth, s): v + 0.01 * s for s in range(3)
-              for meth, v in (("ce", 0.5), ("a", 0.6), ("b", 0.4))}
+    values = {
+        ("t1", "m1", meth, s): v + 0.01 * s
+        for s in range(3)
+        for meth, v in (("ce", 0.5), ("a", 0.6), ("b", 0.4))
+    }
     values[("t1", "m1", "skipped", 0)] = 0.9  # only one seed: not in every block
     r = ranking(_long(values), {"t1": {"headline": "macro_f1"}}, ["ce", "a", "b", "skipped"])
     assert r["n_blocks"] == 3 and "seed" in r["blocks"]
@@ -246,9 +305,14 @@ def test_ranking_falls_back_to_seed_blocks_with_one_task_model_cell_and_drops_in
 def test_critical_difference_figure_is_drawn(tmp_path):
     from imbench.compare import cd_figure
 
-    values = {(t, "m", meth, 0): v + (0.02 if t == "t2" else 0)
-              for t in ("t1", "t2", "t3") for meth, v in (("ce", 0.5), ("a", 0.6), ("b", 0.4))}
-    r = ranking(_long(values), {t: {"headline": "macro_f1"} for t in ("t1", "t2", "t3")}, ["ce", "a", "b"])
+    values = {
+        (t, "m", meth, 0): v + (0.02 if t == "t2" else 0)
+        for t in ("t1", "t2", "t3")
+        for meth, v in (("ce", 0.5), ("a", 0.6), ("b", 0.4))
+    }
+    r = ranking(
+        _long(values), {t: {"headline": "macro_f1"} for t in ("t1", "t2", "t3")}, ["ce", "a", "b"]
+    )
     cd_figure(r, tmp_path / "cd.png")
     assert (tmp_path / "cd.png").stat().st_size > 3000
 
@@ -263,11 +327,27 @@ def test_replicates_pair_methods_on_the_same_lesions_whatever_the_row_order():
         assert sorted(groups[a.rows(da)]) == sorted(groups[perm][b.rows(db)])
 
 
-@pytest.mark.parametrize("kind, name", [
-    ("multiclass", m) for m in ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "macro_precision",
-                                "macro_recall", "top2_accuracy", "top3_accuracy")
-] + [("binary", m) for m in ("accuracy", "f1", "precision", "sensitivity", "specificity", "balanced_accuracy")]
-  + [("multilabel", m) for m in ("mean_f2", "macro_f1", "micro_f1")])
+@pytest.mark.parametrize(
+    "kind, name",
+    [
+        ("multiclass", m)
+        for m in (
+            "accuracy",
+            "balanced_accuracy",
+            "macro_f1",
+            "weighted_f1",
+            "macro_precision",
+            "macro_recall",
+            "top2_accuracy",
+            "top3_accuracy",
+        )
+    ]
+    + [
+        ("binary", m)
+        for m in ("accuracy", "f1", "precision", "sensitivity", "specificity", "balanced_accuracy")
+    ]
+    + [("multilabel", m) for m in ("mean_f2", "macro_f1", "micro_f1")],
+)
 def test_weighted_replicates_equal_the_metric_on_resampled_rows(kind, name):
     from imbench.metrics import scalar_fn, weighted_fn
     from imbench.stats import replicate_values
@@ -288,6 +368,13 @@ def test_weighted_replicates_equal_the_metric_on_resampled_rows(kind, name):
         probs /= probs.sum(axis=1, keepdims=True)
     arrays = (y, probs, pred)
     slow = replicate_values(scalar_fn(kind, name), arrays, groups, n_boot=60, seed=4)
-    fast = replicate_values(scalar_fn(kind, name), arrays, groups, n_boot=60, seed=4,
-                            weighted=weighted_fn(kind, name), chunk=7)
+    fast = replicate_values(
+        scalar_fn(kind, name),
+        arrays,
+        groups,
+        n_boot=60,
+        seed=4,
+        weighted=weighted_fn(kind, name),
+        chunk=7,
+    )
     np.testing.assert_allclose(fast, slow, rtol=1e-12, atol=1e-12, equal_nan=True)

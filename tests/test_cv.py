@@ -13,7 +13,15 @@ import torch
 from imbench.data.split import add_cv_folds, grouped_split
 from imbench.ensemble import ensemble_folds
 from imbench.models import create_model
-from imbench.train import IMAGENET_MEAN, IMAGENET_STD, Settings, Split, predict, split_rows, train_cell
+from imbench.train import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Settings,
+    Split,
+    predict,
+    split_rows,
+    train_cell,
+)
 
 TINY = dict(epochs=1, batch_size=32, image_size=16, lr=3e-3, threads=1)
 
@@ -52,10 +60,15 @@ def test_folds_are_reproducible_and_checked(tiny_synthetic):
 
 
 def test_split_rows_of_a_fold():
-    index = pd.DataFrame({"split": ["train", "val", "test", "train", "val", "test"],
-                          "cv_fold": [0, 1, -1, 1, 0, -1]})
+    index = pd.DataFrame(
+        {"split": ["train", "val", "test", "train", "val", "test"], "cv_fold": [0, 1, -1, 1, 0, -1]}
+    )
     rows = split_rows(index, fold=0)
-    assert rows["val"].tolist() == [0, 4] and rows["train"].tolist() == [1, 3] and rows["test"].tolist() == [2, 5]
+    assert (
+        rows["val"].tolist() == [0, 4]
+        and rows["train"].tolist() == [1, 3]
+        and rows["test"].tolist() == [2, 5]
+    )
     assert split_rows(index)["train"].tolist() == [0, 3]
     with pytest.raises(ValueError, match="fold 7 is not in"):
         split_rows(index, fold=7)
@@ -70,25 +83,35 @@ def test_tta_is_the_mean_over_the_four_flips():
     torch.manual_seed(0)
     model = create_model("test_resnet", 4)
     images = torch.randint(0, 256, (5, 16, 12, 3), dtype=torch.uint8)
-    index = pd.DataFrame({"image_id": [str(i) for i in range(5)], "group": list("abcde"), "label": [0, 1, 2, 3, 0]})
+    index = pd.DataFrame(
+        {"image_id": [str(i) for i in range(5)], "group": list("abcde"), "label": [0, 1, 2, 3, 0]}
+    )
     split = Split(images.numpy(), index, np.arange(5))
     s = Settings(image_size=16, eval_batch_size=2)  # several batches
     got = predict(model, split, s, torch.device("cpu"), "multiclass", tta="flips")
     # independent: normalise the float images once, flip the float tensors, average the softmaxes
     x = images.permute(0, 3, 1, 2).float() / 255
-    x = (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    x = (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(
+        1, 3, 1, 1
+    )
     model.eval()
     with torch.no_grad():
         views = [x, x.flip(3), x.flip(2), x.flip(2).flip(3)]
         want = torch.stack([model(v).softmax(1) for v in views]).mean(0).numpy()
         plain = model(x).softmax(1).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(predict(model, split, s, torch.device("cpu"), "multiclass"), plain, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        predict(model, split, s, torch.device("cpu"), "multiclass"), plain, rtol=1e-5, atol=1e-6
+    )
     assert not np.allclose(got, plain)  # the views do differ
     ml = predict(model, split, s, torch.device("cpu"), "multilabel", tta="flips")
     with torch.no_grad():
-        np.testing.assert_allclose(ml, torch.stack([torch.sigmoid(model(v)) for v in views]).mean(0).numpy(),
-                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            ml,
+            torch.stack([torch.sigmoid(model(v)) for v in views]).mean(0).numpy(),
+            rtol=1e-5,
+            atol=1e-6,
+        )
 
 
 def test_bad_tta_setting():
@@ -102,12 +125,32 @@ def test_bad_tta_setting():
 @pytest.fixture(scope="module")
 def folds(tiny_synthetic, tmp_path_factory):
     root = tmp_path_factory.mktemp("cv")
-    split = add_cv_folds(pd.read_csv(tiny_synthetic["split"], dtype={"image_id": str, "group": str}), 3, seed=0)
+    split = add_cv_folds(
+        pd.read_csv(tiny_synthetic["split"], dtype={"image_id": str, "group": str}), 3, seed=0
+    )
     split.to_csv(root / "split_cv.csv", index=False)
     s = Settings.from_dict({**TINY, "tta": "flips"})
-    runs = [train_cell("synthetic", tiny_synthetic["cache"], root / "split_cv.csv", "test_resnet", "ce", 0, s,
-                       root / f"fold{k}", log=lambda m: None, fold=k) for k in range(3)]
-    return {"root": root, "split": split, "runs": runs, "dirs": [root / f"fold{k}" for k in range(3)]}
+    runs = [
+        train_cell(
+            "synthetic",
+            tiny_synthetic["cache"],
+            root / "split_cv.csv",
+            "test_resnet",
+            "ce",
+            0,
+            s,
+            root / f"fold{k}",
+            log=lambda m: None,
+            fold=k,
+        )
+        for k in range(3)
+    ]
+    return {
+        "root": root,
+        "split": split,
+        "runs": runs,
+        "dirs": [root / f"fold{k}" for k in range(3)],
+    }
 
 
 def test_fold_models_train_on_the_other_folds(folds):
@@ -119,7 +162,9 @@ def test_fold_models_train_on_the_other_folds(folds):
         assert run["train_class_counts"] == np.bincount(train.label, minlength=7).tolist()
         preds = pd.read_csv(folds["dirs"][k] / "predictions.csv", dtype={"image_id": str})
         assert set(preds.image_id[preds.split == "val"]) == set(split.image_id[split.cv_fold == k])
-        assert set(preds.image_id[preds.split == "test"]) == set(split.image_id[split.split == "test"])
+        assert set(preds.image_id[preds.split == "test"]) == set(
+            split.image_id[split.split == "test"]
+        )
         assert run["settings"]["tta"] == "flips"
 
 
@@ -132,11 +177,13 @@ def test_ensemble_is_the_mean_of_the_folds_with_out_of_fold_validation(folds, tm
     test = out[out.split == "test"].set_index("image_id")
     mean = sum(t[t.split == "test"].set_index("image_id")[cols] for t in tables) / 3
     # written with 6 significant digits, as every predictions table
-    np.testing.assert_allclose(test[cols].to_numpy(), mean.loc[test.index].to_numpy(), rtol=0, atol=5e-7)
+    np.testing.assert_allclose(
+        test[cols].to_numpy(), mean.loc[test.index].to_numpy(), rtol=0, atol=5e-7
+    )
     assert (test.pred.to_numpy() == test[cols].to_numpy().argmax(1)).all()
     val = out[out.split == "val"].set_index("image_id")
     assert set(val.index) == set(split.image_id[split.split != "test"])  # every pool image once
-    for k, t in enumerate(tables):  # each from the model that held it out
+    for t in tables:  # each from the model that held it out
         own = t[t.split == "val"].set_index("image_id")
         np.testing.assert_allclose(val.loc[own.index, cols].to_numpy(), own[cols].to_numpy())
     pool = split[split.split != "test"]
@@ -156,7 +203,9 @@ def test_ensemble_refuses_incomplete_or_mixed_folds(folds, tmp_path):
         ensemble_folds(folds["dirs"][1:], tmp_path / "a")
     with pytest.raises(ValueError, match=r"expected folds 0..2, got \[0, 0, 2\]"):
         ensemble_folds([folds["dirs"][0], folds["dirs"][0], folds["dirs"][2]], tmp_path / "b")
-    overlap = tmp_path / "overlap"  # fold 1's run with fold 0's predictions: validation images twice
+    overlap = (
+        tmp_path / "overlap"
+    )  # fold 1's run with fold 0's predictions: validation images twice
     overlap.mkdir()
     (overlap / "run.json").write_bytes((folds["dirs"][1] / "run.json").read_bytes())
     (overlap / "predictions.csv").write_bytes((folds["dirs"][0] / "predictions.csv").read_bytes())

@@ -18,10 +18,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from datasets_server import (
+    FIXTURES,
+    ISIC_GT,
+    FileServer,
+    dermamnist_npz,
+    ham_remote,
+    isic2019_remote,
+    make_zip,
+    odir_members,
+    odir_oia_tree,
+)
 from PIL import Image
 
-from datasets_server import (FIXTURES, ISIC_GT, FileServer, dermamnist_npz, ham_remote, isic2019_remote,
-                             make_zip, odir_members, odir_oia_tree)
 from imbench.data import download as dl
 from imbench.data import isic2019, odir
 from imbench.data.ham10000 import DatasetError
@@ -54,13 +63,25 @@ def _leftovers(folder: Path) -> list[str]:
 def test_fetch_verifies_checksum_and_leaves_no_temporary_files(server, tmp_path):
     data = b"x" * 50_000
     url = server.add("/f/data.bin", data)
-    path = dl.fetch_file("data.bin", [url], tmp_path, known_hash="sha256:" + hashlib.sha256(data).hexdigest(),
-                         retries=0, progress=False)
+    path = dl.fetch_file(
+        "data.bin",
+        [url],
+        tmp_path,
+        known_hash="sha256:" + hashlib.sha256(data).hexdigest(),
+        retries=0,
+        progress=False,
+    )
     assert path.read_bytes() == data
     assert _leftovers(tmp_path) == []
     # a second call reuses the verified file without a request
-    dl.fetch_file("data.bin", [url], tmp_path, known_hash="md5:" + hashlib.md5(data).hexdigest(), retries=0,
-                  progress=False)
+    dl.fetch_file(
+        "data.bin",
+        [url],
+        tmp_path,
+        known_hash="md5:" + hashlib.md5(data).hexdigest(),
+        retries=0,
+        progress=False,
+    )
     assert len(server.requests_of("/f/data.bin")) == 1
 
 
@@ -68,8 +89,14 @@ def test_truncated_download_resumes_with_a_range_request(server, tmp_path):
     data = bytes(range(256)) * 4096  # 1 MiB; the server stops after half
     url = server.add("/f/big.bin", data)
     server.fail("/f/big.bin", "truncate")
-    path = dl.fetch_file("big.bin", [url], tmp_path, known_hash=hashlib.sha256(data).hexdigest(), retries=2,
-                         progress=False)
+    path = dl.fetch_file(
+        "big.bin",
+        [url],
+        tmp_path,
+        known_hash=hashlib.sha256(data).hexdigest(),
+        retries=2,
+        progress=False,
+    )
     assert path.read_bytes() == data
     ranges = server.requests_of("/f/big.bin")
     assert ranges[0] is None and ranges[1].startswith("bytes=")
@@ -96,7 +123,9 @@ def test_persistent_truncation_is_one_error_and_the_next_run_resumes(server, tmp
 def test_wrong_checksum_is_one_error_and_nothing_is_kept(server, tmp_path):
     url = server.add("/f/c.bin", b"payload")
     with pytest.raises(dl.DownloadError) as err:
-        dl.fetch_file("c.bin", [url], tmp_path, known_hash="md5:" + "0" * 32, retries=0, progress=False)
+        dl.fetch_file(
+            "c.bin", [url], tmp_path, known_hash="md5:" + "0" * 32, retries=0, progress=False
+        )
     msg = str(err.value)
     assert "\n" not in msg and url in msg and "md5 checksum mismatch" in msg and "0" * 32 in msg
     assert list(tmp_path.iterdir()) == []
@@ -116,10 +145,21 @@ def test_http_errors_on_every_mirror_name_each_url(server, tmp_path):
     server.add("/b/e.bin", b"x")
     server.fail("/b/e.bin", "500", "500")
     with pytest.raises(dl.DownloadError) as err:
-        dl.fetch_file("e.bin", [server.url + "/a/e.bin", server.url + "/b/e.bin"], tmp_path, retries=1,
-                      progress=False)
+        dl.fetch_file(
+            "e.bin",
+            [server.url + "/a/e.bin", server.url + "/b/e.bin"],
+            tmp_path,
+            retries=1,
+            progress=False,
+        )
     msg = str(err.value)
-    assert "\n" not in msg and "HTTP 404" in msg and "500" in msg and "/a/e.bin" in msg and "/b/e.bin" in msg
+    assert (
+        "\n" not in msg
+        and "HTTP 404" in msg
+        and "500" in msg
+        and "/a/e.bin" in msg
+        and "/b/e.bin" in msg
+    )
     assert _leftovers(tmp_path) == []
 
 
@@ -133,14 +173,20 @@ def _tar_with(tmp_path, member: tarfile.TarInfo, data: bytes = b"") -> Path:
     return path
 
 
-@pytest.mark.parametrize("name", ["../evil.jpg", "images/../../evil.jpg", "/etc/evil.jpg", "C:/evil.jpg"])
+@pytest.mark.parametrize(
+    "name", ["../evil.jpg", "images/../../evil.jpg", "/etc/evil.jpg", "C:/evil.jpg"]
+)
 def test_unsafe_zip_member_stops_extraction_before_anything_is_written(tmp_path, name):
     archive = tmp_path / "a.zip"
     archive.write_bytes(make_zip({"ok/ISIC_0000001.jpg": b"jpg", name: b"evil"}))
     dest = tmp_path / "out"
     with pytest.raises(dl.DownloadError) as err:
         dl.safe_extract(archive, dest, dl.flatten_images())
-    assert "\n" not in str(err.value) and repr(name) in str(err.value) and str(archive) in str(err.value)
+    assert (
+        "\n" not in str(err.value)
+        and repr(name) in str(err.value)
+        and str(archive) in str(err.value)
+    )
     assert not dest.exists()
 
 
@@ -153,7 +199,7 @@ def test_links_pointing_outside_are_refused_and_inner_links_skipped(tmp_path):
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         info = zipfile.ZipInfo("a/evil.jpg")
-        info.external_attr = (0o120777 << 16)
+        info.external_attr = 0o120777 << 16
         zf.writestr(info, "/etc/passwd")
     (tmp_path / "l.zip").write_bytes(buf.getvalue())
     with pytest.raises(dl.DownloadError, match="outside the archive"):
@@ -164,7 +210,11 @@ def test_links_pointing_outside_are_refused_and_inner_links_skipped(tmp_path):
     path = tmp_path / "b.tar"
     with tarfile.open(path, "w") as tf:
         tf.addfile(inner)
-        for name, data in (("d/real.jpg", b"jpg"), ("d/LICENSE.txt", b"txt"), ("__MACOSX/d/._real.jpg", b"rsrc")):
+        for name, data in (
+            ("d/real.jpg", b"jpg"),
+            ("d/LICENSE.txt", b"txt"),
+            ("__MACOSX/d/._real.jpg", b"rsrc"),
+        ):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tf.addfile(info, io.BytesIO(data))
@@ -183,7 +233,9 @@ def test_truncated_archive_is_deleted_with_one_error(tmp_path):
 
 
 def test_id_set_check_names_missing_and_extra_images():
-    with pytest.raises(dl.DownloadError, match=r"1 image\(s\) listed in meta.csv are missing, first \['b'\]"):
+    with pytest.raises(
+        dl.DownloadError, match=r"1 image\(s\) listed in meta.csv are missing, first \['b'\]"
+    ):
         dl.check_id_set(["a"], ["a", "b"], "x.zip", "meta.csv")
     with pytest.raises(dl.DownloadError, match=r"not listed in meta.csv, first \['c'\]"):
         dl.check_id_set(["a", "c"], ["a"], "x.zip", "meta.csv")
@@ -195,16 +247,33 @@ def test_id_set_check_names_missing_and_extra_images():
 def test_ham10000_download_verify_extract_index(server, tmp_path):
     remote = ham_remote(server)
     out = tmp_path / "raw" / "ham10000"
-    rc = dl.main(["ham10000", "--out", str(out), "--downloads", str(tmp_path / "dl"), "--no-progress",
-                  "--retries", "0", "--no-published-counts", "--dataverse-url", remote["dataverse"],
-                  *sum((["--base-url", u] for u in remote["base_urls"]), [])])
+    rc = dl.main(
+        [
+            "ham10000",
+            "--out",
+            str(out),
+            "--downloads",
+            str(tmp_path / "dl"),
+            "--no-progress",
+            "--retries",
+            "0",
+            "--no-published-counts",
+            "--dataverse-url",
+            remote["dataverse"],
+            *sum((["--base-url", u] for u in remote["base_urls"]), []),
+        ]
+    )
     assert rc == 0
     images = sorted((out / "images").iterdir())
     assert len(images) == len(remote["meta"]) and all(p.suffix == ".jpg" for p in images)
-    assert (out / "HAM10000_metadata.csv").read_bytes() == (FIXTURES / "HAM10000_metadata_sample.csv").read_bytes()
+    assert (out / "HAM10000_metadata.csv").read_bytes() == (
+        FIXTURES / "HAM10000_metadata_sample.csv"
+    ).read_bytes()
     assert _leftovers(out.parent) == []
     # the first host 404s; the second serves everything
-    assert server.requests_of("/isic-archive/challenges/2018/ISIC2018_Task3_Training_Input.zip") == [None]
+    assert server.requests_of(
+        "/isic-archive/challenges/2018/ISIC2018_Task3_Training_Input.zip"
+    ) == [None]
     index = get_task("ham10000").build(out)
     assert len(index) == len(remote["meta"]) and set(index.group) == set(remote["meta"].lesion_id)
     with Image.open(out / index.path[0]) as img:
@@ -214,23 +283,46 @@ def test_ham10000_download_verify_extract_index(server, tmp_path):
 def test_ham10000_missing_image_is_one_error_and_no_output(server, tmp_path, capsys):
     remote = ham_remote(server, drop_image="ISIC_0027419")
     out = tmp_path / "raw" / "ham10000"
-    rc = dl.main(["ham10000", "--out", str(out), "--downloads", str(tmp_path / "dl"), "--no-progress",
-                  "--retries", "0", "--no-published-counts", "--dataverse-url", remote["dataverse"],
-                  "--base-url", remote["base_urls"][1]])
+    rc = dl.main(
+        [
+            "ham10000",
+            "--out",
+            str(out),
+            "--downloads",
+            str(tmp_path / "dl"),
+            "--no-progress",
+            "--retries",
+            "0",
+            "--no-published-counts",
+            "--dataverse-url",
+            remote["dataverse"],
+            "--base-url",
+            remote["base_urls"][1],
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert rc == 2
-    assert "ISIC2018_Task3_Training_Input.zip" in err and "['ISIC_0027419']" in err and "missing" in err
+    assert (
+        "ISIC2018_Task3_Training_Input.zip" in err
+        and "['ISIC_0027419']" in err
+        and "missing" in err
+    )
     assert not out.exists() and list(out.parent.iterdir()) == []
 
 
 def test_ham10000_published_counts_and_metadata_from_isic(server, tmp_path):
     remote = ham_remote(server)
-    server.fail("/dataverse/api/datasets/:persistentId/?persistentId=doi:10.7910/DVN/DBW86T", "500", "500")
+    server.fail(
+        "/dataverse/api/datasets/:persistentId/?persistentId=doi:10.7910/DVN/DBW86T", "500", "500"
+    )
     opts = _opts(tmp_path, published_counts=True)
     with pytest.raises(dl.DownloadError, match="pass --metadata-from-isic"):
         dl.prepare_ham10000(tmp_path / "raw", opts, remote["base_urls"], remote["dataverse"])
     # the fallback metadata: ISIC 2018 ground truth + lesion groupings; the miniature fails the published counts
-    with pytest.raises(dl.DownloadError, match=r"counts differ from the published ones: rows 59 \(published 10015\)"):
+    with pytest.raises(
+        dl.DownloadError,
+        match=r"counts differ from the published ones: rows 59 \(published 10015\)",
+    ):
         dl.prepare_ham10000(tmp_path / "raw", opts, remote["base_urls"], metadata_from_isic=True)
     assert not (tmp_path / "raw").exists()
     opts.published_counts = False
@@ -273,12 +365,16 @@ def test_isic2019_bad_row_is_one_error_naming_the_line(server, tmp_path):
 def test_isic2019_archive_with_a_parent_member_is_refused(server, tmp_path):
     remote = isic2019_remote(server)
     zip_path = "/isic/2019/ISIC_2019_Training_Input.zip"
-    members = {n: zipfile.ZipFile(io.BytesIO(server.files[zip_path])).read(n)
-               for n in zipfile.ZipFile(io.BytesIO(server.files[zip_path])).namelist()}
+    members = {
+        n: zipfile.ZipFile(io.BytesIO(server.files[zip_path])).read(n)
+        for n in zipfile.ZipFile(io.BytesIO(server.files[zip_path])).namelist()
+    }
     members["ISIC_2019_Training_Input/../../ISIC_0000000.jpg"] = b"evil"
     server.add(zip_path, make_zip(members))
     out = tmp_path / "raw" / "isic2019"
-    with pytest.raises(dl.DownloadError, match=r"member '.*\.\./\.\./ISIC_0000000.jpg' has a '\.\.' component"):
+    with pytest.raises(
+        dl.DownloadError, match=r"member '.*\.\./\.\./ISIC_0000000.jpg' has a '\.\.' component"
+    ):
         dl.prepare_isic2019(out, _opts(tmp_path), remote["base_urls"])
     assert not out.exists() and list(out.parent.iterdir()) == []
     assert not (tmp_path / "ISIC_0000000.jpg").exists()
@@ -286,7 +382,9 @@ def test_isic2019_archive_with_a_parent_member_is_refused(server, tmp_path):
 
 def test_isic2019_lesion_with_two_labels_is_refused(tmp_path):
     lines = (FIXTURES / "ISIC_2019_Training_GroundTruth_sample.csv").read_bytes().split(b"\r\n")
-    i = next(k for k, line in enumerate(lines) if line.startswith(b"ISIC_0030121,"))  # NV, lesion HAM_0003088
+    i = next(
+        k for k, line in enumerate(lines) if line.startswith(b"ISIC_0030121,")
+    )  # NV, lesion HAM_0003088
     lines[i] = b"ISIC_0030121,1.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0"
     (tmp_path / "gt.csv").write_bytes(b"\r\n".join(lines))
     truth = isic2019.read_ground_truth(tmp_path / "gt.csv")
@@ -295,7 +393,11 @@ def test_isic2019_lesion_with_two_labels_is_refused(tmp_path):
 
 
 def test_isic2019_header_variant_gender_is_accepted(tmp_path):
-    md = (FIXTURES / "ISIC_2019_Training_Metadata_sample.csv").read_bytes().replace(b",sex\r\n", b",gender\r\n", 1)
+    md = (
+        (FIXTURES / "ISIC_2019_Training_Metadata_sample.csv")
+        .read_bytes()
+        .replace(b",sex\r\n", b",gender\r\n", 1)
+    )
     (tmp_path / "md.csv").write_bytes(md)
     truth = isic2019.read_ground_truth(FIXTURES / "ISIC_2019_Training_GroundTruth_sample.csv")
     assert len(isic2019.read_metadata(tmp_path / "md.csv", truth)) == len(truth)
@@ -312,17 +414,29 @@ def no_kaggle(monkeypatch, tmp_path):
 
 
 def test_odir_mirror_zip_to_all_three_framings(server, tmp_path, no_kaggle):
-    server.add("/odir/ocular-disease-recognition-odir5k.zip", make_zip(odir_members(tmp_path / "x")))
+    server.add(
+        "/odir/ocular-disease-recognition-odir5k.zip", make_zip(odir_members(tmp_path / "x"))
+    )
     out = tmp_path / "raw" / "odir"
     dl.prepare_odir(out, _opts(tmp_path), [server.url + "/odir"])
     names = sorted(p.name for p in (out / "images").iterdir())
-    assert len(names) == 22 and "937_left.jpg" not in names  # test/preprocessed images not extracted
+    assert (
+        len(names) == 22 and "937_left.jpg" not in names
+    )  # test/preprocessed images not extracted
 
     eye, eye_excl = get_task("odir_eye").build(out)
     full = odir.read_full_df(out / "full_df.csv")
     assert sorted(eye.image_id) == sorted(full.filename.str[:-4])
-    assert set(eye_excl.image_id) == {"2_left", "12_left", "12_right", "188_left", "3265_left", "3265_right",
-                                      "4149_left", "4149_right"}
+    assert set(eye_excl.image_id) == {
+        "2_left",
+        "12_left",
+        "12_right",
+        "188_left",
+        "3265_left",
+        "3265_right",
+        "4149_left",
+        "4149_right",
+    }
     assert eye.groupby("group").size().max() <= 2
 
     glaucoma, _ = get_task("odir_glaucoma").build(out)
@@ -331,8 +445,11 @@ def test_odir_mirror_zip_to_all_three_framings(server, tmp_path, no_kaggle):
 
     patients, excl = get_task("odir").build(out)
     assert "4149" not in set(patients.image_id)  # both eyes "low image quality"
-    assert set(zip(excl.image_id, excl.action)) == {("4149_left", "dropped"), ("4149_right", "dropped"),
-                                                    ("3265_left", "blanked")}
+    assert set(zip(excl.image_id, excl.action)) == {
+        ("4149_left", "dropped"),
+        ("4149_right", "dropped"),
+        ("3265_left", "blanked"),
+    }
     assert [c for c in patients.columns if c.startswith("y_")] == [f"y_{c}" for c in odir.CLASSES]
     row = patients.set_index("image_id").loc["188"]
     rarest = min(("D", "C", "O"), key=lambda c: (patients[f"y_{c}"].sum(), odir.CLASSES.index(c)))
@@ -358,11 +475,23 @@ def test_odir_manual_oia_folder_derives_per_eye_labels(tmp_path, no_kaggle):
 
 
 def test_odir_without_credentials_names_the_files_to_place(tmp_path, no_kaggle, capsys):
-    rc = dl.main(["odir", "--out", str(tmp_path / "raw" / "odir"), "--downloads", str(tmp_path / "dl"),
-                  "--no-progress"])
+    rc = dl.main(
+        [
+            "odir",
+            "--out",
+            str(tmp_path / "raw" / "odir"),
+            "--downloads",
+            str(tmp_path / "dl"),
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1
-    assert "ocular-disease-recognition-odir5k.zip" in err and "Training Set/" in err and str(tmp_path / "dl") in err
+    assert (
+        "ocular-disease-recognition-odir5k.zip" in err
+        and "Training Set/" in err
+        and str(tmp_path / "dl") in err
+    )
     assert "kaggle.json" in err and "KAGGLE_USERNAME" in err
 
 
@@ -409,21 +538,32 @@ def test_dermamnist_md5_then_png_tree_and_index(server, tmp_path):
     with Image.open(tmp_path / "raw" / index.path[3]) as img:
         assert (np.asarray(img) == arrays["train_images"][3]).all()  # lossless
     with pytest.raises(DatasetError, match="train has 14 images, expected 7007"):
-        dl.prepare_dermamnist(tmp_path / "raw2", dl.Options(downloads=opts.downloads, hashes=opts.hashes,
-                                                            progress=False), size=28, base_urls=base)
+        dl.prepare_dermamnist(
+            tmp_path / "raw2",
+            dl.Options(downloads=opts.downloads, hashes=opts.hashes, progress=False),
+            size=28,
+            base_urls=base,
+        )
 
 
 # --------------------------------------------------------------------------------- CLI and config
 
 
 def test_cli_args_from_config_and_unknown_keys():
-    assert dl.cli_args("dermamnist", {"size": 64, "base_urls": ["http://m/x"], "published_counts": False}) == [
-        "--base-url", "http://m/x", "--size", "64", "--no-published-counts"]
+    assert dl.cli_args(
+        "dermamnist", {"size": 64, "base_urls": ["http://m/x"], "published_counts": False}
+    ) == ["--base-url", "http://m/x", "--size", "64", "--no-published-counts"]
     assert dl.cli_args("ham10000", None) == []
     with pytest.raises(dl.DownloadError, match="download.odir: unknown key"):
         dl.cli_args("odir", {"size": 64})
-    args = dl.get_args_parser().parse_args(["isic2019", "--out", "x", *dl.cli_args("isic2019", {
-        "hashes": {ISIC_GT: "sha256:" + "a" * 64}, "retries": 5})])
+    args = dl.get_args_parser().parse_args(
+        [
+            "isic2019",
+            "--out",
+            "x",
+            *dl.cli_args("isic2019", {"hashes": {ISIC_GT: "sha256:" + "a" * 64}, "retries": 5}),
+        ]
+    )
     assert args.hash == [f"{ISIC_GT}=sha256:" + "a" * 64] and args.retries == 5
 
 
@@ -431,8 +571,21 @@ def test_existing_output_is_not_overwritten_without_force(tmp_path, capsys):
     out = tmp_path / "raw"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    assert dl.main(["dermamnist", "--out", str(out), "--downloads", str(tmp_path / "dl"), "--no-progress",
-                    "--base-url", "http://127.0.0.1:9/none"]) == 2  # never reaches the network
+    assert (
+        dl.main(
+            [
+                "dermamnist",
+                "--out",
+                str(out),
+                "--downloads",
+                str(tmp_path / "dl"),
+                "--no-progress",
+                "--base-url",
+                "http://127.0.0.1:9/none",
+            ]
+        )
+        == 2
+    )  # never reaches the network
     assert "already exists" in capsys.readouterr().err and (out / "keep.txt").read_text() == "mine"
 
 
@@ -442,14 +595,18 @@ def test_existing_output_is_not_overwritten_without_force(tmp_path, capsys):
 def _shared(name: str) -> Path:
     path = SHARED / name
     if not path.exists():
-        pytest.skip(f"real metadata file {path} not available (it sits beside the project's shared docs)")
+        pytest.skip(
+            f"real metadata file {path} not available (it sits beside the project's shared docs)"
+        )
     return path
 
 
 def test_real_ham10000_metadata_passes_the_published_checks():
     from imbench.data import ham10000
 
-    dl._check_ham_published(ham10000.read_metadata(_shared("HAM10000_metadata.csv")), SHARED / "HAM10000_metadata.csv")
+    dl._check_ham_published(
+        ham10000.read_metadata(_shared("HAM10000_metadata.csv")), SHARED / "HAM10000_metadata.csv"
+    )
 
 
 def test_real_isic2019_files_match_the_published_counts():
@@ -457,7 +614,9 @@ def test_real_isic2019_files_match_the_published_counts():
     meta = isic2019.read_metadata(_shared("ISIC_2019_Training_Metadata.csv"), truth)
     dl.check_counts("gt", {"rows": len(truth)}, {"rows": isic2019.PUBLISHED_ROWS})
     dl.check_counts("gt", truth.label_name.value_counts().to_dict(), isic2019.PUBLISHED_COUNTS)
-    assert (meta.lesion_id == "").sum() == 2084 and truth.image.str.endswith("_downsampled").sum() == 2074
+    assert (meta.lesion_id == "").sum() == 2084 and truth.image.str.endswith(
+        "_downsampled"
+    ).sum() == 2074
     assert dl.file_hash(SHARED / ISIC_GT) == dl.REPORTED_HASHES[ISIC_GT].split(":")[1]
 
 
@@ -466,7 +625,9 @@ def test_real_odir_workbook_and_full_df_match_the_published_counts():
     assert odir.label_sums(ann) == odir.PUBLISHED_PATIENT_COUNTS
     full = odir.read_full_df(_shared("full_df.csv"), ann)
     assert full.label_name.value_counts().to_dict() == odir.PUBLISHED_EYE_COUNTS
-    eyes = odir.eye_table(ann).assign(kaggle=lambda e: e.filename.map(dict(zip(full.filename, full.label_name))))
+    eyes = odir.eye_table(ann).assign(
+        kaggle=lambda e: e.filename.map(dict(zip(full.filename, full.label_name)))
+    )
     both = eyes.dropna(subset=["category", "kaggle"])
     assert (both.category == both.kaggle).all() and len(both) == len(full) - 1
     assert eyes.quality_only.sum() == 30
@@ -488,54 +649,78 @@ def _patch_declared_size(data: bytes, name: str, size: int) -> bytes:
 
     out = bytearray(data)
     key = name.encode()
-    for sig, size_at, name_len_at, name_at in ((b"PK\x03\x04", 22, 26, 30), (b"PK\x01\x02", 24, 28, 46)):
+    for sig, size_at, name_len_at, name_at in (
+        (b"PK\x03\x04", 22, 26, 30),
+        (b"PK\x01\x02", 24, 28, 46),
+    ):
         i = out.find(sig)
         while i >= 0:
             n = struct.unpack_from("<H", out, i + name_len_at)[0]
-            if out[i + name_at:i + name_at + n] == key:
+            if out[i + name_at : i + name_at + n] == key:
                 struct.pack_into("<I", out, i + size_at, size)
             i = out.find(sig, i + 4)
     return bytes(out)
 
 
 def test_zip_bomb_member_is_refused_before_anything_is_written_and_deleted(tmp_path):
-    archive = _deflated_zip(tmp_path / "bomb.zip", {"x/ISIC_0000001.jpg": b"jpg",
-                                                     "x/ISIC_0000002.jpg": bytes(32 << 20)})  # 32 MiB of zeros
+    archive = _deflated_zip(
+        tmp_path / "bomb.zip", {"x/ISIC_0000001.jpg": b"jpg", "x/ISIC_0000002.jpg": bytes(32 << 20)}
+    )  # 32 MiB of zeros
     assert archive.stat().st_size < 100_000
     dest = tmp_path / "out"
     with pytest.raises(dl.DownloadError) as err:
         dl.safe_extract(archive, dest, dl.flatten_images())
     msg = str(err.value)
-    assert "\n" not in msg and str(archive) in msg and "'x/ISIC_0000002.jpg'" in msg and "decompression bomb" in msg
-    assert not dest.exists() and not archive.exists()  # refused before writing; deleted, a rerun fetches again
+    assert (
+        "\n" not in msg
+        and str(archive) in msg
+        and "'x/ISIC_0000002.jpg'" in msg
+        and "decompression bomb" in msg
+    )
+    assert (
+        not dest.exists() and not archive.exists()
+    )  # refused before writing; deleted, a rerun fetches again
 
 
 def test_member_declaring_gigabytes_is_refused(tmp_path):
     archive = tmp_path / "big.zip"
     data = make_zip({"x/ISIC_0000001.jpg": b"jpg", "x/ISIC_0000002.jpg": b"small"})
     archive.write_bytes(_patch_declared_size(data, "x/ISIC_0000002.jpg", 3_900_000_000))
-    with pytest.raises(dl.DownloadError, match=r"big\.zip: member 'x/ISIC_0000002\.jpg' declares 3,900,000,000 "
-                                               r"bytes, more than"):
+    with pytest.raises(
+        dl.DownloadError,
+        match=r"big\.zip: member 'x/ISIC_0000002\.jpg' declares 3,900,000,000 "
+        r"bytes, more than",
+    ):
         dl.safe_extract(archive, tmp_path / "out", dl.flatten_images(), discard=False)
-    assert not (tmp_path / "out").exists() and archive.exists()  # discard=False: a file placed by hand stays
+    assert (
+        not (tmp_path / "out").exists() and archive.exists()
+    )  # discard=False: a file placed by hand stays
 
 
 def test_whole_archive_ratio_is_checked_for_compressed_tars(tmp_path):
     path = tmp_path / "a.tar.gz"
     with tarfile.open(path, "w:gz") as tf:
-        for i in range(8):  # 8 × 1 MiB of zeros: each under the member limit, the archive inflates ~1000×
+        for i in range(
+            8
+        ):  # 8 × 1 MiB of zeros: each under the member limit, the archive inflates ~1000×
             info = tarfile.TarInfo(f"d/ISIC_{i:07d}.jpg")
             info.size = 1 << 20
             tf.addfile(info, io.BytesIO(bytes(info.size)))
-    with pytest.raises(dl.DownloadError, match=r"a\.tar\.gz: its members declare 8,388,608 bytes in all .*bomb"):
+    with pytest.raises(
+        dl.DownloadError, match=r"a\.tar\.gz: its members declare 8,388,608 bytes in all .*bomb"
+    ):
         dl.safe_extract(path, tmp_path / "out", dl.flatten_images())
     assert not (tmp_path / "out").exists()
 
 
 def test_member_larger_than_declared_is_stopped_at_its_declared_size(tmp_path):
     archive = tmp_path / "lie.zip"
-    data = _deflated_zip(tmp_path / "src.zip", {"x/ISIC_0000001.jpg": bytes(range(256)) * 400}).read_bytes()
-    archive.write_bytes(_patch_declared_size(data, "x/ISIC_0000001.jpg", 1000))  # really 102,400 bytes
+    data = _deflated_zip(
+        tmp_path / "src.zip", {"x/ISIC_0000001.jpg": bytes(range(256)) * 400}
+    ).read_bytes()
+    archive.write_bytes(
+        _patch_declared_size(data, "x/ISIC_0000001.jpg", 1000)
+    )  # really 102,400 bytes
     with pytest.raises(dl.DownloadError, match="lie.zip: .*deleted") as err:
         dl.safe_extract(archive, tmp_path / "out", dl.flatten_images())
     assert "\n" not in str(err.value)
@@ -559,8 +744,12 @@ def test_symlink_member_body_is_never_read_whole(tmp_path):
     (tmp_path / "l.zip").write_bytes(buf.getvalue())
     tracemalloc.start()
     try:
-        with pytest.raises(dl.DownloadError, match=r"l\.zip: member 'a/link\.jpg' is a link whose target declares"):
-            dl.safe_extract(tmp_path / "l.zip", tmp_path / "out", dl.flatten_images(), discard=False)
+        with pytest.raises(
+            dl.DownloadError, match=r"l\.zip: member 'a/link\.jpg' is a link whose target declares"
+        ):
+            dl.safe_extract(
+                tmp_path / "l.zip", tmp_path / "out", dl.flatten_images(), discard=False
+            )
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -568,14 +757,19 @@ def test_symlink_member_body_is_never_read_whole(tmp_path):
     # a device and a fifo in a tar are skipped, never created, and their (absent) bodies never read
     path = tmp_path / "d.tar"
     with tarfile.open(path, "w") as tf:
-        for name, kind in (("d/ISIC_0000002.jpg", tarfile.CHRTYPE), ("d/ISIC_0000003.jpg", tarfile.FIFOTYPE)):
+        for name, kind in (
+            ("d/ISIC_0000002.jpg", tarfile.CHRTYPE),
+            ("d/ISIC_0000003.jpg", tarfile.FIFOTYPE),
+        ):
             info = tarfile.TarInfo(name)
             info.type = kind
             tf.addfile(info)
         info = tarfile.TarInfo("d/ISIC_0000001.jpg")
         info.size = 3
         tf.addfile(info, io.BytesIO(b"jpg"))
-    assert [p.name for p in dl.safe_extract(path, tmp_path / "out2", dl.flatten_images())] == ["ISIC_0000001.jpg"]
+    assert [p.name for p in dl.safe_extract(path, tmp_path / "out2", dl.flatten_images())] == [
+        "ISIC_0000001.jpg"
+    ]
 
 
 def test_archive_needing_more_than_the_free_space_is_refused_and_kept(tmp_path, monkeypatch):
@@ -586,8 +780,11 @@ def test_archive_needing_more_than_the_free_space_is_refused_and_kept(tmp_path, 
     archive.write_bytes(make_zip({f"x/ISIC_{i:07d}.jpg": bytes(1000) for i in range(3)}))
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10 << 20, 10 << 20, 2000))
-    with pytest.raises(dl.DownloadError, match=r"a\.zip: extracting 3 member\(s\) needs 3,000 bytes .* has 2,000 "
-                                               r"bytes free; refusing to extract the archive$"):
+    with pytest.raises(
+        dl.DownloadError,
+        match=r"a\.zip: extracting 3 member\(s\) needs 3,000 bytes .* has 2,000 "
+        r"bytes free; refusing to extract the archive$",
+    ):
         dl.safe_extract(archive, tmp_path / "out", dl.flatten_images())
     assert archive.exists() and not (tmp_path / "out").exists()
 
@@ -604,8 +801,12 @@ def test_html_page_served_with_200_is_never_kept_and_the_rerun_fetches_the_file(
         dl.prepare_isic2019(out, _opts(tmp_path, retries=0), remote["base_urls"])
     msg = str(err.value)
     assert "\n" not in msg and ISIC_GT in msg and "HTML page" in msg
-    assert not (tmp_path / "downloads" / ISIC_GT).exists() and _leftovers(tmp_path / "downloads") == []
-    dl.prepare_isic2019(out, _opts(tmp_path, retries=0), remote["base_urls"])  # the server answers properly now
+    assert (
+        not (tmp_path / "downloads" / ISIC_GT).exists() and _leftovers(tmp_path / "downloads") == []
+    )
+    dl.prepare_isic2019(
+        out, _opts(tmp_path, retries=0), remote["base_urls"]
+    )  # the server answers properly now
     assert (out / ISIC_GT).read_bytes() == server.files[gt_path]
 
 
@@ -614,7 +815,9 @@ def test_file_failing_its_content_check_is_deleted_and_the_rerun_fetches_it(serv
     md_path = "/isic/2019/ISIC_2019_Training_Metadata.csv"
     server.fail(md_path, "json")  # an error message served with HTTP 200, not HTML
     out = tmp_path / "raw" / "isic2019"
-    with pytest.raises(dl.DownloadError, match=r"ISIC_2019_Training_Metadata\.csv: no data rows\).*deleted"):
+    with pytest.raises(
+        dl.DownloadError, match=r"ISIC_2019_Training_Metadata\.csv: no data rows\).*deleted"
+    ):
         dl.prepare_isic2019(out, _opts(tmp_path, retries=0), remote["base_urls"])
     assert not (tmp_path / "downloads" / "ISIC_2019_Training_Metadata.csv").exists()
     dl.prepare_isic2019(out, _opts(tmp_path, retries=0), remote["base_urls"])
@@ -634,7 +837,11 @@ def test_bad_file_left_by_an_older_version_is_replaced_on_the_next_run(server, t
 
 def test_html_check_spares_files_named_html(server, tmp_path):
     url = server.add("/f/page.html", b"<html><body>ok</body></html>")
-    assert dl.fetch_file("page.html", [url], tmp_path, retries=0, progress=False).read_bytes().startswith(b"<html>")
+    assert (
+        dl.fetch_file("page.html", [url], tmp_path, retries=0, progress=False)
+        .read_bytes()
+        .startswith(b"<html>")
+    )
 
 
 def test_empty_temporary_file_of_a_killed_transfer_is_removed(server, tmp_path):
@@ -646,7 +853,11 @@ def test_empty_temporary_file_of_a_killed_transfer_is_removed(server, tmp_path):
 
 
 def test_workbook_that_is_a_decompression_bomb_is_refused_before_parsing(tmp_path):
-    book = _deflated_zip(tmp_path / "data.xlsx", {"[Content_Types].xml": b"<Types/>",
-                                                  "xl/worksheets/sheet1.xml": b" " * (16 << 20)})
-    with pytest.raises(dl.DownloadError, match=r"data\.xlsx: member 'xl/worksheets/sheet1\.xml' inflates .*bomb"):
+    book = _deflated_zip(
+        tmp_path / "data.xlsx",
+        {"[Content_Types].xml": b"<Types/>", "xl/worksheets/sheet1.xml": b" " * (16 << 20)},
+    )
+    with pytest.raises(
+        dl.DownloadError, match=r"data\.xlsx: member 'xl/worksheets/sheet1\.xml' inflates .*bomb"
+    ):
         odir.read_annotations(book)

@@ -25,15 +25,23 @@ import sys
 import zipfile
 from pathlib import Path
 
+import datasets_server
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from datasets_server import (
+    ISIC_GT,
+    ISIC_MD,
+    FileServer,
+    dermamnist_npz,
+    ham_remote,
+    isic2019_remote,
+    make_zip,
+    odir_members,
+)
 from PIL import Image
 
-import datasets_server
-from datasets_server import (ISIC_GT, ISIC_MD, FileServer, dermamnist_npz, ham_remote, isic2019_remote,
-                             make_zip, odir_members)
 from imbench.data import download as dl
 from imbench.data import images, isic2019, odir
 from imbench.data.split import grouped_split
@@ -66,23 +74,29 @@ def _repeat_rows(text: str, copies: int, shift) -> str:
 
 def _shift_dermoscopy(row: str, k: int) -> str:
     """ISIC_0027419 → ISIC_1027419, HAM_0000118 → HAM_1000118 (and BCN_/MSK4_ lesion ids) in copy 1."""
-    return re.sub(r"\b([A-Z][A-Z0-9]*)_(\d{7})", lambda m: f"{m[1]}_{int(m[2]) + k * 1_000_000:07d}", row)
+    return re.sub(
+        r"\b([A-Z][A-Z0-9]*)_(\d{7})", lambda m: f"{m[1]}_{int(m[2]) + k * 1_000_000:07d}", row
+    )
 
 
 def _shift_patient(row: str, k: int) -> str:
     """Patient 188 → 10188 in copy 1: the leading ID and every {ID}_{side}.jpg."""
     row = re.sub(r"^(\d+),", lambda m: f"{int(m[1]) + k * 10_000},", row)
-    return re.sub(r"\b(\d+)_(left|right)\.jpg", lambda m: f"{int(m[1]) + k * 10_000}_{m[2]}.jpg", row)
+    return re.sub(
+        r"\b(\d+)_(left|right)\.jpg", lambda m: f"{int(m[1]) + k * 10_000}_{m[2]}.jpg", row
+    )
 
 
 def enlarged_fixtures(dest: Path) -> Path:
     """The fixture files with their rows repeated (see COPIES), written to ``dest``."""
     dest.mkdir(parents=True, exist_ok=True)
-    files = {"HAM10000_metadata_sample.csv": ("ham10000", _shift_dermoscopy),
-             "ISIC_2019_Training_GroundTruth_sample.csv": ("isic2019", _shift_dermoscopy),
-             "ISIC_2019_Training_Metadata_sample.csv": ("isic2019", _shift_dermoscopy),
-             "ODIR-5K_Training_Annotations_sample.csv": ("odir", _shift_patient),
-             "ODIR_full_df_sample.csv": ("odir", _shift_patient)}
+    files = {
+        "HAM10000_metadata_sample.csv": ("ham10000", _shift_dermoscopy),
+        "ISIC_2019_Training_GroundTruth_sample.csv": ("isic2019", _shift_dermoscopy),
+        "ISIC_2019_Training_Metadata_sample.csv": ("isic2019", _shift_dermoscopy),
+        "ODIR-5K_Training_Annotations_sample.csv": ("odir", _shift_patient),
+        "ODIR_full_df_sample.csv": ("odir", _shift_patient),
+    }
     for name, (dataset, shift) in files.items():
         text = (datasets_server.FIXTURES / name).read_bytes().decode("utf-8")
         (dest / name).write_bytes(_repeat_rows(text, COPIES[dataset], shift).encode("utf-8"))
@@ -92,8 +106,11 @@ def enlarged_fixtures(dest: Path) -> Path:
 def dermamnist_remote(server: FileServer, data: bytes) -> dict:
     """The npz at Zenodo's path, and the download options that pin its MD5 (it is not the official file)."""
     server.add("/zenodo/dermamnist.npz?download=1", data)
-    return {"base_urls": [server.url + "/zenodo"], "size": 28,
-            "hashes": {"dermamnist.npz": "md5:" + hashlib.md5(data).hexdigest()}}
+    return {
+        "base_urls": [server.url + "/zenodo"],
+        "size": 28,
+        "hashes": {"dermamnist.npz": "md5:" + hashlib.md5(data).hexdigest()},
+    }
 
 
 # ------------------------------------------------------------------------------ running the workflow
@@ -108,29 +125,64 @@ def _env(work: Path) -> dict:
     return env
 
 
-def workflow(work: Path, tasks: list[str], download: dict, targets: list[str], *options: str,
-             check: bool = True) -> subprocess.CompletedProcess:
+def workflow(
+    work: Path,
+    tasks: list[str],
+    download: dict,
+    targets: list[str],
+    *options: str,
+    check: bool = True,
+) -> subprocess.CompletedProcess:
     """Run the real workflow in ``work`` with a complete config for ``tasks`` and ``download``."""
-    config = {"experiment": "datasets", "tasks": tasks, "models": ["test_resnet"], "methods": ["ce"],
-              "seeds": [0], "protocol": "demo", "protocol_overrides": {"image_size": SIZE},
-              "download": download}
+    config = {
+        "experiment": "datasets",
+        "tasks": tasks,
+        "models": ["test_resnet"],
+        "methods": ["ce"],
+        "seeds": [0],
+        "protocol": "demo",
+        "protocol_overrides": {"image_size": SIZE},
+        "download": download,
+    }
     work.mkdir(parents=True, exist_ok=True)
     (work / "config.yaml").write_text(yaml.safe_dump(config))
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(work),
-           *targets, "--cores", "2", *options, "--configfile", "config.yaml"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=_env(work), cwd=work)
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(work),
+        *targets,
+        "--cores",
+        "2",
+        *options,
+        "--configfile",
+        "config.yaml",
+    ]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=600, env=_env(work), cwd=work
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stderr[-3000:]}\n{job_logs(work)}")
+        raise AssertionError(
+            f"snakemake failed ({proc.returncode}):\n{proc.stderr[-3000:]}\n{job_logs(work)}"
+        )
     return proc
 
 
 def task_targets(task: str) -> list[str]:
-    return [f"resources/cache/{task}/{SIZE}px-squash/images.npy", f"resources/prepared/{task}/split_seed0_frac0.7_0.15_0.15.csv"]
+    return [
+        f"resources/cache/{task}/{SIZE}px-squash/images.npy",
+        f"resources/prepared/{task}/split_seed0_frac0.7_0.15_0.15.csv",
+    ]
 
 
 def job_logs(work: Path, pattern: str = "*") -> str:
-    return "\n".join(f"--- {p.relative_to(work)}\n{p.read_text()[-1500:]}"
-                     for p in sorted((work / "logs").rglob(f"{pattern}.log")))
+    return "\n".join(
+        f"--- {p.relative_to(work)}\n{p.read_text()[-1500:]}"
+        for p in sorted((work / "logs").rglob(f"{pattern}.log"))
+    )
 
 
 def planned_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
@@ -158,7 +210,10 @@ def run_workflow(tmp: Path, tasks: dict[str, str]) -> dict:
         mp.setattr(datasets_server, "FIXTURES", fixtures)
         if "ham10000" in datasets:
             ham = ham_remote(server)
-            download["ham10000"] = {"base_urls": ham["base_urls"], "dataverse_url": ham["dataverse"]}
+            download["ham10000"] = {
+                "base_urls": ham["base_urls"],
+                "dataverse_url": ham["dataverse"],
+            }
             expected["ham10000"] = ham["meta"]
         if "isic2019" in datasets:
             isic = isic2019_remote(server)
@@ -179,15 +234,19 @@ def run_workflow(tmp: Path, tasks: dict[str, str]) -> dict:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """HAM10000 and DermaMNIST (the default test run)."""
-    return run_workflow(tmp_path_factory.mktemp("datasets_pipeline"), {"ham10000": "ham10000",
-                                                                       "dermamnist": "dermamnist"})
+    return run_workflow(
+        tmp_path_factory.mktemp("datasets_pipeline"),
+        {"ham10000": "ham10000", "dermamnist": "dermamnist"},
+    )
 
 
 @pytest.fixture(scope="module")
 def slow_run(tmp_path_factory):
     """ISIC 2019 and ODIR-5K (per patient and per eye): larger miniatures, five more jobs."""
-    return run_workflow(tmp_path_factory.mktemp("datasets_pipeline_slow"), {
-        "isic2019": "isic2019", "odir": "odir", "odir_eye": "odir"})
+    return run_workflow(
+        tmp_path_factory.mktemp("datasets_pipeline_slow"),
+        {"isic2019": "isic2019", "odir": "odir", "odir_eye": "odir"},
+    )
 
 
 def outputs(run: dict, task: str, n_rows: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -195,19 +254,28 @@ def outputs(run: dict, task: str, n_rows: int) -> tuple[pd.DataFrame, pd.DataFra
     work, dataset = run["work"], run["tasks"][task]
     prepared = work / "resources" / "prepared" / task
     cache = work / "resources" / "cache" / task / f"{SIZE}px-squash"
-    if not (cache / "images.npy").is_file() or not (prepared / "split_seed0_frac0.7_0.15_0.15.csv").is_file():
-        pytest.fail(f"{task}: the workflow did not finish\n{run['proc'].stderr[-2000:]}\n"
-                    f"{job_logs(work, f'*{dataset}*')}\n{job_logs(work, f'*{task}*')}")
+    if (
+        not (cache / "images.npy").is_file()
+        or not (prepared / "split_seed0_frac0.7_0.15_0.15.csv").is_file()
+    ):
+        pytest.fail(
+            f"{task}: the workflow did not finish\n{run['proc'].stderr[-2000:]}\n"
+            f"{job_logs(work, f'*{dataset}*')}\n{job_logs(work, f'*{task}*')}"
+        )
     index = pd.read_csv(prepared / "index.csv", dtype={"image_id": str, "group": str})
     exclusions = pd.read_csv(prepared / "exclusions.csv", dtype={"image_id": str, "group": str})
     assert len(index) == n_rows
     raw = work / "resources" / "raw" / dataset
     assert all((raw / p).is_file() for p in index.path)
-    split = pd.read_csv(prepared / "split_seed0_frac0.7_0.15_0.15.csv", dtype={"image_id": str, "group": str})
+    split = pd.read_csv(
+        prepared / "split_seed0_frac0.7_0.15_0.15.csv", dtype={"image_id": str, "group": str}
+    )
     assert list(split.image_id) == list(index.image_id)
     assert set(split.split) == {"train", "val", "test"}
     per_group = split.groupby("group").split.nunique()
-    assert (per_group == 1).all(), f"groups in two splits: {list(per_group[per_group > 1].index[:3])}"
+    assert (per_group == 1).all(), (
+        f"groups in two splits: {list(per_group[per_group > 1].index[:3])}"
+    )
     images = np.load(cache / "images.npy", mmap_mode="r")
     assert images.shape == (n_rows, SIZE, SIZE, 3) and images.dtype == np.uint8
     assert (images.reshape(n_rows, -1).std(axis=1) > 0).all()  # every row holds a decoded picture
@@ -220,8 +288,15 @@ def _only_data_rules(run: dict) -> None:
     work, tasks = run["work"], run["tasks"]
     datasets = sorted(set(tasks.values()))
     n = len(tasks)
-    assert planned_jobs(run["proc"]) == {**{f"download_{d}": 1 for d in datasets}, "index": n, "split": n, "cache": n}
-    assert sorted(p.name for p in (work / "resources" / "raw").iterdir()) == datasets  # nothing staged left
+    assert planned_jobs(run["proc"]) == {
+        **{f"download_{d}": 1 for d in datasets},
+        "index": n,
+        "split": n,
+        "cache": n,
+    }
+    assert (
+        sorted(p.name for p in (work / "resources" / "raw").iterdir()) == datasets
+    )  # nothing staged left
     assert not (work / "results").exists()
     for dataset in datasets:  # no temporary or partial file in the downloads folders
         folder = work / "resources" / "downloads" / dataset
@@ -315,8 +390,20 @@ def download(dataset: str, tmp_path: Path, capsys, *args: str) -> str:
     """Run `imbench download` (what the rule runs); it must fail with one error line, leaving no
     raw folder and nothing staged beside it. Returns that line."""
     out = tmp_path / "resources" / "raw" / dataset
-    rc = dl.main([dataset, "--out", str(out), "--downloads", str(tmp_path / "downloads"), "--no-progress",
-                  "--retries", "0", "--no-published-counts", *args])
+    rc = dl.main(
+        [
+            dataset,
+            "--out",
+            str(out),
+            "--downloads",
+            str(tmp_path / "downloads"),
+            "--no-progress",
+            "--retries",
+            "0",
+            "--no-published-counts",
+            *args,
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     errors = [line for line in err if "error" in line.lower()]
     assert rc == 2 and len(errors) == 1 and errors[0] == err[-1], err
@@ -340,7 +427,9 @@ def _serve_ham_metadata(server: FileServer, data: bytes) -> None:
     listing = json.loads(server.files[DATAVERSE_LIST])
     for f in listing["data"]["latestVersion"]["files"]:
         if "md5" in f["dataFile"]:
-            f["dataFile"]["md5"] = f["dataFile"]["checksum"]["value"] = hashlib.md5(data).hexdigest()
+            f["dataFile"]["md5"] = f["dataFile"]["checksum"]["value"] = hashlib.md5(
+                data
+            ).hexdigest()
     server.files[DATAVERSE_LIST] = json.dumps(listing).encode()
 
 
@@ -352,7 +441,9 @@ def _truncated(data: bytes) -> bytes:
     return data[: len(data) * 2 // 3]
 
 
-def test_corrupt_jpeg_in_ham10000_is_named_even_outside_the_decoded_sample(server, tmp_path, capsys):
+def test_corrupt_jpeg_in_ham10000_is_named_even_outside_the_decoded_sample(
+    server, tmp_path, capsys
+):
     remote = ham_remote(server)
     path = "/isic-challenge-data/2018/ISIC2018_Task3_Training_Input.zip"
     members = _zip_members(server.files[path])
@@ -361,7 +452,10 @@ def test_corrupt_jpeg_in_ham10000_is_named_even_outside_the_decoded_sample(serve
     server.add(path, make_zip(members))
     line = download("ham10000", tmp_path, capsys, "--undecodable", "fail", *_ham_args(remote))
     name = Path(last).name
-    assert f"ISIC2018_Task3_Training_Input.zip: image {name}: not a decodable image (image file is truncated" in line
+    assert (
+        f"ISIC2018_Task3_Training_Input.zip: image {name}: not a decodable image (image file is truncated"
+        in line
+    )
 
 
 def test_corrupt_jpeg_in_isic2019_is_named(server, tmp_path, capsys):
@@ -371,8 +465,13 @@ def test_corrupt_jpeg_in_isic2019_is_named(server, tmp_path, capsys):
     victim = "ISIC_2019_Training_Input/ISIC_0001100_downsampled.jpg"
     members[victim] = b"<html>502 Bad Gateway</html>"  # not an image at all
     server.add(path, make_zip(members))
-    line = download("isic2019", tmp_path, capsys, "--undecodable", "fail", "--base-url", remote["base_urls"][0])
-    assert "ISIC_2019_Training_Input.zip: image ISIC_0001100_downsampled.jpg: not a decodable image" in line
+    line = download(
+        "isic2019", tmp_path, capsys, "--undecodable", "fail", "--base-url", remote["base_urls"][0]
+    )
+    assert (
+        "ISIC_2019_Training_Input.zip: image ISIC_0001100_downsampled.jpg: not a decodable image"
+        in line
+    )
 
 
 def test_corrupt_jpeg_by_default_is_reported_kept_and_listed_by_the_index(server, tmp_path, capsys):
@@ -385,14 +484,29 @@ def test_corrupt_jpeg_by_default_is_reported_kept_and_listed_by_the_index(server
     members[victim] = _truncated(members[victim])
     server.add(path, make_zip(members))
     out = tmp_path / "raw" / "isic2019"
-    rc = dl.main(["isic2019", "--out", str(out), "--downloads", str(tmp_path / "downloads"), "--no-progress",
-                  "--retries", "0", "--no-published-counts", "--base-url", remote["base_urls"][0]])
+    rc = dl.main(
+        [
+            "isic2019",
+            "--out",
+            str(out),
+            "--downloads",
+            str(tmp_path / "downloads"),
+            "--no-progress",
+            "--retries",
+            "0",
+            "--no-published-counts",
+            "--base-url",
+            remote["base_urls"][0],
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 0 and "1 image(s) do not decode, first ISIC_0001100_downsampled.jpg" in err, err
     index, exclusions = build_task_index("isic2019", out, workers=1)
     assert "ISIC_0001100" not in set(index.image_id)
     row = exclusions.set_index("image_id").loc["ISIC_0001100"]
-    assert row.file == "images/ISIC_0001100_downsampled.jpg" and row.reason.startswith("undecodable image")
+    assert row.file == "images/ISIC_0001100_downsampled.jpg" and row.reason.startswith(
+        "undecodable image"
+    )
 
 
 def test_corrupt_jpeg_in_odir_is_named(server, tmp_path, capsys, monkeypatch):
@@ -403,7 +517,9 @@ def test_corrupt_jpeg_in_odir_is_named(server, tmp_path, capsys, monkeypatch):
     victim = "ODIR-5K/ODIR-5K/Training Images/188_right.jpg"
     members[victim] = _truncated(members[victim])
     server.add(f"/odir/{ODIR_ZIP}", make_zip(members))
-    line = download("odir", tmp_path, capsys, "--undecodable", "fail", "--base-url", server.url + "/odir")
+    line = download(
+        "odir", tmp_path, capsys, "--undecodable", "fail", "--base-url", server.url + "/odir"
+    )
     assert f"{ODIR_ZIP}: image 188_right.jpg: not a decodable image" in line
 
 
@@ -411,14 +527,32 @@ def test_changed_header_of_ham10000_metadata(server, tmp_path, capsys):
     remote = ham_remote(server)
     _serve_ham_metadata(server, _ham_metadata(lambda t: t.replace(",dx,", ",diagnosis,", 1)))
     line = download("ham10000", tmp_path, capsys, *_ham_args(remote))
-    assert re.search(r"downloads/HAM10000_metadata\.csv: header \[.*'diagnosis'.*\] lacks column\(s\) \['dx'\]", line)
+    assert re.search(
+        r"downloads/HAM10000_metadata\.csv: header \[.*'diagnosis'.*\] lacks column\(s\) \['dx'\]",
+        line,
+    )
 
 
-@pytest.mark.parametrize("name, edit, expected", [
-    (ISIC_GT, lambda t: t.replace(",AK,", ",AKIEC,", 1), r"GroundTruth\.csv: header \[.*'AKIEC'.*\] is not \["),
-    (ISIC_GT, lambda t: t.replace(",UNK\r\n", "\r\n", 1), r"GroundTruth\.csv: header \[.*'SCC'\] is not \["),
-    (ISIC_MD, lambda t: t.replace(",lesion_id,", ",lesion,", 1), r"Metadata\.csv: header .* lacks \['lesion_id'\]"),
-])
+@pytest.mark.parametrize(
+    "name, edit, expected",
+    [
+        (
+            ISIC_GT,
+            lambda t: t.replace(",AK,", ",AKIEC,", 1),
+            r"GroundTruth\.csv: header \[.*'AKIEC'.*\] is not \[",
+        ),
+        (
+            ISIC_GT,
+            lambda t: t.replace(",UNK\r\n", "\r\n", 1),
+            r"GroundTruth\.csv: header \[.*'SCC'\] is not \[",
+        ),
+        (
+            ISIC_MD,
+            lambda t: t.replace(",lesion_id,", ",lesion,", 1),
+            r"Metadata\.csv: header .* lacks \['lesion_id'\]",
+        ),
+    ],
+)
 def test_changed_header_of_isic2019_files(server, tmp_path, capsys, name, edit, expected):
     remote = isic2019_remote(server)
     path = f"/isic/2019/{name}"
@@ -447,11 +581,16 @@ def _unknown_eye_label(members: dict) -> None:
     members["full_df.csv"] = members["full_df.csv"].replace(b"['M']", b"['X']", 1)
 
 
-@pytest.mark.parametrize("edit, expected", [
-    (_rename_workbook_column, r"data\.xlsx: columns \[.*'Normal'.*\] are not \["),
-    (_unknown_eye_label, r"full_df\.csv: line \d+: labels \"\['X'\]\" is not one of"),
-])
-def test_odir_changed_header_or_unknown_label(server, tmp_path, capsys, monkeypatch, edit, expected):
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (_rename_workbook_column, r"data\.xlsx: columns \[.*'Normal'.*\] are not \["),
+        (_unknown_eye_label, r"full_df\.csv: line \d+: labels \"\['X'\]\" is not one of"),
+    ],
+)
+def test_odir_changed_header_or_unknown_label(
+    server, tmp_path, capsys, monkeypatch, edit, expected
+):
     monkeypatch.delenv("KAGGLE_USERNAME", raising=False)
     monkeypatch.delenv("KAGGLE_KEY", raising=False)
     monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "no-kaggle"))
@@ -464,7 +603,9 @@ def test_unknown_class_label_in_ham10000_metadata(server, tmp_path, capsys):
     remote = ham_remote(server)
     _serve_ham_metadata(server, _ham_metadata(lambda t: t.replace(",mel,", ",melanoma,", 1)))
     line = download("ham10000", tmp_path, capsys, *_ham_args(remote))
-    assert re.search(r"HAM10000_metadata\.csv: line \d+: dx 'melanoma' is not one of \['akiec'", line), line
+    assert re.search(
+        r"HAM10000_metadata\.csv: line \d+: dx 'melanoma' is not one of \['akiec'", line
+    ), line
 
 
 def test_unknown_class_label_in_dermamnist(server, tmp_path, capsys):
@@ -473,8 +614,17 @@ def test_unknown_class_label_in_dermamnist(server, tmp_path, capsys):
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     remote = dermamnist_remote(server, buf.getvalue())
-    line = download("dermamnist", tmp_path, capsys, "--size", "28", "--base-url", remote["base_urls"][0],
-                    "--hash", "dermamnist.npz=" + remote["hashes"]["dermamnist.npz"])
+    line = download(
+        "dermamnist",
+        tmp_path,
+        capsys,
+        "--size",
+        "28",
+        "--base-url",
+        remote["base_urls"][0],
+        "--hash",
+        "dermamnist.npz=" + remote["hashes"]["dermamnist.npz"],
+    )
     assert "dermamnist.npz: val_labels must be integers 0–6" in line
 
 
@@ -486,10 +636,18 @@ def test_odir_without_credentials_stops_the_workflow_with_the_files_to_place(tmp
     assert "logs/download/odir.log" in proc.stderr  # Snakemake points at the log
     log = (work / "logs" / "download" / "odir.log").read_text().strip().splitlines()
     assert len(log) == 1 and log[0].startswith("imbench download odir: error: ")
-    for needle in (ODIR_ZIP, "kaggle.json", "KAGGLE_USERNAME", "Training Set/",
-                   "training annotation (English).xlsx", "resources/downloads/odir/"):
+    for needle in (
+        ODIR_ZIP,
+        "kaggle.json",
+        "KAGGLE_USERNAME",
+        "Training Set/",
+        "training annotation (English).xlsx",
+        "resources/downloads/odir/",
+    ):
         assert needle in log[0], needle
-    assert not (work / "resources" / "raw").exists() or not list((work / "resources" / "raw").iterdir())
+    assert not (work / "resources" / "raw").exists() or not list(
+        (work / "resources" / "raw").iterdir()
+    )
     assert not (work / "resources" / "prepared").exists()
 
 
@@ -499,7 +657,9 @@ def test_odir_without_credentials_stops_the_workflow_with_the_files_to_place(tmp
 def _shared(name: str) -> Path:
     path = SHARED / name
     if not path.exists():
-        pytest.skip(f"real metadata file {path} not available (it sits beside the project's shared docs)")
+        pytest.skip(
+            f"real metadata file {path} not available (it sits beside the project's shared docs)"
+        )
     return path
 
 
@@ -553,7 +713,9 @@ def test_real_isic2019_index_contains_all_of_ham10000(tmp_path, monkeypatch):
     with pytest.raises(isic2019.DatasetError, match="25331 image\\(s\\) listed"):
         get_task("isic2019").build(root)
     truth = isic2019.read_ground_truth(root / ISIC_GT)
-    monkeypatch.setattr(isic2019, "find_images", lambda r: {i: Path(r) / "images" / f"{i}.jpg" for i in truth.image})
+    monkeypatch.setattr(
+        isic2019, "find_images", lambda r: {i: Path(r) / "images" / f"{i}.jpg" for i in truth.image}
+    )
     index, exclusions = get_task("isic2019").build(root)
     assert len(index) == 25331 and exclusions.empty
     assert index.label_name.value_counts().to_dict() == isic2019.PUBLISHED_COUNTS
@@ -568,7 +730,12 @@ def test_real_isic2019_grouped_split(tmp_path, monkeypatch):
     root.mkdir()
     for name in (ISIC_GT, ISIC_MD):
         (root / name).symlink_to(_shared(name))
-    monkeypatch.setattr(isic2019, "find_images", lambda r: {i: Path(r) / f"{i}.jpg" for i in
-                                                             isic2019.read_ground_truth(root / ISIC_GT).image})
+    monkeypatch.setattr(
+        isic2019,
+        "find_images",
+        lambda r: {
+            i: Path(r) / f"{i}.jpg" for i in isic2019.read_ground_truth(root / ISIC_GT).image
+        },
+    )
     index, _ = get_task("isic2019").build(root)
     _no_leak(index)

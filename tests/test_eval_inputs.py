@@ -19,7 +19,9 @@ from imbench.train import Settings, train_cell
 def cell(tiny_synthetic, tmp_path_factory):
     d = tmp_path_factory.mktemp("evalcell") / "synthetic" / "test_resnet" / "ce" / "seed0"
     s = Settings.from_dict(dict(epochs=1, batch_size=32, image_size=16, lr=3e-3, threads=1))
-    train_cell("synthetic", tiny_synthetic["cache"], tiny_synthetic["split"], "test_resnet", "ce", 0, s, d)
+    train_cell(
+        "synthetic", tiny_synthetic["cache"], tiny_synthetic["split"], "test_resnet", "ce", 0, s, d
+    )
     return d
 
 
@@ -39,7 +41,9 @@ def test_predictions_cut_at_a_row_boundary_are_refused(copy, tiny_synthetic):
     lines = _lines(p)
     p.write_text("".join(lines[:-5]))  # whole rows: still a well-formed CSV
     for split in (tiny_synthetic["split"], None):  # given, or found through run.json
-        with pytest.raises(ValueError, match=rf"^{p}: 5 of the \d+ test images of .*split.csv are missing"):
+        with pytest.raises(
+            ValueError, match=rf"^{p}: 5 of the \d+ test images of .*split.csv are missing"
+        ):
             evaluate_cell(copy, n_boot=10, split=split)
     assert not (copy / "metrics.json").exists()
 
@@ -57,16 +61,22 @@ def _edit(path, fn):
     df.to_csv(path, index=False)
 
 
-@pytest.mark.parametrize("damage, words", [
-    (lambda df: df.loc.__setitem__((3, "prob_mel"), np.nan), "an empty value"),
-    (lambda df: df.loc.__setitem__((3, "prob_mel"), 1.5), "a probability outside"),
-    (lambda df: df.loc.__setitem__((3, "prob_mel"), -0.2), "a probability outside"),
-    (lambda df: df.loc.__setitem__((3, "prob_mel"), np.inf), "a probability outside"),
-    (lambda df: df.loc.__setitem__((3, "label"), 9), "a label that is not a class id"),
-    (lambda df: df.loc.__setitem__((3, "pred"), -1), "a decision that is not a class id"),
-    (lambda df: df.loc.__setitem__((3, "split"), "train"), "a split other than val/test"),
-    (lambda df: df.loc.__setitem__((3, "image_id"), df.loc[4, "image_id"]), "an image_id listed twice"),
-])
+@pytest.mark.parametrize(
+    "damage, words",
+    [
+        (lambda df: df.loc.__setitem__((3, "prob_mel"), np.nan), "an empty value"),
+        (lambda df: df.loc.__setitem__((3, "prob_mel"), 1.5), "a probability outside"),
+        (lambda df: df.loc.__setitem__((3, "prob_mel"), -0.2), "a probability outside"),
+        (lambda df: df.loc.__setitem__((3, "prob_mel"), np.inf), "a probability outside"),
+        (lambda df: df.loc.__setitem__((3, "label"), 9), "a label that is not a class id"),
+        (lambda df: df.loc.__setitem__((3, "pred"), -1), "a decision that is not a class id"),
+        (lambda df: df.loc.__setitem__((3, "split"), "train"), "a split other than val/test"),
+        (
+            lambda df: df.loc.__setitem__((3, "image_id"), df.loc[4, "image_id"]),
+            "an image_id listed twice",
+        ),
+    ],
+)
 def test_malformed_predictions_are_refused(copy, damage, words):
     p = copy / "predictions.csv"
     _edit(p, damage)
@@ -92,13 +102,17 @@ def test_duplicated_row_is_refused(copy):
 
 def test_predictions_of_other_images_are_refused(copy, tiny_synthetic, tmp_path):
     split = pd.read_csv(tiny_synthetic["split"], dtype={"image_id": str, "group": str})
-    split.loc[split.split == "test", "image_id"] = split.loc[split.split == "test", "image_id"] + "x"
+    split.loc[split.split == "test", "image_id"] = (
+        split.loc[split.split == "test", "image_id"] + "x"
+    )
     other = tmp_path / "other_split.csv"
     split.to_csv(other, index=False)
     run = json.loads((copy / "run.json").read_text())
     del run["data"]["split_sha256"]  # a run.json that does not record its split's hash
     (copy / "run.json").write_text(json.dumps(run))
-    with pytest.raises(ValueError, match=rf"{copy / 'predictions.csv'}: .* test images of {other} are missing"):
+    with pytest.raises(
+        ValueError, match=rf"{copy / 'predictions.csv'}: .* test images of {other} are missing"
+    ):
         evaluate_cell(copy, n_boot=10, split=other)
 
 
@@ -139,6 +153,8 @@ def test_identical_aggregations_are_byte_identical(cell, tmp_path):
     for name in ("one", "two"):
         res = tmp_path / name
         aggregate("x", res, [cell / "metrics.json"], n_boot=20)
-        outs.append({p.relative_to(res): p.read_bytes() for p in sorted((res / "tables").glob("*"))})
+        outs.append(
+            {p.relative_to(res): p.read_bytes() for p in sorted((res / "tables").glob("*"))}
+        )
     assert outs[0].keys() == outs[1].keys() and len(outs[0]) >= 5
     assert outs[0] == outs[1]

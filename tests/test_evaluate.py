@@ -22,7 +22,16 @@ def cells(tiny_synthetic, tmp_path_factory):
     for method in ("ce", "ros"):
         for seed in (0, 1):
             d = root / "synthetic" / "test_resnet" / method / f"seed{seed}"
-            train_cell("synthetic", tiny_synthetic["cache"], tiny_synthetic["split"], "test_resnet", method, seed, s, d)
+            train_cell(
+                "synthetic",
+                tiny_synthetic["cache"],
+                tiny_synthetic["split"],
+                "test_resnet",
+                method,
+                seed,
+                s,
+                d,
+            )
             out[(method, seed)] = d
     for seed in (0, 1):
         d = root / "synthetic" / "test_resnet" / "thresholding" / f"seed{seed}"
@@ -40,7 +49,9 @@ def test_metrics_come_from_saved_predictions(cells):
     preds = pd.read_csv(d / "predictions.csv")
     test = preds[preds.split == "test"]
     probs = test.filter(like="prob_").to_numpy()
-    ref = compute_metrics("multiclass", test.label.to_numpy(), probs, test.pred.to_numpy(), m["classes"])
+    ref = compute_metrics(
+        "multiclass", test.label.to_numpy(), probs, test.pred.to_numpy(), m["classes"]
+    )
     assert m["test"]["scalars"] == pytest.approx(ref["scalars"], nan_ok=True)
     b = m["bootstrap"]["balanced_accuracy"]
     assert b["low"] <= b["estimate"] <= b["high"] and b["n_boot"] == 50
@@ -66,7 +77,9 @@ def test_posthoc_ignores_test_labels(cells, tmp_path):
     base.mkdir()
     preds = pd.read_csv(out[("ce", 1)] / "predictions.csv")
     test = preds.split == "test"
-    preds.loc[test, "label"] = np.random.default_rng(0).permutation(preds.loc[test, "label"].to_numpy())
+    preds.loc[test, "label"] = np.random.default_rng(0).permutation(
+        preds.loc[test, "label"].to_numpy()
+    )
     preds.to_csv(base / "predictions.csv", index=False)
     (base / "run.json").write_text((out[("ce", 1)] / "run.json").read_text())
     run_posthoc("thresholding", base, tmp_path / "th")
@@ -78,13 +91,21 @@ def test_posthoc_ignores_test_labels(cells, tmp_path):
 def test_aggregate_tables_and_figures(cells, tmp_path):
     root, out = cells
     res = tmp_path / "res"
-    aggregate("t", res, [d / "metrics.json" for d in out.values()], n_boot=50,
-              methods=["ce", "ros", "thresholding"], models=["test_resnet"])
+    aggregate(
+        "t",
+        res,
+        [d / "metrics.json" for d in out.values()],
+        n_boot=50,
+        methods=["ce", "ros", "thresholding"],
+        models=["test_resnet"],
+    )
     summary = pd.read_csv(res / "tables" / "summary.csv")
     head = summary[(summary.metric == "balanced_accuracy") & (summary.split == "test")]
     assert set(head.method) == {"ce", "ros", "thresholding"} and (head.n == 2).all()
     long = pd.read_csv(res / "tables" / "metrics_long.csv")
-    ce_vals = long[(long.method == "ce") & (long.metric == "balanced_accuracy") & (long.split == "test")].value
+    ce_vals = long[
+        (long.method == "ce") & (long.metric == "balanced_accuracy") & (long.split == "test")
+    ].value
     assert head[head.method == "ce"]["mean"].iloc[0] == pytest.approx(ce_vals.mean())
     assert head[head.method == "ce"]["sd"].iloc[0] == pytest.approx(ce_vals.std(ddof=1))
     paired = pd.read_csv(res / "tables" / "paired_vs_ce.csv")
@@ -93,7 +114,11 @@ def test_aggregate_tables_and_figures(cells, tmp_path):
     assert (paired.n_seeds == 2).all() and (paired.family_size == 2).all()
     assert (paired.p_holm >= paired.p_value - 1e-12).all()
     assert (paired.low <= paired["diff"]).all() and (paired["diff"] <= paired.high).all()
-    th_vals = long[(long.method == "thresholding") & (long.metric == "balanced_accuracy") & (long.split == "test")]
+    th_vals = long[
+        (long.method == "thresholding")
+        & (long.metric == "balanced_accuracy")
+        & (long.split == "test")
+    ]
     th = paired[paired.method == "thresholding"].iloc[0]
     assert th["diff"] == pytest.approx(th_vals.value.mean() - ce_vals.mean())
     # every summary row of two seeds has the interval over seeds; tested metrics also the total one
@@ -101,7 +126,9 @@ def test_aggregate_tables_and_figures(cells, tmp_path):
     assert ((head.low <= head["mean"]) & (head["mean"] <= head.high)).all()
     md = (res / "tables" / "synthetic.md").read_text()
     assert "| thresholding |" in md and " [" in md and "Holm" in md
-    assert (res / "tables" / "ranking.csv").exists() and (res / "figures" / "critical_difference.png").exists()
+    assert (res / "tables" / "ranking.csv").exists() and (
+        res / "figures" / "critical_difference.png"
+    ).exists()
     for name in figure_names("synthetic"):
         assert (res / "figures" / name).stat().st_size > 5000, name
 
@@ -114,8 +141,14 @@ def test_corrupt_history_is_named(cells, tmp_path):
     try:
         (d / "history.csv").write_bytes(b"")
         with pytest.raises(ValueError, match=str(d / "history.csv")):
-            aggregate("t", tmp_path / "res", [x / "metrics.json" for x in out.values()], n_boot=20,
-                      methods=["ce", "ros", "thresholding"], models=["test_resnet"])
+            aggregate(
+                "t",
+                tmp_path / "res",
+                [x / "metrics.json" for x in out.values()],
+                n_boot=20,
+                methods=["ce", "ros", "thresholding"],
+                models=["test_resnet"],
+            )
     finally:
         (d / "history.csv").write_bytes(saved)
 
@@ -132,15 +165,21 @@ def test_la_posthoc_reuses_ce_predictions_and_fits_tau_on_validation_only(cells,
     pd.testing.assert_frame_equal(ce[prob_cols], la[prob_cols])
     rule = run["decision_rule"]
     assert rule["rule_id"] == "la_posthoc" and rule["details"]["tau_fitted"] is True
-    counts = np.array(json.loads((ce_dir / "run.json").read_text())["train_class_counts"], dtype=float)
+    counts = np.array(
+        json.loads((ce_dir / "run.json").read_text())["train_class_counts"], dtype=float
+    )
     with np.errstate(divide="ignore"):
-        expected = (np.log(ce[prob_cols].to_numpy()) - rule["params"]["tau"] * np.log(counts / counts.sum())).argmax(1)
+        expected = (
+            np.log(ce[prob_cols].to_numpy()) - rule["params"]["tau"] * np.log(counts / counts.sum())
+        ).argmax(1)
     assert (la.pred.to_numpy() == expected).all()
     base = tmp_path / "base"
     base.mkdir()
     test = ce.split == "test"
     scrambled = ce.copy()
-    scrambled.loc[test, "label"] = np.random.default_rng(1).permutation(ce.loc[test, "label"].to_numpy())
+    scrambled.loc[test, "label"] = np.random.default_rng(1).permutation(
+        ce.loc[test, "label"].to_numpy()
+    )
     scrambled.to_csv(base / "predictions.csv", index=False)
     (base / "run.json").write_text((ce_dir / "run.json").read_text())
     assert run_posthoc("la_posthoc", base, tmp_path / "la2", tau="fit")["decision_rule"] == rule

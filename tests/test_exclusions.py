@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from datasets_server import FIXTURES, dermamnist_npz, odir_workbook
 from PIL import Image
 
-from datasets_server import FIXTURES, dermamnist_npz, odir_workbook
 from imbench.data import dermamnist, odir
 from imbench.data.ham10000 import DatasetError
 from imbench.data.tasks import TASKS, UNLISTED_REASON, build_task_index, image_files
@@ -34,7 +34,9 @@ ISIC_MD = "ISIC_2019_Training_Metadata.csv"
 def _jpeg(seed: int = 0, size=(24, 18)) -> bytes:
     rng = np.random.default_rng(seed)
     buf = io.BytesIO()
-    Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(buf, format="JPEG")
+    Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(
+        buf, format="JPEG"
+    )
     return buf.getvalue()
 
 
@@ -50,7 +52,10 @@ def _ham(root: Path) -> None:
     _write(root / "HAM10000_images_part_1", [f"{i}.jpg" for i in ids[:30]])
     _write(root / "HAM10000_images_part_2", [f"{i}.jpg" for i in ids[30:]], seed=100)
     # a second copy of an indexed image, and an image the metadata does not name
-    shutil.copy(root / "HAM10000_images_part_1" / f"{ids[0]}.jpg", root / "HAM10000_images_part_2" / f"{ids[0]}.jpg")
+    shutil.copy(
+        root / "HAM10000_images_part_1" / f"{ids[0]}.jpg",
+        root / "HAM10000_images_part_2" / f"{ids[0]}.jpg",
+    )
     _write(root / "extra", ["ISIC_9999999.jpg", "notes.png"], seed=200)
 
 
@@ -72,8 +77,10 @@ def _odir(root: Path) -> None:
     # the Kaggle zip extracted as is: training, test and preprocessed images
     df = odir_workbook(root / "ODIR-5K" / "ODIR-5K" / "data.xlsx")
     shutil.copy(FIXTURES / "ODIR_full_df_sample.csv", root / "full_df.csv")
-    _write(root / "ODIR-5K" / "ODIR-5K" / "Training Images",
-           [f"{pid}_{side}.jpg" for pid in df.ID for side in ("left", "right")])
+    _write(
+        root / "ODIR-5K" / "ODIR-5K" / "Training Images",
+        [f"{pid}_{side}.jpg" for pid in df.ID for side in ("left", "right")],
+    )
     _write(root / "ODIR-5K" / "ODIR-5K" / "Testing Images", ["937_left.jpg"])
     _write(root / "preprocessed_images", ["0_left.jpg"])
 
@@ -85,8 +92,14 @@ def _dermamnist(root: Path) -> None:
     _write(root / "images" / "train", ["stray.png"])
 
 
-BUILDERS = {"synthetic": _ham, "ham10000": _ham, "synthetic_ml": _synthetic_ml, "isic2019": _isic2019,
-            "odir": _odir, "dermamnist": _dermamnist}
+BUILDERS = {
+    "synthetic": _ham,
+    "ham10000": _ham,
+    "synthetic_ml": _synthetic_ml,
+    "isic2019": _isic2019,
+    "odir": _odir,
+    "dermamnist": _dermamnist,
+}
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +114,9 @@ def raw_folders(tmp_path_factory):
 
 
 def _used(index: pd.DataFrame) -> set[str]:
-    return {p for c in ("path", "left_path", "right_path") if c in index.columns for p in index[c] if p}
+    return {
+        p for c in ("path", "left_path", "right_path") if c in index.columns for p in index[c] if p
+    }
 
 
 def _check_complete(task: str, root: Path, index: pd.DataFrame, exclusions: pd.DataFrame) -> None:
@@ -116,7 +131,11 @@ def _check_complete(task: str, root: Path, index: pd.DataFrame, exclusions: pd.D
 
 
 def test_every_task_has_a_dataset_built_here():
-    assert {t.dataset for t in TASKS.values()} <= set(BUILDERS) | {"ham10000", "synthetic", "synthetic_ml"}
+    assert {t.dataset for t in TASKS.values()} <= set(BUILDERS) | {
+        "ham10000",
+        "synthetic",
+        "synthetic_ml",
+    }
 
 
 @pytest.mark.parametrize("task", sorted(TASKS))
@@ -127,10 +146,16 @@ def test_every_left_out_image_is_listed_with_a_reason(raw_folders, task):
     assert len(index) > 0
     unlisted = set(exclusions.file[exclusions.reason == UNLISTED_REASON])
     if TASKS[task].dataset in ("ham10000", "synthetic"):
-        assert unlisted == {"extra/ISIC_9999999.jpg", "extra/notes.png",
-                            next(p for p in unlisted if p.startswith("HAM10000_images_part_2/"))}
+        assert unlisted == {
+            "extra/ISIC_9999999.jpg",
+            "extra/notes.png",
+            next(p for p in unlisted if p.startswith("HAM10000_images_part_2/")),
+        }
     if TASKS[task].dataset == "odir":
-        assert {"ODIR-5K/ODIR-5K/Testing Images/937_left.jpg", "preprocessed_images/0_left.jpg"} <= unlisted
+        assert {
+            "ODIR-5K/ODIR-5K/Testing Images/937_left.jpg",
+            "preprocessed_images/0_left.jpg",
+        } <= unlisted
 
 
 def test_odir_glaucoma_lists_every_eye_that_is_neither_normal_nor_glaucoma(raw_folders):
@@ -141,8 +166,9 @@ def test_odir_glaucoma_lists_every_eye_that_is_neither_normal_nor_glaucoma(raw_f
     assert others and others <= set(excl.image_id)
     reasons = excl[excl.reason != UNLISTED_REASON].set_index("image_id").reason
     assert all("neither N nor G" in reasons[i] for i in others)
-    assert len(glaucoma) + len(excl[excl.reason != UNLISTED_REASON]) == 2 * len(odir.read_annotations(
-        root / "ODIR-5K" / "ODIR-5K" / "data.xlsx"))
+    assert len(glaucoma) + len(excl[excl.reason != UNLISTED_REASON]) == 2 * len(
+        odir.read_annotations(root / "ODIR-5K" / "ODIR-5K" / "data.xlsx")
+    )
 
 
 def test_odir_patient_framing_lists_both_eyes_of_a_dropped_patient(raw_folders):
@@ -173,19 +199,41 @@ def test_undecodable_image_is_excluded_and_listed_and_the_cache_builds(broken_ha
     index, excl = build_task_index("ham10000", root, workers=1)
     assert bad not in set(index.path)
     row = excl.set_index("file").loc[bad]
-    assert row.action == "dropped" and row.reason.startswith("undecodable image") and "truncated" in row.reason.lower()
+    assert (
+        row.action == "dropped"
+        and row.reason.startswith("undecodable image")
+        and "truncated" in row.reason.lower()
+    )
     _check_complete("ham10000", root, index, excl)
-    build_cache(index, root, tmp_path / "cache", 16, workers=1)  # the bad image never reaches the cache
+    build_cache(
+        index, root, tmp_path / "cache", 16, workers=1
+    )  # the bad image never reaches the cache
     assert np.load(tmp_path / "cache" / "images.npy").shape[0] == len(index)
 
 
 def test_undecodable_fail_setting_stops_with_one_line_naming_the_image(broken_ham, tmp_path):
     root, bad = broken_ham
-    with pytest.raises(DatasetError, match=rf"(?i){bad}: undecodable image .*truncated.*1 undecodable image"):
+    with pytest.raises(
+        DatasetError, match=rf"(?i){bad}: undecodable image .*truncated.*1 undecodable image"
+    ):
         build_task_index("ham10000", root, undecodable="fail", workers=1)
     out = tmp_path / "prepared"
-    cmd = [sys.executable, "-m", "imbench", "index", "--task", "ham10000", "--raw", str(root),
-           "--out", str(out / "index.csv"), "--exclusions", str(out / "exclusions.csv"), "--workers", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "imbench",
+        "index",
+        "--task",
+        "ham10000",
+        "--raw",
+        str(root),
+        "--out",
+        str(out / "index.csv"),
+        "--exclusions",
+        str(out / "exclusions.csv"),
+        "--workers",
+        "1",
+    ]
     proc = subprocess.run(cmd + ["--undecodable", "fail"], capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and bad in proc.stderr, proc.stderr
     assert not out.exists() or not list(out.iterdir())
@@ -212,7 +260,9 @@ def test_odir_undecodable_eye_is_blanked_and_listed(tmp_path):
         build_task_index("odir", root, undecodable="fail", workers=1)
     eye, excl = build_task_index("odir_eye", root, workers=1)
     assert "0_left" not in set(eye.image_id)
-    assert "undecodable" in excl.set_index("file").reason["ODIR-5K/ODIR-5K/Training Images/0_left.jpg"]
+    assert (
+        "undecodable" in excl.set_index("file").reason["ODIR-5K/ODIR-5K/Training Images/0_left.jpg"]
+    )
 
 
 # ------------------------------------------------------------------------------- real metadata
@@ -221,7 +271,9 @@ def test_odir_undecodable_eye_is_blanked_and_listed(tmp_path):
 def _shared(name: str) -> Path:
     path = SHARED / name
     if not path.exists():
-        pytest.skip(f"real metadata file {path} not available (it sits beside the project's shared docs)")
+        pytest.skip(
+            f"real metadata file {path} not available (it sits beside the project's shared docs)"
+        )
     return path
 
 
@@ -255,12 +307,21 @@ def real_roots(tmp_path_factory) -> dict[str, Path]:
 
 # eyes outside the full_df.csv framing (608), plus for glaucoma the 3,235 eyes labelled neither N nor G;
 # odir: 30 quality-only eyes, blanked or dropped with their patient (both eyes listed)
-@pytest.mark.parametrize("task, left_out", [
-    ("ham10000", 0), pytest.param("ham10000_mel", 0, marks=pytest.mark.slow),
-    pytest.param("odir_eye", 608, marks=pytest.mark.slow), ("odir_glaucoma", 608 + 3235), ("odir", 30)])
+@pytest.mark.parametrize(
+    "task, left_out",
+    [
+        ("ham10000", 0),
+        pytest.param("ham10000_mel", 0, marks=pytest.mark.slow),
+        pytest.param("odir_eye", 608, marks=pytest.mark.slow),
+        ("odir_glaucoma", 608 + 3235),
+        ("odir", 30),
+    ],
+)
 def test_real_metadata_every_left_out_image_is_listed(real_roots, monkeypatch, task, left_out):
     root = real_roots[TASKS[task].dataset]
-    monkeypatch.setattr(odir, "_write_combined", lambda *a: None)  # 3,500 side-by-side JPEGs: not needed
+    monkeypatch.setattr(
+        odir, "_write_combined", lambda *a: None
+    )  # 3,500 side-by-side JPEGs: not needed
     index, excl = build_task_index(task, root)
     _check_complete(task, root, index, excl)
     assert len(excl) == left_out

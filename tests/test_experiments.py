@@ -66,7 +66,9 @@ def test_every_experiment_file_is_there():
 def test_experiment_is_complete_and_valid(name, schema):
     cfg = load(name)
     validator = jsonschema.Draft202012Validator(schema)
-    errors = [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(cfg)]
+    errors = [
+        f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(cfg)
+    ]
     assert not errors, errors  # complete on its own (every required key) and schema-valid
     assert not list(validator.iter_errors(merged(name)))
     assert cfg["experiment"] == name
@@ -82,10 +84,22 @@ def test_experiment_passes_check_config(name, models_checked_by_imbench):
     cfg = merged(name)
     skips = check_config(cfg)
     if name == "all":  # single-label-only methods on the multi-label odir task
-        assert {(t, m) for t, m, _ in skips} == {("odir", m) for m in
-                                                 ("bwcce", "ldam", "ldam_drw", "lmf", "logit_adjustment",
-                                                  "balanced_softmax", "cb_ce", "la_posthoc", "vs_loss",
-                                                  "focal_lmf", "ldam_lmf")}
+        assert {(t, m) for t, m, _ in skips} == {
+            ("odir", m)
+            for m in (
+                "bwcce",
+                "ldam",
+                "ldam_drw",
+                "lmf",
+                "logit_adjustment",
+                "balanced_softmax",
+                "cb_ce",
+                "la_posthoc",
+                "vs_loss",
+                "focal_lmf",
+                "ldam_lmf",
+            )
+        }
     else:
         assert skips == []
 
@@ -94,7 +108,11 @@ def test_lmf_grid():
     cfg = load("lmf")
     assert cfg["protocol"] == "lmf"
     assert cfg["tasks"] == ["ham10000", "isic2019", "odir_eye"]
-    assert cfg["models"] == ["efficientnet_v2_s.torchvision", "resnet50.tv2_in1k", "densenet121.tv_in1k"]
+    assert cfg["models"] == [
+        "efficientnet_v2_s.torchvision",
+        "resnet50.tv2_in1k",
+        "densenet121.tv_in1k",
+    ]
     # the paper's CCE, Focal, LDAM, BWCCE, LMF as its official code builds them
     assert cfg["methods"] == ["ce", "focal_lmf", "ldam_lmf", "bwcce", "lmf"]
     heads = {m: get_method(m).head for m in cfg["methods"]}
@@ -104,8 +122,11 @@ def test_lmf_grid():
     # The paper's α/β are found for every cell (Table 6).
     from imbench.methods import resolve_params
 
-    got = {(t, models.base_name(m)): resolve_params("lmf", cfg["method_params"]["lmf"], t, m)
-           for t in cfg["tasks"] for m in cfg["models"]}
+    got = {
+        (t, models.base_name(m)): resolve_params("lmf", cfg["method_params"]["lmf"], t, m)
+        for t in cfg["tasks"]
+        for m in cfg["models"]
+    }
     assert got[("ham10000", "efficientnet_v2_s")] == {"alpha": 1.0, "beta": 2.0}
     assert got[("ham10000", "resnet50")] == {"alpha": 0.5, "beta": 1.0}
     assert got[("isic2019", "densenet121")] == {"alpha": 1.0, "beta": 2.0}
@@ -115,7 +136,16 @@ def test_bbfl_assumptions_are_commented():
     text = (EXPERIMENTS / "bbfl.yaml").read_text()
     cfg = load("bbfl")
     assert cfg["models"] == ["inception_v3", "mobilenetv2_100", "resnet50"]
-    assert cfg["methods"] == ["ce", "ros", "rus", "cost_sensitive", "thresholding", "focal", "batch_balanced", "bbfl"]
+    assert cfg["methods"] == [
+        "ce",
+        "ros",
+        "rus",
+        "cost_sensitive",
+        "thresholding",
+        "focal",
+        "batch_balanced",
+        "bbfl",
+    ]
     assert set(cfg["tasks"]) == {"ham10000_mel", "odir_glaucoma", "ham10000"}
     # every training setting is an explicit, commented assumption
     lines = {line.split(":")[0].strip(): line for line in text.splitlines() if ":" in line}
@@ -131,7 +161,12 @@ def test_dong_and_le2020_say_what_they_measure():
     text = (EXPERIMENTS / "dong.yaml").read_text()
     assert "mean_f2" in text and "ODIR challenge score" in text
     le = load("le2020")
-    assert le["tasks"] == ["ham10000"] and le["methods"] == ["ce", "cost_sensitive", "focal", "cw_focal"]
+    assert le["tasks"] == ["ham10000"] and le["methods"] == [
+        "ce",
+        "cost_sensitive",
+        "focal",
+        "cw_focal",
+    ]
     assert le["models"][0].startswith("le2020_resnet50")
     text = (EXPERIMENTS / "le2020.yaml").read_text()
     assert "5-fold" in text and "test-time augmentation" in text
@@ -166,12 +201,28 @@ def test_all_is_the_union():
 
 def test_config_merges_like_snakemake(tmp_path):
     base = tmp_path / "config.yaml"
-    base.write_text(yaml.safe_dump({"experiment": "default", "tasks": ["synthetic"], "seeds": [0, 1, 2],
-                                    "method_params": {"focal": {"gamma": 1.0}},
-                                    "synthetic": {"n_images": 500, "seed": 3}}))
+    base.write_text(
+        yaml.safe_dump(
+            {
+                "experiment": "default",
+                "tasks": ["synthetic"],
+                "seeds": [0, 1, 2],
+                "method_params": {"focal": {"gamma": 1.0}},
+                "synthetic": {"n_images": 500, "seed": 3},
+            }
+        )
+    )
     exp = tmp_path / "x.yaml"
-    exp.write_text(yaml.safe_dump({"experiment": "x", "seeds": [7], "method_params": {"ldam": {"s": 10}},
-                                   "synthetic": {"n_images": 900}}))
+    exp.write_text(
+        yaml.safe_dump(
+            {
+                "experiment": "x",
+                "seeds": [7],
+                "method_params": {"ldam": {"s": 10}},
+                "synthetic": {"n_images": 900},
+            }
+        )
+    )
     cfg = plan.load_config([exp], base=base)
     assert cfg["experiment"] == "x"
     assert cfg["seeds"] == [7]  # lists replace
@@ -199,7 +250,9 @@ def test_plan_numbers_on_a_small_grid():
     assert p.n_cells == 54
     assert p.n_posthoc == 2 * 2 * 3  # thresholding on both tasks
     assert p.n_trained == 42
-    assert p.skipped == [("odir", "ldam", "method 'ldam' has no meaning for multilabel task 'odir'; skipped")]
+    assert p.skipped == [
+        ("odir", "ldam", "method 'ldam' has no meaning for multilabel task 'odir'; skipped")
+    ]
     rows = {(r.task, r.model, r.method): r for r in p.rows}
     # odir_glaucoma: 2,873 N + 284 G eyes; 60 % for training → 1,724 + 170 = 1,894
     ce = rows[("odir_glaucoma", "resnet50", "ce")]
@@ -208,9 +261,13 @@ def test_plan_numbers_on_a_small_grid():
     assert rows[("odir_glaucoma", "resnet50", "rus")].samples_per_epoch == 2 * 170  # K · n_min
     assert rows[("odir_glaucoma", "resnet50", "thresholding")].train_images == 0
     # budget: steps gives every method ce's epoch
-    steps = {(r.task, r.method): r for r in plan.make_plan(
-        {**SMALL, "protocol_overrides": {**SMALL["protocol_overrides"], "budget": "steps"}},
-        {"test_resnet": 4000}).rows}
+    steps = {
+        (r.task, r.method): r
+        for r in plan.make_plan(
+            {**SMALL, "protocol_overrides": {**SMALL["protocol_overrides"], "budget": "steps"}},
+            {"test_resnet": 4000},
+        ).rows
+    }
     assert {steps[("odir_glaucoma", m)].samples_per_epoch for m in ("ce", "ros", "rus")} == {1894}
     # validation 20 % of 3,157 = 631 every epoch, plus validation and test once at the end
     assert ce.eval_images == 631 * 4 + 631 + 631
@@ -227,7 +284,12 @@ def test_plan_numbers_on_a_small_grid():
 def test_plan_cli(tmp_path, capsys):
     exp = tmp_path / "small.yaml"
     exp.write_text(yaml.safe_dump(SMALL))
-    assert plan.main(["--configfile", str(exp), "--no-base", "--images-per-second", '{"test_resnet": 4000}']) == 0
+    assert (
+        plan.main(
+            ["--configfile", str(exp), "--no-base", "--images-per-second", '{"test_resnet": 4000}']
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "cells: 54 (42 trained + 12 post-hoc)" in out
     assert "skipped: method 'ldam' has no meaning for multilabel task 'odir'" in out
@@ -245,8 +307,15 @@ def test_plan_reads_measured_throughput(tmp_path):
     for i, (device, ips) in enumerate([("cuda", 900.0), ("cuda", 1100.0), ("cpu", 20.0)]):
         cell = tmp_path / f"c{i}"
         cell.mkdir()
-        (cell / "run.json").write_text(json.dumps({"model": "resnet50", "hardware": {"device": device},
-                                                   "timings": {"train_images_per_second": ips}}))
+        (cell / "run.json").write_text(
+            json.dumps(
+                {
+                    "model": "resnet50",
+                    "hardware": {"device": device},
+                    "timings": {"train_images_per_second": ips},
+                }
+            )
+        )
     assert plan.measured_throughput(tmp_path) == {"resnet50": 1000.0}  # median of the GPU runs
 
 
@@ -258,13 +327,18 @@ def test_plan_runs_on_every_experiment(name):
 
 def test_plan_counts_fold_models_and_per_model_sizes():
     base = plan.make_plan(SMALL, {"test_resnet": 4000})
-    cv = {**SMALL, "split": {**SMALL["split"], "cv_folds": 4},
-          "protocol_overrides": {**SMALL["protocol_overrides"], "tta": "flips"},
-          "model_image_size": {"resnet50": 224}}
+    cv = {
+        **SMALL,
+        "split": {**SMALL["split"], "cv_folds": 4},
+        "protocol_overrides": {**SMALL["protocol_overrides"], "tta": "flips"},
+        "model_image_size": {"resnet50": 224},
+    }
     p = plan.make_plan(cv, {"test_resnet": 4000})
     assert p.folds == 4 and p.n_cells == base.n_cells
     assert p.image_sizes == {"resnet50": 224, "test_resnet": 448}
-    assert p.throughput["resnet50"][0] == pytest.approx(1218.0)  # the table's rate at 224 px, unscaled
+    assert p.throughput["resnet50"][0] == pytest.approx(
+        1218.0
+    )  # the table's rate at 224 px, unscaled
     ce = {(r.task, r.model, r.method): r for r in p.rows}[("odir_glaucoma", "test_resnet", "ce")]
     # pool = 60 % train (1,894) + 20 % val (631) = 2,525; each fold model trains on 3/4 of it
     fold_train, fold_val = round(1894 * (2525 * 3 / 4 / 1894)), round(2525 / 4)

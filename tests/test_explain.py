@@ -27,9 +27,19 @@ def make_cell(root, method: str, seed: int = 0, task: str = "synthetic", trained
     classes = list(get_task("synthetic").classes)
     info = dataclasses.asdict(get_method(method))
     settings = dataclasses.asdict(Settings(image_size=16, epochs=1))
-    write_json(cell / "run.json", {"task": task, "model": MODEL, "method": method, "seed": seed,
-                                   "settings": settings, "kind": "multiclass", "classes": classes,
-                                   "method_info": info})
+    write_json(
+        cell / "run.json",
+        {
+            "task": task,
+            "model": MODEL,
+            "method": method,
+            "seed": seed,
+            "settings": settings,
+            "kind": "multiclass",
+            "classes": classes,
+            "method_info": info,
+        },
+    )
     if trained:
         torch.manual_seed(seed + len(method))
         model = create_model(MODEL, len(classes), head=info["head"])
@@ -40,7 +50,9 @@ def make_cell(root, method: str, seed: int = 0, task: str = "synthetic", trained
 @pytest.fixture(scope="module")
 def cells(tmp_path_factory):
     root = tmp_path_factory.mktemp("cells")
-    return {m: make_cell(root, m, trained=m != "thresholding") for m in ("ce", "ldam", "thresholding")}
+    return {
+        m: make_cell(root, m, trained=m != "thresholding") for m in ("ce", "ldam", "thresholding")
+    }
 
 
 def test_sample_rows_keeps_every_class_and_is_seeded():
@@ -61,7 +73,9 @@ def test_tsne_coordinates_are_reproducible_by_seed():
         explain.tsne_coordinates(x[:3])
 
 
-def test_tsne_figure_writes_png_and_same_seed_gives_same_coordinates(tiny_synthetic, cells, tmp_path):
+def test_tsne_figure_writes_png_and_same_seed_gives_same_coordinates(
+    tiny_synthetic, cells, tmp_path
+):
     args = (list(cells.values()), tiny_synthetic["cache"], tiny_synthetic["split"])
     out = tmp_path / "synthetic_tsne.png"
     logs = []
@@ -69,8 +83,12 @@ def test_tsne_figure_writes_png_and_same_seed_gives_same_coordinates(tiny_synthe
     assert out.stat().st_size > 10_000
     assert list(dict.fromkeys(coords["method"])) == ["ce", "ldam"]  # post-hoc cell skipped
     assert any("thresholding" in line for line in logs)
-    n_test = int((np.loadtxt(tiny_synthetic["split"], dtype=str, delimiter=",", skiprows=1,
-                             usecols=5) == "test").sum())
+    n_test = int(
+        (
+            np.loadtxt(tiny_synthetic["split"], dtype=str, delimiter=",", skiprows=1, usecols=5)
+            == "test"
+        ).sum()
+    )
     assert len(coords) == 2 * min(40, n_test)
     # both panels embed the same images
     ce, ldam = coords[coords.method == "ce"], coords[coords.method == "ldam"]
@@ -86,13 +104,16 @@ def test_tsne_refuses_cells_of_different_tasks(tiny_synthetic, cells, tmp_path):
     with pytest.raises(ValueError, match="mix tasks"):
         explain.embed_cells([cells["ce"], odd], tiny_synthetic["cache"], tiny_synthetic["split"])
     with pytest.raises(ValueError, match="no cell with a trained model"):
-        explain.embed_cells([cells["thresholding"]], tiny_synthetic["cache"], tiny_synthetic["split"])
+        explain.embed_cells(
+            [cells["thresholding"]], tiny_synthetic["cache"], tiny_synthetic["split"]
+        )
 
 
 def test_gradcam_maps_have_image_size_and_unit_range(tiny_synthetic, cells, tmp_path):
     out = tmp_path / "g.png"
-    ex = explain.gradcam_figure(cells["ldam"], tiny_synthetic["cache"], tiny_synthetic["split"], out,
-                                per_class=2, seed=0)
+    ex = explain.gradcam_figure(
+        cells["ldam"], tiny_synthetic["cache"], tiny_synthetic["split"], out, per_class=2, seed=0
+    )
     assert out.stat().st_size > 10_000
     n, h, w, _ = ex["images"].shape
     assert ex["maps"].shape == (n, h, w) == (n, 16, 16)
@@ -103,23 +124,42 @@ def test_gradcam_maps_have_image_size_and_unit_range(tiny_synthetic, cells, tmp_
     assert counts.max() <= 2 and len(counts) >= 5
     # 16-px images: layer4 and layer3 of the ResNet are 1×1, so the last larger map is used
     assert ex["layer"] == "layer2" and tuple(ex["map_shape"][-2:]) == (2, 2)
-    again = explain.gradcam_examples(cells["ldam"], tiny_synthetic["cache"], tiny_synthetic["split"], per_class=2)
-    assert np.array_equal(again["image_id"], ex["image_id"]) and np.allclose(again["maps"], ex["maps"], atol=1e-6)
+    again = explain.gradcam_examples(
+        cells["ldam"], tiny_synthetic["cache"], tiny_synthetic["split"], per_class=2
+    )
+    assert np.array_equal(again["image_id"], ex["image_id"]) and np.allclose(
+        again["maps"], ex["maps"], atol=1e-6
+    )
 
 
 def test_gradcam_refuses_a_posthoc_cell(tiny_synthetic, cells, tmp_path):
     with pytest.raises(FileNotFoundError, match="post-hoc"):
-        explain.gradcam_figure(cells["thresholding"], tiny_synthetic["cache"], tiny_synthetic["split"],
-                               tmp_path / "x.png")
+        explain.gradcam_figure(
+            cells["thresholding"],
+            tiny_synthetic["cache"],
+            tiny_synthetic["split"],
+            tmp_path / "x.png",
+        )
 
 
-@pytest.mark.parametrize("name,size,expected", [("test_resnet", 64, "layer4"), ("test_resnet", 32, "layer3"),
-                                                ("test_efficientnet", 64, "bn2")])
+@pytest.mark.parametrize(
+    "name,size,expected",
+    [
+        ("test_resnet", 64, "layer4"),
+        ("test_resnet", 32, "layer3"),
+        ("test_efficientnet", 64, "bn2"),
+    ],
+)
 def test_target_layer_is_the_last_map_before_pooling(name, size, expected):
     backbone = timm.create_model(name, num_classes=0)
     layer, module, shape = explain.find_target_layer(backbone, size)
     assert layer == expected and module is backbone.get_submodule(expected) and len(shape) == 4
-    assert explain.find_target_layer(backbone, size, layer="conv_stem" if "efficient" in name else "layer1")[2][2] > 2
+    assert (
+        explain.find_target_layer(
+            backbone, size, layer="conv_stem" if "efficient" in name else "layer1"
+        )[2][2]
+        > 2
+    )
 
 
 def test_target_layer_refuses_a_transformer():
@@ -128,11 +168,27 @@ def test_target_layer_refuses_a_transformer():
 
 
 def test_main_writes_both_figures(tiny_synthetic, cells, tmp_path, capsys):
-    argv = ["--cells", *map(str, cells.values()), "--cache-dir", str(tiny_synthetic["cache"]),
-            "--split", str(tiny_synthetic["split"]), "--out-dir", str(tmp_path / "fig"), "--max-points", "30",
-            "--per-class", "1", "--threads", "1"]
+    argv = [
+        "--cells",
+        *map(str, cells.values()),
+        "--cache-dir",
+        str(tiny_synthetic["cache"]),
+        "--split",
+        str(tiny_synthetic["split"]),
+        "--out-dir",
+        str(tmp_path / "fig"),
+        "--max-points",
+        "30",
+        "--per-class",
+        "1",
+        "--threads",
+        "1",
+    ]
     assert explain.main(argv) == 0
-    assert sorted(p.name for p in (tmp_path / "fig").iterdir()) == ["synthetic_gradcam.png", "synthetic_tsne.png"]
+    assert sorted(p.name for p in (tmp_path / "fig").iterdir()) == [
+        "synthetic_gradcam.png",
+        "synthetic_tsne.png",
+    ]
     assert explain.figure_names("synthetic") == ["synthetic_tsne.png", "synthetic_gradcam.png"]
     assert "gradcam" in capsys.readouterr().out
     assert explain.main([*argv[:-4], "--figures", "gradcam", "--gradcam-method", "ldam"]) == 0

@@ -24,8 +24,12 @@ with gpu_lease(sys.argv[1], log=lambda m: None) as dev:
 
 def _holder(lock_dir, seconds, pool="0,1"):
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": pool}
-    p = subprocess.Popen([sys.executable, "-c", HOLD, str(lock_dir), str(seconds)], stdout=subprocess.PIPE,
-                         text=True, env=env)
+    p = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(lock_dir), str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     line = p.stdout.readline().split()
     return p, line
 
@@ -93,8 +97,15 @@ with gpu_lease(sys.argv[1], poll=0.05, log=lambda m: None) as dev:
 
 def test_six_cells_on_three_gpus_never_share_a_device(tmp_path):
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "0,1,2"}
-    procs = [subprocess.Popen([sys.executable, "-c", RECORD, str(tmp_path)], stdout=subprocess.PIPE, text=True,
-                              env=env) for _ in range(6)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RECORD, str(tmp_path)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(6)
+    ]
     spans = []
     for p in procs:
         out, _ = p.communicate(timeout=60)
@@ -102,6 +113,6 @@ def test_six_cells_on_three_gpus_never_share_a_device(tmp_path):
         spans.append((dev, float(start), float(end)))
     assert {d for d, _, _ in spans} <= {"0", "1", "2"}
     for i, (d1, s1, e1) in enumerate(spans):
-        for d2, s2, e2 in spans[i + 1:]:
+        for d2, s2, e2 in spans[i + 1 :]:
             if d1 == d2:
                 assert e1 <= s2 or e2 <= s1, f"GPU {d1} held twice at once"

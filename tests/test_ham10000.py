@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-
 from conftest import FIXTURES
+
 from imbench.data.ham10000 import CLASSES, DatasetError, build_index, read_metadata
 
 SAMPLE = FIXTURES / "HAM10000_metadata_sample.csv"
@@ -26,8 +26,15 @@ def test_reads_real_rows_with_float_and_empty_ages():
 def test_real_file_counts(real_ham_metadata):
     df = read_metadata(real_ham_metadata)
     assert len(df) == 10015 and df.lesion_id.nunique() == 7470
-    assert df.dx.value_counts().to_dict() == {"nv": 6705, "mel": 1113, "bkl": 1099, "bcc": 514,
-                                              "akiec": 327, "vasc": 142, "df": 115}
+    assert df.dx.value_counts().to_dict() == {
+        "nv": 6705,
+        "mel": 1113,
+        "bkl": 1099,
+        "bcc": 514,
+        "akiec": 327,
+        "vasc": 142,
+        "df": 115,
+    }
     assert df.age.isna().sum() == 57
 
 
@@ -59,11 +66,26 @@ def test_pandas_index_column_and_jpg_suffix(tmp_path):
     "mutate, expected",
     [
         (lambda d: d.drop(columns="dx"), r"lacks column\(s\) \['dx'\]"),
-        (lambda d: d.assign(dx=d.dx.where(d.index != 3, "melanoma")), r"line 5: dx 'melanoma' is not one of"),
-        (lambda d: d.assign(age=d.age.where(d.index != 0, "eighty")), r"line 2: age 'eighty' is not a number"),
-        (lambda d: d.assign(image_id=d.image_id.where(d.index != 1, d.image_id[0])), r"line 3: image_id .* more than once"),
-        (lambda d: d.assign(image_id=d.image_id.where(d.index != 2, "IMG_1")), r"line 4: image_id 'IMG_1'"),
-        (lambda d: d.assign(lesion_id=d.lesion_id.where(d.index != 2, "")), r"line 4: lesion_id '' is not"),
+        (
+            lambda d: d.assign(dx=d.dx.where(d.index != 3, "melanoma")),
+            r"line 5: dx 'melanoma' is not one of",
+        ),
+        (
+            lambda d: d.assign(age=d.age.where(d.index != 0, "eighty")),
+            r"line 2: age 'eighty' is not a number",
+        ),
+        (
+            lambda d: d.assign(image_id=d.image_id.where(d.index != 1, d.image_id[0])),
+            r"line 3: image_id .* more than once",
+        ),
+        (
+            lambda d: d.assign(image_id=d.image_id.where(d.index != 2, "IMG_1")),
+            r"line 4: image_id 'IMG_1'",
+        ),
+        (
+            lambda d: d.assign(lesion_id=d.lesion_id.where(d.index != 2, "")),
+            r"line 4: lesion_id '' is not",
+        ),
     ],
 )
 def test_bad_rows_give_one_clear_error(tmp_path, mutate, expected):
@@ -100,5 +122,7 @@ def test_build_index_binary_task(ham_sample_tree):
 def test_build_index_reports_missing_images(ham_sample_tree):
     victim = next((ham_sample_tree / "HAM10000_images_part_1").glob("*.jpg"))
     victim.unlink()
-    with pytest.raises(DatasetError, match=rf"1 image\(s\) listed .* missing on disk, first \['{victim.stem}'\]"):
+    with pytest.raises(
+        DatasetError, match=rf"1 image\(s\) listed .* missing on disk, first \['{victim.stem}'\]"
+    ):
         build_index(ham_sample_tree)

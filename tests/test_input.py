@@ -9,7 +9,15 @@ that results and resumed runs do not depend on which path produced a batch.
 import pytest
 import torch
 
-from imbench.train import IMAGENET_MEAN, IMAGENET_STD, InputBuffer, Settings, images_to_input, to_device, to_input
+from imbench.train import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    InputBuffer,
+    Settings,
+    images_to_input,
+    to_device,
+    to_input,
+)
 
 
 def reference(batch_u8, settings, generator=None):
@@ -20,12 +28,16 @@ def reference(batch_u8, settings, generator=None):
         x = torch.where((flips[:, 0] < 0.5).view(n, 1, 1, 1), x.flip(3), x)
         x = torch.where((flips[:, 1] < 0.5).view(n, 1, 1, 1), x.flip(2), x)
     if settings.normalize == "imagenet":
-        x = (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        x = (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(
+            1, 3, 1, 1
+        )
     return x
 
 
 def images(n=16, h=12, w=12, seed=0):
-    return torch.randint(0, 256, (n, h, w, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+    return torch.randint(
+        0, 256, (n, h, w, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed)
+    )
 
 
 def gen(seed=7):
@@ -69,7 +81,9 @@ def test_input_is_not_modified():
     u8 = images()
     before = u8.clone()
     to_input(u8, Settings(augment="flip"), torch.device("cpu"), gen())
-    images_to_input(u8, torch.tensor([3, 1, 3]), Settings(augment="flip"), gen(), InputBuffer()(3, 3, 12, 12))
+    images_to_input(
+        u8, torch.tensor([3, 1, 3]), Settings(augment="flip"), gen(), InputBuffer()(3, 3, 12, 12)
+    )
     assert torch.equal(u8, before)
 
 
@@ -140,7 +154,9 @@ def test_cuda_staging_buffers_are_not_overwritten_in_flight():
     # many back-to-back pinned gathers without any synchronisation: every batch must arrive intact
     imgs = images(n=64, h=64, w=64)
     cuda = torch.device("cuda")
-    batches = [torch.randint(0, 64, (32,), generator=torch.Generator().manual_seed(k)) for k in range(50)]
+    batches = [
+        torch.randint(0, 64, (32,), generator=torch.Generator().manual_seed(k)) for k in range(50)
+    ]
     on_device = [to_device(imgs, idx, cuda) for idx in batches]
     for idx, x in zip(batches, on_device):
         assert torch.equal(x.cpu(), imgs[idx])

@@ -3,11 +3,8 @@ outputs: checkpoints, caches and splits are trusted only when their content is w
 
 from __future__ import annotations
 
-import errno
 import json
-import os
 import shutil
-import stat
 from pathlib import Path
 
 import numpy as np
@@ -79,9 +76,16 @@ def test_checkpoint_of_another_split_is_not_resumed(tiny_synthetic, tmp_path):
     from imbench.data.split import grouped_split
 
     with pytest.raises(Killed):
-        _train(tiny_synthetic["cache"], tiny_synthetic["split"], tmp_path / "cell", log=_die_after_first_epoch)
+        _train(
+            tiny_synthetic["cache"],
+            tiny_synthetic["split"],
+            tmp_path / "cell",
+            log=_die_after_first_epoch,
+        )
     other = tmp_path / "split_other.csv"
-    grouped_split(tiny_synthetic["index"], seed=0, fractions=(0.6, 0.2, 0.2)).to_csv(other, index=False)
+    grouped_split(tiny_synthetic["index"], seed=0, fractions=(0.6, 0.2, 0.2)).to_csv(
+        other, index=False
+    )
     messages = []
     _train(tiny_synthetic["cache"], other, tmp_path / "cell", log=messages.append)
     assert not any(m.startswith("resuming") for m in messages)
@@ -96,8 +100,9 @@ def test_cache_records_its_content(own_cache):
 
 
 @pytest.mark.parametrize("damage", ["pixels", "index"])
-def test_cache_not_matching_its_fingerprint_is_refused_and_marked_for_rebuild(tiny_synthetic, own_cache, tmp_path,
-                                                                            damage):
+def test_cache_not_matching_its_fingerprint_is_refused_and_marked_for_rebuild(
+    tiny_synthetic, own_cache, tmp_path, damage
+):
     if damage == "pixels":  # same shape, other pixels (e.g. written over by another build)
         arr = np.load(own_cache / "images.npy", mmap_mode="r+")
         arr[0] = 255 - arr[0]

@@ -9,11 +9,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from imbench import io
-from imbench.io import WriteError, atomic_path, read_csv, read_json, write_json, write_text, write_with
+from imbench.io import (
+    WriteError,
+    atomic_path,
+    read_csv,
+    read_json,
+    write_json,
+    write_text,
+    write_with,
+)
 
 
 def test_written_files_respect_the_umask(tmp_path):
@@ -63,9 +70,14 @@ def _full_disk(*args, **kwargs):
     raise OSError(errno.ENOSPC, "No space left on device")
 
 
-@pytest.mark.parametrize("err, words", [(errno.ENOSPC, "no space left on device"),
-                                        (errno.EDQUOT, "disk quota exceeded"),
-                                        (errno.EACCES, "permission denied")])
+@pytest.mark.parametrize(
+    "err, words",
+    [
+        (errno.ENOSPC, "no space left on device"),
+        (errno.EDQUOT, "disk quota exceeded"),
+        (errno.EACCES, "permission denied"),
+    ],
+)
 def test_file_system_errors_are_one_line_naming_the_path(tmp_path, err, words):
     target = tmp_path / "metrics.json"
 
@@ -81,7 +93,11 @@ def test_file_system_errors_are_one_line_naming_the_path(tmp_path, err, words):
 
 
 def test_unwritable_folder_is_named(tmp_path, monkeypatch):
-    monkeypatch.setattr(io.tempfile, "mkstemp", lambda **kw: (_ for _ in ()).throw(PermissionError(errno.EACCES, "x")))
+    monkeypatch.setattr(
+        io.tempfile,
+        "mkstemp",
+        lambda **kw: (_ for _ in ()).throw(PermissionError(errno.EACCES, "x")),
+    )
     with pytest.raises(WriteError, match=f"permission denied while writing {tmp_path / 'a.txt'}"):
         write_text(tmp_path / "a.txt", "x")
 
@@ -91,7 +107,9 @@ def small_tmpfs(tmp_path):
     """A 64 KiB tmpfs (needs root and mount; skipped elsewhere)."""
     mnt = tmp_path / "full"
     mnt.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True)
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True
+    )
     if proc.returncode != 0:
         pytest.skip("cannot mount a tmpfs here")
     yield mnt
@@ -112,14 +130,34 @@ def test_torch_checkpoint_on_a_full_disk_says_so(small_tmpfs):
 def test_cli_reports_a_full_disk_in_one_line(tiny_synthetic, small_tmpfs, capsys):
     from imbench.cli import main
 
-    rc = main(["train", "--task", "synthetic", "--cache-dir", str(tiny_synthetic["cache"]),
-               "--split", str(tiny_synthetic["split"]), "--model", "test_resnet", "--method", "ce", "--seed", "0",
-               "--settings", '{"epochs": 1, "batch_size": 32, "image_size": 16}', "--threads", "1",
-               "--out-dir", str(small_tmpfs / "cell")])
+    rc = main(
+        [
+            "train",
+            "--task",
+            "synthetic",
+            "--cache-dir",
+            str(tiny_synthetic["cache"]),
+            "--split",
+            str(tiny_synthetic["split"]),
+            "--model",
+            "test_resnet",
+            "--method",
+            "ce",
+            "--seed",
+            "0",
+            "--settings",
+            '{"epochs": 1, "batch_size": 32, "image_size": 16}',
+            "--threads",
+            "1",
+            "--out-dir",
+            str(small_tmpfs / "cell"),
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2
-    assert err[-1].startswith("imbench train: error: no space left on device while writing "
-                              f"{small_tmpfs / 'cell'}")
+    assert err[-1].startswith(
+        f"imbench train: error: no space left on device while writing {small_tmpfs / 'cell'}"
+    )
 
 
 def test_corrupt_json_is_named(tmp_path):
@@ -141,11 +179,15 @@ def test_full_disk_while_writing_the_log_names_the_log(small_tmpfs, tmp_path):
     """A job's log on a full disk: the one-line error (on stderr) names the log file."""
     log = small_tmpfs / "train.log"
     (small_tmpfs / "filler").write_bytes(b"x" * 60_000)
-    code = ("import sys\nfrom imbench import cli\n"
-            "def boom(args):\n    print('x' * 100_000, flush=True)\n"
-            "cli._dispatch = boom\nsys.exit(cli.main(['synth', '--out', 'unused']))\n")
+    code = (
+        "import sys\nfrom imbench import cli\n"
+        "def boom(args):\n    print('x' * 100_000, flush=True)\n"
+        "cli._dispatch = boom\nsys.exit(cli.main(['synth', '--out', 'unused']))\n"
+    )
     env = {**os.environ, "PYTHONPATH": str(Path(io.__file__).parents[1])}
     with open(log, "w") as out:
-        proc = subprocess.run([sys.executable, "-c", code], stdout=out, stderr=subprocess.PIPE, text=True, env=env)
+        proc = subprocess.run(
+            [sys.executable, "-c", code], stdout=out, stderr=subprocess.PIPE, text=True, env=env
+        )
     assert proc.returncode == 2
     assert f"imbench synth: error: no space left on device while writing {log}" in proc.stderr

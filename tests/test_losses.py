@@ -30,9 +30,21 @@ from imbench.methods.losses import (
 )
 
 ALL_IDS = (
-    "ce", "cost_sensitive", "bwcce", "focal", "ldam", "ldam_drw", "lmf",
-    "cw_focal", "logit_adjustment", "cb_focal", "focal_lmf", "ldam_lmf",
-    "balanced_softmax", "cb_ce", "vs_loss",
+    "ce",
+    "cost_sensitive",
+    "bwcce",
+    "focal",
+    "ldam",
+    "ldam_drw",
+    "lmf",
+    "cw_focal",
+    "logit_adjustment",
+    "cb_focal",
+    "focal_lmf",
+    "ldam_lmf",
+    "balanced_softmax",
+    "cb_ce",
+    "vs_loss",
 )
 COMBOS = [(lid, kind) for lid in ALL_IDS for kind in LOSS_KINDS[lid]]
 
@@ -67,7 +79,9 @@ def batch(kind, k=None, b=8, scale=2.0, seed=0, dtype=torch.float64):
 # --------------------------------------------------------------------------
 
 SPEC_DEFAULTS = {  # the SPEC/brief defaults, written out independently of LOSS_DEFAULTS
-    "ce": {}, "cost_sensitive": {}, "bwcce": {},
+    "ce": {},
+    "cost_sensitive": {},
+    "bwcce": {},
     "focal": {"gamma": 2.0, "alpha": None},
     "ldam": {"max_m": 0.5, "s": 30.0},
     "ldam_drw": {"max_m": 0.5, "s": 30.0, "beta": 0.9999, "drw_start": 0.8},
@@ -138,7 +152,9 @@ def r_ldam(z, y, m, s, w=None):
     rows = []
     for i in range(z.shape[0]):
         c = int(y[i])
-        rows.append(torch.stack([s * (z[i, j] - (m[j] if j == c else 0.0)) for j in range(z.shape[1])]))
+        rows.append(
+            torch.stack([s * (z[i, j] - (m[j] if j == c else 0.0)) for j in range(z.shape[1])])
+        )
     return r_ce(torch.stack(rows), y, w)
 
 
@@ -230,8 +246,13 @@ def reference(loss_id, kind, z, y, counts, n_samples=None, drw_active=False, **p
                 return r_ml_focal(z, y, p["gamma"], [1.0] * k, [1.0] * k)
             return r_ml_focal(z, y, p["gamma"], [a] * k, [1 - a] * k)
         if loss_id == "cw_focal":
-            return r_ml_focal(z, y, p["gamma"], [n_samples / (2 * c) for c in counts],
-                              [n_samples / (2 * nn) for nn in n_neg])
+            return r_ml_focal(
+                z,
+                y,
+                p["gamma"],
+                [n_samples / (2 * c) for c in counts],
+                [n_samples / (2 * nn) for nn in n_neg],
+            )
         if loss_id == "cb_focal":
             return r_cb_focal(z, y, ref_cb_w(counts, p["beta"]), p["gamma"], multilabel=True)
         raise AssertionError(loss_id)
@@ -301,14 +322,16 @@ VARIANTS = {
     "cb_ce": [{"beta": 0.99}, {"beta": 0.0}],
     "vs_loss": [{"gamma": 0.0, "tau": 1.0}, {"gamma": 0.5, "tau": 0.0}, {"gamma": 0.2, "tau": 1.5}],
 }
-REF_CASES = [(lid, kind, {}) for lid, kind in COMBOS] + [
-    (lid, kind, v) for lid, vs in VARIANTS.items() for v in vs for kind in LOSS_KINDS[lid]
-] + [
-    ("focal", "multiclass", {"alpha": [0.1, 0.2, 0.3, 0.4], "gamma": 2.0}),
-    ("focal", "binary", {"alpha": [0.25, 0.75]}),
-    ("focal", "multilabel", {"alpha": 0.6, "gamma": 1.0}),
-    ("focal", "multilabel", {"alpha": -1.0}),
-]
+REF_CASES = (
+    [(lid, kind, {}) for lid, kind in COMBOS]
+    + [(lid, kind, v) for lid, vs in VARIANTS.items() for v in vs for kind in LOSS_KINDS[lid]]
+    + [
+        ("focal", "multiclass", {"alpha": [0.1, 0.2, 0.3, 0.4], "gamma": 2.0}),
+        ("focal", "binary", {"alpha": [0.25, 0.75]}),
+        ("focal", "multilabel", {"alpha": 0.6, "gamma": 1.0}),
+        ("focal", "multilabel", {"alpha": -1.0}),
+    ]
+)
 
 
 def _case_id(case):
@@ -370,7 +393,9 @@ def test_cost_sensitive_weights_are_sklearn_balanced(counts):
     )
 
 
-@pytest.mark.parametrize("alpha,gamma", [(None, 2.0), (0.25, 2.0), (0.9, 0.5), (-1.0, 1.0), (0.0, 0.0)])
+@pytest.mark.parametrize(
+    "alpha,gamma", [(None, 2.0), (0.25, 2.0), (0.9, 0.5), (-1.0, 1.0), (0.0, 0.0)]
+)
 def test_multilabel_focal_matches_torchvision(alpha, gamma):
     params = {"gamma": gamma} if alpha is None else {"gamma": gamma, "alpha": alpha}
     loss = build("focal", "multilabel", **params)
@@ -403,7 +428,9 @@ def test_ce_is_torch_cross_entropy(kind):
 
 def test_multilabel_ce_is_bce_mean_over_elements():
     z, t = batch("multilabel", seed=4)
-    torch.testing.assert_close(build("ce", "multilabel")(z, t), F.binary_cross_entropy_with_logits(z, t))
+    torch.testing.assert_close(
+        build("ce", "multilabel")(z, t), F.binary_cross_entropy_with_logits(z, t)
+    )
     # ÷ (B·K), not ÷ B
     summed = F.binary_cross_entropy_with_logits(z, t, reduction="sum")
     assert not torch.isclose(build("ce", "multilabel")(z, t), summed / z.shape[0])
@@ -475,7 +502,9 @@ def test_hand_ldam_margin_on_target_only():
 def test_hand_ldam_default_scale():
     # s = 30 multiplies every logit after the margin: z = [0, 0], y = 1, m_1 = 0.5
     # -> CE([0, -15], 1) = ln(1 + e^15) = 15.000000306
-    v = make_loss("ldam", [16, 1], "binary")(torch.zeros(1, 2, dtype=torch.float64), torch.tensor([1]))
+    v = make_loss("ldam", [16, 1], "binary")(
+        torch.zeros(1, 2, dtype=torch.float64), torch.tensor([1])
+    )
     assert float(v) == pytest.approx(15.0 + math.log1p(math.exp(-15.0)), rel=1e-6)
 
 
@@ -522,7 +551,9 @@ def test_balanced_softmax_sigmoid_form_for_binary():
     z, y = batch("binary", seed=32)
     loss = build("balanced_softmax", "binary")
     n_neg, n_pos = COUNTS["binary"]
-    ref = F.binary_cross_entropy_with_logits(z[:, 1] - z[:, 0] + math.log(n_pos / n_neg), y.double())
+    ref = F.binary_cross_entropy_with_logits(
+        z[:, 1] - z[:, 0] + math.log(n_pos / n_neg), y.double()
+    )
     torch.testing.assert_close(loss(z, y), ref)
 
 
@@ -545,8 +576,9 @@ def test_cb_ce_is_not_the_weighted_mean():
     loss = build("cb_ce", "multiclass")
     w = torch.tensor(ref_cb_w(COUNTS["multiclass"], 0.9999), dtype=torch.float64)
     assert not torch.isclose(loss(z, y), F.cross_entropy(z, y, weight=w))
-    torch.testing.assert_close(loss(z, y), (w[y] * F.cross_entropy(z, y, reduction="none")).mean(),
-                               rtol=2e-6, atol=1e-9)
+    torch.testing.assert_close(
+        loss(z, y), (w[y] * F.cross_entropy(z, y, reduction="none")).mean(), rtol=2e-6, atol=1e-9
+    )
 
 
 def test_cb_ce_beta_0_is_ce():
@@ -562,7 +594,9 @@ def test_hand_lmf():
     # LMF(1, 1) = 1.016597;  LMF(α=0.5, β=2) = 0.5·0.924698 + 2·0.091899 = 0.646147
     z = torch.zeros(2, 2, dtype=torch.float64)
     y = torch.tensor([0, 1])
-    assert float(make_loss("lmf", [16, 1], "binary", s=1.0)(z, y)) == pytest.approx(1.0165969970, rel=1e-6)
+    assert float(make_loss("lmf", [16, 1], "binary", s=1.0)(z, y)) == pytest.approx(
+        1.0165969970, rel=1e-6
+    )
     v = float(make_loss("lmf", [16, 1], "binary", s=1.0, alpha=0.5, beta=2.0)(z, y))
     assert v == pytest.approx(0.6461472999, rel=1e-6)
 
@@ -610,7 +644,9 @@ def test_cw_focal_plain_mean_not_weighted_mean(kind):
 @pytest.mark.parametrize("kind", ["multiclass", "binary"])
 def test_focal_gamma0_equals_ce(kind):
     z, y = batch(kind, seed=10)
-    assert_matches_reference(lambda x: build("focal", kind, gamma=0.0)(x, y), lambda x: F.cross_entropy(x, y), z)
+    assert_matches_reference(
+        lambda x: build("focal", kind, gamma=0.0)(x, y), lambda x: F.cross_entropy(x, y), z
+    )
 
 
 def test_multilabel_focal_gamma0_no_alpha_equals_bce():
@@ -627,7 +663,7 @@ def test_focal_pt_not_detached():
     z, y = batch("multiclass", seed=12)
     (g,) = torch.autograd.grad(build("focal", "multiclass")(z, y), z)
     logpt = F.log_softmax(z, 1).gather(1, y[:, None]).squeeze(1)
-    detached = (-(1 - logpt.exp().detach()) ** 2 * logpt).mean()
+    detached = (-((1 - logpt.exp().detach()) ** 2) * logpt).mean()
     (gd,) = torch.autograd.grad(detached, z)
     assert not torch.allclose(g, gd, atol=1e-4)
 
@@ -639,7 +675,9 @@ def test_focal_alpha_inside_nll_unweighted_pt():
     with_alpha = build("focal", "multiclass", alpha=alpha)(z, y)
     ce = F.cross_entropy(z, y, reduction="none")
     a = torch.tensor(alpha, dtype=torch.float64)[y]
-    torch.testing.assert_close(with_alpha, (a * (1 - torch.exp(-ce)) ** 2 * ce).mean(), rtol=2e-6, atol=0)
+    torch.testing.assert_close(
+        with_alpha, (a * (1 - torch.exp(-ce)) ** 2 * ce).mean(), rtol=2e-6, atol=0
+    )
     kaidic_quirk = ((1 - torch.exp(-a * ce)) ** 2 * a * ce).mean()
     assert not torch.isclose(with_alpha, kaidic_quirk, rtol=1e-3)
 
@@ -672,10 +710,14 @@ def test_logit_adjustment_is_ce_on_shifted_logits(tau):
     z, y = batch("multiclass", seed=15)
     prior = torch.tensor(counts, dtype=torch.float64) / sum(counts)
     loss = build("logit_adjustment", "multiclass", tau=tau)
-    assert_matches_reference(lambda x: loss(x, y), lambda x: F.cross_entropy(x + tau * prior.log(), y), z)
+    assert_matches_reference(
+        lambda x: loss(x, y), lambda x: F.cross_entropy(x + tau * prior.log(), y), z
+    )
     if tau == 1.0:  # = Balanced Softmax: z + log n_c (the constant log N cancels)
         counts_t = torch.tensor(counts, dtype=torch.float64)
-        torch.testing.assert_close(loss(z, y), F.cross_entropy(z + counts_t.log(), y), rtol=2e-6, atol=0)
+        torch.testing.assert_close(
+            loss(z, y), F.cross_entropy(z + counts_t.log(), y), rtol=2e-6, atol=0
+        )
     if tau == 0.0:
         torch.testing.assert_close(loss(z, y), F.cross_entropy(z, y), rtol=1e-12, atol=0)
 
@@ -711,10 +753,14 @@ def test_cb_focal_matches_official_modulator_form():
     bce = F.binary_cross_entropy_with_logits(z, t, reduction="none")
     w = torch.tensor(ref_cb_w(counts, 0.9999), dtype=torch.float64)[y][:, None]
     expected = (w * mod * bce).sum() / z.shape[0]
-    torch.testing.assert_close(build("cb_focal", "multiclass", gamma=gamma)(z, y), expected, rtol=2e-6, atol=0)
+    torch.testing.assert_close(
+        build("cb_focal", "multiclass", gamma=gamma)(z, y), expected, rtol=2e-6, atol=0
+    )
 
 
-@pytest.mark.parametrize("counts,beta", [([50, 20, 7, 3], 0.9999), ([5, 1], 0.5), ([10, 10, 1], 0.999)])
+@pytest.mark.parametrize(
+    "counts,beta", [([50, 20, 7, 3], 0.9999), ([5, 1], 0.5), ([10, 10, 1], 0.999)]
+)
 def test_class_balanced_weights(counts, beta):
     w = L.class_balanced_weights(counts, beta)
     np.testing.assert_allclose(w, ref_cb_w(counts, beta), rtol=1e-12)
@@ -806,8 +852,12 @@ def test_hand_lmf_baselines():
     # ldam_lmf, s = 1: (0.25·0.825939 + 0.5·0.974077) / 0.75 = 0.924698 (weights = m, ÷ Σ m_y)
     z = torch.zeros(2, 2, dtype=torch.float64)
     y = torch.tensor([0, 1])
-    assert float(make_loss("focal_lmf", [16, 1], "binary")(z, y)) == pytest.approx(0.0918985, rel=1e-5)
-    assert float(make_loss("ldam_lmf", [16, 1], "binary", s=1.0)(z, y)) == pytest.approx(0.9246983, rel=1e-5)
+    assert float(make_loss("focal_lmf", [16, 1], "binary")(z, y)) == pytest.approx(
+        0.0918985, rel=1e-5
+    )
+    assert float(make_loss("ldam_lmf", [16, 1], "binary", s=1.0)(z, y)) == pytest.approx(
+        0.9246983, rel=1e-5
+    )
 
 
 def test_lmf_baselines_are_the_terms_of_lmf():
@@ -817,8 +867,12 @@ def test_lmf_baselines_are_the_terms_of_lmf():
     torch.testing.assert_close(build("ldam_lmf", "multiclass")(z, y), ldam_term)
     torch.testing.assert_close(build("focal_lmf", "multiclass")(z, y), focal_term)
     # ... and they differ from our `focal` (γ 2, no α) and `ldam` (no weights).
-    assert not torch.isclose(build("focal_lmf", "multiclass")(z, y), build("focal", "multiclass", gamma=1.5)(z, y))
-    assert not torch.isclose(build("ldam_lmf", "multiclass")(z, y), build("ldam", "multiclass")(z, y))
+    assert not torch.isclose(
+        build("focal_lmf", "multiclass")(z, y), build("focal", "multiclass", gamma=1.5)(z, y)
+    )
+    assert not torch.isclose(
+        build("ldam_lmf", "multiclass")(z, y), build("ldam", "multiclass")(z, y)
+    )
 
 
 def test_class_weights_are_recorded():
@@ -858,7 +912,11 @@ def extreme_batch(kind, k, dtype):
         z = torch.tensor([[1e4, -1e4, 0.0], [-1e4, 1e4, 1e4]], dtype=dtype)
         t = torch.tensor([[0.0, 1.0, 1.0], [1.0, 1.0, 0.0]], dtype=dtype)
         return z.requires_grad_(True), t
-    rows = [[1e4, -1e4] + [0.0] * (k - 2), [-1e4, 1e4] + [0.0] * (k - 2), [1e4, -1e4] + [0.0] * (k - 2)]
+    rows = [
+        [1e4, -1e4] + [0.0] * (k - 2),
+        [-1e4, 1e4] + [0.0] * (k - 2),
+        [1e4, -1e4] + [0.0] * (k - 2),
+    ]
     # targets on the +1e4 logit, on the -1e4 logit (loss ~ 2e4) and again on the -1e4 logit
     return torch.tensor(rows, dtype=dtype).requires_grad_(True), torch.tensor([0, 0, 1])
 
@@ -899,8 +957,21 @@ def test_multilabel_focal_keeps_precision_for_confident_correct_logits(lid):
     assert float(loss(z, t)) == pytest.approx(exact, rel=1e-9, abs=0.0)
 
 
-@pytest.mark.parametrize("lid", ["ce", "focal", "ldam", "lmf", "cb_focal", "logit_adjustment", "focal_lmf", "ldam_lmf",
-                                 "balanced_softmax", "cb_ce"])
+@pytest.mark.parametrize(
+    "lid",
+    [
+        "ce",
+        "focal",
+        "ldam",
+        "lmf",
+        "cb_focal",
+        "logit_adjustment",
+        "focal_lmf",
+        "ldam_lmf",
+        "balanced_softmax",
+        "cb_ce",
+    ],
+)
 def test_half_precision_logits_are_promoted(lid):
     z, y = batch("multiclass", seed=23, dtype=torch.float32)
     loss = build(lid, "multiclass")
@@ -914,8 +985,20 @@ def test_half_precision_logits_are_promoted(lid):
 # Zero counts
 # --------------------------------------------------------------------------
 
-NEEDS_NONZERO = {"cost_sensitive", "cw_focal", "ldam", "ldam_drw", "lmf", "logit_adjustment", "cb_focal",
-                 "focal_lmf", "ldam_lmf", "balanced_softmax", "cb_ce", "vs_loss"}
+NEEDS_NONZERO = {
+    "cost_sensitive",
+    "cw_focal",
+    "ldam",
+    "ldam_drw",
+    "lmf",
+    "logit_adjustment",
+    "cb_focal",
+    "focal_lmf",
+    "ldam_lmf",
+    "balanced_softmax",
+    "cb_ce",
+    "vs_loss",
+}
 
 
 @pytest.mark.parametrize("lid,kind", [c for c in COMBOS if c[0] in NEEDS_NONZERO])
@@ -961,18 +1044,24 @@ def test_unknown_loss_id():
 @pytest.mark.parametrize("lid", ALL_IDS)
 def test_unknown_parameter(lid):
     allowed = ", ".join(SPEC_DEFAULTS[lid]) or "none"
-    with pytest.raises(ValueError, match=rf"unknown parameter 'gama' for loss '{lid}'; allowed: {allowed}"):
+    with pytest.raises(
+        ValueError, match=rf"unknown parameter 'gama' for loss '{lid}'; allowed: {allowed}"
+    ):
         make_loss(lid, [3, 2, 1], gama=2)
 
 
 def test_unknown_kind():
-    with pytest.raises(ValueError, match=r"unknown task kind 'multi-label'.*multiclass, binary, multilabel"):
+    with pytest.raises(
+        ValueError, match=r"unknown task kind 'multi-label'.*multiclass, binary, multilabel"
+    ):
         make_loss("ce", [1, 2], "multi-label")
 
 
 @pytest.mark.parametrize("lid", [lid for lid in ALL_IDS if "multilabel" not in LOSS_KINDS[lid]])
 def test_kind_without_meaning(lid):
-    with pytest.raises(ValueError, match=rf"loss '{lid}' has no meaning for multilabel.*multiclass, binary"):
+    with pytest.raises(
+        ValueError, match=rf"loss '{lid}' has no meaning for multilabel.*multiclass, binary"
+    ):
         make_loss(lid, [3, 2], "multilabel", n_samples=5)
 
 
@@ -1005,7 +1094,12 @@ def test_bad_counts(counts, kind, n_samples, match):
         ("focal", "multiclass", {"gamma": True}, r"'gamma'"),
         ("focal", "multiclass", {"alpha": [1.0, 2.0]}, r"'alpha'.*a list of 3 numbers ≥ 0"),
         ("focal", "multiclass", {"alpha": 0.25}, r"'alpha'.*list of 3"),
-        ("focal", "multiclass", {"alpha": [1.0, -1.0, 1.0]}, r"'alpha'.*numbers ≥ 0.*got \[1\.0, -1\.0, 1\.0\]"),
+        (
+            "focal",
+            "multiclass",
+            {"alpha": [1.0, -1.0, 1.0]},
+            r"'alpha'.*numbers ≥ 0.*got \[1\.0, -1\.0, 1\.0\]",
+        ),
         ("focal", "multilabel", {"alpha": 1.5}, r"'alpha'.*\[0, 1\], -1"),
         ("ldam", "multiclass", {"s": 0.0}, r"'s'"),
         ("ldam", "multiclass", {"max_m": -0.5}, r"'max_m'"),
@@ -1050,7 +1144,12 @@ def test_tables_are_consistent():
     for kinds in LOSS_KINDS.values():
         assert set(kinds) <= set(KINDS) and "multiclass" in kinds and "binary" in kinds
     assert {lid for lid in ALL_IDS if "multilabel" in LOSS_KINDS[lid]} == {
-        "ce", "cost_sensitive", "focal", "cw_focal", "cb_focal"}
+        "ce",
+        "cost_sensitive",
+        "focal",
+        "cw_focal",
+        "cb_focal",
+    }
 
 
 @pytest.mark.parametrize("lid,kind", COMBOS)
@@ -1081,10 +1180,16 @@ def test_params_record_overrides_and_do_not_alias_defaults():
 
 
 EXPECTED_BUFFERS = {
-    "cost_sensitive": {"weight"}, "bwcce": {"weight"}, "cw_focal": {"alpha"},
-    "ldam": {"margins"}, "ldam_drw": {"margins", "cb_weight"}, "lmf": {"margins"},
-    "logit_adjustment": {"log_prior"}, "cb_focal": {"weight"},
-    "balanced_softmax": {"log_prior"}, "cb_ce": {"weight"},
+    "cost_sensitive": {"weight"},
+    "bwcce": {"weight"},
+    "cw_focal": {"alpha"},
+    "ldam": {"margins"},
+    "ldam_drw": {"margins", "cb_weight"},
+    "lmf": {"margins"},
+    "logit_adjustment": {"log_prior"},
+    "cb_focal": {"weight"},
+    "balanced_softmax": {"log_prior"},
+    "cb_ce": {"weight"},
 }
 
 

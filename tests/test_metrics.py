@@ -51,12 +51,17 @@ def _mc_case(name):
 
 
 def _sk_defined_mean_auc(y_bin_cols, probs):
-    vals = [skm.roc_auc_score(y_bin_cols[:, c], probs[:, c]) for c in range(probs.shape[1])
-            if 0 < y_bin_cols[:, c].sum() < len(y_bin_cols)]
+    vals = [
+        skm.roc_auc_score(y_bin_cols[:, c], probs[:, c])
+        for c in range(probs.shape[1])
+        if 0 < y_bin_cols[:, c].sum() < len(y_bin_cols)
+    ]
     return np.mean(vals), len(vals)
 
 
-@pytest.mark.parametrize("case", ["random", "absent_class", "one_class_predicted", "ties", "perfect"])
+@pytest.mark.parametrize(
+    "case", ["random", "absent_class", "one_class_predicted", "ties", "perfect"]
+)
 def test_multiclass_matches_sklearn(case):
     y, probs, pred = _mc_case(case)
     k = len(NAMES7)
@@ -69,11 +74,14 @@ def test_multiclass_matches_sklearn(case):
         assert s["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y, pred))
         for avg in ("macro", "weighted"):
             assert s[f"{avg}_f1"] == pytest.approx(
-                skm.f1_score(y, pred, labels=labels, average=avg, zero_division=0))
+                skm.f1_score(y, pred, labels=labels, average=avg, zero_division=0)
+            )
         assert s["macro_precision"] == pytest.approx(
-            skm.precision_score(y, pred, labels=labels, average="macro", zero_division=0))
+            skm.precision_score(y, pred, labels=labels, average="macro", zero_division=0)
+        )
         assert s["macro_recall"] == pytest.approx(
-            skm.recall_score(y, pred, labels=labels, average="macro", zero_division=0))
+            skm.recall_score(y, pred, labels=labels, average="macro", zero_division=0)
+        )
         onehot = np.eye(k, dtype=int)[y]
         auc, n_used = _sk_defined_mean_auc(onehot, probs)
         assert s["macro_auc"] == pytest.approx(auc)
@@ -81,11 +89,13 @@ def test_multiclass_matches_sklearn(case):
         assert r["n_classes_used"]["balanced_accuracy"] == len(np.unique(y))
         for kk in (2, 3):
             assert s[f"top{kk}_accuracy"] == pytest.approx(
-                skm.top_k_accuracy_score(y, probs, k=kk, labels=labels))
+                skm.top_k_accuracy_score(y, probs, k=kk, labels=labels)
+            )
         assert s["log_loss"] == pytest.approx(skm.log_loss(y, probs, labels=labels))
         assert r["confusion_matrix"] == skm.confusion_matrix(y, pred, labels=labels).tolist()
         prec, rec, f1, sup = skm.precision_recall_fscore_support(
-            y, pred, labels=labels, zero_division=0)
+            y, pred, labels=labels, zero_division=0
+        )
     for c, entry in enumerate(r["per_class"]):
         assert entry["class"] == NAMES7[c]
         assert entry["precision"] == pytest.approx(prec[c])
@@ -101,7 +111,8 @@ def test_multiclass_all_present_auc_equals_sklearn_ovr():
     assert len(np.unique(y)) == 7
     r = compute_metrics("multiclass", y, probs, pred, NAMES7)
     assert r["scalars"]["macro_auc"] == pytest.approx(
-        skm.roc_auc_score(y, probs, multi_class="ovr", average="macro"))
+        skm.roc_auc_score(y, probs, multi_class="ovr", average="macro")
+    )
 
 
 def test_absent_class_by_hand():
@@ -117,7 +128,13 @@ def test_absent_class_by_hand():
     assert s["macro_recall"] == pytest.approx(sum(recalls) / 4)  # absent class counts as 0
     assert r["n_classes_used"] == {"balanced_accuracy": 3, "macro_auc": 3}
     d = r["per_class"][3]
-    assert (d["support"], d["recall"], d["precision"], d["f1"], d["auc"]) == (0, 0.0, 0.0, 0.0, None)
+    assert (d["support"], d["recall"], d["precision"], d["f1"], d["auc"]) == (
+        0,
+        0.0,
+        0.0,
+        0.0,
+        None,
+    )
     assert r["confusion_matrix"][3] == [0, 0, 0, 0]
     assert [row[3] for row in r["confusion_matrix"]] == [0, 0, 1, 0]
     # weighted F1 ignores the absent class (weight = support = 0)
@@ -142,7 +159,14 @@ def test_all_one_class_predictions_by_hand():
 def test_perfect_predictions():
     y, probs, pred = _mc_case("perfect")
     s = compute_metrics("multiclass", y, probs, pred, NAMES7)["scalars"]
-    for name in ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "macro_auc", "top2_accuracy"):
+    for name in (
+        "accuracy",
+        "balanced_accuracy",
+        "macro_f1",
+        "weighted_f1",
+        "macro_auc",
+        "top2_accuracy",
+    ):
         assert s[name] == pytest.approx(1.0), name
     assert s["ece"] == pytest.approx(0.0)
     assert s["log_loss"] == pytest.approx(0.0, abs=1e-12)
@@ -155,7 +179,8 @@ def test_top_k_ties_follow_sklearn():
     pred = probs.argmax(axis=1)
     s = compute_metrics("multiclass", y, probs, pred, list("abcd"))["scalars"]
     assert s["top2_accuracy"] == pytest.approx(
-        skm.top_k_accuracy_score(y, probs, k=2, labels=np.arange(4)))
+        skm.top_k_accuracy_score(y, probs, k=2, labels=np.arange(4))
+    )
     assert s["top2_accuracy"] == pytest.approx(0.5)  # rows 0 and 2 miss, rows 1 and 3 hit
 
 
@@ -242,7 +267,8 @@ def test_multilabel_matches_sklearn():
     assert s["macro_f1"] == pytest.approx(skm.f1_score(y, pred, average="macro", zero_division=0))
     assert s["micro_f1"] == pytest.approx(skm.f1_score(y, pred, average="micro", zero_division=0))
     assert s["mean_f2"] == pytest.approx(
-        skm.fbeta_score(y, pred, beta=2, average="samples", zero_division=1.0))
+        skm.fbeta_score(y, pred, beta=2, average="samples", zero_division=1.0)
+    )
     assert r["confusion_matrix"] is None
     prec, rec, f1, sup = skm.precision_recall_fscore_support(y, pred, zero_division=0)
     for c, e in enumerate(r["per_class"]):
@@ -260,8 +286,12 @@ def test_multilabel_column_without_positives():
     r = compute_metrics("multilabel", y, probs, pred, ODIR8)
     s = r["scalars"]
     others = [c for c in range(8) if c != 2]
-    assert s["macro_auc"] == pytest.approx(np.mean([skm.roc_auc_score(y[:, c], probs[:, c]) for c in others]))
-    assert s["map"] == pytest.approx(np.mean([skm.average_precision_score(y[:, c], probs[:, c]) for c in others]))
+    assert s["macro_auc"] == pytest.approx(
+        np.mean([skm.roc_auc_score(y[:, c], probs[:, c]) for c in others])
+    )
+    assert s["map"] == pytest.approx(
+        np.mean([skm.average_precision_score(y[:, c], probs[:, c]) for c in others])
+    )
     assert r["n_classes_used"] == {"macro_auc": 7, "map": 7}
     assert r["per_class"][2]["auc"] is None and r["per_class"][2]["ap"] is None
     # never true and never predicted: F1 = 0 under zero_division=0, still in the macro mean
@@ -338,7 +368,8 @@ def test_result_is_strict_json(kind):
     assert json.loads(text) == r
     assert list(r["scalars"]) == metric_names(kind)
     assert any(v is None for v in r["scalars"].values()) or any(
-        e["auc"] is None for e in r["per_class"])
+        e["auc"] is None for e in r["per_class"]
+    )
 
 
 def test_metric_names_and_headline():
@@ -373,19 +404,22 @@ def _ok_mc():
     return np.array([0, 1]), probs, np.array([0, 1]), ["a", "b", "c"]
 
 
-@pytest.mark.parametrize("change, match", [
-    (lambda y, p, yp, c: (y, p, yp, ["a", "b"]), "probs: expected 2 columns"),
-    (lambda y, p, yp, c: (np.array([0, 3]), p, yp, c), r"y_true: expected values in \[0, 2\]"),
-    (lambda y, p, yp, c: (y, p, np.array([0, -1]), c), "y_pred: expected values"),
-    (lambda y, p, yp, c: (np.array([0.0, 0.5]), p, yp, c), "y_true: expected integer"),
-    (lambda y, p, yp, c: (y, np.where(p == 0.8, np.nan, p), yp, c), "probs: expected finite"),
-    (lambda y, p, yp, c: (y, p * 2, yp, c), "probs: expected probabilities in"),
-    (lambda y, p, yp, c: (y, p * 0.5, yp, c), "row 0 sums to 0.5"),
-    (lambda y, p, yp, c: (y, p, np.array([0, 1, 1]), c), r"y_pred: expected a 1-D array of 2"),
-    (lambda y, p, yp, c: (y[:, None], p, yp, c), "y_true: expected a 1-D array"),
-    (lambda y, p, yp, c: (y, p[0], yp, c), "probs: expected a real"),
-    (lambda y, p, yp, c: (np.array(["a", "b"]), p, yp, c), "y_true: expected integer labels"),
-])
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda y, p, yp, c: (y, p, yp, ["a", "b"]), "probs: expected 2 columns"),
+        (lambda y, p, yp, c: (np.array([0, 3]), p, yp, c), r"y_true: expected values in \[0, 2\]"),
+        (lambda y, p, yp, c: (y, p, np.array([0, -1]), c), "y_pred: expected values"),
+        (lambda y, p, yp, c: (np.array([0.0, 0.5]), p, yp, c), "y_true: expected integer"),
+        (lambda y, p, yp, c: (y, np.where(p == 0.8, np.nan, p), yp, c), "probs: expected finite"),
+        (lambda y, p, yp, c: (y, p * 2, yp, c), "probs: expected probabilities in"),
+        (lambda y, p, yp, c: (y, p * 0.5, yp, c), "row 0 sums to 0.5"),
+        (lambda y, p, yp, c: (y, p, np.array([0, 1, 1]), c), r"y_pred: expected a 1-D array of 2"),
+        (lambda y, p, yp, c: (y[:, None], p, yp, c), "y_true: expected a 1-D array"),
+        (lambda y, p, yp, c: (y, p[0], yp, c), "probs: expected a real"),
+        (lambda y, p, yp, c: (np.array(["a", "b"]), p, yp, c), "y_true: expected integer labels"),
+    ],
+)
 def test_validation_errors(change, match):
     args = change(*_ok_mc())
     with pytest.raises(ValueError, match=match):
@@ -397,13 +431,23 @@ def test_validation_errors_other_kinds():
     with pytest.raises(ValueError, match="class_names: expected exactly 2"):
         compute_metrics("binary", np.array([0]), probs, np.array([0]), ["a", "b", "c"])
     p = np.array([[0.2, 0.9], [0.6, 0.1]])  # sigmoid outputs need not sum to 1
-    ok = compute_metrics("multilabel", np.array([[0, 1], [1, 0]]), p, np.array([[0, 1], [1, 0]]), ["x", "y"])
+    ok = compute_metrics(
+        "multilabel", np.array([[0, 1], [1, 0]]), p, np.array([[0, 1], [1, 0]]), ["x", "y"]
+    )
     assert ok["scalars"]["macro_auc"] == 1.0
     with pytest.raises(ValueError, match=r"y_true: expected values in \[0, 1\]"):
-        compute_metrics("multilabel", np.array([[0, 2], [1, 0]]), p, np.array([[0, 1], [1, 0]]), ["x", "y"])
+        compute_metrics(
+            "multilabel", np.array([[0, 2], [1, 0]]), p, np.array([[0, 1], [1, 0]]), ["x", "y"]
+        )
     with pytest.raises(ValueError, match=r"y_pred: expected an \(N, K\)"):
         compute_metrics("multilabel", np.array([[0, 1], [1, 0]]), p, np.array([0, 1]), ["x", "y"])
     with pytest.raises(ValueError, match="kind"):
         compute_metrics("ordinal", np.array([0]), probs, np.array([0]), ["a", "b", "c"])
     with pytest.raises(ValueError, match="probs: expected at least one row"):
-        compute_metrics("multiclass", np.array([], dtype=int), np.zeros((0, 3)), np.array([], dtype=int), list("abc"))
+        compute_metrics(
+            "multiclass",
+            np.array([], dtype=int),
+            np.zeros((0, 3)),
+            np.array([], dtype=int),
+            list("abc"),
+        )

@@ -24,16 +24,34 @@ def _experiment_models() -> list[str]:
 
 
 NAMES = _experiment_models() + [
-    "resnet50.torchvision", "resnet50.torchvision_imagenet1k_v1", "resnet50.torchvision_IMAGENET1K_V2",
-    "densenet121.torchvision", "le2020_resnet50.tv_in1k", "le2020_densenet121.torchvision", "test_resnet",
-    "resnet50.a1_in1k", "convnext_tiny.fb_in22k", "resnet50.",
+    "resnet50.torchvision",
+    "resnet50.torchvision_imagenet1k_v1",
+    "resnet50.torchvision_IMAGENET1K_V2",
+    "densenet121.torchvision",
+    "le2020_resnet50.tv_in1k",
+    "le2020_densenet121.torchvision",
+    "test_resnet",
+    "resnet50.a1_in1k",
+    "convnext_tiny.fb_in22k",
+    "resnet50.",
 ]
 # Names timm accepts that are not in the stored lists: they go through timm itself.
-NOT_STORED = ["tv_resnet50"]  # a deprecated alias (is_model() accepts it, list_models() leaves it out)
+NOT_STORED = [
+    "tv_resnet50"
+]  # a deprecated alias (is_model() accepts it, list_models() leaves it out)
 BAD = [
-    "efficientnet_v2_s", "resnet50.no_such_tag", "nonexistent.torchvision", "resnet50.torchvision_imagenet9k",
-    "vit_b_16.torchvision", "squeezenet1_0.torchvision", "le2020_nonexistent", "le2020_le2020_resnet50",
-    "le2020_resnet50.no_such_tag", "", "nonexistent", "nonexistent.tag",
+    "efficientnet_v2_s",
+    "resnet50.no_such_tag",
+    "nonexistent.torchvision",
+    "resnet50.torchvision_imagenet9k",
+    "vit_b_16.torchvision",
+    "squeezenet1_0.torchvision",
+    "le2020_nonexistent",
+    "le2020_le2020_resnet50",
+    "le2020_resnet50.no_such_tag",
+    "",
+    "nonexistent",
+    "nonexistent.tag",
 ]
 
 
@@ -45,9 +63,12 @@ def _without_stored_lists(monkeypatch):
 def test_stored_lists_match_the_installed_libraries():
     stored = json.loads(model_names.NAME_LISTS.read_text())
     now = model_names.name_lists()
-    assert stored["timm"]["version"] == now["timm"]["version"], "rewrite with `python -m imbench.model_names`"
-    assert stored["torchvision"]["version"] == now["torchvision"]["version"], \
+    assert stored["timm"]["version"] == now["timm"]["version"], (
         "rewrite with `python -m imbench.model_names`"
+    )
+    assert stored["torchvision"]["version"] == now["torchvision"]["version"], (
+        "rewrite with `python -m imbench.model_names`"
+    )
     assert stored == json.loads(json.dumps(now))
     # The stored lists are in use (they describe the installed versions).
     assert model_names._stored_timm() is not None
@@ -96,13 +117,24 @@ def test_other_library_versions_fall_back_to_the_libraries(monkeypatch):
 
 
 def test_models_reexports_the_names_module():
-    for attr in ("ModelSpec", "parse_model_name", "is_model", "base_name", "TORCHVISION_TAG", "LE2020_PREFIX"):
+    for attr in (
+        "ModelSpec",
+        "parse_model_name",
+        "is_model",
+        "base_name",
+        "TORCHVISION_TAG",
+        "LE2020_PREFIX",
+    ):
         assert getattr(models, attr) is getattr(model_names, attr)
 
 
 def test_known_names_need_neither_timm_nor_torch():
-    code = ("import sys; from imbench.model_names import parse_model_name\n"
-            f"for n in {NAMES!r}: parse_model_name(n)\n"
-            "print(sorted(m for m in ('torch', 'timm', 'torchvision') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    code = (
+        "import sys; from imbench.model_names import parse_model_name\n"
+        f"for n in {NAMES!r}: parse_model_name(n)\n"
+        "print(sorted(m for m in ('torch', 'timm', 'torchvision') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
     assert out.stdout.strip() == "[]"

@@ -9,16 +9,32 @@ from torch import nn
 
 from imbench import models
 from imbench.models import (
-    Classifier, CosineClassifier, MissingWeightsError, TorchvisionBackbone, create_model, input_size, is_model,
-    parse_model_name, prefetch_weights, weights_available,
+    Classifier,
+    CosineClassifier,
+    MissingWeightsError,
+    TorchvisionBackbone,
+    create_model,
+    input_size,
+    is_model,
+    parse_model_name,
+    prefetch_weights,
+    weights_available,
 )
 
 # Every model of the paper experiments (SPEC §5), in the names the experiment files use.
 PAPER_MODELS = [
-    "efficientnet_v2_s.torchvision", "resnet50.tv2_in1k", "densenet121.tv_in1k",  # LMF
-    "inception_v3", "mobilenetv2_100", "resnet50",  # BBFL
-    "resnet101", "seresnext101_32x4d",  # Dong
-    "le2020_resnet50", "vgg16", "mobilenetv1_100", "efficientnet_b1",  # Le et al.
+    "efficientnet_v2_s.torchvision",
+    "resnet50.tv2_in1k",
+    "densenet121.tv_in1k",  # LMF
+    "inception_v3",
+    "mobilenetv2_100",
+    "resnet50",  # BBFL
+    "resnet101",
+    "seresnext101_32x4d",  # Dong
+    "le2020_resnet50",
+    "vgg16",
+    "mobilenetv1_100",
+    "efficientnet_b1",  # Le et al.
 ]
 LARGE = {"vgg16", "seresnext101_32x4d", "resnet101"}  # > 40 M parameters: slow to build on 2 cores
 
@@ -61,22 +77,37 @@ def _fake_hf_file(cache, repo: str, filename: str = "model.safetensors", payload
 # ----------------------------------------------------------------------------- names
 
 
-@pytest.mark.parametrize("name", PAPER_MODELS + ["resnet50.torchvision_imagenet1k_v1", "le2020_resnet50.tv_in1k",
-                                                  "le2020_densenet121.torchvision", "test_resnet", "tv_resnet50"])
+@pytest.mark.parametrize(
+    "name",
+    PAPER_MODELS
+    + [
+        "resnet50.torchvision_imagenet1k_v1",
+        "le2020_resnet50.tv_in1k",
+        "le2020_densenet121.torchvision",
+        "test_resnet",
+        "tv_resnet50",
+    ],
+)
 def test_is_model_accepts_every_form(name):
     assert is_model(name)
 
 
-@pytest.mark.parametrize("name, reason", [
-    ("efficientnet_v2_s", "not a timm model name"),  # torchvision-only architecture without the tag
-    ("resnet50.no_such_tag", "no pretrained tag 'no_such_tag'"),
-    ("nonexistent.torchvision", "not a torchvision classification model"),
-    ("resnet50.torchvision_imagenet9k", "has no weights 'imagenet9k'"),
-    ("vit_b_16.torchvision", "not supported as a backbone"),
-    ("le2020_nonexistent", "is not a model name"),
-    ("le2020_le2020_resnet50", "cannot be nested"),
-    ("", "non-empty"),
-])
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        (
+            "efficientnet_v2_s",
+            "not a timm model name",
+        ),  # torchvision-only architecture without the tag
+        ("resnet50.no_such_tag", "no pretrained tag 'no_such_tag'"),
+        ("nonexistent.torchvision", "not a torchvision classification model"),
+        ("resnet50.torchvision_imagenet9k", "has no weights 'imagenet9k'"),
+        ("vit_b_16.torchvision", "not supported as a backbone"),
+        ("le2020_nonexistent", "is not a model name"),
+        ("le2020_le2020_resnet50", "cannot be nested"),
+        ("", "non-empty"),
+    ],
+)
 def test_unknown_names_are_refused_with_the_reason(name, reason):
     assert not is_model(name)
     with pytest.raises(ValueError, match=reason):
@@ -88,7 +119,9 @@ def test_unknown_names_are_refused_with_the_reason(name, reason):
 def test_parsed_forms():
     tv = parse_model_name("efficientnet_v2_s.torchvision")
     assert (tv.source, tv.arch, tv.weights) == ("torchvision", "efficientnet_v2_s", "IMAGENET1K_V1")
-    assert parse_model_name("resnet50.torchvision").weights == "IMAGENET1K_V2"  # torchvision's DEFAULT
+    assert (
+        parse_model_name("resnet50.torchvision").weights == "IMAGENET1K_V2"
+    )  # torchvision's DEFAULT
     assert parse_model_name("resnet50.torchvision_IMAGENET1K_V1").weights == "IMAGENET1K_V1"
     le = parse_model_name("le2020_resnet50.tv_in1k")
     assert (le.source, le.inner.source, le.inner.arch) == ("le2020", "timm", "resnet50.tv_in1k")
@@ -112,7 +145,9 @@ def test_input_sizes():
 # ----------------------------------------------------------------------------- construction
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in LARGE else n for n in PAPER_MODELS])
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in LARGE else n for n in PAPER_MODELS]
+)
 def test_every_paper_model_builds_and_runs(name):
     torch.manual_seed(0)
     model = create_model(name, 5, pretrained=False)
@@ -129,16 +164,25 @@ def test_every_paper_model_builds_and_runs(name):
     assert isinstance(model.head, nn.Linear) and model.head.in_features == feats.shape[1]
 
 
-@pytest.mark.parametrize("name, width", [("efficientnet_v2_s.torchvision", 1280), ("resnet50.torchvision", 2048),
-                                         ("densenet121.torchvision", 1024), ("inception_v3.torchvision", 2048),
-                                         ("mobilenet_v2.torchvision", 1280)])
+@pytest.mark.parametrize(
+    "name, width",
+    [
+        ("efficientnet_v2_s.torchvision", 1280),
+        ("resnet50.torchvision", 2048),
+        ("densenet121.torchvision", 1024),
+        ("inception_v3.torchvision", 2048),
+        ("mobilenet_v2.torchvision", 1280),
+    ],
+)
 def test_torchvision_backbone_gives_pooled_features_and_our_head(name, width):
     model = create_model(name, 4, head="cosine")
     assert isinstance(model.backbone, TorchvisionBackbone)
     assert isinstance(model.head, CosineClassifier)
     assert model.backbone.num_features == width
     children = [n for n, _ in model.backbone.named_children()]
-    assert "global_pool" in children or name.startswith(("densenet", "mobilenet_v2"))  # functional pooling there
+    assert "global_pool" in children or name.startswith(
+        ("densenet", "mobilenet_v2")
+    )  # functional pooling there
     assert not any(isinstance(m, nn.Linear) and m.out_features == 1000 for m in model.modules())
     model.eval()
     x = _input(name)
@@ -180,7 +224,11 @@ def test_le2020_head_shape():
         assert model(x).shape == (2, 7)
     # drop_rate replaces the neck's dropout; the cosine head sits on the hidden layer
     m2 = create_model("le2020_resnet50", 2, head="cosine", drop_rate=0.3)
-    assert m2.neck[0].p == 0.3 and isinstance(m2.head, CosineClassifier) and m2.head.weight.shape == (2, 512)
+    assert (
+        m2.neck[0].p == 0.3
+        and isinstance(m2.head, CosineClassifier)
+        and m2.head.weight.shape == (2, 512)
+    )
 
 
 def test_timm_vgg_uses_its_pre_logits_width():
@@ -201,7 +249,9 @@ def test_existing_api_unchanged():
 # ----------------------------------------------------------------------------- weights cache
 
 
-@pytest.mark.parametrize("name", ["resnet50.tv2_in1k", "efficientnet_v2_s.torchvision", "le2020_resnet50"])
+@pytest.mark.parametrize(
+    "name", ["resnet50.tv2_in1k", "efficientnet_v2_s.torchvision", "le2020_resnet50"]
+)
 def test_offline_missing_weights_raise_one_clear_error(empty_caches, name):
     assert not weights_available(name)
     with pytest.raises(MissingWeightsError) as info:
@@ -250,7 +300,10 @@ def test_failed_download_is_reported_as_missing_weights(empty_caches, monkeypatc
         raise ConnectionError("name resolution failed")
 
     monkeypatch.setattr(models.timm, "create_model", no_network)
-    with pytest.raises(MissingWeightsError, match=r"the download failed \(ConnectionError: name resolution failed\)"):
+    with pytest.raises(
+        MissingWeightsError,
+        match=r"the download failed \(ConnectionError: name resolution failed\)",
+    ):
         create_model("resnet50.tv2_in1k", 3, pretrained=True)
     # Without pretrained weights nothing is downloaded, and a real error is not disguised.
     with pytest.raises(ConnectionError):
@@ -259,7 +312,10 @@ def test_failed_download_is_reported_as_missing_weights(empty_caches, monkeypatc
 
 def test_prefetch_reports_cached_and_failed(empty_caches, capsys):
     _fake_hf_file(empty_caches / "hf" / "hub", "timm/resnet50.tv2_in1k")
-    with pytest.raises(MissingWeightsError, match=r"could not fetch the pretrained weights of \['densenet121.tv_in1k'\]"):
+    with pytest.raises(
+        MissingWeightsError,
+        match=r"could not fetch the pretrained weights of \['densenet121.tv_in1k'\]",
+    ):
         prefetch_weights(["resnet50.tv2_in1k", "densenet121.tv_in1k"])
     out = capsys.readouterr().out
     assert "resnet50.tv2_in1k: cached" in out and "densenet121.tv_in1k: FAILED" in out

@@ -57,7 +57,9 @@ def test_train_posthoc_evaluate_aggregate(ml_data, tmp_path):
     cells = []
     for method in ("ce", "bbfl", "cb_focal"):
         d = tmp_path / "synthetic_ml" / "test_resnet" / method / "seed0"
-        train_cell("synthetic_ml", root / "cache", root / "split.csv", "test_resnet", method, 0, s, d)
+        train_cell(
+            "synthetic_ml", root / "cache", root / "split.csv", "test_resnet", method, 0, s, d
+        )
         cells.append(d)
     preds = pd.read_csv(cells[0] / "predictions.csv")
     assert [f"label_{c}" for c in CLASSES] + [f"pred_{c}" for c in CLASSES] <= list(preds.columns)
@@ -79,8 +81,12 @@ def test_train_posthoc_evaluate_aggregate(ml_data, tmp_path):
 
 
 def test_methods_without_meaning_are_skipped_at_planning():
-    cfg = {"tasks": ["synthetic_ml", "synthetic"], "methods": ["ce", "ldam", "lmf", "focal"],
-           "models": ["test_resnet"], "protocol": "demo"}
+    cfg = {
+        "tasks": ["synthetic_ml", "synthetic"],
+        "methods": ["ce", "ldam", "lmf", "focal"],
+        "models": ["test_resnet"],
+        "protocol": "demo",
+    }
     skips = check_config(cfg)
     assert {(t, m) for t, m, _ in skips} == {("synthetic_ml", "ldam"), ("synthetic_ml", "lmf")}
     assert all("has no meaning for multilabel task 'synthetic_ml'" in note for _, _, note in skips)

@@ -18,12 +18,21 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 TINY = ROOT / "tests" / "configs" / "tiny.yaml"
 
 
-def smk(workdir: Path, *args: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
+def smk(
+    workdir: Path, *args: str, check: bool = True, timeout: int = 900
+) -> subprocess.CompletedProcess:
     cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), *args]
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=workdir)
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=workdir
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
     return proc
 
 
@@ -64,7 +73,9 @@ def test_grid_outputs(tiny_run):
         assert (res / "tables" / f"synthetic.{ext}").is_file()
     assert (res / "tables" / "paper_vs_ours.csv").is_file()
     # grouped split written as CSV beside the results' inputs
-    split = pd.read_csv(tiny_run / "resources" / "prepared" / "synthetic" / "split_seed0_frac0.7_0.15_0.15.csv")
+    split = pd.read_csv(
+        tiny_run / "resources" / "prepared" / "synthetic" / "split_seed0_frac0.7_0.15_0.15.csv"
+    )
     assert (split.groupby("group").split.nunique() == 1).all()
 
 
@@ -76,7 +87,16 @@ def test_nothing_left_to_do(tiny_run):
 def test_rerun_one_cell(tiny_run):
     cell = tiny_run / "results" / "tiny" / "synthetic" / "test_resnet" / "ros" / "seed1"
     target = str(cell.relative_to(tiny_run) / "metrics.json")
-    other = tiny_run / "results" / "tiny" / "synthetic" / "test_resnet" / "ros" / "seed0" / "metrics.json"
+    other = (
+        tiny_run
+        / "results"
+        / "tiny"
+        / "synthetic"
+        / "test_resnet"
+        / "ros"
+        / "seed0"
+        / "metrics.json"
+    )
     before = other.stat().st_mtime
     shutil.rmtree(cell)
     plan = smk(tiny_run, target, "-n", "--configfile", "config.yaml")
@@ -86,7 +106,9 @@ def test_rerun_one_cell(tiny_run):
     smk(tiny_run, "--cores", "2", "--configfile", "config.yaml", "-R", target)
     assert (cell / "metrics.json").is_file()
     assert other.stat().st_mtime == before  # no other cell was recomputed
-    assert (tiny_run / "results" / "tiny" / "tables" / "summary.csv").stat().st_mtime > (cell / "metrics.json").stat().st_mtime
+    assert (tiny_run / "results" / "tiny" / "tables" / "summary.csv").stat().st_mtime > (
+        cell / "metrics.json"
+    ).stat().st_mtime
 
 
 @pytest.fixture
@@ -101,17 +123,31 @@ def test_deleted_cell_or_file_is_replanned(tiny_copy):
     """Every file a table is made from is an input: deleting a cell folder, a weight file or a
     training history is noticed and recomputed, never 'Nothing to be done'."""
     cells = tiny_copy / "results" / "tiny" / "synthetic" / "test_resnet"
-    for victim, expected in ((cells / "bbfl" / "seed1", {"train": 1, "evaluate": 1, "aggregate": 1, "all": 1}),
-                             (cells / "ros" / "seed0" / "best.pt", {"train": 1, "evaluate": 1, "aggregate": 1, "all": 1}),
-                             (cells / "ros" / "seed1" / "history.csv", {"train": 1, "evaluate": 1, "aggregate": 1, "all": 1}),
-                             (cells / "thresholding" / "seed0" / "predictions.csv",
-                              {"posthoc": 1, "evaluate": 1, "aggregate": 1, "all": 1})):
+    for victim, expected in (
+        (cells / "bbfl" / "seed1", {"train": 1, "evaluate": 1, "aggregate": 1, "all": 1}),
+        (
+            cells / "ros" / "seed0" / "best.pt",
+            {"train": 1, "evaluate": 1, "aggregate": 1, "all": 1},
+        ),
+        (
+            cells / "ros" / "seed1" / "history.csv",
+            {"train": 1, "evaluate": 1, "aggregate": 1, "all": 1},
+        ),
+        (
+            cells / "thresholding" / "seed0" / "predictions.csv",
+            {"posthoc": 1, "evaluate": 1, "aggregate": 1, "all": 1},
+        ),
+    ):
         hidden = tiny_copy / "hidden"
         shutil.move(victim, hidden)
         out = smk(tiny_copy, "-n", "--configfile", "config.yaml")
         jobs = planned_jobs(out.stdout)
         shutil.move(hidden, victim)
-        assert {k: v for k, v in jobs.items() if k != "explain"} == expected, (victim, out.stdout[-1500:], out.stderr[-1500:])
+        assert {k: v for k, v in jobs.items() if k != "explain"} == expected, (
+            victim,
+            out.stdout[-1500:],
+            out.stderr[-1500:],
+        )
 
 
 def test_split_file_names_every_split_setting(tiny_copy):
@@ -126,7 +162,11 @@ def test_split_file_names_every_split_setting(tiny_copy):
     ours = tiny_copy / "resources" / "prepared" / "synthetic" / "split_seed0_frac0.7_0.15_0.15.csv"
     assert "split_seed0_frac0.7_0.15_0.15.csv" not in plan
     record = yaml.safe_load(ours.with_suffix(".json").read_text())
-    assert record["fractions"] == [0.7, 0.15, 0.15] and record["seed"] == 0 and len(record["index_sha256"]) == 64
+    assert (
+        record["fractions"] == [0.7, 0.15, 0.15]
+        and record["seed"] == 0
+        and len(record["index_sha256"]) == 64
+    )
 
 
 def test_stale_lock_of_a_killed_run_is_removed(tiny_copy):
@@ -168,18 +208,34 @@ def test_report(tiny_run):
     figures = sorted(p.name for p in (tiny_run / "results" / "tiny" / "figures").glob("*.png"))
     assert len(figures) == 8  # 5 summary figures, t-SNE, Grad-CAM, critical-difference diagram
     for name in figures:
-        m = re.search(rf"image/png;charset=utf8;filename={re.escape(name)};base64,([A-Za-z0-9+/=]+)", html)
+        m = re.search(
+            rf"image/png;charset=utf8;filename={re.escape(name)};base64,([A-Za-z0-9+/=]+)", html
+        )
         assert m, f"{name} is not embedded in the report"
         with Image.open(io.BytesIO(base64.b64decode(m.group(1)))) as img:
             assert img.format == "PNG" and min(img.size) > 100
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium:
         shot = tiny_run / "report.png"
-        subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                        f"--user-data-dir={tiny_run / 'chromium'}", "--window-size=1200,900",
-                        "--virtual-time-budget=5000", f"--screenshot={shot}", report.as_uri()],
-                       capture_output=True, timeout=120)
+        subprocess.run(
+            [
+                chromium,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={tiny_run / 'chromium'}",
+                "--window-size=1200,900",
+                "--virtual-time-budget=5000",
+                f"--screenshot={shot}",
+                report.as_uri(),
+            ],
+            capture_output=True,
+            timeout=120,
+        )
         with Image.open(shot) as img:  # rendered, not blank
             assert len(set(img.convert("L").getdata())) > 10
 
@@ -191,7 +247,9 @@ def _bad_config(tmp_path, change) -> str:
     proc = smk(tmp_path, "-n", "--configfile", "config.yaml", check=False, timeout=300)
     assert proc.returncode != 0
     assert not (tmp_path / "resources").exists() and not (tmp_path / "results").exists()
-    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if "invalid configuration" in line]
+    lines = [
+        line for line in (proc.stdout + proc.stderr).splitlines() if "invalid configuration" in line
+    ]
     assert len(lines) == 1, proc.stdout + proc.stderr
     return lines[0]
 
@@ -199,20 +257,53 @@ def _bad_config(tmp_path, change) -> str:
 @pytest.mark.parametrize(
     "change, expected",
     [
-        (lambda c: c["methods"].append("smote"), r"config key 'methods\.4': 'smote' is not allowed; allowed values: \[.*'ce'"),
-        (lambda c: c.update(tasks=["ham20000"]), r"config key 'tasks\.0': 'ham20000' is not allowed; allowed values: \[.*'synthetic'"),
-        (lambda c: c.update(models=["resnet_999"]), r"config key 'models': unknown model 'resnet_999': not a timm model name .*torchvision"),
+        (
+            lambda c: c["methods"].append("smote"),
+            r"config key 'methods\.4': 'smote' is not allowed; allowed values: \[.*'ce'",
+        ),
+        (
+            lambda c: c.update(tasks=["ham20000"]),
+            r"config key 'tasks\.0': 'ham20000' is not allowed; allowed values: \[.*'synthetic'",
+        ),
+        (
+            lambda c: c.update(models=["resnet_999"]),
+            r"config key 'models': unknown model 'resnet_999': not a timm model name .*torchvision",
+        ),
         (lambda c: c.update(seeds="zero"), r"config key 'seeds': 'zero' is not of type 'array'"),
         (lambda c: c.pop("models"), r"config key '\(top level\)': 'models' is a required property"),
-        (lambda c: c.update(protocol_overrides={"epoch": 3}), r"config key 'protocol_overrides.epoch': unknown training setting"),
-        (lambda c: c.update(method_params={"bbfl": {"gama": 1}}), r"config key 'method_params.bbfl.gama': method 'bbfl' has no parameter 'gama'"),
-        (lambda c: c.update(methods=["thresholding"]), r"'thresholding' reuses the predictions of 'ce'"),
+        (
+            lambda c: c.update(protocol_overrides={"epoch": 3}),
+            r"config key 'protocol_overrides.epoch': unknown training setting",
+        ),
+        (
+            lambda c: c.update(method_params={"bbfl": {"gama": 1}}),
+            r"config key 'method_params.bbfl.gama': method 'bbfl' has no parameter 'gama'",
+        ),
+        (
+            lambda c: c.update(methods=["thresholding"]),
+            r"'thresholding' reuses the predictions of 'ce'",
+        ),
         # values of every kind, checked against their declarations (tests/test_config.py has the full table)
-        (lambda c: c["protocol_overrides"].update(epochs=2.5), r"config key 'protocol_overrides.epochs': expected an integer ≥ 1, got 2\.5$"),
-        (lambda c: c["protocol_overrides"].update(batch_size="64"), r"config key 'protocol_overrides.batch_size': expected an integer ≥ 1, got '64'"),
-        (lambda c: c.update(method_params={"bbfl": {"gamma": -5}}), r"config key 'method_params.bbfl.gamma': expected a number ≥ 0 or null \(the default\), got -5$"),
-        (lambda c: c.update(split={"fractions": [0.7, 0.15, 0.05]}), r"config key 'split.fractions': expected 3 fractions .* \(sum 0\.9\)$"),
-        (lambda c: c.update(experiment=".."), r"config key 'experiment': expected a plain folder name .*, got '\.\.'$"),
+        (
+            lambda c: c["protocol_overrides"].update(epochs=2.5),
+            r"config key 'protocol_overrides.epochs': expected an integer ≥ 1, got 2\.5$",
+        ),
+        (
+            lambda c: c["protocol_overrides"].update(batch_size="64"),
+            r"config key 'protocol_overrides.batch_size': expected an integer ≥ 1, got '64'",
+        ),
+        (
+            lambda c: c.update(method_params={"bbfl": {"gamma": -5}}),
+            r"config key 'method_params.bbfl.gamma': expected a number ≥ 0 or null \(the default\), got -5$",
+        ),
+        (
+            lambda c: c.update(split={"fractions": [0.7, 0.15, 0.05]}),
+            r"config key 'split.fractions': expected 3 fractions .* \(sum 0\.9\)$",
+        ),
+        (
+            lambda c: c.update(experiment=".."),
+            r"config key 'experiment': expected a plain folder name .*, got '\.\.'$",
+        ),
     ],
 )
 def test_bad_config_stops_before_any_work(tmp_path, change, expected):
@@ -226,13 +317,20 @@ def test_parameters_of_a_method_not_in_the_grid_warn(tmp_path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     proc = smk(tmp_path, "-n", "--configfile", "config.yaml", timeout=300)
     lines = [line for line in proc.stderr.splitlines() if "warning" in line]
-    assert lines == ["imbench: warning: config key 'method_params.focal': method 'focal' is not in 'methods' "
-                     "['ce', 'ros', 'thresholding', 'bbfl']; its parameters are not used"], proc.stderr
+    assert lines == [
+        "imbench: warning: config key 'method_params.focal': method 'focal' is not in 'methods' "
+        "['ce', 'ros', 'thresholding', 'bbfl']; its parameters are not used"
+    ], proc.stderr
 
 
 def test_lint_is_clean():
-    proc = subprocess.run([*SNAKEMAKE, "--lint", "--configfile", str(TINY)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [*SNAKEMAKE, "--lint", "--configfile", str(TINY)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -243,7 +341,11 @@ PAPER_GRIDS = {
     "lmf": {"train": 3 * 3 * 5 * 3},
     "bbfl": {"train": 3 * 3 * 7 * 3, "posthoc": 3 * 3 * 1 * 3},
     "dong": {"train": 1 * 3 * 2 * 3},
-    "le2020": {"train": 1 * 4 * 4 * 3 * 5, "ensemble": 1 * 4 * 4 * 3, "cells": 1 * 4 * 4 * 3},  # 5 folds
+    "le2020": {
+        "train": 1 * 4 * 4 * 3 * 5,
+        "ensemble": 1 * 4 * 4 * 3,
+        "cells": 1 * 4 * 4 * 3,
+    },  # 5 folds
     # 20 trained methods; on the multi-label odir the 10 single-label ones are skipped (drs runs
     # there: plain, then re-sampled by the rarest positive label). Post-hoc: thresholding on every
     # task, la_posthoc on the 6 single-label ones.
@@ -253,8 +355,13 @@ PAPER_GRIDS = {
 
 @pytest.mark.parametrize("name", list(PAPER_GRIDS))
 def test_paper_grids_plan_exactly_their_cells(name, tmp_path):
-    proc = subprocess.run([*SNAKEMAKE, "-n", "--configfile", f"experiments/{name}.yaml"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [*SNAKEMAKE, "-n", "--configfile", f"experiments/{name}.yaml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     jobs = planned_jobs(proc.stdout)
     expected = PAPER_GRIDS[name]
@@ -285,22 +392,40 @@ def test_cross_validation_and_per_model_image_sizes(tmp_path):
     """split.cv_folds: fold models → ensemble → evaluation and tables; model_image_size: one cache
     per size, each model trained at its own size."""
     cfg = yaml.safe_load(TINY.read_text())
-    cfg.update(experiment="cv", models=["test_resnet", "test_efficientnet"], methods=["ce", "thresholding"],
-               seeds=[0], model_image_size={"test_efficientnet": 24}, split={"seed": 0, "cv_folds": 3},
-               explain={"figures": ["tsne"]})
+    cfg.update(
+        experiment="cv",
+        models=["test_resnet", "test_efficientnet"],
+        methods=["ce", "thresholding"],
+        seeds=[0],
+        model_image_size={"test_efficientnet": 24},
+        split={"seed": 0, "cv_folds": 3},
+        explain={"figures": ["tsne"]},
+    )
     cfg["protocol_overrides"] = {**cfg["protocol_overrides"], "epochs": 1, "tta": "flips"}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     jobs = planned_jobs(smk(tmp_path, "-n", "--configfile", "config.yaml").stdout)
-    assert (jobs["train"], jobs["ensemble"], jobs["posthoc"], jobs["evaluate"], jobs["cache"]) == (6, 2, 2, 4, 2)
+    assert (jobs["train"], jobs["ensemble"], jobs["posthoc"], jobs["evaluate"], jobs["cache"]) == (
+        6,
+        2,
+        2,
+        4,
+        2,
+    )
     smk(tmp_path, "--cores", "2", "--configfile", "config.yaml")
     res = tmp_path / "results" / "cv" / "synthetic"
-    split = pd.read_csv(tmp_path / "resources" / "prepared" / "synthetic" / "split_seed0_frac0.7_0.15_0.15_cv3.csv")
+    split = pd.read_csv(
+        tmp_path / "resources" / "prepared" / "synthetic" / "split_seed0_frac0.7_0.15_0.15_cv3.csv"
+    )
     assert sorted(split.cv_fold.unique()) == [-1, 0, 1, 2]
     for model, size in (("test_resnet", 16), ("test_efficientnet", 24)):
         cell = res / model / "ce" / "seed0"
         for k in range(3):
             run = yaml.safe_load((cell / f"fold{k}" / "run.json").read_text())
-            assert run["fold"] == k and run["settings"]["image_size"] == size and run["settings"]["tta"] == "flips"
+            assert (
+                run["fold"] == k
+                and run["settings"]["image_size"] == size
+                and run["settings"]["tta"] == "flips"
+            )
         run = yaml.safe_load((cell / "run.json").read_text())
         assert run["folds"] == 3 and (cell / "metrics.json").is_file()
         post = yaml.safe_load((res / model / "thresholding" / "seed0" / "run.json").read_text())

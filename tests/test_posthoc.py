@@ -35,7 +35,7 @@ def brute_force_threshold(scores, labels, beta=1.0):
     tp = (pred & labels).sum(1)
     fp = (pred & ~labels).sum(1)
     fn = labels.sum() - tp
-    b2 = beta ** 2
+    b2 = beta**2
     denom = (1 + b2) * tp + b2 * fn + fp
     fs = np.divide((1 + b2) * tp, denom, out=np.zeros(len(candidates)), where=denom > 0)
     for i in np.linspace(0, len(candidates) - 1, 12).astype(int):
@@ -46,10 +46,14 @@ def brute_force_threshold(scores, labels, beta=1.0):
 
 
 def test_defaults_registry():
-    assert POSTHOC_DEFAULTS == {"thresholding": {"tau": 1.0, "beta": 1.0}, "la_posthoc": {"tau": 1.0}}
+    assert POSTHOC_DEFAULTS == {
+        "thresholding": {"tau": 1.0, "beta": 1.0},
+        "la_posthoc": {"tau": 1.0},
+    }
 
 
 # --- binary -------------------------------------------------------------------------------------
+
 
 def test_binary_separable_threshold_is_centre_of_gap():
     neg = [0.05, 0.1, 0.2, 0.3]
@@ -122,13 +126,16 @@ def test_binary_no_positive_keeps_half():
 
 # --- multiclass ---------------------------------------------------------------------------------
 
+
 def test_multiclass_prior_correction_hand_computed():
-    counts = np.array([80, 15, 5])          # priors 0.8, 0.15, 0.05
-    probs = np.array([
-        [0.70, 0.20, 0.10],   # ratios 0.875, 1.333, 2.0   -> 2 (argmax says 0)
-        [0.90, 0.08, 0.02],   # ratios 1.125, 0.533, 0.4   -> 0
-        [0.50, 0.40, 0.10],   # ratios 0.625, 2.667, 2.0   -> 1 (argmax says 0)
-    ])
+    counts = np.array([80, 15, 5])  # priors 0.8, 0.15, 0.05
+    probs = np.array(
+        [
+            [0.70, 0.20, 0.10],  # ratios 0.875, 1.333, 2.0   -> 2 (argmax says 0)
+            [0.90, 0.08, 0.02],  # ratios 1.125, 0.533, 0.4   -> 0
+            [0.50, 0.40, 0.10],  # ratios 0.625, 2.667, 2.0   -> 1 (argmax says 0)
+        ]
+    )
     rule = fit_rule("thresholding", probs, np.array([2, 0, 1]), counts, "multiclass", n_train=100)
     np.testing.assert_array_equal(rule.predict(probs), [2, 0, 1])
     np.testing.assert_array_equal(default_rule("multiclass").predict(probs), [0, 0, 0])
@@ -143,7 +150,9 @@ def test_multiclass_tau_and_logit_adjustment_equivalence():
     for tau in (0.0, 0.5, 1.0, 2.0):
         rule = fit_rule("thresholding", probs, None, HAM_COUNTS, "multiclass", tau=tau)
         log_prior = np.log(HAM_COUNTS / HAM_COUNTS.sum())
-        np.testing.assert_array_equal(rule.predict(probs), np.argmax(logits - tau * log_prior, axis=1))
+        np.testing.assert_array_equal(
+            rule.predict(probs), np.argmax(logits - tau * log_prior, axis=1)
+        )
     rule0 = fit_rule("thresholding", probs, None, HAM_COUNTS, "multiclass", tau=0)
     np.testing.assert_array_equal(rule0.predict(probs), probs.argmax(1))
 
@@ -164,18 +173,23 @@ def test_multiclass_zero_count_raises():
 
 # --- multilabel ---------------------------------------------------------------------------------
 
+
 def test_multilabel_per_label_thresholds_vs_brute_force():
     rng = np.random.default_rng(4)
     n, k = 120, 4
     labels = (rng.random((n, k)) < [0.3, 0.1, 0.05, 0.5]).astype(int)
     probs = np.clip(rng.normal(0.3 + 0.3 * labels, 0.2), 0, 1)
     for beta in (1.0, 2.0):
-        rule = fit_rule("thresholding", probs, labels, labels.sum(0) * 5, "multilabel", n_train=600, beta=beta)
+        rule = fit_rule(
+            "thresholding", probs, labels, labels.sum(0) * 5, "multilabel", n_train=600, beta=beta
+        )
         pred = rule.predict(probs)
         assert pred.shape == (n, k) and set(np.unique(pred)) <= {0, 1}
         for j in range(k):
             best, _ = brute_force_threshold(probs[:, j], labels[:, j], beta=beta)
-            assert fbeta_score(labels[:, j], pred[:, j], beta=beta) == pytest.approx(best, abs=1e-12)
+            assert fbeta_score(labels[:, j], pred[:, j], beta=beta) == pytest.approx(
+                best, abs=1e-12
+            )
             assert rule.details["val_fscore"][j] == pytest.approx(best, abs=1e-12)
     # F2 favours recall: thresholds are never above the F1 ones here.
     f1_rule = fit_rule("thresholding", probs, labels, labels.sum(0) * 5, "multilabel", beta=1)
@@ -196,10 +210,13 @@ def test_multilabel_label_without_positives_keeps_half():
 def test_default_rules():
     probs = np.array([[0.5, 0.5], [0.4, 0.6]])
     np.testing.assert_array_equal(default_rule("binary").predict(probs), [0, 1])
-    np.testing.assert_array_equal(default_rule("multilabel").predict(np.array([[0.5, 0.49]])), [[1, 0]])
+    np.testing.assert_array_equal(
+        default_rule("multilabel").predict(np.array([[0.5, 0.49]])), [[1, 0]]
+    )
 
 
 # --- isolation from test data, serialisation --------------------------------------------------
+
 
 def test_rule_never_sees_test_data():
     assert "test" not in " ".join(inspect.signature(fit_rule).parameters)
@@ -244,21 +261,41 @@ def test_to_dict_roundtrip(kind):
 
 # --- errors -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("call,match", [
-    (lambda: fit_rule("calibrate", np.eye(2), [0, 1], [1, 1], "binary"),
-     "unknown post-hoc rule 'calibrate'; allowed: thresholding"),
-    (lambda: fit_rule("thresholding", np.eye(2), [0, 1], [1, 1], "ordinal"), "unknown task kind"),
-    (lambda: fit_rule("thresholding", np.eye(2), [0, 1], [1, 1], "binary", gamma=2),
-     "unknown parameter.*gamma.*allowed: tau, beta"),
-    (lambda: fit_rule("thresholding", np.eye(2), [0, 1], [1, 1], "binary", beta=0), r"parameter .beta. of rule .thresholding.: expected a number > 0"),
-    (lambda: fit_rule("thresholding", np.eye(3), [0, 1, 2], [1, 1, 1], "binary"), r"\(N, 2\)"),
-    (lambda: fit_rule("thresholding", np.eye(2) * 5, [0, 1], [1, 1], "binary"), "logits"),
-    (lambda: fit_rule("thresholding", np.eye(2), [0, 1], [1, 1, 1], "binary"), "train_counts"),
-    (lambda: fit_rule("thresholding", np.eye(2), [0, 1], [1, 1], "multiclass", n_train=5), "n_train"),
-    (lambda: fit_rule("thresholding", np.eye(2), [0], [1, 1], "binary"), "val_labels"),
-    (lambda: fit_rule("thresholding", np.eye(2), [[0, 2], [1, 1]], [1, 1], "multilabel"), "only 0 and 1"),
-    (lambda: default_rule("regression"), "unknown task kind"),
-])
+
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (
+            lambda: fit_rule("calibrate", np.eye(2), [0, 1], [1, 1], "binary"),
+            "unknown post-hoc rule 'calibrate'; allowed: thresholding",
+        ),
+        (
+            lambda: fit_rule("thresholding", np.eye(2), [0, 1], [1, 1], "ordinal"),
+            "unknown task kind",
+        ),
+        (
+            lambda: fit_rule("thresholding", np.eye(2), [0, 1], [1, 1], "binary", gamma=2),
+            "unknown parameter.*gamma.*allowed: tau, beta",
+        ),
+        (
+            lambda: fit_rule("thresholding", np.eye(2), [0, 1], [1, 1], "binary", beta=0),
+            r"parameter .beta. of rule .thresholding.: expected a number > 0",
+        ),
+        (lambda: fit_rule("thresholding", np.eye(3), [0, 1, 2], [1, 1, 1], "binary"), r"\(N, 2\)"),
+        (lambda: fit_rule("thresholding", np.eye(2) * 5, [0, 1], [1, 1], "binary"), "logits"),
+        (lambda: fit_rule("thresholding", np.eye(2), [0, 1], [1, 1, 1], "binary"), "train_counts"),
+        (
+            lambda: fit_rule("thresholding", np.eye(2), [0, 1], [1, 1], "multiclass", n_train=5),
+            "n_train",
+        ),
+        (lambda: fit_rule("thresholding", np.eye(2), [0], [1, 1], "binary"), "val_labels"),
+        (
+            lambda: fit_rule("thresholding", np.eye(2), [[0, 2], [1, 1]], [1, 1], "multilabel"),
+            "only 0 and 1",
+        ),
+        (lambda: default_rule("regression"), "unknown task kind"),
+    ],
+)
 def test_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()
@@ -272,6 +309,7 @@ def test_predict_checks_width():
 
 # --- la_posthoc: post-hoc logit adjustment (Menon et al. 2021) ----------------------------------
 
+
 def softmax_rows(logits):
     e = np.exp(logits - logits.max(1, keepdims=True))
     return e / e.sum(1, keepdims=True)
@@ -280,10 +318,12 @@ def softmax_rows(logits):
 def official_posthoc(logits, counts, tau):
     """google-research logit_adjustment/main.py, --mode=posthoc: argmax of logits - log(π^τ + 1e-12)."""
     base_probs = np.asarray(counts, dtype=float) / np.sum(counts)
-    return np.argmax(logits - np.log(base_probs ** tau + 1e-12), axis=1)
+    return np.argmax(logits - np.log(base_probs**tau + 1e-12), axis=1)
 
 
-@pytest.mark.parametrize("kind,counts", [("multiclass", HAM_COUNTS), ("binary", np.array([900, 100]))])
+@pytest.mark.parametrize(
+    "kind,counts", [("multiclass", HAM_COUNTS), ("binary", np.array([900, 100]))]
+)
 @pytest.mark.parametrize("tau", [1.0, 0.0, 0.5, 2.0])
 def test_la_posthoc_matches_official_code_on_logits(kind, counts, tau):
     rng = np.random.default_rng(11)
@@ -298,11 +338,17 @@ def test_la_posthoc_matches_official_code_on_logits(kind, counts, tau):
 
 def test_la_posthoc_binary_hand_computed():
     # π = [0.9, 0.1]: positive iff p1/p0 > 0.1/0.9 = 1/9, i.e. p1 > 0.1.
-    rule = fit_rule("la_posthoc", binary_probs([0.05, 0.09, 0.11, 0.5]), [0, 0, 1, 1], [90, 10], "binary")
+    rule = fit_rule(
+        "la_posthoc", binary_probs([0.05, 0.09, 0.11, 0.5]), [0, 0, 1, 1], [90, 10], "binary"
+    )
     np.testing.assert_array_equal(rule.predict(binary_probs([0.05, 0.09, 0.11, 0.5])), [0, 0, 1, 1])
     # thresholding fits an F1 threshold instead: a different rule for binary tasks
-    assert fit_rule("thresholding", binary_probs([0.05, 0.09, 0.11, 0.5]), [0, 0, 1, 1], [90, 10],
-                    "binary").decision == "threshold"
+    assert (
+        fit_rule(
+            "thresholding", binary_probs([0.05, 0.09, 0.11, 0.5]), [0, 0, 1, 1], [90, 10], "binary"
+        ).decision
+        == "threshold"
+    )
 
 
 def test_la_posthoc_multiclass_tau_1_decides_as_thresholding():
@@ -323,7 +369,9 @@ def brute_force_tau(probs, labels, counts):
         recalls = [np.mean(pred[labels == c] == c) for c in np.unique(labels)]
         scores[tau] = sum(recalls) / len(recalls)
     best = max(scores.values())
-    return min((t for t, v in scores.items() if v >= best - 1e-12), key=lambda t: (abs(t - 1), t)), scores
+    return min(
+        (t for t, v in scores.items() if v >= best - 1e-12), key=lambda t: (abs(t - 1), t)
+    ), scores
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
@@ -354,7 +402,9 @@ def test_la_posthoc_fit_needs_validation_labels_and_never_sees_test_data():
         fit_rule("la_posthoc", probs, None, [10, 5, 2], "multiclass", tau="fit")
     rng = np.random.default_rng(13)
     val = rng.dirichlet(np.ones(3), size=50)
-    rule = fit_rule("la_posthoc", val, rng.integers(3, size=50), [30, 10, 3], "multiclass", tau="fit")
+    rule = fit_rule(
+        "la_posthoc", val, rng.integers(3, size=50), [30, 10, 3], "multiclass", tau="fit"
+    )
     data = json.loads(json.dumps(rule.to_dict()))
     assert data["rule_id"] == "la_posthoc"
     test = rng.dirichlet(np.ones(3), size=20)
@@ -364,15 +414,23 @@ def test_la_posthoc_fit_needs_validation_labels_and_never_sees_test_data():
 def test_la_posthoc_has_no_multilabel_meaning():
     assert method_kinds("la_posthoc") == ("multiclass", "binary")
     assert "multilabel" in method_kinds("thresholding")
-    with pytest.raises(ValueError, match="post-hoc rule 'la_posthoc' has no meaning for multilabel tasks"):
+    with pytest.raises(
+        ValueError, match="post-hoc rule 'la_posthoc' has no meaning for multilabel tasks"
+    ):
         fit_rule("la_posthoc", np.full((2, 3), 0.5), np.ones((2, 3)), [1, 1, 1], "multilabel")
 
 
-@pytest.mark.parametrize("params,match", [
-    ({"tau": -0.5}, r"parameter 'tau' of rule 'la_posthoc': expected a number ≥ 0, 'fit' or null"),
-    ({"tau": "auto"}, r"parameter 'tau' of rule 'la_posthoc': expected"),
-    ({"beta": 1.0}, r"unknown parameter\(s\) beta for rule 'la_posthoc'"),
-])
+@pytest.mark.parametrize(
+    "params,match",
+    [
+        (
+            {"tau": -0.5},
+            r"parameter 'tau' of rule 'la_posthoc': expected a number ≥ 0, 'fit' or null",
+        ),
+        ({"tau": "auto"}, r"parameter 'tau' of rule 'la_posthoc': expected"),
+        ({"beta": 1.0}, r"unknown parameter\(s\) beta for rule 'la_posthoc'"),
+    ],
+)
 def test_la_posthoc_bad_parameters(params, match):
     with pytest.raises(ValueError, match=match):
         fit_rule("la_posthoc", np.full((2, 3), 1 / 3), [0, 1], [10, 5, 2], "multiclass", **params)
@@ -386,5 +444,7 @@ def test_la_posthoc_zero_count_raises():
 def test_la_posthoc_through_the_registry():
     rng = np.random.default_rng(14)
     probs = rng.dirichlet(np.ones(3), size=30)
-    rule = fit_posthoc("la_posthoc", probs, rng.integers(3, size=30), [20, 7, 3], "multiclass", tau=0.5)
+    rule = fit_posthoc(
+        "la_posthoc", probs, rng.integers(3, size=30), [20, 7, 3], "multiclass", tau=0.5
+    )
     assert rule.rule_id == "la_posthoc" and rule.params == {"tau": 0.5}

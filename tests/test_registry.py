@@ -9,11 +9,23 @@ import yaml
 
 from imbench.config import ConfigError, check_config
 from imbench.data.tasks import TASKS
-from imbench.methods import (METHODS, build_loss, default_params, get_method, list_methods, method_kinds,
-                             resolve_params, split_params)
+from imbench.methods import (
+    METHODS,
+    build_loss,
+    default_params,
+    get_method,
+    list_methods,
+    method_kinds,
+    resolve_params,
+    split_params,
+)
 from imbench.protocols import PROTOCOLS
 
-SCHEMA = yaml.safe_load((Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml").read_text())
+SCHEMA = yaml.safe_load(
+    (
+        Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+    ).read_text()
+)
 CONFIG = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
 
 
@@ -37,7 +49,10 @@ def test_paper_variants_keep_their_papers_heads():
     assert get_method("ldam").head == "cosine"  # Cao et al.'s NormedLinear
     assert get_method("ldam_lmf").head == "linear"  # the LMF code: plain linear head, as lmf
     assert get_method("lmf").head == get_method("ldam_lmf").head == get_method("focal_lmf").head
-    assert get_method("focal_lmf").variant_of == "focal" and get_method("ldam_lmf").variant_of == "ldam"
+    assert (
+        get_method("focal_lmf").variant_of == "focal"
+        and get_method("ldam_lmf").variant_of == "ldam"
+    )
     assert default_params("focal_lmf") == {"gamma": 1.5, "max_m": 0.5}
 
 
@@ -58,12 +73,17 @@ def test_params_route_to_the_right_part():
 
 def test_lmf_paper_alpha_beta():
     # LMF Table 6: HAM10000 / ResNet-50 → α 0.5, β 1.0; ODIR / DenseNet-121 → α 1.0, β 1.1
-    assert resolve_params("lmf", {"alpha": "paper", "beta": "paper"}, "ham10000", "resnet50.tv2_in1k") == \
-        {"alpha": 0.5, "beta": 1.0}
-    assert resolve_params("lmf", {"beta": "paper", "gamma": 2.0}, "odir_eye", "densenet121") == \
-        {"beta": 1.1, "gamma": 2.0}
+    assert resolve_params(
+        "lmf", {"alpha": "paper", "beta": "paper"}, "ham10000", "resnet50.tv2_in1k"
+    ) == {"alpha": 0.5, "beta": 1.0}
+    assert resolve_params("lmf", {"beta": "paper", "gamma": 2.0}, "odir_eye", "densenet121") == {
+        "beta": 1.1,
+        "gamma": 2.0,
+    }
     assert resolve_params("lmf", {"alpha": 2.0}, "synthetic", "test_resnet") == {"alpha": 2.0}
-    with pytest.raises(ValueError, match="gives no alpha/beta for task 'synthetic' and model 'test_resnet'"):
+    with pytest.raises(
+        ValueError, match="gives no alpha/beta for task 'synthetic' and model 'test_resnet'"
+    ):
         resolve_params("lmf", {"alpha": "paper"}, "synthetic", "test_resnet")
     with pytest.raises(ValueError, match="only lmf's alpha and beta"):
         resolve_params("focal", {"gamma": "paper"}, "ham10000", "resnet50")
@@ -71,7 +91,9 @@ def test_lmf_paper_alpha_beta():
 
 def test_config_check_names_the_key():
     cfg = dict(CONFIG, method_params={"lmf": {"alpha": "paper"}})
-    with pytest.raises(ConfigError, match=r"config key 'method_params.lmf': .*no alpha/beta for task 'synthetic'"):
+    with pytest.raises(
+        ConfigError, match=r"config key 'method_params.lmf': .*no alpha/beta for task 'synthetic'"
+    ):
         check_config(cfg)
     with pytest.raises(ConfigError, match=r"config key 'protocol': unknown protocol 'fast'"):
         check_config(dict(CONFIG, protocol="fast"))
@@ -101,7 +123,11 @@ def test_vs_loss_and_drs():
     assert vs.trains and vs.loss == "vs_loss" and vs.sampler == "shuffle" and vs.head == "linear"
     assert drs.trains and drs.loss == "ce" and drs.sampler == "drs" and drs.head == "linear"
     assert method_kinds("vs_loss") == ("multiclass", "binary")
-    assert method_kinds("drs") == ("multiclass", "binary", "multilabel")  # re-samples by sampling class
+    assert method_kinds("drs") == (
+        "multiclass",
+        "binary",
+        "multilabel",
+    )  # re-samples by sampling class
     assert default_params("vs_loss") == {"gamma": 0.3, "tau": 1.0}  # official VSLoss defaults
     assert default_params("drs") == {"drs_start": 0.8, "beta": 0.9999}
     assert default_params("drs")["drs_start"] == default_params("ldam_drw")["drw_start"]

@@ -12,7 +12,15 @@ from torch.utils.data import DataLoader, TensorDataset
 from imbench.methods.samplers import SAMPLER_DEFAULTS, make_batch_sampler, sampling_classes
 
 # Real HAM10000 training-set class counts (dx column of HAM10000_metadata.csv).
-HAM_COUNTS = {"nv": 6705, "mel": 1113, "bkl": 1099, "bcc": 514, "akiec": 327, "vasc": 142, "df": 115}
+HAM_COUNTS = {
+    "nv": 6705,
+    "mel": 1113,
+    "bkl": 1099,
+    "bcc": 514,
+    "akiec": 327,
+    "vasc": 142,
+    "df": 115,
+}
 
 
 def labels_from_counts(counts, seed=0):
@@ -43,6 +51,7 @@ def test_defaults_registry():
 
 # --- sampling classes ---------------------------------------------------------------------------
 
+
 def test_sampling_classes_single_label_is_identity():
     labels = np.array([2, 0, 1, 2])
     np.testing.assert_array_equal(sampling_classes(labels), labels)
@@ -50,38 +59,48 @@ def test_sampling_classes_single_label_is_identity():
 
 def test_sampling_classes_multilabel_rarest_positive_and_none():
     # Positive counts per label: [4, 2, 1, 2]
-    y = np.array([
-        [1, 0, 0, 0],  # only label 0 -> 0
-        [1, 1, 0, 0],  # 0 (4) vs 1 (2) -> 1
-        [1, 1, 1, 0],  # label 2 is rarest (1) -> 2
-        [1, 0, 0, 1],  # 0 (4) vs 3 (2) -> 3
-        [0, 0, 0, 0],  # no positive -> "none" = K = 4
-        [0, 0, 0, 0],
-    ])
+    y = np.array(
+        [
+            [1, 0, 0, 0],  # only label 0 -> 0
+            [1, 1, 0, 0],  # 0 (4) vs 1 (2) -> 1
+            [1, 1, 1, 0],  # label 2 is rarest (1) -> 2
+            [1, 0, 0, 1],  # 0 (4) vs 3 (2) -> 3
+            [0, 0, 0, 0],  # no positive -> "none" = K = 4
+            [0, 0, 0, 0],
+        ]
+    )
     np.testing.assert_array_equal(sampling_classes(y), [0, 1, 2, 3, 4, 4])
 
 
 def test_sampling_classes_multilabel_tie_goes_to_lower_index():
     # Labels 1 and 3 both have 2 positives; the sample holding both gets label 1.
-    y = np.array([[0, 1, 0, 1], [0, 1, 0, 0], [0, 0, 0, 1], [1, 0, 1, 0], [1, 0, 1, 0], [1, 0, 1, 0]])
+    y = np.array(
+        [[0, 1, 0, 1], [0, 1, 0, 0], [0, 0, 0, 1], [1, 0, 1, 0], [1, 0, 1, 0], [1, 0, 1, 0]]
+    )
     np.testing.assert_array_equal(sampling_classes(y), [1, 1, 3, 0, 0, 0])
 
 
 def test_multilabel_sampler_balances_sampling_classes():
     y = np.zeros((30, 3), dtype=int)
-    y[:20, 0] = 1          # 20 samples of label 0 only
-    y[20:24, [0, 1]] = 1   # 4 with labels 0 and 1 -> class 1
-    y[24:26, 2] = 1        # 2 of label 2
+    y[:20, 0] = 1  # 20 samples of label 0 only
+    y[20:24, [0, 1]] = 1  # 4 with labels 0 and 1 -> class 1
+    y[24:26, 2] = 1  # 2 of label 2
     # 26..29 all-negative -> class 3 ("none")
     sampler = make_batch_sampler("batch_balanced", y, batch_size=8, seed=0)
     for batch in all_batches(sampler):
         assert Counter(sampling_classes(y)[batch].tolist()) == {0: 2, 1: 2, 2: 2, 3: 2}
     ros = make_batch_sampler("ros", y, batch_size=8, seed=0)
     assert ros.num_samples == 4 * 20
-    assert Counter(sampling_classes(y)[flat(all_batches(ros))].tolist()) == {0: 20, 1: 20, 2: 20, 3: 20}
+    assert Counter(sampling_classes(y)[flat(all_batches(ros))].tolist()) == {
+        0: 20,
+        1: 20,
+        2: 20,
+        3: 20,
+    }
 
 
 # --- shuffle ------------------------------------------------------------------------------------
+
 
 def test_shuffle_covers_each_index_once_and_keeps_last_batch():
     sampler = make_batch_sampler("shuffle", SMALL_LABELS, batch_size=7, seed=3)
@@ -96,6 +115,7 @@ def test_shuffle_covers_each_index_once_and_keeps_last_batch():
 
 
 # --- ros / rus on HAM10000 ----------------------------------------------------------------------
+
 
 def test_ros_ham10000_counts_and_originals_kept():
     sampler = make_batch_sampler("ros", HAM_LABELS, batch_size=64, seed=0)
@@ -172,6 +192,7 @@ def test_single_class_ros_rus_are_identity():
 
 # --- batch_balanced -----------------------------------------------------------------------------
 
+
 def test_batch_balanced_divisible_exact_counts():
     sampler = make_batch_sampler("batch_balanced", HAM_LABELS, batch_size=14, seed=0)
     batches = all_batches(sampler)
@@ -182,7 +203,9 @@ def test_batch_balanced_divisible_exact_counts():
 
 
 def test_batch_balanced_remainder_slots():
-    sampler = make_batch_sampler("batch_balanced", SMALL_LABELS, batch_size=11, seed=2)  # 11 = 4*2 + 3
+    sampler = make_batch_sampler(
+        "batch_balanced", SMALL_LABELS, batch_size=11, seed=2
+    )  # 11 = 4*2 + 3
     batches = all_batches(sampler)
     assert len(batches) == math.ceil(60 / 11) == 6
     assert sampler.num_samples == 6 * 11
@@ -227,10 +250,18 @@ def test_batch_balanced_batch_smaller_than_classes():
 
 # --- reproducibility ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("sampler_id,params", [
-    ("shuffle", {}), ("ros", {}), ("rus", {}), ("ros", {"redraw": True}), ("batch_balanced", {}),
-    ("drs", {"drs_start": 0.5}),  # 6 epochs: epoch 3 is re-sampled
-])
+
+@pytest.mark.parametrize(
+    "sampler_id,params",
+    [
+        ("shuffle", {}),
+        ("ros", {}),
+        ("rus", {}),
+        ("ros", {"redraw": True}),
+        ("batch_balanced", {}),
+        ("drs", {"drs_start": 0.5}),  # 6 epochs: epoch 3 is re-sampled
+    ],
+)
 def test_reproducible_by_seed_and_epoch(sampler_id, params):
     a = make_batch_sampler(sampler_id, SMALL_LABELS, batch_size=8, seed=7, num_epochs=6, **params)
     b = make_batch_sampler(sampler_id, SMALL_LABELS, batch_size=8, seed=7, num_epochs=6, **params)
@@ -257,11 +288,14 @@ def test_params_and_attributes_json_serialisable():
 
 # --- DataLoader integration ---------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("sampler_id", ["shuffle", "ros", "rus", "batch_balanced", "drs"])
 def test_dataloader_batch_sampler(sampler_id):
     x = torch.arange(60, dtype=torch.float32).unsqueeze(1)
     y = torch.as_tensor(SMALL_LABELS)
-    sampler = make_batch_sampler(sampler_id, y.numpy(), batch_size=8, seed=0, num_epochs=2)  # drs: epoch 1 re-samples
+    sampler = make_batch_sampler(
+        sampler_id, y.numpy(), batch_size=8, seed=0, num_epochs=2
+    )  # drs: epoch 1 re-samples
     assert isinstance(sampler, torch.utils.data.Sampler)
     loader = DataLoader(TensorDataset(x, y), batch_sampler=sampler)
     expected = all_batches(sampler, 1)
@@ -275,21 +309,28 @@ def test_dataloader_batch_sampler(sampler_id):
 
 # --- errors -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"sampler_id": "smote"}, "unknown sampler 'smote'; allowed: shuffle, ros, rus, batch_balanced"),
-    ({"sampler_id": "ros", "replace": True}, "unknown parameter.*replace.*allowed: redraw"),
-    ({"sampler_id": "shuffle", "redraw": True}, "unknown parameter.*allowed: none"),
-    ({"sampler_id": "ros", "redraw": "yes"}, "redraw: expected true, false or null"),
-    ({"sampler_id": "shuffle", "batch_size": 0}, "batch_size must be >= 1"),
-    ({"sampler_id": "shuffle", "seed": -1}, "seed must be >= 0"),
-    ({"sampler_id": "shuffle", "labels": []}, "labels is empty"),
-    ({"sampler_id": "shuffle", "labels": [0.5, 1.0]}, "labels must be integers"),
-    ({"sampler_id": "shuffle", "labels": [[0, 2], [1, 0]]}, "only 0 and 1"),
-    ({"sampler_id": "shuffle", "labels": [-1, 0]}, "labels must be >= 0"),
-    ({"sampler_id": "drs", "drs_start": 1.5}, r"drs_start: expected a number in \[0, 1\]"),
-    ({"sampler_id": "drs", "beta": 1.0}, r"beta: expected a number in \[0, 1\)"),
-    ({"sampler_id": "drs", "num_epochs": 0}, "num_epochs must be >= 1"),
-])
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (
+            {"sampler_id": "smote"},
+            "unknown sampler 'smote'; allowed: shuffle, ros, rus, batch_balanced",
+        ),
+        ({"sampler_id": "ros", "replace": True}, "unknown parameter.*replace.*allowed: redraw"),
+        ({"sampler_id": "shuffle", "redraw": True}, "unknown parameter.*allowed: none"),
+        ({"sampler_id": "ros", "redraw": "yes"}, "redraw: expected true, false or null"),
+        ({"sampler_id": "shuffle", "batch_size": 0}, "batch_size must be >= 1"),
+        ({"sampler_id": "shuffle", "seed": -1}, "seed must be >= 0"),
+        ({"sampler_id": "shuffle", "labels": []}, "labels is empty"),
+        ({"sampler_id": "shuffle", "labels": [0.5, 1.0]}, "labels must be integers"),
+        ({"sampler_id": "shuffle", "labels": [[0, 2], [1, 0]]}, "only 0 and 1"),
+        ({"sampler_id": "shuffle", "labels": [-1, 0]}, "labels must be >= 0"),
+        ({"sampler_id": "drs", "drs_start": 1.5}, r"drs_start: expected a number in \[0, 1\]"),
+        ({"sampler_id": "drs", "beta": 1.0}, r"beta: expected a number in \[0, 1\)"),
+        ({"sampler_id": "drs", "num_epochs": 0}, "num_epochs must be >= 1"),
+    ],
+)
 def test_errors(kwargs, match):
     args = {"sampler_id": "shuffle", "labels": SMALL_LABELS, "batch_size": 4, "seed": 0}
     args.update(kwargs)
@@ -305,20 +346,27 @@ def test_set_epoch_rejects_negative():
 
 # --- drs: deferred re-sampling ------------------------------------------------------------------
 
+
 def ref_cb_draw_share(counts, beta):
     """Expected share of each class among class-balanced draws: n_c w_c / sum_j n_j w_j with the
     per-sample weight w_c = (1 - beta)/(1 - beta^n_c) of kaidic/LDAM-DRW's ImbalancedDatasetSampler."""
-    w = [(1.0 - beta) / (1.0 - beta ** n) for n in counts]
+    w = [(1.0 - beta) / (1.0 - beta**n) for n in counts]
     mass = [n * wc for n, wc in zip(counts, w)]
     return np.array(mass) / sum(mass)
 
 
 def test_drs_switches_at_the_declared_epoch():
     counts = list(HAM_COUNTS.values())
-    drs = make_batch_sampler("drs", HAM_LABELS, batch_size=64, seed=3, num_epochs=10)  # drs_start 0.8
+    drs = make_batch_sampler(
+        "drs", HAM_LABELS, batch_size=64, seed=3, num_epochs=10
+    )  # drs_start 0.8
     shuffle = make_batch_sampler("shuffle", HAM_LABELS, batch_size=64, seed=3)
-    assert drs.switch_epoch == 8 and [drs.resampling(e) for e in range(10)] == [False] * 8 + [True] * 2
-    for e in range(8):  # before the switch: the plain shuffled epochs of the same seed, batch for batch
+    assert (
+        drs.switch_epoch == 8 and [drs.resampling(e) for e in range(10)] == [False] * 8 + [True] * 2
+    )
+    for e in range(
+        8
+    ):  # before the switch: the plain shuffled epochs of the same seed, batch for batch
         b = all_batches(drs, e)
         assert b == all_batches(shuffle, e)
         np.testing.assert_array_equal(np.bincount(HAM_LABELS[flat(b)], minlength=7), counts)
@@ -330,15 +378,23 @@ def test_drs_switches_at_the_declared_epoch():
         assert got.sum() == n and len(b) == len(drs) == math.ceil(n / 64)
         sd = np.sqrt(n * share * (1 - share))
         assert np.all(np.abs(got - n * share) < 5 * sd), (got, n * share)
-        assert got.min() > 0.8 * n / 7  # close to balanced: the rarest class (115 images) is drawn ~1,300 times
-        assert len(np.unique(flat(b)[HAM_LABELS[flat(b)] == 6])) <= 115  # with replacement, from its own images
+        assert (
+            got.min() > 0.8 * n / 7
+        )  # close to balanced: the rarest class (115 images) is drawn ~1,300 times
+        assert (
+            len(np.unique(flat(b)[HAM_LABELS[flat(b)] == 6])) <= 115
+        )  # with replacement, from its own images
 
 
-@pytest.mark.parametrize("drs_start,epochs", [(0.8, 200), (0.29, 100), (0.5, 7), (0.0, 5), (1.0, 5)])
+@pytest.mark.parametrize(
+    "drs_start,epochs", [(0.8, 200), (0.29, 100), (0.5, 7), (0.0, 5), (1.0, 5)]
+)
 def test_drs_switch_is_ldam_drw_switch(drs_start, epochs):
     from imbench.methods.losses import make_loss
 
-    drs = make_batch_sampler("drs", SMALL_LABELS, batch_size=8, seed=0, num_epochs=epochs, drs_start=drs_start)
+    drs = make_batch_sampler(
+        "drs", SMALL_LABELS, batch_size=8, seed=0, num_epochs=epochs, drs_start=drs_start
+    )
     drw = make_loss("ldam_drw", [40, 12, 5, 3], drw_start=drs_start)
     for e in range(epochs):
         drw.set_epoch(e, epochs)

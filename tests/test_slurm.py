@@ -23,14 +23,19 @@ ROOT = Path(__file__).resolve().parents[1]
 PROFILE_DIR = ROOT / "profiles" / "slurm"
 PROFILE = PROFILE_DIR / "profile.yaml"
 DEMO_CONFIG = ROOT / "workflow" / "slurm" / "demo.yaml"
-SCRIPTS = [ROOT / "workflow" / "slurm" / name for name in ("start_cluster.sh", "stop_cluster.sh", "run_demo.sh")]
+SCRIPTS = [
+    ROOT / "workflow" / "slurm" / name
+    for name in ("start_cluster.sh", "stop_cluster.sh", "run_demo.sh")
+]
 PLUGIN = "snakemake_executor_plugin_slurm"
 
 
 def workflow_rules() -> set[str]:
     names = set()
     for path in [ROOT / "Snakefile", *sorted((ROOT / "workflow" / "rules").glob("*.smk"))]:
-        names.update(re.findall(r"^\s*(?:rule|checkpoint)\s+(\w+)\s*:", path.read_text(), flags=re.M))
+        names.update(
+            re.findall(r"^\s*(?:rule|checkpoint)\s+(\w+)\s*:", path.read_text(), flags=re.M)
+        )
     return names
 
 
@@ -64,13 +69,17 @@ def test_profile_keys(profile):
     assert train["gpu"] == 1
     assert train["slurm_partition"]
     # Only training asks for a GPU.
-    assert [r for r, res in profile["set-resources"].items() if "gpu" in res or "gres" in res] == ["train"]
+    assert [r for r, res in profile["set-resources"].items() if "gpu" in res or "gres" in res] == [
+        "train"
+    ]
 
 
 def test_plugin_pinned_in_extra():
     import tomllib
 
-    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
     pins = [req for req in extras["slurm"] if req.startswith("snakemake-executor-plugin-slurm==")]
     assert len(pins) == 1, extras["slurm"]
     if importlib.util.find_spec(PLUGIN) is not None:
@@ -99,13 +108,32 @@ def resources_by_rule(output: str) -> dict[str, list[str]]:
     return found
 
 
-@pytest.mark.skipif(importlib.util.find_spec(PLUGIN) is None,
-                    reason='snakemake-executor-plugin-slurm not installed (pip install -e ".[slurm]")')
+@pytest.mark.skipif(
+    importlib.util.find_spec(PLUGIN) is None,
+    reason='snakemake-executor-plugin-slurm not installed (pip install -e ".[slurm]")',
+)
 def test_dry_run_through_profile(tmp_path):
     # A dry run submits nothing and needs no cluster; it shows the resources of every job.
-    cmd = [sys.executable, "-m", "snakemake", "-n", "--profile", str(PROFILE_DIR), "-s", str(ROOT / "Snakefile"),
-           "--directory", str(tmp_path), "--configfile", str(DEMO_CONFIG), "--max-threads", "1"]
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-n",
+        "--profile",
+        str(PROFILE_DIR),
+        "-s",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(DEMO_CONFIG),
+        "--max-threads",
+        "1",
+    ]
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
@@ -129,7 +157,9 @@ def cluster_answers() -> str | None:
     except (subprocess.SubprocessError, OSError):
         return "no SLURM controller answers sinfo (local cluster: sudo workflow/slurm/start_cluster.sh)"
     try:
-        subprocess.run(["sacct", "-n", "-X", "-S", "now"], check=True, capture_output=True, timeout=20)
+        subprocess.run(
+            ["sacct", "-n", "-X", "-S", "now"], check=True, capture_output=True, timeout=20
+        )
     except (subprocess.SubprocessError, OSError):
         return "sacct does not work (no SLURM accounting), which the plugin's job polling needs"
     if importlib.util.find_spec(PLUGIN) is None:
@@ -145,8 +175,14 @@ def test_demo_on_cluster(tmp_path):
         pytest.skip(reason)
     env = {**os.environ, "SNAKEMAKE": str(Path(sys.executable).parent / "snakemake")}
     env.setdefault("IMBENCH_SLURM_DEMO_DIR", str(tmp_path / "slurm_demo"))
-    proc = subprocess.run([str(ROOT / "workflow" / "slurm" / "run_demo.sh")], capture_output=True, text=True,
-                          timeout=1700, env=env, cwd=ROOT)
+    proc = subprocess.run(
+        [str(ROOT / "workflow" / "slurm" / "run_demo.sh")],
+        capture_output=True,
+        text=True,
+        timeout=1700,
+        env=env,
+        cwd=ROOT,
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-5000:]
     assert "OK: 9 SLURM jobs COMPLETED" in out

@@ -136,7 +136,9 @@ def test_paired_clearly_better_method():
     assert r["diff"] == pytest.approx(1.0 - np.mean(pred_b == y))
     assert 0 < r["low"] < r["diff"] < r["high"]
     assert r["p_value"] == pytest.approx(2 / 401)  # the smallest attainable value
-    flipped = paired_bootstrap(f, (y, probs_b, pred_b), (y, probs_a, pred_a), None, n_boot=400, seed=0)
+    flipped = paired_bootstrap(
+        f, (y, probs_b, pred_b), (y, probs_a, pred_a), None, n_boot=400, seed=0
+    )
     assert flipped["diff"] == pytest.approx(-r["diff"]) and flipped["p_value"] == r["p_value"]
 
 
@@ -158,7 +160,11 @@ def test_paired_p_value_formula_and_shared_resamples():
     for i in range(300):
         rows_a, rows_b = calls[2 * i], calls[2 * i + 1]
         assert np.array_equal(rows_a, rows_b)
-        d.append(float(np.corrcoef(y[rows_a], sa[rows_a])[0, 1] - np.corrcoef(y[rows_a], sb[rows_a])[0, 1]))
+        d.append(
+            float(
+                np.corrcoef(y[rows_a], sa[rows_a])[0, 1] - np.corrcoef(y[rows_a], sb[rows_a])[0, 1]
+            )
+        )
     d = np.array(d)
     p = min(1.0, 2 * min((1 + (d <= 0).sum()) / 301, (1 + (d >= 0).sum()) / 301))
     assert r["p_value"] == pytest.approx(p)
@@ -217,12 +223,14 @@ def test_mean_sd():
 
 
 def test_summarise_seeds():
-    df = pd.DataFrame({
-        "method": ["focal", "focal", "focal", "ce", "ce", "ldam"],
-        "model": ["r50"] * 6,
-        "seed": [0, 1, 2, 0, 1, 0],
-        "value": [0.5, 0.7, 0.6, 0.4, np.nan, 0.9],
-    })
+    df = pd.DataFrame(
+        {
+            "method": ["focal", "focal", "focal", "ce", "ce", "ldam"],
+            "model": ["r50"] * 6,
+            "seed": [0, 1, 2, 0, 1, 0],
+            "value": [0.5, 0.7, 0.6, 0.4, np.nan, 0.9],
+        }
+    )
     out = summarise_seeds(df, ["method", "model"])
     assert list(out.columns) == ["method", "model", "mean", "sd", "n", "min", "max"]
     assert list(out["method"]) == ["focal", "ce", "ldam"]  # order of first appearance
@@ -245,7 +253,9 @@ def test_bootstrap_speed():
     pred = probs.argmax(1)
     groups = rng.integers(0, 1400, n)
     t0 = time.perf_counter()
-    r = bootstrap_ci(scalar_fn("multiclass", "balanced_accuracy"), (y, probs, pred), groups, n_boot=1000)
+    r = bootstrap_ci(
+        scalar_fn("multiclass", "balanced_accuracy"), (y, probs, pred), groups, n_boot=1000
+    )
     elapsed = time.perf_counter() - t0
     assert r["n_boot"] == 1000
     assert elapsed < 6.0  # ~0.2 s on an idle 2-core machine; generous for loaded CI

@@ -20,7 +20,16 @@ def test_class_counts_follow_ham10000_proportions():
 
 def test_metadata_has_real_header_and_conventions():
     meta = make_metadata(500, seed=1)
-    assert list(meta.columns) == ["lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization", "dataset"]
+    assert list(meta.columns) == [
+        "lesion_id",
+        "image_id",
+        "dx",
+        "dx_type",
+        "age",
+        "sex",
+        "localization",
+        "dataset",
+    ]
     assert meta.image_id.is_unique and meta.image_id.str.match(r"^ISIC_\d{7}$").all()
     assert meta.lesion_id.str.match(r"^HAM_\d{7}$").all()
     assert (meta.groupby("lesion_id").dx.nunique() == 1).all()
@@ -66,6 +75,11 @@ def test_class_signal_is_learnable_but_overlapping(tmp_path):
         feats.append(np.concatenate([centre.mean(0), centre.std(0), px.reshape(-1, 3).mean(0)]))
     X = np.array(feats) / 255.0
     y = meta.dx.map({c: i for i, c in enumerate(CLASSES)}).to_numpy()
-    acc = cross_val_score(LogisticRegression(max_iter=2000, class_weight="balanced"), X, y, cv=3,
-                          scoring="balanced_accuracy").mean()
+    acc = cross_val_score(
+        LogisticRegression(max_iter=2000, class_weight="balanced"),
+        X,
+        y,
+        cv=3,
+        scoring="balanced_accuracy",
+    ).mean()
     assert 1 / 7 + 0.1 < acc < 0.95

@@ -19,7 +19,9 @@ TINY = dict(epochs=2, batch_size=32, image_size=16, lr=3e-3, threads=1)
 
 def _train(tiny, out, method="ce", seed=0, log=lambda m: None, **over):
     s = Settings.from_dict({**TINY, **over})
-    return train_cell("synthetic", tiny["cache"], tiny["split"], "test_resnet", method, seed, s, out, log=log)
+    return train_cell(
+        "synthetic", tiny["cache"], tiny["split"], "test_resnet", method, seed, s, out, log=log
+    )
 
 
 def test_outputs_and_records(tiny_synthetic, tmp_path):
@@ -36,13 +38,18 @@ def test_outputs_and_records(tiny_synthetic, tmp_path):
     assert probs.shape[1] == 7 and np.allclose(probs.sum(1), 1, atol=1e-4)
     assert (preds.pred == probs.argmax(1)).all()
     hist = pd.read_csv(cell / "history.csv")
-    assert list(hist.epoch) == [1, 2] and {"train_loss", "val_macro_f1", "lr", "seconds"} <= set(hist.columns)
+    assert list(hist.epoch) == [1, 2] and {"train_loss", "val_macro_f1", "lr", "seconds"} <= set(
+        hist.columns
+    )
     saved = json.loads((cell / "run.json").read_text())
     assert saved["settings"]["epochs"] == 2 and saved["versions"]["torch"] == torch.__version__
     assert saved["best_val_macro_f1"] == pytest.approx(hist.val_macro_f1.max())
     assert saved["timings"]["train_images_per_second"] > 0
     assert saved["hardware"]["device"] == "cpu"
-    assert run["train_class_counts"] == np.bincount(split[split.split == "train"].label, minlength=7).tolist()
+    assert (
+        run["train_class_counts"]
+        == np.bincount(split[split.split == "train"].label, minlength=7).tolist()
+    )
 
 
 def test_same_seed_same_numbers(tiny_synthetic, tmp_path):
@@ -66,7 +73,13 @@ def test_killed_run_resumes_to_identical_numbers(tiny_synthetic, tmp_path):
             raise Killed
 
     with pytest.raises(Killed):
-        _train(tiny_synthetic, tmp_path / "resumed", method="ldam_drw", epochs=3, log=die_after_first_epoch)
+        _train(
+            tiny_synthetic,
+            tmp_path / "resumed",
+            method="ldam_drw",
+            epochs=3,
+            log=die_after_first_epoch,
+        )
     assert (tmp_path / "resumed" / "checkpoint.pt").exists()
     assert not (tmp_path / "resumed" / "predictions.csv").exists()
     messages = []
@@ -120,7 +133,9 @@ def test_every_method_trains_one_step(method, tiny_synthetic):
 
 def test_cosine_head_for_ldam_only():
     assert get_method("ldam").head == get_method("ldam_drw").head == "cosine"
-    assert get_method("lmf").head == "linear"  # paper-faithful: LMF's official code uses a plain head
+    assert (
+        get_method("lmf").head == "linear"
+    )  # paper-faithful: LMF's official code uses a plain head
     model = create_model("test_resnet", 7, head="cosine")
     out = model(torch.rand(4, 3, 16, 16))
     assert out.abs().max() <= 1 + 1e-5
@@ -129,7 +144,9 @@ def test_cosine_head_for_ldam_only():
 def test_bad_settings():
     with pytest.raises(ValueError, match=r"unknown training setting\(s\) \['epoch'\]"):
         Settings.from_dict({"epoch": 3})
-    with pytest.raises(ValueError, match=r"setting optimizer: expected one of .adamw.*got .rmsprop."):
+    with pytest.raises(
+        ValueError, match=r"setting optimizer: expected one of .adamw.*got .rmsprop."
+    ):
         Settings.from_dict({"optimizer": "rmsprop"})
 
 
@@ -155,9 +172,20 @@ def test_macro_f1_matches_sklearn(seed):
 def test_early_stopping_and_grad_clip(tiny_synthetic, tmp_path):
     messages = []
     # lr 0 is refused in a configuration (a learning rate is > 0); set here past the check
-    s = dataclasses.replace(Settings.from_dict({**TINY, "epochs": 6, "early_stopping": 1, "grad_clip": 1.0}), lr=0.0)
-    train_cell("synthetic", tiny_synthetic["cache"], tiny_synthetic["split"], "test_resnet", "ce", 0, s,
-               tmp_path / "es", log=messages.append)
+    s = dataclasses.replace(
+        Settings.from_dict({**TINY, "epochs": 6, "early_stopping": 1, "grad_clip": 1.0}), lr=0.0
+    )
+    train_cell(
+        "synthetic",
+        tiny_synthetic["cache"],
+        tiny_synthetic["split"],
+        "test_resnet",
+        "ce",
+        0,
+        s,
+        tmp_path / "es",
+        log=messages.append,
+    )
     hist = pd.read_csv(tmp_path / "es" / "history.csv")
     # lr 0: only batch-norm statistics move, so the validation score soon stops improving; training
     # then ends exactly `patience` epochs after the best one
@@ -179,13 +207,19 @@ def test_corrupt_checkpoint_is_not_trusted(tiny_synthetic, tmp_path):
     (cell / "checkpoint.pt").write_bytes(b"PK\x03\x04 truncated")
     messages = []
     _train(tiny_synthetic, cell, log=messages.append)
-    assert any("ignoring unreadable checkpoint" in m and "starting from scratch" in m for m in messages)
+    assert any(
+        "ignoring unreadable checkpoint" in m and "starting from scratch" in m for m in messages
+    )
     _train(tiny_synthetic, tmp_path / "ref")
-    pd.testing.assert_frame_equal(pd.read_csv(cell / "predictions.csv"), pd.read_csv(tmp_path / "ref" / "predictions.csv"))
+    pd.testing.assert_frame_equal(
+        pd.read_csv(cell / "predictions.csv"), pd.read_csv(tmp_path / "ref" / "predictions.csv")
+    )
 
 
 def test_nan_loss_names_the_cell(tiny_synthetic, tmp_path):
-    with pytest.raises(FloatingPointError, match=r"cell synthetic/test_resnet/focal/seed0: training loss is nan"):
+    with pytest.raises(
+        FloatingPointError, match=r"cell synthetic/test_resnet/focal/seed0: training loss is nan"
+    ):
         _train(tiny_synthetic, tmp_path / "nan", method="focal", lr=1e30, epochs=1)
     assert not (tmp_path / "nan" / "predictions.csv").exists()
 
@@ -198,23 +232,52 @@ def test_sigkill_mid_epoch_then_rerun_gives_identical_metrics(tiny_synthetic, tm
     import sys
 
     settings = json.dumps({**TINY, "epochs": 4})
+
     def cmd(out):
-        return [sys.executable, "-m", "imbench", "train", "--task", "synthetic", "--cache-dir",
-                str(tiny_synthetic["cache"]), "--split", str(tiny_synthetic["split"]), "--model", "test_resnet",
-                "--method", "bbfl", "--seed", "3", "--settings", settings, "--out-dir", str(out)]
+        return [
+            sys.executable,
+            "-m",
+            "imbench",
+            "train",
+            "--task",
+            "synthetic",
+            "--cache-dir",
+            str(tiny_synthetic["cache"]),
+            "--split",
+            str(tiny_synthetic["split"]),
+            "--model",
+            "test_resnet",
+            "--method",
+            "bbfl",
+            "--seed",
+            "3",
+            "--settings",
+            settings,
+            "--out-dir",
+            str(out),
+        ]
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     subprocess.run(cmd(tmp_path / "full"), check=True, capture_output=True, env=env)
-    proc = subprocess.Popen(cmd(tmp_path / "killed"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env)
+    proc = subprocess.Popen(
+        cmd(tmp_path / "killed"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     for line in proc.stdout:
         if line.startswith("epoch 2/4"):  # epoch 2 checkpointed; epoch 3 is under way
             proc.send_signal(signal.SIGKILL)
             break
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    assert (tmp_path / "killed" / "checkpoint.pt").exists() and not (tmp_path / "killed" / "predictions.csv").exists()
-    rerun = subprocess.run(cmd(tmp_path / "killed"), check=True, capture_output=True, text=True, env=env)
+    assert (tmp_path / "killed" / "checkpoint.pt").exists() and not (
+        tmp_path / "killed" / "predictions.csv"
+    ).exists()
+    rerun = subprocess.run(
+        cmd(tmp_path / "killed"), check=True, capture_output=True, text=True, env=env
+    )
     assert "resuming from" in rerun.stdout and "after epoch 2 of 4" in rerun.stdout
     for name in ("predictions.csv", "history.csv"):
         a = pd.read_csv(tmp_path / "full" / name).drop(columns="seconds", errors="ignore")
@@ -223,20 +286,27 @@ def test_sigkill_mid_epoch_then_rerun_gives_identical_metrics(tiny_synthetic, tm
 
 
 def _outputs(cell):
-    return {name: (cell / name).read_bytes() for name in ("predictions.csv", "history.csv", "run.json", "best.pt")}
+    return {
+        name: (cell / name).read_bytes()
+        for name in ("predictions.csv", "history.csv", "run.json", "best.pt")
+    }
 
 
 @pytest.mark.parametrize("failure", ["nan", "oom", "missing_weights"])
-def test_failures_name_the_cell_and_leave_previous_outputs_untouched(failure, tiny_synthetic, tmp_path,
-                                                                     monkeypatch):
+def test_failures_name_the_cell_and_leave_previous_outputs_untouched(
+    failure, tiny_synthetic, tmp_path, monkeypatch
+):
     """A cell that completed once and fails on a rerun (other settings) keeps its complete outputs:
     training writes them only at the end, each through a temporary name."""
     cell = tmp_path / "cell"
     _train(tiny_synthetic, cell, method="focal", epochs=1)
     before = _outputs(cell)
     if failure == "nan":
-        err, match, over = FloatingPointError, r"cell synthetic/test_resnet/focal/seed0: training loss is nan", \
-            {"lr": 1e30, "epochs": 2}
+        err, match, over = (
+            FloatingPointError,
+            r"cell synthetic/test_resnet/focal/seed0: training loss is nan",
+            {"lr": 1e30, "epochs": 2},
+        )
     elif failure == "oom":
         import contextlib
 
@@ -248,8 +318,11 @@ def test_failures_name_the_cell_and_leave_previous_outputs_untouched(failure, ti
             yield
 
         monkeypatch.setattr(imbench.train, "autocast", out_of_memory)
-        err, match, over = RuntimeError, r"cell synthetic/test_resnet/focal/seed0: out of cpu memory at batch size 32", \
-            {"epochs": 2}
+        err, match, over = (
+            RuntimeError,
+            r"cell synthetic/test_resnet/focal/seed0: out of cpu memory at batch size 32",
+            {"epochs": 2},
+        )
     else:
         from imbench.models import MissingWeightsError
 
@@ -257,8 +330,12 @@ def test_failures_name_the_cell_and_leave_previous_outputs_untouched(failure, ti
         monkeypatch.delenv("HF_HUB_CACHE", raising=False)
         monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
         monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-        err, match, over = MissingWeightsError, r"cell synthetic/test_resnet/focal/seed0: pretrained weights of " \
-            r"model 'test_resnet' .* are not cached", {"pretrained": True}
+        err, match, over = (
+            MissingWeightsError,
+            r"cell synthetic/test_resnet/focal/seed0: pretrained weights of "
+            r"model 'test_resnet' .* are not cached",
+            {"pretrained": True},
+        )
     with pytest.raises(err, match=match) as info:
         _train(tiny_synthetic, cell, method="focal", **over)
     assert "\n" not in str(info.value)
@@ -276,8 +353,12 @@ def test_precision_is_a_protocol_setting():
     assert resolve("lmf").precision == "fp32"  # as the official LMF code (no autocast)
     assert resolve("standard").precision == resolve("demo").precision == "bf16"
     assert resolve("lmf", {"precision": "bf16"}).precision == "bf16"  # the documented override
-    assert all("precision" in p and "budget" in p for p in PROTOCOLS.values())  # every protocol states both
-    with pytest.raises(ValueError, match=r"setting precision: expected one of 'bf16', 'fp32', got 'fp16'"):
+    assert all(
+        "precision" in p and "budget" in p for p in PROTOCOLS.values()
+    )  # every protocol states both
+    with pytest.raises(
+        ValueError, match=r"setting precision: expected one of 'bf16', 'fp32', got 'fp16'"
+    ):
         Settings.from_dict({"precision": "fp16"})
     with pytest.raises(ValueError, match=r"unknown training setting\(s\) \['amp'\]"):
         Settings.from_dict({"amp": "off"})
@@ -290,7 +371,9 @@ def test_precision_is_a_protocol_setting():
 def test_run_json_records_the_precision_used_on_cpu(tiny_synthetic, tmp_path):
     run = _train(tiny_synthetic, tmp_path / "c", epochs=1, precision="bf16")
     assert run["settings"]["precision"] == "bf16"  # asked for
-    assert run["precision"] == run["resolved"]["precision"] == "fp32"  # used: the CPU trains in fp32
+    assert (
+        run["precision"] == run["resolved"]["precision"] == "fp32"
+    )  # used: the CPU trains in fp32
 
 
 def test_batches_of_a_step_budget():
@@ -326,7 +409,11 @@ def test_step_budget_gives_the_baseline_number_of_steps(method, tiny_synthetic, 
     by_steps = _train(tiny_synthetic, tmp_path / "s", method=method, epochs=2, budget="steps")
     n_train = int((pd.read_csv(tiny_synthetic["split"]).split == "train").sum())
     assert ce["optimizer_steps"] == 2 * baseline_steps_per_epoch(n_train, TINY["batch_size"])
-    assert by_steps["optimizer_steps"] == ce["optimizer_steps"] == by_steps["resolved"]["optimizer_steps"]
+    assert (
+        by_steps["optimizer_steps"]
+        == ce["optimizer_steps"]
+        == by_steps["resolved"]["optimizer_steps"]
+    )
     assert by_steps["resolved"]["budget"] == "steps" and by_epochs["resolved"]["budget"] == "epochs"
     # per-sample epochs: rus trains on fewer, ros on more steps than ce
     assert (by_epochs["optimizer_steps"] < ce["optimizer_steps"]) == (method == "rus")
@@ -342,14 +429,29 @@ def test_resolved_block_lists_what_a_paper_comparison_needs(tiny_synthetic, tmp_
 
     run = _train(tiny_synthetic, tmp_path / "g", method="ldam_lmf", epochs=1)
     r = run["resolved"]
-    assert {"split_grouped", "groups_in_several_splits", "precision", "head", "class_weights", "epochs",
-            "epochs_trained", "budget", "optimizer_steps", "augment", "pretrained", "pretrained_weights"} <= set(r)
+    assert {
+        "split_grouped",
+        "groups_in_several_splits",
+        "precision",
+        "head",
+        "class_weights",
+        "epochs",
+        "epochs_trained",
+        "budget",
+        "optimizer_steps",
+        "augment",
+        "pretrained",
+        "pretrained_weights",
+    } <= set(r)
     assert r["split_grouped"] is True and r["groups_in_several_splits"] == 0
     assert (r["head"], r["class_weights"], r["loss"]) == ("linear", "margins", "ldam_lmf")
     assert (r["epochs"], r["epochs_trained"], r["augment"]) == (1, 1, "flip")
     assert r["pretrained"] is False and r["pretrained_weights"] is None
     assert json.loads((tmp_path / "g" / "run.json").read_text())["resolved"] == r
-    assert _train(tiny_synthetic, tmp_path / "l", method="ldam", epochs=1)["resolved"]["head"] == "cosine"
+    assert (
+        _train(tiny_synthetic, tmp_path / "l", method="ldam", epochs=1)["resolved"]["head"]
+        == "cosine"
+    )
 
     # an image-level split: recorded as not grouped, with the groups that cross splits counted
     with warnings.catch_warnings():
@@ -357,8 +459,16 @@ def test_resolved_block_lists_what_a_paper_comparison_needs(tiny_synthetic, tmp_
         ungrouped = make_split(tiny_synthetic["index"], seed=0, grouped=False)
     ungrouped.to_csv(tmp_path / "u.csv", index=False)
     s = Settings.from_dict({**TINY, "epochs": 1})
-    r = train_cell("synthetic", tiny_synthetic["cache"], tmp_path / "u.csv", "test_resnet", "ce", 0, s,
-                   tmp_path / "u")["resolved"]
+    r = train_cell(
+        "synthetic",
+        tiny_synthetic["cache"],
+        tmp_path / "u.csv",
+        "test_resnet",
+        "ce",
+        0,
+        s,
+        tmp_path / "u",
+    )["resolved"]
     assert r["split_grouped"] is False and r["groups_in_several_splits"] > 0
 
 
@@ -366,9 +476,14 @@ def test_pretrained_weights_are_named():
     from imbench.train import pretrained_weights
 
     assert pretrained_weights("resnet50", False) is None
-    assert pretrained_weights("resnet50", True) == "timm:resnet50.a1_in1k"  # timm's default tag resolved
+    assert (
+        pretrained_weights("resnet50", True) == "timm:resnet50.a1_in1k"
+    )  # timm's default tag resolved
     assert pretrained_weights("resnet50.tv2_in1k", True) == "timm:resnet50.tv2_in1k"
-    assert pretrained_weights("efficientnet_v2_s.torchvision", True) == "torchvision:efficientnet_v2_s.IMAGENET1K_V1"
+    assert (
+        pretrained_weights("efficientnet_v2_s.torchvision", True)
+        == "torchvision:efficientnet_v2_s.IMAGENET1K_V1"
+    )
     assert pretrained_weights("le2020_resnet50.tv_in1k", True) == "timm:resnet50.tv_in1k"
 
 
@@ -395,10 +510,18 @@ def test_drs_trains_as_ce_until_its_switch(tiny_synthetic, tmp_path):
     """drs in a real cell: the epochs before ⌊drs_start · E⌋ repeat ce's (same batches, same
     numbers); the re-sampled epochs differ; the switch parameters are recorded."""
     ce = _train(tiny_synthetic, tmp_path / "ce", method="ce", seed=2, epochs=3)
-    drs = _train(tiny_synthetic, tmp_path / "drs", method="drs", seed=2, epochs=3,
-                 method_params={"drs_start": 0.5})  # switch at 0-based epoch 1
+    drs = _train(
+        tiny_synthetic,
+        tmp_path / "drs",
+        method="drs",
+        seed=2,
+        epochs=3,
+        method_params={"drs_start": 0.5},
+    )  # switch at 0-based epoch 1
     h_ce, h_drs = (pd.read_csv(tmp_path / x / "history.csv") for x in ("ce", "drs"))
     assert h_drs.train_loss.iloc[0] == h_ce.train_loss.iloc[0]
     assert h_drs.train_loss.iloc[1] != h_ce.train_loss.iloc[1]
-    assert drs["sampler_params"] == {"drs_start": 0.5, "beta": 0.9999} and ce["sampler_params"] == {}
+    assert (
+        drs["sampler_params"] == {"drs_start": 0.5, "beta": 0.9999} and ce["sampler_params"] == {}
+    )
     assert drs["resolved"]["sampler"] == "drs"

@@ -32,9 +32,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .io import atomic_path, read_csv, read_json, write_csv, write_text
-from .compare import DEFAULT_TABLE_METRICS as TABLE_METRICS
 from .compare import KEYS, LOWER_IS_BETTER
+from .io import atomic_path, read_csv, read_json, write_csv, write_text
 from .stats import summarise_seeds
 
 
@@ -54,8 +53,15 @@ def long_table(cells: list[dict], experiment: str) -> pd.DataFrame:
     for c in cells:
         for split in ("val", "test"):
             for metric, value in c[split]["scalars"].items():
-                rows.append({"experiment": experiment, **{k: c[k] for k in KEYS}, "split": split,
-                             "metric": metric, "value": np.nan if value is None else value})
+                rows.append(
+                    {
+                        "experiment": experiment,
+                        **{k: c[k] for k in KEYS},
+                        "split": split,
+                        "metric": metric,
+                        "value": np.nan if value is None else value,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -64,8 +70,14 @@ def per_class_table(cells: list[dict]) -> pd.DataFrame:
     for c in cells:
         counts = c["train_class_counts"]
         for j, pc in enumerate(c["test"]["per_class"]):
-            rows.append({**{k: c[k] for k in KEYS}, "class": pc["class"], "train_count": counts[j],
-                         **{k: pc[k] for k in ("precision", "recall", "f1", "support")}})
+            rows.append(
+                {
+                    **{k: c[k] for k in KEYS},
+                    "class": pc["class"],
+                    "train_count": counts[j],
+                    **{k: pc[k] for k in ("precision", "recall", "f1", "support")},
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -73,8 +85,16 @@ def bootstrap_table(cells: list[dict]) -> pd.DataFrame:
     rows = []
     for c in cells:
         for metric, b in c.get("bootstrap", {}).items():
-            rows.append({**{k: c[k] for k in KEYS}, "metric": metric, "estimate": b["estimate"],
-                         "low": b["low"], "high": b["high"], "n_boot": b["n_boot"]})
+            rows.append(
+                {
+                    **{k: c[k] for k in KEYS},
+                    "metric": metric,
+                    "estimate": b["estimate"],
+                    "low": b["low"],
+                    "high": b["high"],
+                    "n_boot": b["n_boot"],
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -90,8 +110,14 @@ def interval_text(row, digits: int = 3) -> str:
     return f"{mean:.{digits}f}"
 
 
-def markdown_pivot(summary: pd.DataFrame, task: str, metric: str, methods: list[str], models: list[str],
-                   marks: dict | None = None) -> str:
+def markdown_pivot(
+    summary: pd.DataFrame,
+    task: str,
+    metric: str,
+    methods: list[str],
+    models: list[str],
+    marks: dict | None = None,
+) -> str:
     """Methods × models table of ``metric`` (test, mean [95 % interval] over seeds); best mean per column
     bold (the minimum for smaller-is-better metrics)."""
     sub = summary[(summary.task == task) & (summary.metric == metric) & (summary.split == "test")]
@@ -129,62 +155,110 @@ def _p_text(p) -> str:
     return "< 0.0001" if p < 1e-4 else f"{p:.4f}"
 
 
-def effects_markdown(paired: pd.DataFrame, task: str, metric: str, methods: list[str], models: list[str]) -> str:
+def effects_markdown(
+    paired: pd.DataFrame, task: str, metric: str, methods: list[str], models: list[str]
+) -> str:
     """Effect of each method against ``ce`` on ``metric``: difference of means, 95 % interval, p, Holm p."""
     sub = paired[(paired.task == task) & (paired.metric == metric)]
     if sub.empty:
         return ""
-    lines = ["| model | method | − ce | 95 % interval | p | Holm p | seeds |", "|---|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| model | method | − ce | 95 % interval | p | Holm p | seeds |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
     order = {m: i for i, m in enumerate(methods)}
-    sub = sub.assign(_m=sub.model.map({m: i for i, m in enumerate(models)}), _o=sub.method.map(order))
+    sub = sub.assign(
+        _m=sub.model.map({m: i for i, m in enumerate(models)}), _o=sub.method.map(order)
+    )
     for r in sub.sort_values(["_m", "_o"]).itertuples(index=False):
         iv = "–" if pd.isna(r.low) else f"[{r.low:+.3f}, {r.high:+.3f}]"
         diff = "–" if pd.isna(r.diff) else f"{r.diff:+.3f}"
-        lines.append(f"| {r.model} | {r.method} | {diff} | {iv} | {_p_text(r.p_value)} | {_p_text(r.p_holm)} | "
-                     f"{r.n_seeds} |")
+        lines.append(
+            f"| {r.model} | {r.method} | {diff} | {iv} | {_p_text(r.p_value)} | {_p_text(r.p_holm)} | "
+            f"{r.n_seeds} |"
+        )
     return "\n".join(lines)
 
 
-def task_markdown(task: str, summary: pd.DataFrame, paired: pd.DataFrame, spec: dict, methods: list[str],
-                  models: list[str], n_seeds: int, alpha: float = 0.05, n_boot: int | None = None,
-                  steps: pd.DataFrame | None = None) -> str:
+def task_markdown(
+    task: str,
+    summary: pd.DataFrame,
+    paired: pd.DataFrame,
+    spec: dict,
+    methods: list[str],
+    models: list[str],
+    n_seeds: int,
+    alpha: float = 0.05,
+    n_boot: int | None = None,
+    steps: pd.DataFrame | None = None,
+) -> str:
     headline = spec["headline"]
     marks = significance_marks(paired, task, headline, alpha)
     fam = paired[(paired.task == task) & (paired.metric == headline)]["family_size"]
     fam_text = f"{int(fam.max())} comparisons" if len(fam) else "the methods compared"
-    parts = [f"# {task}", "",
-             f"Test set; mean [95 % interval] over {n_seeds} seed(s); the best mean of each column is in bold. "
-             f"Intervals of the tested metrics ({', '.join(spec['tested'])}) count training (seed) and test-set "
-             f"variance (seeds × {n_boot} group-bootstrap replicates of the test lesions/patients, Student t with "
-             "Welch–Satterthwaite degrees of freedom); the other metrics' intervals count seed variance only "
-             "(Student t over seeds). "
-             f"▲/▼: better/worse than `ce` on {headline}, one test over all seeds, Holm-adjusted p < {alpha} "
-             f"within the family of the methods compared with `ce` for this task, model and metric ({fam_text}). "
-             "n/a: the method has no meaning for this kind of task and was skipped at planning. "
-             "Design: docs/statistics.md.", ""]
+    parts = [
+        f"# {task}",
+        "",
+        f"Test set; mean [95 % interval] over {n_seeds} seed(s); the best mean of each column is in bold. "
+        f"Intervals of the tested metrics ({', '.join(spec['tested'])}) count training (seed) and test-set "
+        f"variance (seeds × {n_boot} group-bootstrap replicates of the test lesions/patients, Student t with "
+        "Welch–Satterthwaite degrees of freedom); the other metrics' intervals count seed variance only "
+        "(Student t over seeds). "
+        f"▲/▼: better/worse than `ce` on {headline}, one test over all seeds, Holm-adjusted p < {alpha} "
+        f"within the family of the methods compared with `ce` for this task, model and metric ({fam_text}). "
+        "n/a: the method has no meaning for this kind of task and was skipped at planning. "
+        "Design: docs/statistics.md.",
+        "",
+    ]
     for metric in dict.fromkeys([headline, *spec["metrics"]]):
         if not ((summary.task == task) & (summary.metric == metric)).any():
             continue
-        parts += [f"## {metric}" + (" (headline)" if metric == headline else ""), "",
-                  markdown_pivot(summary, task, metric, methods, models, marks if metric == headline else None), ""]
+        parts += [
+            f"## {metric}" + (" (headline)" if metric == headline else ""),
+            "",
+            markdown_pivot(
+                summary, task, metric, methods, models, marks if metric == headline else None
+            ),
+            "",
+        ]
     for metric in spec["tested"]:
         eff = effects_markdown(paired, task, metric, methods, models)
         if eff:
-            parts += [f"## Effect on {metric} against ce", "",
-                      f"Difference of the means over seeds (method − ce), its 95 % interval and two-sided p "
-                      f"(seed and test-set variance), Holm-adjusted within the {metric} family of this task "
-                      "and model.", "", eff, ""]
+            parts += [
+                f"## Effect on {metric} against ce",
+                "",
+                f"Difference of the means over seeds (method − ce), its 95 % interval and two-sided p "
+                f"(seed and test-set variance), Holm-adjusted within the {metric} family of this task "
+                "and model.",
+                "",
+                eff,
+                "",
+            ]
     if steps is not None and not steps.empty:
         sub = steps[steps.task == task]
         if not sub.empty:
-            piv = sub.pivot_table(index="method", columns="model", values="optimizer_steps", aggfunc="mean")
-            piv = piv.reindex(index=[m for m in methods if m in piv.index],
-                              columns=[m for m in models if m in piv.columns])
-            parts += ["## Optimiser steps", "", "Optimiser steps each cell took (mean over seeds; post-hoc "
-                      "methods take the steps of the cell they derive from).", "",
-                      "| method | " + " | ".join(piv.columns) + " |", "|---|" + "---:|" * len(piv.columns)]
+            piv = sub.pivot_table(
+                index="method", columns="model", values="optimizer_steps", aggfunc="mean"
+            )
+            piv = piv.reindex(
+                index=[m for m in methods if m in piv.index],
+                columns=[m for m in models if m in piv.columns],
+            )
+            parts += [
+                "## Optimiser steps",
+                "",
+                "Optimiser steps each cell took (mean over seeds; post-hoc "
+                "methods take the steps of the cell they derive from).",
+                "",
+                "| method | " + " | ".join(piv.columns) + " |",
+                "|---|" + "---:|" * len(piv.columns),
+            ]
             for meth, row in piv.iterrows():
-                parts.append(f"| {meth} | " + " | ".join("–" if pd.isna(v) else f"{v:.0f}" for v in row) + " |")
+                parts.append(
+                    f"| {meth} | "
+                    + " | ".join("–" if pd.isna(v) else f"{v:.0f}" for v in row)
+                    + " |"
+                )
             parts.append("")
     return "\n".join(parts)
 
@@ -197,8 +271,16 @@ def _savefig(fig, path: Path) -> None:
         fig.savefig(tmp, dpi=120, bbox_inches="tight")
 
 
-def make_figures(task: str, long: pd.DataFrame, per_class: pd.DataFrame, cells: list[dict], headline: str,
-                 methods: list[str], models: list[str], fig_dir: Path) -> list[Path]:
+def make_figures(
+    task: str,
+    long: pd.DataFrame,
+    per_class: pd.DataFrame,
+    cells: list[dict],
+    headline: str,
+    methods: list[str],
+    models: list[str],
+    fig_dir: Path,
+) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -210,7 +292,12 @@ def make_figures(task: str, long: pd.DataFrame, per_class: pd.DataFrame, cells: 
     test = long[(long.task == task) & (long.split == "test") & (long.metric == headline)]
 
     # 1. heat-map: method × model, headline mean over seeds
-    pivot = test.groupby(["method", "model"])["value"].mean().unstack("model").reindex(index=methods, columns=models)
+    pivot = (
+        test.groupby(["method", "model"])["value"]
+        .mean()
+        .unstack("model")
+        .reindex(index=methods, columns=models)
+    )
     fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(models), 0.9 + 0.45 * len(methods)))
     sns.heatmap(pivot, annot=True, fmt=".3f", cmap="viridis", cbar_kws={"label": headline}, ax=ax)
     ax.set_title(f"{task}: test {headline} (mean over seeds)")
@@ -223,10 +310,30 @@ def make_figures(task: str, long: pd.DataFrame, per_class: pd.DataFrame, cells: 
     # 2. per-method points: each seed, and mean ± sd
     fig, ax = plt.subplots(figsize=(7, 0.9 + 0.42 * len(methods)))
     several = len(models) > 1  # seaborn cannot dodge a single hue level
-    sns.pointplot(data=test, y="method", x="value", hue="model", order=methods, errorbar="sd",
-                  linestyle="none", dodge=0.4 if several else False, markers="D", ax=ax)
-    sns.stripplot(data=test, y="method", x="value", hue="model", order=methods, dodge=several, alpha=0.45,
-                  size=4, ax=ax, legend=False)
+    sns.pointplot(
+        data=test,
+        y="method",
+        x="value",
+        hue="model",
+        order=methods,
+        errorbar="sd",
+        linestyle="none",
+        dodge=0.4 if several else False,
+        markers="D",
+        ax=ax,
+    )
+    sns.stripplot(
+        data=test,
+        y="method",
+        x="value",
+        hue="model",
+        order=methods,
+        dodge=several,
+        alpha=0.45,
+        size=4,
+        ax=ax,
+        legend=False,
+    )
     ax.set_xlabel(f"test {headline}")
     ax.set_title(f"{task}: every seed (dots) and mean ± sd (diamonds)")
     written.append(fig_dir / f"{task}_methods.png")
@@ -235,23 +342,41 @@ def make_figures(task: str, long: pd.DataFrame, per_class: pd.DataFrame, cells: 
 
     # 3. the long-tail picture: per-class recall against training frequency
     pc = per_class[per_class.task == task]
-    agg = pc.groupby(["model", "method", "class"], as_index=False).agg(recall=("recall", "mean"),
-                                                                       train_count=("train_count", "mean"))
-    fig, axes = plt.subplots(1, len(models), figsize=(6.5 * len(models), 4.6), squeeze=False, sharey=True)
+    agg = pc.groupby(["model", "method", "class"], as_index=False).agg(
+        recall=("recall", "mean"), train_count=("train_count", "mean")
+    )
+    fig, axes = plt.subplots(
+        1, len(models), figsize=(6.5 * len(models), 4.6), squeeze=False, sharey=True
+    )
     palette = dict(zip(methods, sns.color_palette("tab20", len(methods))))
     for ax, model in zip(axes[0], models):
         for meth in methods:
             d = agg[(agg.model == model) & (agg.method == meth)].sort_values("train_count")
             if d.empty:
                 continue
-            ax.plot(d.train_count, d.recall, marker="o", label=meth, color=palette[meth],
-                    lw=2.2 if meth == "ce" else 1.2, ls="-" if meth == "ce" else "--")
+            ax.plot(
+                d.train_count,
+                d.recall,
+                marker="o",
+                label=meth,
+                color=palette[meth],
+                lw=2.2 if meth == "ce" else 1.2,
+                ls="-" if meth == "ce" else "--",
+            )
         ax.set_xscale("log")
         ax.set_xlabel("training images of the class (log scale)")
         ax.set_title(f"{task} / {model}", pad=28)
         for _, r in agg[(agg.model == model)].drop_duplicates("class").iterrows():
-            ax.annotate(r["class"], (r["train_count"], 1.03), xycoords=("data", "axes fraction"), ha="left",
-                        va="bottom", rotation=40, fontsize=8, annotation_clip=False)
+            ax.annotate(
+                r["class"],
+                (r["train_count"], 1.03),
+                xycoords=("data", "axes fraction"),
+                ha="left",
+                va="bottom",
+                rotation=40,
+                fontsize=8,
+                annotation_clip=False,
+            )
     axes[0][0].set_ylabel("test recall (mean over seeds)")
     axes[0][-1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
     written.append(fig_dir / f"{task}_per_class_recall.png")
@@ -264,7 +389,9 @@ def make_figures(task: str, long: pd.DataFrame, per_class: pd.DataFrame, cells: 
         h = Path(c["dir"]) / "history.csv"
         if c["task"] == task and h.exists():
             d = read_csv(h)
-            missing = [col for col in ("epoch", "train_loss", "val_macro_f1") if col not in d.columns]
+            missing = [
+                col for col in ("epoch", "train_loss", "val_macro_f1") if col not in d.columns
+            ]
             if missing:
                 raise ValueError(f"{h}: expected column(s) {missing} of a training history")
             d["method"], d["model"], d["seed"] = c["method"], c["model"], c["seed"]
@@ -272,12 +399,29 @@ def make_figures(task: str, long: pd.DataFrame, per_class: pd.DataFrame, cells: 
     if hist:
         hist = pd.concat(hist)
         fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
-        sns.lineplot(data=hist, x="epoch", y="train_loss", hue="method", style="model", errorbar=None,
-                     ax=axes[0], palette=palette, legend=False)
+        sns.lineplot(
+            data=hist,
+            x="epoch",
+            y="train_loss",
+            hue="method",
+            style="model",
+            errorbar=None,
+            ax=axes[0],
+            palette=palette,
+            legend=False,
+        )
         axes[0].set_yscale("log")
         axes[0].set_title("training loss (each method's own loss)")
-        sns.lineplot(data=hist, x="epoch", y="val_macro_f1", hue="method", style="model", errorbar=None,
-                     ax=axes[1], palette=palette)
+        sns.lineplot(
+            data=hist,
+            x="epoch",
+            y="val_macro_f1",
+            hue="method",
+            style="model",
+            errorbar=None,
+            ax=axes[1],
+            palette=palette,
+        )
         axes[1].set_title("validation macro-F1")
         axes[1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
         fig.suptitle(f"{task}: training curves (mean over seeds)")
@@ -286,7 +430,9 @@ def make_figures(task: str, long: pd.DataFrame, per_class: pd.DataFrame, cells: 
         plt.close(fig)
 
     # 5. confusion matrices (row-normalised, summed over seeds), first model
-    single = [c for c in cells if c["task"] == task and c["test"].get("confusion_matrix") is not None]
+    single = [
+        c for c in cells if c["task"] == task and c["test"].get("confusion_matrix") is not None
+    ]
     if single:
         model = models[0]
         n = len(methods)
@@ -295,19 +441,34 @@ def make_figures(task: str, long: pd.DataFrame, per_class: pd.DataFrame, cells: 
         classes = single[0]["classes"]
         fig, axes = plt.subplots(rows_, cols, figsize=(2.9 * cols, 2.9 * rows_), squeeze=False)
         for ax, meth in zip(axes.flat, methods):
-            cms = [np.array(c["test"]["confusion_matrix"]) for c in single if c["method"] == meth and c["model"] == model]
+            cms = [
+                np.array(c["test"]["confusion_matrix"])
+                for c in single
+                if c["method"] == meth and c["model"] == model
+            ]
             if not cms:
                 ax.axis("off")
                 continue
             cm = np.sum(cms, axis=0).astype(float)
             cm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-            sns.heatmap(cm, vmin=0, vmax=1, cmap="Blues", cbar=False, square=True, ax=ax,
-                        xticklabels=classes, yticklabels=classes)
+            sns.heatmap(
+                cm,
+                vmin=0,
+                vmax=1,
+                cmap="Blues",
+                cbar=False,
+                square=True,
+                ax=ax,
+                xticklabels=classes,
+                yticklabels=classes,
+            )
             ax.set_title(meth, fontsize=10)
             ax.tick_params(labelsize=7)
         for ax in list(axes.flat)[n:]:
             ax.axis("off")
-        fig.suptitle(f"{task} / {model}: test confusion matrices, rows = true class, normalised per row")
+        fig.suptitle(
+            f"{task} / {model}: test confusion matrices, rows = true class, normalised per row"
+        )
         fig.tight_layout()
         written.append(fig_dir / f"{task}_confusion.png")
         _savefig(fig, written[-1])
@@ -365,17 +526,35 @@ def optimizer_steps(cells: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*KEYS, "optimizer_steps"])
 
 
-def aggregate(experiment: str, results: str | Path, metrics_paths, n_boot: int = 1000, boot_seed: int = 0,
-              table_metrics: list[str] | None = None, methods: list[str] | None = None,
-              models: list[str] | None = None, evaluation: dict | None = None, alpha: float = 0.05) -> None:
+def aggregate(
+    experiment: str,
+    results: str | Path,
+    metrics_paths,
+    n_boot: int = 1000,
+    boot_seed: int = 0,
+    table_metrics: list[str] | None = None,
+    methods: list[str] | None = None,
+    models: list[str] | None = None,
+    evaluation: dict | None = None,
+    alpha: float = 0.05,
+) -> None:
     """Write the experiment's tables and figures (module docstring).
 
     ``evaluation`` is the config's ``evaluation`` section (headline, tested and table metrics, per
     task kind: :func:`imbench.compare.resolve_evaluation`); ``table_metrics`` overrides the pivots'
     metrics for every kind.
     """
-    from .compare import (add_intervals, cd_figure, cell_replicates, check_evaluation, load_test_predictions,
-                          paired_table, ranking, ranking_markdown, resolve_evaluation)
+    from .compare import (
+        add_intervals,
+        cd_figure,
+        cell_replicates,
+        check_evaluation,
+        load_test_predictions,
+        paired_table,
+        ranking,
+        ranking_markdown,
+        resolve_evaluation,
+    )
 
     results = Path(results)
     table_dir, fig_dir = results / "tables", results / "figures"
@@ -393,10 +572,16 @@ def aggregate(experiment: str, results: str | Path, metrics_paths, n_boot: int =
 
     long = long_table(cells, experiment)
     per_class = per_class_table(cells)
-    reps = cell_replicates(cells, load_test_predictions(cells), specs, n_boot=n_boot, seed=boot_seed)
+    reps = cell_replicates(
+        cells, load_test_predictions(cells), specs, n_boot=n_boot, seed=boot_seed
+    )
     paired = paired_table(reps, alpha=alpha)
-    summary = add_intervals(summarise_seeds(long, ["task", "model", "method", "split", "metric"]), long, reps,
-                            alpha=alpha)
+    summary = add_intervals(
+        summarise_seeds(long, ["task", "model", "method", "split", "metric"]),
+        long,
+        reps,
+        alpha=alpha,
+    )
     write_csv(table_dir / "metrics_long.csv", long)
     write_csv(table_dir / "summary.csv", summary)
     write_csv(table_dir / "per_class.csv", per_class)
@@ -411,31 +596,66 @@ def aggregate(experiment: str, results: str | Path, metrics_paths, n_boot: int =
     # The LMF paper's published test numbers beside ours, where a cell matches (real tasks only);
     # BBFL's numbers come from private data and are shown as context, never compared.
     from .latex import latex_pivot
-    from .paper import (bbfl_context_markdown, paper_vs_ours, paper_vs_ours_markdown, paper_vs_ours_per_class,
-                        paper_vs_ours_per_class_markdown)
+    from .paper import (
+        bbfl_context_markdown,
+        paper_vs_ours,
+        paper_vs_ours_markdown,
+        paper_vs_ours_per_class,
+        paper_vs_ours_per_class_markdown,
+    )
 
     pvo = paper_vs_ours(summary, cell_runs(cells))
     pvo_class = paper_vs_ours_per_class(per_class)
     write_csv(table_dir / "paper_vs_ours.csv", pvo)
     write_csv(table_dir / "paper_vs_ours_per_class.csv", pvo_class)
-    write_text(table_dir / "paper_vs_ours.md", "# Published (LMF paper) vs ours\n\n" + paper_vs_ours_markdown(pvo)
-               + "\n\n" + paper_vs_ours_per_class_markdown(pvo_class) + "\n\n" + bbfl_context_markdown() + "\n")
+    write_text(
+        table_dir / "paper_vs_ours.md",
+        "# Published (LMF paper) vs ours\n\n"
+        + paper_vs_ours_markdown(pvo)
+        + "\n\n"
+        + paper_vs_ours_per_class_markdown(pvo_class)
+        + "\n\n"
+        + bbfl_context_markdown()
+        + "\n",
+    )
 
     steps = optimizer_steps(cells)
     for task, spec in specs.items():
         n_seeds = len({c["seed"] for c in cells if c["task"] == task})
         headline = spec["headline"]
-        md = task_markdown(task, summary, paired, spec, methods, models, n_seeds, alpha=alpha, n_boot=n_boot,
-                           steps=steps)
+        md = task_markdown(
+            task,
+            summary,
+            paired,
+            spec,
+            methods,
+            models,
+            n_seeds,
+            alpha=alpha,
+            n_boot=n_boot,
+            steps=steps,
+        )
         write_text(table_dir / f"{task}.md", md + "\n")
         marks = significance_marks(paired, task, headline, alpha)
-        tex = [f"% {task}: test set, mean [95 % interval] over {n_seeds} seed(s) (seeds and test groups for "
-               f"{', '.join(spec['tested'])}; seeds only otherwise); marks: Holm p < {alpha} against ce on "
-               f"{headline}; needs \\usepackage{{booktabs,amssymb}}"]
+        tex = [
+            f"% {task}: test set, mean [95 % interval] over {n_seeds} seed(s) (seeds and test groups for "
+            f"{', '.join(spec['tested'])}; seeds only otherwise); marks: Holm p < {alpha} against ce on "
+            f"{headline}; needs \\usepackage{{booktabs,amssymb}}"
+        ]
         for metric in dict.fromkeys([headline, *spec["metrics"]]):
             if ((summary.task == task) & (summary.metric == metric)).any():
-                tex += [f"% {metric}", latex_pivot(summary, task, metric, methods, models,
-                                                   marks if metric == headline else None), ""]
+                tex += [
+                    f"% {metric}",
+                    latex_pivot(
+                        summary,
+                        task,
+                        metric,
+                        methods,
+                        models,
+                        marks if metric == headline else None,
+                    ),
+                    "",
+                ]
         write_text(table_dir / f"{task}.tex", "\n".join(tex))
         make_figures(task, long, per_class, cells, headline, methods, models, fig_dir)
     print(f"aggregated {len(cells)} cells into {table_dir} and {fig_dir}", flush=True)

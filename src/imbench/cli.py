@@ -35,39 +35,79 @@ def get_args_parser() -> argparse.ArgumentParser:
     s.add_argument("--width", type=int, default=80)
     s.add_argument("--height", type=int, default=60)
     s.add_argument("--noise", type=float, default=1.0, help="class-overlap scale (1 = default)")
-    s.add_argument("--second-lesion-fraction", type=float, default=0.0,
-                   help="share of lesions shown with a second lesion of another class (multi-label variant)")
+    s.add_argument(
+        "--second-lesion-fraction",
+        type=float,
+        default=0.0,
+        help="share of lesions shown with a second lesion of another class (multi-label variant)",
+    )
 
-    sub.add_parser("download", help="download, verify and unpack a dataset (imbench download --help)",
-                   add_help=False)
+    sub.add_parser(
+        "download",
+        help="download, verify and unpack a dataset (imbench download --help)",
+        add_help=False,
+    )
 
-    sub.add_parser("explain", help="t-SNE of penultimate features and Grad-CAM examples (imbench explain --help)",
-                   add_help=False)
+    sub.add_parser(
+        "explain",
+        help="t-SNE of penultimate features and Grad-CAM examples (imbench explain --help)",
+        add_help=False,
+    )
 
-    sub.add_parser("plan", help="cell count and estimated GPU-hours of a grid (imbench plan --help)", add_help=False)
-    sub.add_parser("weights", help="pre-fetch pretrained weights into the local caches (imbench weights --help)",
-                   add_help=False)
+    sub.add_parser(
+        "plan",
+        help="cell count and estimated GPU-hours of a grid (imbench plan --help)",
+        add_help=False,
+    )
+    sub.add_parser(
+        "weights",
+        help="pre-fetch pretrained weights into the local caches (imbench weights --help)",
+        add_help=False,
+    )
 
-    s = sub.add_parser("index", help="normalised index of a task: image_id, path, label, label_name, group")
+    s = sub.add_parser(
+        "index", help="normalised index of a task: image_id, path, label, label_name, group"
+    )
     s.add_argument("--task", required=True)
     s.add_argument("--raw", required=True, type=Path, help="the dataset's raw folder")
     s.add_argument("--out", required=True, type=Path)
-    s.add_argument("--exclusions", type=Path, default=None,
-                   help="CSV of the images left out of the index, with the reason (empty when none)")
-    s.add_argument("--undecodable", choices=("exclude", "fail"), default="exclude",
-                   help="an image that does not decode: leave it out and list it (default) or stop")
+    s.add_argument(
+        "--exclusions",
+        type=Path,
+        default=None,
+        help="CSV of the images left out of the index, with the reason (empty when none)",
+    )
+    s.add_argument(
+        "--undecodable",
+        choices=("exclude", "fail"),
+        default="exclude",
+        help="an image that does not decode: leave it out and list it (default) or stop",
+    )
     s.add_argument("--workers", type=int, default=None, help="processes decoding the images")
 
     s = sub.add_parser("split", help="grouped stratified train/val/test split")
     s.add_argument("--index", required=True, type=Path)
     s.add_argument("--out", required=True, type=Path)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--fractions", type=float, nargs=3, default=(0.70, 0.15, 0.15), metavar=("TRAIN", "VAL", "TEST"))
-    s.add_argument("--cv-folds", type=int, default=0,
-                   help="also assign the non-test images to this many cross-validation folds (column cv_fold)")
-    s.add_argument("--ungrouped", action="store_true",
-                   help="image-level stratified split, as the papers (config split.grouped: false); "
-                        "it lets one lesion's or patient's images fall into several splits")
+    s.add_argument(
+        "--fractions",
+        type=float,
+        nargs=3,
+        default=(0.70, 0.15, 0.15),
+        metavar=("TRAIN", "VAL", "TEST"),
+    )
+    s.add_argument(
+        "--cv-folds",
+        type=int,
+        default=0,
+        help="also assign the non-test images to this many cross-validation folds (column cv_fold)",
+    )
+    s.add_argument(
+        "--ungrouped",
+        action="store_true",
+        help="image-level stratified split, as the papers (config split.grouped: false); "
+        "it lets one lesion's or patient's images fall into several splits",
+    )
 
     s = sub.add_parser("cache", help="decode + resize every image once into a uint8 array")
     s.add_argument("--index", required=True, type=Path, help="index CSV of the task")
@@ -80,23 +120,42 @@ def get_args_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("train", help="train one cell")
     s.add_argument("--task", required=True)
     s.add_argument("--cache-dir", required=True, type=Path)
-    s.add_argument("--split", required=True, type=Path, help="split CSV (same rows as the cache index)")
+    s.add_argument(
+        "--split", required=True, type=Path, help="split CSV (same rows as the cache index)"
+    )
     s.add_argument("--model", required=True)
     s.add_argument("--method", required=True)
     s.add_argument("--seed", required=True, type=int)
-    s.add_argument("--fold", type=int, default=None,
-                   help="cross-validation fold to hold out for validation (needs a split with cv_fold)")
-    s.add_argument("--settings", type=_json_arg, default={}, help="JSON object of training settings")
+    s.add_argument(
+        "--fold",
+        type=int,
+        default=None,
+        help="cross-validation fold to hold out for validation (needs a split with cv_fold)",
+    )
+    s.add_argument(
+        "--settings", type=_json_arg, default={}, help="JSON object of training settings"
+    )
     s.add_argument("--threads", type=int, default=None, help="CPU threads (overrides the settings)")
-    s.add_argument("--plugins", type=Path, nargs="+", default=[],
-                   help="plug-in files to load first (docs/plugins.md); recorded in run.json")
-    s.add_argument("--plugin-sha256", nargs="+", default=[],
-                   help="the SHA-256 each plug-in file had when the workflow planned; a file changed "
-                        "since then stops the job")
+    s.add_argument(
+        "--plugins",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="plug-in files to load first (docs/plugins.md); recorded in run.json",
+    )
+    s.add_argument(
+        "--plugin-sha256",
+        nargs="+",
+        default=[],
+        help="the SHA-256 each plug-in file had when the workflow planned; a file changed "
+        "since then stops the job",
+    )
     s.add_argument("--out-dir", required=True, type=Path)
 
     s = sub.add_parser("ensemble", help="one cell from its cross-validation fold models")
-    s.add_argument("--folds", required=True, type=Path, nargs="+", help="the fold folders (fold0 fold1 ...)")
+    s.add_argument(
+        "--folds", required=True, type=Path, nargs="+", help="the fold folders (fold0 fold1 ...)"
+    )
     s.add_argument("--out-dir", required=True, type=Path)
 
     s = sub.add_parser("posthoc", help="apply a post-hoc method to another cell's predictions")
@@ -107,8 +166,12 @@ def get_args_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("evaluate", help="metrics of one cell from its saved predictions")
     s.add_argument("--cell-dir", required=True, type=Path)
-    s.add_argument("--split", type=Path, default=None,
-                   help="split CSV the predictions must cover (default: the split_file of run.json)")
+    s.add_argument(
+        "--split",
+        type=Path,
+        default=None,
+        help="split CSV the predictions must cover (default: the split_file of run.json)",
+    )
     s.add_argument("--out", type=Path, default=None)
     s.add_argument("--n-boot", type=int, default=1000)
     s.add_argument("--boot-seed", type=int, default=0)
@@ -116,8 +179,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("aggregate", help="tables and figures of an experiment")
     s.add_argument("--experiment", required=True)
     s.add_argument("--results", required=True, type=Path, help="the experiment's results folder")
-    s.add_argument("--metrics", required=True, type=Path, nargs="+", help="metrics.json files of the cells")
-    s.add_argument("--settings", type=_json_arg, default={}, help="JSON object of aggregation settings")
+    s.add_argument(
+        "--metrics", required=True, type=Path, nargs="+", help="metrics.json files of the cells"
+    )
+    s.add_argument(
+        "--settings", type=_json_arg, default={}, help="JSON object of aggregation settings"
+    )
     return p
 
 
@@ -165,9 +232,15 @@ def _dispatch(args) -> int:
     if args.command == "synth":
         from .data.synthetic import generate
 
-        meta = generate(args.out, n_images=args.n_images, seed=args.seed, width=args.width,
-                        height=args.height, noise=args.noise,
-                        second_lesion_fraction=args.second_lesion_fraction)
+        meta = generate(
+            args.out,
+            n_images=args.n_images,
+            seed=args.seed,
+            width=args.width,
+            height=args.height,
+            noise=args.noise,
+            second_lesion_fraction=args.second_lesion_fraction,
+        )
         print(f"wrote {len(meta)} images of {meta.lesion_id.nunique()} lesions to {args.out}")
     elif args.command == "index":
         from .data.tasks import build_task_index
@@ -180,9 +253,11 @@ def _dispatch(args) -> int:
         if args.exclusions:
             write_csv(args.exclusions, exclusions)
         write_csv(args.out, index)
-        print(f"{args.task}: {len(index)} images, {index.group.nunique()} groups; "
-              f"class counts {index.label_name.value_counts().to_dict()}; {len(exclusions)} image(s) left out"
-              + (f", listed in {args.exclusions}" if args.exclusions else ""))
+        print(
+            f"{args.task}: {len(index)} images, {index.group.nunique()} groups; "
+            f"class counts {index.label_name.value_counts().to_dict()}; {len(exclusions)} image(s) left out"
+            + (f", listed in {args.exclusions}" if args.exclusions else "")
+        )
     elif args.command == "split":
         import warnings
 
@@ -195,23 +270,38 @@ def _dispatch(args) -> int:
         if "official_split" in index.columns:
             # A dataset with its own published split (DermaMNIST): used as it is, for comparability
             # with published numbers; the task's note says whether it leaks groups.
-            out = index.assign(split=index["official_split"].replace({"valid": "val", "validation": "val"}),
-                               grouped=False)
+            out = index.assign(
+                split=index["official_split"].replace({"valid": "val", "validation": "val"}),
+                grouped=False,
+            )
             bad = sorted(set(out.split) - {"train", "val", "test"})
             if bad:
-                raise ValueError(f"{args.index}: official_split values {bad} are not train/val/test")
+                raise ValueError(
+                    f"{args.index}: official_split values {bad} are not train/val/test"
+                )
             print("using the dataset's official split (not grouped)")
         else:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                out = make_split(index, tuple(args.fractions), seed=args.seed, grouped=not args.ungrouped)
+                out = make_split(
+                    index, tuple(args.fractions), seed=args.seed, grouped=not args.ungrouped
+                )
             for w in caught:
                 print(f"warning: {w.message}", file=sys.stderr)
         if args.cv_folds:
-            out = add_cv_folds(out, args.cv_folds, seed=args.seed, grouped=bool(out["grouped"].iloc[0]))
+            out = add_cv_folds(
+                out, args.cv_folds, seed=args.seed, grouped=bool(out["grouped"].iloc[0])
+            )
         write_csv(args.out, out)
-        write_split_record(args.out, args.index, args.seed, args.fractions, args.cv_folds,
-                           official="official_split" in index.columns, grouped=bool(out["grouped"].iloc[0]))
+        write_split_record(
+            args.out,
+            args.index,
+            args.seed,
+            args.fractions,
+            args.cv_folds,
+            official="official_split" in index.columns,
+            grouped=bool(out["grouped"].iloc[0]),
+        )
         print(pd.crosstab(out.label_name, out.split, margins=True).to_string())
         if args.cv_folds:
             print(pd.crosstab(out.label_name, out.cv_fold, margins=True).to_string())
@@ -230,8 +320,10 @@ def _dispatch(args) -> int:
         plugins = load_plugins([str(p) for p in args.plugins])
         for loaded, planned in zip(plugins, args.plugin_sha256):
             if loaded["sha256"] != planned:
-                raise ValueError(f"plug-in {loaded['path']} changed since the workflow planned this job "
-                                 f"(SHA-256 {loaded['sha256'][:12]}…, planned {planned[:12]}…); plan again")
+                raise ValueError(
+                    f"plug-in {loaded['path']} changed since the workflow planned this job "
+                    f"(SHA-256 {loaded['sha256'][:12]}…, planned {planned[:12]}…); plan again"
+                )
         settings = Settings.from_dict(args.settings)
         if args.threads:
             settings.threads = args.threads
@@ -243,11 +335,23 @@ def _dispatch(args) -> int:
         # On a machine with several GPUs each training job leases one (see imbench.gpu).
         lease = gpu_lease(log=log) if settings.device != "cpu" else contextlib.nullcontext()
         with lease:
-            run = train_cell(args.task, args.cache_dir, args.split, args.model, args.method, args.seed, settings,
-                             args.out_dir, log=log, fold=args.fold,
-                             plugins=plugins)
-        print(f"best epoch {run['best_epoch']} val macro-F1 {run['best_val_macro_f1']:.4f}; "
-              f"{run['timings']['train_images_per_second']} images/s")
+            run = train_cell(
+                args.task,
+                args.cache_dir,
+                args.split,
+                args.model,
+                args.method,
+                args.seed,
+                settings,
+                args.out_dir,
+                log=log,
+                fold=args.fold,
+                plugins=plugins,
+            )
+        print(
+            f"best epoch {run['best_epoch']} val macro-F1 {run['best_val_macro_f1']:.4f}; "
+            f"{run['timings']['train_images_per_second']} images/s"
+        )
     elif args.command == "ensemble":
         from .ensemble import ensemble_folds
 
@@ -261,7 +365,9 @@ def _dispatch(args) -> int:
     elif args.command == "evaluate":
         from .evaluate import evaluate_cell
 
-        res = evaluate_cell(args.cell_dir, args.out, n_boot=args.n_boot, boot_seed=args.boot_seed, split=args.split)
+        res = evaluate_cell(
+            args.cell_dir, args.out, n_boot=args.n_boot, boot_seed=args.boot_seed, split=args.split
+        )
         head = res["headline"]
         print(f"test {head} {res['test']['scalars'][head]}")
     elif args.command == "aggregate":

@@ -64,8 +64,11 @@ def resolve_evaluation(spec: dict | None, kind: str) -> dict:
         metrics = DEFAULT_TABLE_METRICS[kind]
     metrics = [metrics] if isinstance(metrics, str) else list(metrics)
     metrics = [m for m in metrics if m in names]
-    return {"headline": headline, "tested": list(dict.fromkeys([headline, *tested])),
-            "metrics": list(dict.fromkeys(metrics))}
+    return {
+        "headline": headline,
+        "tested": list(dict.fromkeys([headline, *tested])),
+        "metrics": list(dict.fromkeys(metrics)),
+    }
 
 
 def check_evaluation(spec: dict | None, kinds) -> None:
@@ -80,8 +83,10 @@ def check_evaluation(spec: dict | None, kinds) -> None:
         if isinstance(value, dict):
             unknown = sorted(set(value) - set(KINDS))
             if unknown:
-                raise ValueError(f"config key 'evaluation.{key}': unknown task kind(s) {unknown}; "
-                                 f"allowed: {list(KINDS)}")
+                raise ValueError(
+                    f"config key 'evaluation.{key}': unknown task kind(s) {unknown}; "
+                    f"allowed: {list(KINDS)}"
+                )
             items = [(f"evaluation.{key}.{k}", v, [k]) for k, v in value.items()]
         else:
             items = [(f"evaluation.{key}", value, kinds)]
@@ -90,23 +95,35 @@ def check_evaluation(spec: dict | None, kinds) -> None:
                 raise ValueError(f"config key '{name}': expected one metric name, got {v!r}")
             vals = [v] if isinstance(v, str) else v
             if not isinstance(vals, list) or not vals or not all(isinstance(x, str) for x in vals):
-                raise ValueError(f"config key '{name}': expected a metric name or a non-empty list of "
-                                 f"metric names, got {v!r}")
+                raise ValueError(
+                    f"config key '{name}': expected a metric name or a non-empty list of "
+                    f"metric names, got {v!r}"
+                )
             for metric in vals:
                 defined = [k for k in for_kinds if metric in metric_names(k)]
                 if key == "metrics" and not isinstance(value, dict):
                     ok = bool(defined) or not kinds
                     if not ok:
-                        raise ValueError(f"config key '{name}': {metric!r} is not a metric of any task kind "
-                                         f"in the grid ({', '.join(kinds)})")
+                        raise ValueError(
+                            f"config key '{name}': {metric!r} is not a metric of any task kind "
+                            f"in the grid ({', '.join(kinds)})"
+                        )
                     continue
-                missing = [k for k in for_kinds if k not in defined and (k in kinds or isinstance(value, dict))]
+                missing = [
+                    k
+                    for k in for_kinds
+                    if k not in defined and (k in kinds or isinstance(value, dict))
+                ]
                 if missing:
-                    raise ValueError(f"config key '{name}': {metric!r} is not a {missing[0]} metric; expected "
-                                     f"one of {metric_names(missing[0])}")
+                    raise ValueError(
+                        f"config key '{name}': {metric!r} is not a {missing[0]} metric; expected "
+                        f"one of {metric_names(missing[0])}"
+                    )
                 if key == "headline" and metric in LOWER_IS_BETTER:
-                    raise ValueError(f"config key '{name}': {metric!r} is smaller-is-better; a headline must "
-                                     "be a metric where larger is better (rankings assume it)")
+                    raise ValueError(
+                        f"config key '{name}': {metric!r} is smaller-is-better; a headline must "
+                        "be a metric where larger is better (rankings assume it)"
+                    )
 
 
 # ----------------------------------------------------------------------------- replicates
@@ -116,13 +133,17 @@ def load_test_predictions(cells: list[dict]) -> dict[str, dict]:
     """Each cell's test predictions (``read_predictions``), keyed by cell folder."""
     from .evaluate import read_predictions
 
-    return {c["dir"]: read_predictions(Path(c["dir"]) / "predictions.csv", c["classes"],
-                                       multilabel=c["kind"] == "multilabel")["test"]
-            for c in cells}
+    return {
+        c["dir"]: read_predictions(
+            Path(c["dir"]) / "predictions.csv", c["classes"], multilabel=c["kind"] == "multilabel"
+        )["test"]
+        for c in cells
+    }
 
 
-def cell_replicates(cells: list[dict], preds: dict[str, dict], specs: dict[str, dict], n_boot: int,
-                    seed: int) -> dict[tuple, dict]:
+def cell_replicates(
+    cells: list[dict], preds: dict[str, dict], specs: dict[str, dict], n_boot: int, seed: int
+) -> dict[tuple, dict]:
     """Per (task, model, method, seed, metric) of the tested metrics: the value on the whole test
     set (``full``), on ``n_boot`` group-bootstrap replicates (``reps``), the number of test groups
     and the sorted test image ids (to check that paired cells saw the same images)."""
@@ -137,18 +158,47 @@ def cell_replicates(cells: list[dict], preds: dict[str, dict], specs: dict[str, 
             full = fn(*arrays)
             out[(*(c[k] for k in KEYS), metric)] = {
                 "full": np.nan if full is None else float(full),
-                "reps": replicate_values(fn, arrays, p["group"], n_boot=n_boot, seed=seed,
-                                         weighted=weighted_fn(c["kind"], metric)),
-                "n_groups": g, "ids": ids, "dir": c["dir"],
+                "reps": replicate_values(
+                    fn,
+                    arrays,
+                    p["group"],
+                    n_boot=n_boot,
+                    seed=seed,
+                    weighted=weighted_fn(c["kind"], metric),
+                ),
+                "n_groups": g,
+                "ids": ids,
+                "dir": c["dir"],
             }
     return out
 
 
-PAIRED_COLUMNS = ["task", "model", "method", "baseline", "metric", "n_seeds", "diff", "se", "df", "low", "high",
-                  "p_value", "p_holm", "family_size", "seed_variance", "v_seed", "v_test", "n_groups", "n_boot"]
+PAIRED_COLUMNS = [
+    "task",
+    "model",
+    "method",
+    "baseline",
+    "metric",
+    "n_seeds",
+    "diff",
+    "se",
+    "df",
+    "low",
+    "high",
+    "p_value",
+    "p_holm",
+    "family_size",
+    "seed_variance",
+    "v_seed",
+    "v_test",
+    "n_groups",
+    "n_boot",
+]
 
 
-def paired_table(reps: dict[tuple, dict], baseline: str = BASELINE, alpha: float = 0.05) -> pd.DataFrame:
+def paired_table(
+    reps: dict[tuple, dict], baseline: str = BASELINE, alpha: float = 0.05
+) -> pd.DataFrame:
     """Every method against ``baseline``: one test per (task, model, method, metric) over the seeds both
     have; Holm within each (task, model, metric) family."""
     by_cell: dict[tuple, dict[int, dict]] = {}
@@ -166,21 +216,52 @@ def paired_table(reps: dict[tuple, dict], baseline: str = BASELINE, alpha: float
             continue
         for s in common:
             if not np.array_equal(seeds[s]["ids"], base[s]["ids"]):
-                raise ValueError(f"aggregate: {seeds[s]['dir']} and {base[s]['dir']} were not tested on the "
-                                 "same images")
+                raise ValueError(
+                    f"aggregate: {seeds[s]['dir']} and {base[s]['dir']} were not tested on the "
+                    "same images"
+                )
         full = np.array([seeds[s]["full"] - base[s]["full"] for s in common])
         if not np.all(np.isfinite(full)):
-            r = {"estimate": np.nan, "se": np.nan, "df": np.nan, "low": np.nan, "high": np.nan, "p_value": np.nan,
-                 "n_seeds": len(common), "n_boot": 0, "v_seed": np.nan, "v_test": np.nan, "seed_variance": False}
+            r = {
+                "estimate": np.nan,
+                "se": np.nan,
+                "df": np.nan,
+                "low": np.nan,
+                "high": np.nan,
+                "p_value": np.nan,
+                "n_seeds": len(common),
+                "n_boot": 0,
+                "v_seed": np.nan,
+                "v_test": np.nan,
+                "seed_variance": False,
+            }
         else:
             d = np.array([seeds[s]["reps"] - base[s]["reps"] for s in common])
             r = seeds_tests_mean(full, d, seeds[common[0]]["n_groups"], alpha=alpha)
-        rows.append({"task": task, "model": model, "method": method, "baseline": baseline, "metric": metric,
-                     "n_seeds": r["n_seeds"], "diff": r["estimate"], "se": r["se"], "df": r["df"], "low": r["low"],
-                     "high": r["high"], "p_value": r["p_value"], "seed_variance": r["seed_variance"],
-                     "v_seed": r["v_seed"], "v_test": r["v_test"], "n_groups": seeds[common[0]]["n_groups"],
-                     "n_boot": r["n_boot"]})
-    df = pd.DataFrame(rows, columns=[c for c in PAIRED_COLUMNS if c not in ("p_holm", "family_size")])
+        rows.append(
+            {
+                "task": task,
+                "model": model,
+                "method": method,
+                "baseline": baseline,
+                "metric": metric,
+                "n_seeds": r["n_seeds"],
+                "diff": r["estimate"],
+                "se": r["se"],
+                "df": r["df"],
+                "low": r["low"],
+                "high": r["high"],
+                "p_value": r["p_value"],
+                "seed_variance": r["seed_variance"],
+                "v_seed": r["v_seed"],
+                "v_test": r["v_test"],
+                "n_groups": seeds[common[0]]["n_groups"],
+                "n_boot": r["n_boot"],
+            }
+        )
+    df = pd.DataFrame(
+        rows, columns=[c for c in PAIRED_COLUMNS if c not in ("p_holm", "family_size")]
+    )
     df["p_holm"] = np.nan
     df["family_size"] = 0
     for _, idx in df.groupby(["task", "model", "metric"], sort=False).groups.items():
@@ -189,8 +270,9 @@ def paired_table(reps: dict[tuple, dict], baseline: str = BASELINE, alpha: float
     return df[PAIRED_COLUMNS]
 
 
-def add_intervals(summary: pd.DataFrame, long: pd.DataFrame, reps: dict[tuple, dict],
-                  alpha: float = 0.05) -> pd.DataFrame:
+def add_intervals(
+    summary: pd.DataFrame, long: pd.DataFrame, reps: dict[tuple, dict], alpha: float = 0.05
+) -> pd.DataFrame:
     """``summary`` with the interval of each across-seed mean.
 
     ``low``/``high``: Student-t interval over seeds (training variance on this test set), every row
@@ -198,12 +280,15 @@ def add_intervals(summary: pd.DataFrame, long: pd.DataFrame, reps: dict[tuple, d
     the test split, the interval counting seed and test-set variance (:func:`seeds_tests_mean`).
     """
     keys = ["task", "model", "method", "split", "metric"]
-    seed_iv = (long.groupby(keys, sort=False, dropna=False)["value"]
-               .apply(lambda v: pd.Series(seed_t_interval(v.tolist(), alpha), index=["low", "high"]))
-               .unstack().reset_index())
+    seed_iv = (
+        long.groupby(keys, sort=False, dropna=False)["value"]
+        .apply(lambda v: pd.Series(seed_t_interval(v.tolist(), alpha), index=["low", "high"]))
+        .unstack()
+        .reset_index()
+    )
     out = summary.merge(seed_iv, on=keys, how="left")
     by_arm: dict[tuple, list[dict]] = {}
-    for (task, model, method, seed, metric), r in reps.items():
+    for (task, model, method, _seed, metric), r in reps.items():
         by_arm.setdefault((task, model, method, "test", metric), []).append(r)
     low_t, high_t = [], []
     for row in out[keys].itertuples(index=False):
@@ -213,7 +298,9 @@ def add_intervals(summary: pd.DataFrame, long: pd.DataFrame, reps: dict[tuple, d
             low_t.append(np.nan)
             high_t.append(np.nan)
             continue
-        r = seeds_tests_mean(full, np.array([a["reps"] for a in arms]), arms[0]["n_groups"], alpha=alpha)
+        r = seeds_tests_mean(
+            full, np.array([a["reps"] for a in arms]), arms[0]["n_groups"], alpha=alpha
+        )
         low_t.append(r["low"])
         high_t.append(r["high"])
     out["low_total"] = low_t
@@ -226,10 +313,20 @@ def add_intervals(summary: pd.DataFrame, long: pd.DataFrame, reps: dict[tuple, d
 # ----------------------------------------------------------------------------- ranking
 
 
-RANKING_COLUMNS = ["method", "mean_rank", "n_blocks", "blocks", "friedman_stat", "friedman_p", "metric"]
+RANKING_COLUMNS = [
+    "method",
+    "mean_rank",
+    "n_blocks",
+    "blocks",
+    "friedman_stat",
+    "friedman_p",
+    "metric",
+]
 
 
-def rank_blocks(long: pd.DataFrame, specs: dict[str, dict], methods: list[str]) -> tuple[pd.DataFrame, str]:
+def rank_blocks(
+    long: pd.DataFrame, specs: dict[str, dict], methods: list[str]
+) -> tuple[pd.DataFrame, str]:
     """A blocks × methods table of each block's headline (test, larger is better) and the block kind.
 
     Blocks are the experiment's (task, model) cells with each method's mean over seeds. With fewer
@@ -254,7 +351,9 @@ def rank_blocks(long: pd.DataFrame, specs: dict[str, dict], methods: list[str]) 
     return table[keep], kind
 
 
-def ranking(long: pd.DataFrame, specs: dict[str, dict], methods: list[str], alpha: float = 0.05) -> dict:
+def ranking(
+    long: pd.DataFrame, specs: dict[str, dict], methods: list[str], alpha: float = 0.05
+) -> dict:
     """Average ranks (1 = best), Friedman's test and the Nemenyi post-hoc p-values.
 
     Returns ``{"table": DataFrame[RANKING_COLUMNS], "ranks": Series, "nemenyi": DataFrame | None,
@@ -267,8 +366,15 @@ def ranking(long: pd.DataFrame, specs: dict[str, dict], methods: list[str], alph
     table, kind = rank_blocks(long, specs, methods)
     metric = ", ".join(dict.fromkeys(s["headline"] for s in specs.values()))
     n_blocks, n_methods = table.shape
-    empty = {"table": pd.DataFrame(columns=RANKING_COLUMNS), "ranks": pd.Series(dtype=float), "nemenyi": None,
-             "blocks": kind, "n_blocks": n_blocks, "friedman_p": None, "metric": metric}
+    empty = {
+        "table": pd.DataFrame(columns=RANKING_COLUMNS),
+        "ranks": pd.Series(dtype=float),
+        "nemenyi": None,
+        "blocks": kind,
+        "n_blocks": n_blocks,
+        "friedman_p": None,
+        "metric": metric,
+    }
     if n_blocks == 0 or n_methods < 2:
         return empty
     ranks = table.rank(axis=1, ascending=False, method="average")
@@ -285,11 +391,27 @@ def ranking(long: pd.DataFrame, specs: dict[str, dict], methods: list[str], alph
 
             nemenyi = sp.posthoc_nemenyi_friedman(table.to_numpy())
             nemenyi.index = nemenyi.columns = list(table.columns)
-    out = pd.DataFrame({"method": mean_rank.index, "mean_rank": mean_rank.to_numpy(), "n_blocks": n_blocks,
-                        "blocks": kind, "friedman_stat": stat, "friedman_p": p, "metric": metric})
+    out = pd.DataFrame(
+        {
+            "method": mean_rank.index,
+            "mean_rank": mean_rank.to_numpy(),
+            "n_blocks": n_blocks,
+            "blocks": kind,
+            "friedman_stat": stat,
+            "friedman_p": p,
+            "metric": metric,
+        }
+    )
     out = out.sort_values(["mean_rank", "method"], kind="stable").reset_index(drop=True)
-    return {"table": out, "ranks": mean_rank, "nemenyi": nemenyi, "blocks": kind, "n_blocks": n_blocks,
-            "friedman_p": p, "metric": metric}
+    return {
+        "table": out,
+        "ranks": mean_rank,
+        "nemenyi": nemenyi,
+        "blocks": kind,
+        "n_blocks": n_blocks,
+        "friedman_p": p,
+        "metric": metric,
+    }
 
 
 def ranking_markdown(r: dict, experiment: str, alpha: float = 0.05) -> str:
@@ -297,14 +419,22 @@ def ranking_markdown(r: dict, experiment: str, alpha: float = 0.05) -> str:
     if r["table"].empty:
         return "\n".join(parts + ["Too few methods or blocks to rank.", ""])
     fp = r["friedman_p"]
-    parts += [f"Average rank (1 = best) of each method's test {r['metric']} over {r['n_blocks']} blocks "
-              f"({r['blocks']}); ties share the average rank. "
-              + (f"Friedman's test: p = {fp:.3g}. " if fp is not None else "Friedman's test: not computable "
-                 "(needs three methods and two blocks, and some difference between ranks). ")
-              + f"Critical-difference diagram: Nemenyi post-hoc test at α = {alpha} (scikit-posthocs); "
-              "methods joined by a bar do not differ significantly. Ranks over blocks of one task and model "
-              "(seeds) describe these runs, not generality over data sets (Demšar 2006).", "",
-              "| rank | method | mean rank |", "|---:|---|---:|"]
+    parts += [
+        f"Average rank (1 = best) of each method's test {r['metric']} over {r['n_blocks']} blocks "
+        f"({r['blocks']}); ties share the average rank. "
+        + (
+            f"Friedman's test: p = {fp:.3g}. "
+            if fp is not None
+            else "Friedman's test: not computable "
+            "(needs three methods and two blocks, and some difference between ranks). "
+        )
+        + f"Critical-difference diagram: Nemenyi post-hoc test at α = {alpha} (scikit-posthocs); "
+        "methods joined by a bar do not differ significantly. Ranks over blocks of one task and model "
+        "(seeds) describe these runs, not generality over data sets (Demšar 2006).",
+        "",
+        "| rank | method | mean rank |",
+        "|---:|---|---:|",
+    ]
     for i, row in enumerate(r["table"].itertuples(index=False), 1):
         parts.append(f"| {i} | {row.method} | {row.mean_rank:.2f} |")
     return "\n".join(parts) + "\n"
@@ -325,14 +455,19 @@ def cd_figure(r: dict, path: Path, alpha: float = 0.05) -> None:
         import scikit_posthocs as sp
 
         sp.critical_difference_diagram(r["ranks"], r["nemenyi"], ax=ax, alpha=alpha)
-        ax.set_title(f"mean rank of test {r['metric']} over {r['n_blocks']} blocks ({r['blocks']}); "
-                     f"Friedman p = {r['friedman_p']:.3g}; bars: Nemenyi p ≥ {alpha}", fontsize=8)
+        ax.set_title(
+            f"mean rank of test {r['metric']} over {r['n_blocks']} blocks ({r['blocks']}); "
+            f"Friedman p = {r['friedman_p']:.3g}; bars: Nemenyi p ≥ {alpha}",
+            fontsize=8,
+        )
     else:
         ranks = r["ranks"].sort_values()
         ax.barh(list(ranks.index), ranks.to_numpy(), color="grey")
         ax.invert_yaxis()
         ax.set_xlabel("mean rank (1 = best)")
-        ax.set_title("mean ranks; Friedman/Nemenyi not computable (too few methods or blocks)", fontsize=8)
+        ax.set_title(
+            "mean ranks; Friedman/Nemenyi not computable (too few methods or blocks)", fontsize=8
+        )
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
     plt.close(fig)

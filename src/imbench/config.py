@@ -39,7 +39,9 @@ SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "co
 
 #: An experiment name is one plain path component: results/<experiment>/ stays inside results/.
 EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
-EXPERIMENT_EXPECTED = "a plain folder name (letters, digits, '_', '.', '-'; not starting with '.' or '-')"
+EXPERIMENT_EXPECTED = (
+    "a plain folder name (letters, digits, '_', '.', '-'; not starting with '.' or '-')"
+)
 
 #: Tolerance of the check that the split fractions sum to 1.
 FRACTION_SUM_TOL = 1e-9
@@ -67,7 +69,9 @@ def check_schema(config: dict, schema_path: str | Path | None = None) -> None:
 
     load_config_plugins(config)
     schema = schema_with_plugins(schema_path)
-    error = jsonschema.exceptions.best_match(_strict_validator(jsonschema)(schema).iter_errors(config))
+    error = jsonschema.exceptions.best_match(
+        _strict_validator(jsonschema)(schema).iter_errors(config)
+    )
     if error is None:
         return
     key = ".".join(str(p) for p in error.absolute_path) or "(top level)"
@@ -80,7 +84,11 @@ def check_schema(config: dict, schema_path: str | Path | None = None) -> None:
         detail = f"expected a match of {error.validator_value}, got {show(error.instance)}"
     # A schema may say in words what it expects (custom keyword ``x-expected``, ignored by validators).
     for candidate in (error, error.parent):
-        if candidate is not None and isinstance(candidate.schema, dict) and "x-expected" in candidate.schema:
+        if (
+            candidate is not None
+            and isinstance(candidate.schema, dict)
+            and "x-expected" in candidate.schema
+        ):
             detail = f"expected {candidate.schema['x-expected']}, got {show(candidate.instance)}"
             break
     raise _error(key, detail)
@@ -91,11 +99,16 @@ def _strict_validator(jsonschema):
     ``2.0`` as an integer, but a seed or a count of ``2.0`` would reach file names and command lines
     as ``2.0``) and ``number`` meaning a finite one (``.nan`` passes every bound)."""
     base = jsonschema.Draft202012Validator
-    checker = base.TYPE_CHECKER.redefine_many({
-        "integer": lambda _, value: isinstance(value, int) and not isinstance(value, bool),
-        "number": lambda _, value: (isinstance(value, (int, float)) and not isinstance(value, bool)
-                                    and math.isfinite(value)),
-    })
+    checker = base.TYPE_CHECKER.redefine_many(
+        {
+            "integer": lambda _, value: isinstance(value, int) and not isinstance(value, bool),
+            "number": lambda _, value: (
+                isinstance(value, (int, float))
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+            ),
+        }
+    )
     return jsonschema.validators.extend(base, type_checker=checker)
 
 
@@ -150,7 +163,9 @@ def check_config(config: dict) -> list[tuple[str, str, str]]:
         except ValueError as exc:
             raise _error("models", str(exc)) from None
     if config["protocol"] not in PROTOCOLS:
-        raise _error("protocol", f"unknown protocol {config['protocol']!r}; allowed: {sorted(PROTOCOLS)}")
+        raise _error(
+            "protocol", f"unknown protocol {config['protocol']!r}; allowed: {sorted(PROTOCOLS)}"
+        )
     _check_protocol_overrides(config)
     _check_model_image_size(config)
     _check_split(config.get("split"))
@@ -159,7 +174,10 @@ def check_config(config: dict) -> list[tuple[str, str, str]]:
     for m in config["methods"]:
         base = get_method(m).base
         if base and base not in config["methods"]:
-            raise _error("methods", f"{m!r} reuses the predictions of {base!r}, which must be in 'methods' too")
+            raise _error(
+                "methods",
+                f"{m!r} reuses the predictions of {base!r}, which must be in 'methods' too",
+            )
     from .compare import check_evaluation
 
     try:
@@ -185,7 +203,9 @@ def _check_protocol_overrides(config: dict) -> None:
     if overrides is None:
         return
     if not isinstance(overrides, dict):
-        raise _error("protocol_overrides", f"expected a mapping of setting → value, got {show(overrides)}")
+        raise _error(
+            "protocol_overrides", f"expected a mapping of setting → value, got {show(overrides)}"
+        )
     params = setting_params()
     for key, value in overrides.items():
         where = f"protocol_overrides.{key}"
@@ -209,7 +229,9 @@ def _check_model_image_size(config: dict) -> None:
     image_size = setting_params()["image_size"]
     for name, size in sizes.items():
         if name not in config["models"]:
-            raise _error("model_image_size", f"{name!r} is not one of the models {config['models']}")
+            raise _error(
+                "model_image_size", f"{name!r} is not one of the models {config['models']}"
+            )
         try:
             image_size.check(size)
         except ValueError as exc:
@@ -221,12 +243,19 @@ def _check_split(split) -> None:
     if fractions is None:
         return
     expected = "3 fractions (train, validation, test), each in (0, 1), that sum to 1"
-    if (not isinstance(fractions, (list, tuple)) or len(fractions) != 3
-            or not all(isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f < 1 for f in fractions)):
+    if (
+        not isinstance(fractions, (list, tuple))
+        or len(fractions) != 3
+        or not all(
+            isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f < 1 for f in fractions
+        )
+    ):
         raise _error("split.fractions", f"expected {expected}, got {show(fractions)}")
     total = float(sum(fractions))
     if abs(total - 1.0) > FRACTION_SUM_TOL:
-        raise _error("split.fractions", f"expected {expected}, got {list(fractions)} (sum {total:.12g})")
+        raise _error(
+            "split.fractions", f"expected {expected}, got {list(fractions)} (sum {total:.12g})"
+        )
 
 
 def _check_explain(config: dict) -> None:
@@ -235,21 +264,27 @@ def _check_explain(config: dict) -> None:
         return
     trained = [m for m in config["methods"] if get_method(m).trains]
     if wanted not in trained:
-        raise _error("explain.gradcam_method", f"expected one of the trained methods of the grid {trained}, "
-                                               f"got {show(wanted)}")
+        raise _error(
+            "explain.gradcam_method",
+            f"expected one of the trained methods of the grid {trained}, got {show(wanted)}",
+        )
 
 
 def _check_method_params(config: dict) -> None:
     method_params = config.get("method_params") or {}
     if not isinstance(method_params, dict):
-        raise _error("method_params", f"expected a mapping of method → parameters, got {show(method_params)}")
+        raise _error(
+            "method_params", f"expected a mapping of method → parameters, got {show(method_params)}"
+        )
     for m, params in method_params.items():
         if m not in METHODS:
             raise _error("method_params", f"unknown method {m!r}; allowed: {list(METHODS)}")
         if params is None:
             continue
         if not isinstance(params, dict):
-            raise _error(f"method_params.{m}", f"expected a mapping of parameter → value, got {show(params)}")
+            raise _error(
+                f"method_params.{m}", f"expected a mapping of parameter → value, got {show(params)}"
+            )
         declared = declared_params(m)
         # The tasks of the grid where the method runs: a declaration may depend on their kind and
         # number of classes (focal's alpha).
@@ -257,7 +292,10 @@ def _check_method_params(config: dict) -> None:
         for key, value in params.items():
             where = f"method_params.{m}.{key}"
             if key not in declared:
-                raise _error(where, f"method {m!r} has no parameter {key!r}; its parameters: {sorted(declared)}")
+                raise _error(
+                    where,
+                    f"method {m!r} has no parameter {key!r}; its parameters: {sorted(declared)}",
+                )
             param = declared[key][1]
             try:
                 param.check(value)
@@ -287,12 +325,16 @@ def config_warnings(config: dict) -> list[str]:
     out = []
     for m in config.get("method_params") or {}:
         if m not in config.get("methods", []):
-            out.append(f"config key 'method_params.{m}': method {m!r} is not in 'methods' "
-                       f"{list(config.get('methods', []))}; its parameters are not used")
+            out.append(
+                f"config key 'method_params.{m}': method {m!r} is not in 'methods' "
+                f"{list(config.get('methods', []))}; its parameters are not used"
+            )
     return out
 
 
-def validate_config(config: dict, schema_path: str | Path | None = None) -> tuple[list[tuple[str, str, str]], list[str]]:
+def validate_config(
+    config: dict, schema_path: str | Path | None = None
+) -> tuple[list[tuple[str, str, str]], list[str]]:
     """Schema, package checks and warnings: ``(skips, warnings)``; ``ConfigError`` on the first problem.
 
     Without ``schema_path``, the repository's schema is used; a package installed without the

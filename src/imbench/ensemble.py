@@ -43,17 +43,23 @@ def ensemble_folds(fold_dirs, out_dir) -> dict:
     fold_dirs, runs = [fold_dirs[i] for i in order], [runs[i] for i in order]
     k = len(runs)
     if k < 2 or [r["fold"] for r in runs] != list(range(k)):
-        raise ValueError(f"ensemble: expected folds 0..{k - 1}, got {[r['fold'] for r in runs]} "
-                         f"from {[str(d) for d in fold_dirs]}")
+        raise ValueError(
+            f"ensemble: expected folds 0..{k - 1}, got {[r['fold'] for r in runs]} "
+            f"from {[str(d) for d in fold_dirs]}"
+        )
     for key in SAME:
         for d, r in zip(fold_dirs[1:], runs[1:]):
             if r.get(key) != runs[0].get(key):
-                raise ValueError(f"ensemble: {d / 'run.json'} has another {key!r} than {fold_dirs[0] / 'run.json'}")
+                raise ValueError(
+                    f"ensemble: {d / 'run.json'} has another {key!r} than {fold_dirs[0] / 'run.json'}"
+                )
 
     kind, classes = runs[0]["kind"], list(runs[0]["classes"])
     multilabel = kind == "multilabel"
     prob_cols = [f"prob_{c}" for c in classes]
-    tables = [pd.read_csv(d / "predictions.csv", dtype={"image_id": str, "group": str}) for d in fold_dirs]
+    tables = [
+        pd.read_csv(d / "predictions.csv", dtype={"image_id": str, "group": str}) for d in fold_dirs
+    ]
     for d, t in zip(fold_dirs, tables):
         missing = [c for c in ["split", "image_id", "group", *prob_cols] if c not in t.columns]
         if missing:
@@ -62,15 +68,19 @@ def ensemble_folds(fold_dirs, out_dir) -> dict:
     tests = [t[t["split"] == "test"].reset_index(drop=True) for t in tables]
     for d, t in zip(fold_dirs[1:], tests[1:]):
         if not t["image_id"].equals(tests[0]["image_id"]):
-            raise ValueError(f"{d / 'predictions.csv'}: its test rows are not those of fold 0 (same split file?)")
+            raise ValueError(
+                f"{d / 'predictions.csv'}: its test rows are not those of fold 0 (same split file?)"
+            )
     test = tests[0].copy()
     test[prob_cols] = np.mean([t[prob_cols].to_numpy(dtype=float) for t in tests], axis=0)
 
     val = pd.concat([t[t["split"] == "val"] for t in tables], ignore_index=True)
     dup = val["image_id"].duplicated()
     if dup.any():
-        raise ValueError(f"ensemble: image {val['image_id'][dup].iloc[0]!r} is in the validation fold of "
-                         "two fold models (folds must not overlap)")
+        raise ValueError(
+            f"ensemble: image {val['image_id'][dup].iloc[0]!r} is in the validation fold of "
+            "two fold models (folds must not overlap)"
+        )
     if val["image_id"].isin(test["image_id"]).any():
         raise ValueError("ensemble: a validation image of a fold is also a test image")
 
@@ -83,8 +93,10 @@ def ensemble_folds(fold_dirs, out_dir) -> dict:
 
     counts = np.sum([r["train_class_counts"] for r in runs], axis=0)
     if np.any(counts % (k - 1)):
-        raise ValueError("ensemble: the folds' training counts do not add up to K − 1 times the pool "
-                         "(the fold runs come from different splits)")
+        raise ValueError(
+            "ensemble: the folds' training counts do not add up to K − 1 times the pool "
+            "(the fold runs come from different splits)"
+        )
     pool_counts = (counts // (k - 1)).tolist()
 
     histories = []
@@ -93,28 +105,46 @@ def ensemble_folds(fold_dirs, out_dir) -> dict:
         if h.exists():
             histories.append(pd.read_csv(h).assign(fold=r["fold"]))
 
-    run = {key: v for key, v in runs[0].items() if key not in ("fold", "timings", "identity_hash", "best_epoch",
-                                                             "best_val_macro_f1", "n_train", "samples_per_epoch",
-                                                             "train_class_counts", "loss_params", "sampler_params")}
-    run.update({
-        "folds": k,
-        "fold_dirs": [str(d) for d in fold_dirs],
-        "ensemble": "mean of the fold models' probabilities on test; val = out-of-fold predictions",
-        "tta": runs[0]["settings"].get("tta", "none"),
-        "train_class_counts": pool_counts,
-        "n_train": int(len(val)),  # the cross-validation pool
-        "fold_best_epochs": [r["best_epoch"] for r in runs],
-        "fold_best_val_macro_f1": [r["best_val_macro_f1"] for r in runs],
-        "fold_train_class_counts": [r["train_class_counts"] for r in runs],
-        "fold_loss_params": [r.get("loss_params", {}) for r in runs],
-        # `optimizer_steps` and `resolved` are fold 0's (one fold model); every fold's steps:
-        "fold_optimizer_steps": [r.get("optimizer_steps") for r in runs],
-        "timings": {
-            "wall_seconds": round(sum(r["timings"]["wall_seconds"] for r in runs), 3),
-            "train_seconds": round(sum(r["timings"]["train_seconds"] for r in runs), 3),
-        },
-        "identity_hash": hashlib.sha256("".join(r["identity_hash"] for r in runs).encode()).hexdigest()[:16],
-    })
+    run = {
+        key: v
+        for key, v in runs[0].items()
+        if key
+        not in (
+            "fold",
+            "timings",
+            "identity_hash",
+            "best_epoch",
+            "best_val_macro_f1",
+            "n_train",
+            "samples_per_epoch",
+            "train_class_counts",
+            "loss_params",
+            "sampler_params",
+        )
+    }
+    run.update(
+        {
+            "folds": k,
+            "fold_dirs": [str(d) for d in fold_dirs],
+            "ensemble": "mean of the fold models' probabilities on test; val = out-of-fold predictions",
+            "tta": runs[0]["settings"].get("tta", "none"),
+            "train_class_counts": pool_counts,
+            "n_train": int(len(val)),  # the cross-validation pool
+            "fold_best_epochs": [r["best_epoch"] for r in runs],
+            "fold_best_val_macro_f1": [r["best_val_macro_f1"] for r in runs],
+            "fold_train_class_counts": [r["train_class_counts"] for r in runs],
+            "fold_loss_params": [r.get("loss_params", {}) for r in runs],
+            # `optimizer_steps` and `resolved` are fold 0's (one fold model); every fold's steps:
+            "fold_optimizer_steps": [r.get("optimizer_steps") for r in runs],
+            "timings": {
+                "wall_seconds": round(sum(r["timings"]["wall_seconds"] for r in runs), 3),
+                "train_seconds": round(sum(r["timings"]["train_seconds"] for r in runs), 3),
+            },
+            "identity_hash": hashlib.sha256(
+                "".join(r["identity_hash"] for r in runs).encode()
+            ).hexdigest()[:16],
+        }
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     if histories:
         write_csv(out_dir / "history.csv", pd.concat(histories, ignore_index=True))

@@ -36,7 +36,9 @@ def prediction_columns(classes, multilabel: bool) -> tuple[list[str], list[str],
     return ["label"], prob, ["pred"]
 
 
-def read_predictions(path: str | Path, classes, multilabel: bool = False) -> dict[str, dict[str, np.ndarray]]:
+def read_predictions(
+    path: str | Path, classes, multilabel: bool = False
+) -> dict[str, dict[str, np.ndarray]]:
     """Read a predictions table into per-split arrays ``label``, ``probs``, ``pred``, ``group``.
 
     ``label``/``pred`` are 1-D class ids (single-label) or (N, K) 0/1 matrices (multi-label).
@@ -68,15 +70,21 @@ def check_predictions(df: pd.DataFrame, path: str | Path, classes, multilabel: b
     image once, labels and decisions valid class ids (0/1 per class for multi-label), probabilities
     finite in [0, 1] and, single-label, summing to 1 per row."""
     label_cols, prob_cols, pred_cols = prediction_columns(classes, multilabel)
-    missing = [c for c in ["split", "image_id", "group", *label_cols, *prob_cols, *pred_cols] if c not in df.columns]
+    missing = [
+        c
+        for c in ["split", "image_id", "group", *label_cols, *prob_cols, *pred_cols]
+        if c not in df.columns
+    ]
     if missing:
         raise ValueError(f"{path}: missing column(s) {missing}")
 
     def fail(mask, what):
         rows = np.flatnonzero(np.asarray(mask))
         if len(rows):
-            raise ValueError(f"{path}: {what} in {len(rows)} row(s), first data row {rows[0] + 1} "
-                             f"(image_id {df['image_id'].iloc[rows[0]]!r})")
+            raise ValueError(
+                f"{path}: {what} in {len(rows)} row(s), first data row {rows[0] + 1} "
+                f"(image_id {df['image_id'].iloc[rows[0]]!r})"
+            )
 
     needed = ["split", "image_id", *label_cols, *prob_cols, *pred_cols]
     fail(df[needed].isna().any(axis=1), "an empty value (a truncated or damaged file?)")
@@ -89,26 +97,41 @@ def check_predictions(df: pd.DataFrame, path: str | Path, classes, multilabel: b
         bad = ~np.isin(values, list(allowed)).all(axis=1)
         fail(bad, f"a {what} that is not " + ("0 or 1" if multilabel else f"a class id 0..{n - 1}"))
     probs = df[prob_cols].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
-    fail(~(np.isfinite(probs) & (probs >= 0) & (probs <= 1)).all(axis=1), "a probability outside [0, 1]")
+    fail(
+        ~(np.isfinite(probs) & (probs >= 0) & (probs <= 1)).all(axis=1),
+        "a probability outside [0, 1]",
+    )
     if not multilabel:
-        fail(np.abs(probs.sum(axis=1) - 1) > PROB_SUM_TOLERANCE, "class probabilities not summing to 1")
+        fail(
+            np.abs(probs.sum(axis=1) - 1) > PROB_SUM_TOLERANCE,
+            "class probabilities not summing to 1",
+        )
 
 
-def check_against_split(df: pd.DataFrame, path: str | Path, split: pd.DataFrame, split_path: str | Path) -> None:
+def check_against_split(
+    df: pd.DataFrame, path: str | Path, split: pd.DataFrame, split_path: str | Path
+) -> None:
     """Raise ``ValueError`` unless the table's ``val`` and ``test`` rows are exactly the split's
     validation and test images (with cross-validation, ``val`` = every non-test image: the
     out-of-fold predictions). Names both files, the split and the first missing or extra image."""
     kind = split["split"].astype(str).to_numpy()
     expected = {"test": set(split["image_id"][kind == "test"])}
-    expected["val"] = set(split["image_id"][kind != "test"] if "cv_fold" in split.columns else split["image_id"][kind == "val"])
+    expected["val"] = set(
+        split["image_id"][kind != "test"]
+        if "cv_fold" in split.columns
+        else split["image_id"][kind == "val"]
+    )
     for name, want in expected.items():
         have = set(df["image_id"][df["split"] == name])
         if have == want:
             continue
         missing, extra = sorted(want - have), sorted(have - want)
-        detail = (f"{len(missing)} of the {len(want)} {name} images of {split_path} are missing "
-                  f"(first {missing[0]!r}; a truncated file?)" if missing else
-                  f"{len(extra)} {name} image(s) are not {name} images of {split_path} (first {extra[0]!r})")
+        detail = (
+            f"{len(missing)} of the {len(want)} {name} images of {split_path} are missing "
+            f"(first {missing[0]!r}; a truncated file?)"
+            if missing
+            else f"{len(extra)} {name} image(s) are not {name} images of {split_path} (first {extra[0]!r})"
+        )
         raise ValueError(f"{path}: {detail}")
 
 
@@ -121,8 +144,10 @@ def check_cell_inputs(cell_dir: Path, run: dict, split_path: str | Path | None) 
         return
     recorded = (run.get("data") or {}).get("split_sha256")
     if recorded and file_sha256(split_path) != recorded:
-        raise ValueError(f"{cell_dir / 'run.json'}: the cell was trained on another version of {split_path} "
-                         "(retrain it)")
+        raise ValueError(
+            f"{cell_dir / 'run.json'}: the cell was trained on another version of {split_path} "
+            "(retrain it)"
+        )
     path = cell_dir / "predictions.csv"
     df = read_csv(path, dtype={"image_id": str, "group": str})
     split = read_csv(split_path, dtype={"image_id": str, "group": str})
@@ -132,9 +157,14 @@ def check_cell_inputs(cell_dir: Path, run: dict, split_path: str | Path | None) 
     check_against_split(df, path, split, split_path)
 
 
-def evaluate_cell(cell_dir: str | Path, out: str | Path | None = None, n_boot: int = 1000,
-                  boot_seed: int = 0, boot_metrics: tuple[str, ...] | None = None,
-                  split: str | Path | None = None) -> dict:
+def evaluate_cell(
+    cell_dir: str | Path,
+    out: str | Path | None = None,
+    n_boot: int = 1000,
+    boot_seed: int = 0,
+    boot_metrics: tuple[str, ...] | None = None,
+    split: str | Path | None = None,
+) -> dict:
     """Compute metrics of a cell folder (``predictions.csv`` + ``run.json``) into ``metrics.json``.
 
     Test-set metrics carry a group bootstrap 95 % interval (lesions/patients resampled, not
@@ -147,8 +177,13 @@ def evaluate_cell(cell_dir: str | Path, out: str | Path | None = None, n_boot: i
     preds = read_predictions(cell_dir / "predictions.csv", classes, multilabel=kind == "multilabel")
     check_cell_inputs(cell_dir, run, split)
     result = {
-        "task": run["task"], "model": run["model"], "method": run["method"], "seed": run["seed"],
-        "kind": kind, "classes": classes, "headline": HEADLINE[kind],
+        "task": run["task"],
+        "model": run["model"],
+        "method": run["method"],
+        "seed": run["seed"],
+        "kind": kind,
+        "classes": classes,
+        "headline": HEADLINE[kind],
         "train_class_counts": run["train_class_counts"],
     }
     for split in ("val", "test"):
@@ -161,8 +196,13 @@ def evaluate_cell(cell_dir: str | Path, out: str | Path | None = None, n_boot: i
         boot_metrics = tuple(dict.fromkeys([HEADLINE[kind], *extra]))
     p = preds[PRIMARY_SPLIT]
     result["bootstrap"] = {
-        name: bootstrap_ci(scalar_fn(kind, name), (p["label"], p["probs"], p["pred"]), p["group"],
-                           n_boot=n_boot, seed=boot_seed)
+        name: bootstrap_ci(
+            scalar_fn(kind, name),
+            (p["label"], p["probs"], p["pred"]),
+            p["group"],
+            n_boot=n_boot,
+            seed=boot_seed,
+        )
         for name in boot_metrics
     }
     write_json(out or cell_dir / "metrics.json", result)
@@ -179,18 +219,27 @@ def run_posthoc(method_name: str, base_dir: str | Path, out_dir: str | Path, **p
     table = read_csv(base_dir / "predictions.csv", dtype={"image_id": str, "group": str})
     val = preds["val"]  # the rule sees validation rows only
     counts = base_run["train_class_counts"]
-    rule = fit_posthoc(method_name, val["probs"], val["label"], counts, kind,
-                       n_train=base_run.get("n_train"), **params)
+    rule = fit_posthoc(
+        method_name,
+        val["probs"],
+        val["label"],
+        counts,
+        kind,
+        n_train=base_run.get("n_train"),
+        **params,
+    )
     _, prob_cols, pred_cols = prediction_columns(classes, multilabel)
     decision = rule.predict(table[prob_cols].to_numpy(dtype=float))
     table[pred_cols] = decision if multilabel else decision[:, None]
     run = {k: v for k, v in base_run.items() if k not in ("timings", "identity_hash")}
-    run.update({
-        "method": method_name,
-        "method_info": get_method(method_name).__dict__,
-        "base_cell": str(base_dir),
-        "decision_rule": rule.to_dict(),
-    })
+    run.update(
+        {
+            "method": method_name,
+            "method_info": get_method(method_name).__dict__,
+            "base_cell": str(base_dir),
+            "decision_rule": rule.to_dict(),
+        }
+    )
     write_csv(out_dir / "predictions.csv", table, float_format="%.6g")
     write_json(out_dir / "run.json", run)
     return run

@@ -19,8 +19,8 @@ import fcntl
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 
 def device_pool() -> list[str]:
@@ -37,12 +37,15 @@ def device_pool() -> list[str]:
 
 
 def default_lock_dir() -> Path:
-    return Path(os.environ.get("IMBENCH_GPU_LOCK_DIR", Path(tempfile.gettempdir()) / "imbench-gpu-locks"))
+    return Path(
+        os.environ.get("IMBENCH_GPU_LOCK_DIR", Path(tempfile.gettempdir()) / "imbench-gpu-locks")
+    )
 
 
 @contextlib.contextmanager
-def gpu_lease(lock_dir: str | Path | None = None, timeout: float = 24 * 3600, poll: float = 2.0,
-              log=print) -> Iterator[str | None]:
+def gpu_lease(
+    lock_dir: str | Path | None = None, timeout: float = 24 * 3600, poll: float = 2.0, log=print
+) -> Iterator[str | None]:
     """Hold one device of the pool for the duration of the block; yields its id (None: no GPU).
 
     With a pool of one device or none, nothing is locked. Otherwise the first free device is
@@ -77,5 +80,7 @@ def gpu_lease(lock_dir: str | Path | None = None, timeout: float = 24 * 3600, po
                 fh.close()
             return
         if time.monotonic() > deadline:
-            raise TimeoutError(f"no free GPU among {pool} after {timeout:.0f} s (locks in {lock_dir})")
+            raise TimeoutError(
+                f"no free GPU among {pool} after {timeout:.0f} s (locks in {lock_dir})"
+            )
         time.sleep(poll)

@@ -23,8 +23,8 @@ import os
 import re
 import socket
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 # errno → the words of the one-line message (``WriteError``).
 DISK_ERRORS = {
@@ -83,8 +83,10 @@ def _host() -> str:
 
 
 def _tmp_pattern(path: Path, suffix: str) -> re.Pattern:
-    return re.compile(rf"^\.{re.escape(path.stem)}\.(?P<host>[A-Za-z0-9_.-]+)-(?P<pid>\d+)\.[A-Za-z0-9_]+"
-                      rf"\.tmp{re.escape(suffix)}$")
+    return re.compile(
+        rf"^\.{re.escape(path.stem)}\.(?P<host>[A-Za-z0-9_.-]+)-(?P<pid>\d+)\.[A-Za-z0-9_]+"
+        rf"\.tmp{re.escape(suffix)}$"
+    )
 
 
 def _pid_alive(pid: int) -> bool:
@@ -111,7 +113,12 @@ def remove_stale_temporaries(path: str | os.PathLike, suffix: str | None = None)
         return removed
     for entry in entries:
         m = pattern.match(entry.name)
-        if m and m["host"] == host and int(m["pid"]) != os.getpid() and not _pid_alive(int(m["pid"])):
+        if (
+            m
+            and m["host"] == host
+            and int(m["pid"]) != os.getpid()
+            and not _pid_alive(int(m["pid"]))
+        ):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(entry.path)
                 removed.append(Path(entry.path))
@@ -130,8 +137,9 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(path, suffix)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.{_host()}-{os.getpid()}.", suffix=f".tmp{suffix}",
-                                   dir=path.parent)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{path.stem}.{_host()}-{os.getpid()}.", suffix=f".tmp{suffix}", dir=path.parent
+        )
         os.fchmod(fd, new_file_mode())
         os.close(fd)
     except OSError as exc:
@@ -165,7 +173,7 @@ class _Sink:
     def write(self, data) -> int:
         view = memoryview(data).cast("B")
         while view:
-            view = view[os.write(self._fd, view):]
+            view = view[os.write(self._fd, view) :]
         return memoryview(data).nbytes
 
     def flush(self) -> None:

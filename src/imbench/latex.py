@@ -14,8 +14,18 @@ import pandas as pd
 #: Metrics where a smaller value is better (the best of a column is its minimum).
 LOWER_IS_BETTER = frozenset({"ece", "log_loss", "brier"})
 
-_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-            "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+_ESCAPES = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
 
 #: Marks of :func:`imbench.aggregate.significance_marks` in LaTeX (math mode, superscript).
 _MARKS = {"▲": r"$^{\blacktriangle}$", "▼": r"$^{\blacktriangledown}$"}
@@ -48,8 +58,16 @@ def _cell(mean: float, interval: tuple[float, float] | None, digits: int, bold: 
     return f"${num}$" if interval is None else f"${num}\\,[{f(interval[0])}, {f(interval[1])}]$"
 
 
-def latex_pivot(summary: pd.DataFrame, task: str, metric: str, methods: list[str], models: list[str],
-                marks: dict | None = None, digits: int = 3, higher_is_better: bool | None = None) -> str:
+def latex_pivot(
+    summary: pd.DataFrame,
+    task: str,
+    metric: str,
+    methods: list[str],
+    models: list[str],
+    marks: dict | None = None,
+    digits: int = 3,
+    higher_is_better: bool | None = None,
+) -> str:
     """Methods × models LaTeX ``tabular`` (booktabs) of ``metric`` on the test split of ``task``.
 
     Cells are ``$mean\\,[low, high]$`` over seeds (``$mean$`` without an interval, ``--`` when missing); the
@@ -59,13 +77,21 @@ def latex_pivot(summary: pd.DataFrame, task: str, metric: str, methods: list[str
     """
     if higher_is_better is None:
         higher_is_better = metric not in LOWER_IS_BETTER
-    sub = summary[(summary["task"] == task) & (summary["metric"] == metric) & (summary["split"] == "test")]
+    sub = summary[
+        (summary["task"] == task) & (summary["metric"] == metric) & (summary["split"] == "test")
+    ]
     best = {}
     for model in models:
         values = sub.loc[sub["model"] == model, "mean"].dropna()
-        best[model] = (values.max() if higher_is_better else values.min()) if len(values) else np.nan
-    lines = [r"\begin{tabular}{l" + "c" * len(models) + "}", r"\toprule",
-             "Method & " + " & ".join(escape(m) for m in models) + r" \\", r"\midrule"]
+        best[model] = (
+            (values.max() if higher_is_better else values.min()) if len(values) else np.nan
+        )
+    lines = [
+        r"\begin{tabular}{l" + "c" * len(models) + "}",
+        r"\toprule",
+        "Method & " + " & ".join(escape(m) for m in models) + r" \\",
+        r"\midrule",
+    ]
     for method in methods:
         cells = []
         for model in models:

@@ -74,7 +74,7 @@ tests check each one against the scikit-learn function it reproduces.
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -96,17 +96,39 @@ ODIR_THRESHOLD = 0.5
 
 _SCALARS = {
     "multiclass": (
-        "accuracy", "balanced_accuracy", "macro_f1", "weighted_f1",
-        "macro_precision", "macro_recall", "macro_auc",
-        "top2_accuracy", "top3_accuracy", "ece", "log_loss",
+        "accuracy",
+        "balanced_accuracy",
+        "macro_f1",
+        "weighted_f1",
+        "macro_precision",
+        "macro_recall",
+        "macro_auc",
+        "top2_accuracy",
+        "top3_accuracy",
+        "ece",
+        "log_loss",
     ),
     "binary": (
-        "accuracy", "f1", "auc", "auprc", "sensitivity", "specificity",
-        "balanced_accuracy", "precision", "ece",
+        "accuracy",
+        "f1",
+        "auc",
+        "auprc",
+        "sensitivity",
+        "specificity",
+        "balanced_accuracy",
+        "precision",
+        "ece",
     ),
     "multilabel": (
-        "macro_auc", "map", "macro_f1", "micro_f1", "mean_f2",
-        "odir_score", "odir_kappa", "odir_f1", "odir_auc",
+        "macro_auc",
+        "map",
+        "macro_f1",
+        "micro_f1",
+        "mean_f2",
+        "odir_score",
+        "odir_kappa",
+        "odir_f1",
+        "odir_auc",
     ),
 }
 
@@ -167,7 +189,7 @@ def _auc(positive: np.ndarray, score: np.ndarray) -> float | None:
         return None
     neg = np.sort(score[~positive])
     pos = score[positive]
-    below = np.searchsorted(neg, pos, side="left").sum()        # negatives strictly lower
+    below = np.searchsorted(neg, pos, side="left").sum()  # negatives strictly lower
     below_or_tied = np.searchsorted(neg, pos, side="right").sum()  # ... lower or equal
     return float((below + below_or_tied) / 2.0 / (n_pos * n_neg))
 
@@ -221,7 +243,6 @@ def _ece(y_true: np.ndarray, probs: np.ndarray, n_bins: int = ECE_BINS) -> float
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     # bin b holds confidences in (edges[b], edges[b+1]]; 0 goes to bin 0
     b = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, n_bins - 1)
-    n = np.bincount(b, minlength=n_bins)
     sum_conf = np.bincount(b, weights=conf, minlength=n_bins)
     sum_acc = np.bincount(b, weights=correct, minlength=n_bins)
     # Σ_b n_b/N · |acc_b − conf_b| = Σ_b |Σacc_b − Σconf_b| / N
@@ -239,10 +260,12 @@ def _mc_top_k(k: int):
     reversed, so among equal scores the higher class index ranks first.
     ``None`` when K <= k (the metric would be 1 by construction).
     """
+
     def fn(y_true, probs, y_pred):
         if probs.shape[1] <= k:
             return None
         return float(np.mean(_ranked_ahead(y_true, probs) < k))
+
     return fn
 
 
@@ -286,6 +309,7 @@ def _from_prf(key: str, how: str):
         if how == "macro":
             return float(m[key].mean())
         return float((m[key] * m["support"]).sum() / m["support"].sum())
+
     return fn
 
 
@@ -319,8 +343,9 @@ def _bin_specificity(y_true, probs, y_pred):
 
 
 def _bin_balanced_accuracy(y_true, probs, y_pred):
-    return _mean_defined([_bin_sensitivity(y_true, probs, y_pred),
-                          _bin_specificity(y_true, probs, y_pred)])[0]
+    return _mean_defined(
+        [_bin_sensitivity(y_true, probs, y_pred), _bin_specificity(y_true, probs, y_pred)]
+    )[0]
 
 
 def _bin_auc(y_true, probs, y_pred):
@@ -419,6 +444,7 @@ def _odir_parts(y_true, probs, want: str = "odir_score") -> dict[str, float | No
 def _odir(name: str):
     def fn(y_true, probs, y_pred):
         return _odir_parts(y_true, probs, name)[name]
+
     return fn
 
 
@@ -471,7 +497,9 @@ def scalar_fn(kind: str, name: str) -> Callable[[np.ndarray, np.ndarray, np.ndar
     """
     _check_kind(kind)
     if name not in _FUNCS[kind]:
-        raise ValueError(f"metric: {name!r} is not a {kind} metric; expected one of {', '.join(_SCALARS[kind])}")
+        raise ValueError(
+            f"metric: {name!r} is not a {kind} metric; expected one of {', '.join(_SCALARS[kind])}"
+        )
     f = _FUNCS[kind][name]
     return lambda y_true, probs, y_pred: _clean(f(y_true, probs, y_pred))
 
@@ -520,11 +548,15 @@ def _w_mc_balanced_accuracy(y_true, probs, y_pred, w):
 def _w_from_prf(key: str, how: str):
     def fn(y_true, probs, y_pred, w):
         tp, support, predicted = _w_prf(_w_confusion(y_true, y_pred, probs.shape[1], w))
-        value = {"f1": _w_div(2 * tp, support + predicted), "precision": _w_div(tp, predicted),
-                 "recall": _w_div(tp, support)}[key]
+        value = {
+            "f1": _w_div(2 * tp, support + predicted),
+            "precision": _w_div(tp, predicted),
+            "recall": _w_div(tp, support),
+        }[key]
         if how == "macro":
             return value.mean(axis=1)
         return _w_div((value * support).sum(axis=1), support.sum(axis=1), np.nan)
+
     return fn
 
 
@@ -533,6 +565,7 @@ def _w_top_k(k: int):
         if probs.shape[1] <= k:
             return np.full(w.shape[0], np.nan)
         return (w @ (_ranked_ahead(y_true, probs) < k).astype(float)) / w.sum(axis=1)
+
     return fn
 
 
@@ -556,7 +589,10 @@ def _w_bin(name: str):
             return spec
         both = np.stack([sens, spec])
         n = np.isfinite(both).sum(axis=0)
-        return _w_div(np.nansum(both, axis=0), n, np.nan)  # balanced accuracy over the defined parts
+        return _w_div(
+            np.nansum(both, axis=0), n, np.nan
+        )  # balanced accuracy over the defined parts
+
     return fn
 
 
@@ -570,11 +606,16 @@ def _w_ml(name: str):
             f2 = np.ones(den.shape)
             np.divide(5.0 * tp, den, out=f2, where=den > 0)
             return (w @ f2) / w.sum(axis=1)
-        tp, fp, fn_ = (w @ (t & p).astype(float)), (w @ (~t & p).astype(float)), (w @ (t & ~p).astype(float))
+        tp, fp, fn_ = (
+            (w @ (t & p).astype(float)),
+            (w @ (~t & p).astype(float)),
+            (w @ (t & ~p).astype(float)),
+        )
         if name == "macro_f1":
             return _w_div(2 * tp, 2 * tp + fp + fn_).mean(axis=1)
         tp, fp, fn_ = tp.sum(axis=1), fp.sum(axis=1), fn_.sum(axis=1)
         return _w_div(2 * tp, 2 * tp + fp + fn_)  # micro_f1
+
     return fn
 
 
@@ -591,7 +632,10 @@ _WEIGHTED: dict[str, dict[str, Callable]] = {
     },
     "binary": {
         "accuracy": _w_accuracy,
-        **{name: _w_bin(name) for name in ("f1", "precision", "sensitivity", "specificity", "balanced_accuracy")},
+        **{
+            name: _w_bin(name)
+            for name in ("f1", "precision", "sensitivity", "specificity", "balanced_accuracy")
+        },
     },
     "multilabel": {name: _w_ml(name) for name in ("mean_f2", "macro_f1", "micro_f1")},
 }
@@ -622,7 +666,8 @@ def _as_labels(name: str, a, shape_text: str, n_classes: int, ndim: int) -> np.n
     arr = arr.astype(np.int64)
     if arr.size and (arr.min() < 0 or arr.max() >= n_classes):
         raise ValueError(
-            f"{name}: expected values in [0, {n_classes - 1}], got min {arr.min()} and max {arr.max()}")
+            f"{name}: expected values in [0, {n_classes - 1}], got min {arr.min()} and max {arr.max()}"
+        )
     return arr
 
 
@@ -642,8 +687,14 @@ def check_inputs(kind: str, y_true, probs, y_pred, class_names: Sequence[str]):
         raise ValueError(f"class_names: expected {want} names for a {kind} task, got {k}")
 
     p = np.asarray(probs)
-    if p.ndim != 2 or not np.issubdtype(p.dtype, np.number) or np.issubdtype(p.dtype, np.complexfloating):
-        raise ValueError(f"probs: expected a real (N, {k}) array, got shape {p.shape} and dtype {p.dtype}")
+    if (
+        p.ndim != 2
+        or not np.issubdtype(p.dtype, np.number)
+        or np.issubdtype(p.dtype, np.complexfloating)
+    ):
+        raise ValueError(
+            f"probs: expected a real (N, {k}) array, got shape {p.shape} and dtype {p.dtype}"
+        )
     n = p.shape[0]
     if n == 0:
         raise ValueError("probs: expected at least one row, got 0")
@@ -653,7 +704,9 @@ def check_inputs(kind: str, y_true, probs, y_pred, class_names: Sequence[str]):
     if not np.all(np.isfinite(p)):
         raise ValueError("probs: expected finite probabilities, found NaN or inf")
     if p.min() < 0 or p.max() > 1:
-        raise ValueError(f"probs: expected probabilities in [0, 1], got min {p.min():g} and max {p.max():g}")
+        raise ValueError(
+            f"probs: expected probabilities in [0, 1], got min {p.min():g} and max {p.max():g}"
+        )
 
     if kind == "multilabel":
         shape_text = f"an (N, K) = ({n}, {k}) 0/1 matrix"
@@ -667,7 +720,8 @@ def check_inputs(kind: str, y_true, probs, y_pred, class_names: Sequence[str]):
         worst = int(np.argmax(np.abs(sums - 1)))
         if abs(sums[worst] - 1) > ROW_SUM_TOL:
             raise ValueError(
-                f"probs: expected rows summing to 1 (softmax), row {worst} sums to {sums[worst]:g}")
+                f"probs: expected rows summing to 1 (softmax), row {worst} sums to {sums[worst]:g}"
+            )
         shape_text = f"a 1-D array of {n} class indices"
         yt = _as_labels("y_true", y_true, shape_text, k, 1)
         yp = _as_labels("y_pred", y_pred, shape_text, k, 1)
@@ -680,8 +734,9 @@ def check_inputs(kind: str, y_true, probs, y_pred, class_names: Sequence[str]):
 # --------------------------------------------------------------------------- entry point
 
 
-def compute_metrics(kind: str, y_true: np.ndarray, probs: np.ndarray, y_pred: np.ndarray,
-                    class_names: list[str]) -> dict:
+def compute_metrics(
+    kind: str, y_true: np.ndarray, probs: np.ndarray, y_pred: np.ndarray, class_names: list[str]
+) -> dict:
     """All metrics of one prediction set, as a JSON-serialisable dict.
 
     Returns ``{"scalars": {name: float | None}, "per_class": [...],

@@ -30,7 +30,14 @@ _TV_UNSUPPORTED = ("vit_", "squeezenet")
 
 NAME_LISTS = Path(__file__).resolve().parent / "resources" / "model_names.json"
 
-__all__ = ["LE2020_PREFIX", "TORCHVISION_TAG", "ModelSpec", "base_name", "is_model", "parse_model_name"]
+__all__ = [
+    "LE2020_PREFIX",
+    "TORCHVISION_TAG",
+    "ModelSpec",
+    "base_name",
+    "is_model",
+    "parse_model_name",
+]
 
 
 @dataclass(frozen=True)
@@ -46,7 +53,7 @@ class ModelSpec:
     source: str
     arch: str
     weights: str | None = None
-    inner: "ModelSpec | None" = None
+    inner: ModelSpec | None = None
 
 
 # ----------------------------------------------------------------------------- stored name lists
@@ -61,7 +68,7 @@ def _installed_version(dist: str) -> str | None:
         return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _stored_lists() -> dict:
     try:
         return json.loads(NAME_LISTS.read_text())
@@ -69,7 +76,7 @@ def _stored_lists() -> dict:
         return {}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _stored_timm() -> tuple[frozenset, frozenset] | None:
     """(architectures, tagged names) of the stored timm lists; None when they do not describe the
     installed timm."""
@@ -79,7 +86,7 @@ def _stored_timm() -> tuple[frozenset, frozenset] | None:
     return frozenset(data["models"]), frozenset(data["tagged"])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _stored_torchvision() -> dict | None:
     """arch -> {"default": weights, "weights": [weights...]} of the stored torchvision list; None when
     it does not describe the installed torchvision."""
@@ -137,7 +144,7 @@ def _stored_spec(name: str, arch: str, tag: str) -> ModelSpec | None:
         known = _stored_torchvision()
         if known is None or arch not in known or arch.startswith(_TV_UNSUPPORTED):
             return None
-        wanted = tag[len(TORCHVISION_TAG) + 1:]
+        wanted = tag[len(TORCHVISION_TAG) + 1 :]
         if not wanted:
             return ModelSpec(name, "torchvision", arch, known[arch]["default"])
         for weights in known[arch]["weights"]:
@@ -158,14 +165,16 @@ def parse_model_name(name: str) -> ModelSpec:
     if not isinstance(name, str) or not name:
         raise ValueError(f"model name must be a non-empty string, got {name!r}")
     if name.startswith(LE2020_PREFIX):
-        inner_name = name[len(LE2020_PREFIX):]
+        inner_name = name[len(LE2020_PREFIX) :]
         if inner_name.startswith(LE2020_PREFIX):
             raise ValueError(f"unknown model {name!r}: {LE2020_PREFIX} cannot be nested")
         try:
             inner = parse_model_name(inner_name)
         except ValueError as exc:
-            raise ValueError(f"unknown model {name!r}: {inner_name!r} after {LE2020_PREFIX!r} is not a model "
-                             f"name ({exc})") from None
+            raise ValueError(
+                f"unknown model {name!r}: {inner_name!r} after {LE2020_PREFIX!r} is not a model "
+                f"name ({exc})"
+            ) from None
         return ModelSpec(name, "le2020", inner.arch, inner.weights, inner)
     arch, _, tag = name.partition(".")
     spec = _stored_spec(name, arch, tag)
@@ -173,33 +182,43 @@ def parse_model_name(name: str) -> ModelSpec:
         return spec
     if tag == TORCHVISION_TAG or tag.startswith(TORCHVISION_TAG + "_"):
         if arch not in _torchvision_archs():
-            raise ValueError(f"unknown model {name!r}: {arch!r} is not a torchvision classification model "
-                             f"(torchvision.models.list_models())")
+            raise ValueError(
+                f"unknown model {name!r}: {arch!r} is not a torchvision classification model "
+                f"(torchvision.models.list_models())"
+            )
         if arch.startswith(_TV_UNSUPPORTED):
-            raise ValueError(f"unknown model {name!r}: torchvision {arch} is not supported as a backbone "
-                             f"(ViTs keep a class token outside their sub-modules, SqueezeNet has no final "
-                             f"Linear layer); use its timm version")
+            raise ValueError(
+                f"unknown model {name!r}: torchvision {arch} is not supported as a backbone "
+                f"(ViTs keep a class token outside their sub-modules, SqueezeNet has no final "
+                f"Linear layer); use its timm version"
+            )
         enum = _tv_weights_enum(arch)
-        wanted = tag[len(TORCHVISION_TAG) + 1:]
+        wanted = tag[len(TORCHVISION_TAG) + 1 :]
         if not wanted:
             return ModelSpec(name, "torchvision", arch, enum.DEFAULT.name)
         for member in enum:
             if member.name.lower() == wanted.lower():
                 return ModelSpec(name, "torchvision", arch, member.name)
-        raise ValueError(f"unknown model {name!r}: torchvision {arch} has no weights {wanted!r}; "
-                         f"available: {[m.name for m in enum]}")
+        raise ValueError(
+            f"unknown model {name!r}: torchvision {arch} has no weights {wanted!r}; "
+            f"available: {[m.name for m in enum]}"
+        )
     import timm
 
     if not timm.is_model(name):
-        raise ValueError(f"unknown model {name!r}: not a timm model name (timm.list_models()), nor "
-                         f"<arch>.{TORCHVISION_TAG}[_<WEIGHTS>] or {LE2020_PREFIX}<model>")
+        raise ValueError(
+            f"unknown model {name!r}: not a timm model name (timm.list_models()), nor "
+            f"<arch>.{TORCHVISION_TAG}[_<WEIGHTS>] or {LE2020_PREFIX}<model>"
+        )
     if tag:
         try:
             timm.models.get_pretrained_cfg(name)
         except RuntimeError:
             tags = [n.partition(".")[2] for n in timm.list_pretrained(f"{arch}.*")]
-            raise ValueError(f"unknown model {name!r}: timm has no pretrained tag {tag!r} for {arch}; "
-                             f"available: {tags}") from None
+            raise ValueError(
+                f"unknown model {name!r}: timm has no pretrained tag {tag!r} for {arch}; "
+                f"available: {tags}"
+            ) from None
     return ModelSpec(name, "timm", name)
 
 

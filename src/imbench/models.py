@@ -77,15 +77,28 @@ LE2020_DROPOUT = 0.5
 DEFAULT_INPUT_SIZE = 224
 HEADS = ("linear", "cosine")
 
-PREFETCH_HINT = ("pre-fetch them on a machine with internet access: `imbench weights --models {names}` "
-                 "(or `snakemake --cores 1 prefetch_weights --configfile <experiment>.yaml` for every model "
-                 "of an experiment), then copy the cache here or point HF_HOME/TORCH_HOME at it; or train "
-                 "without them (protocol_overrides: {{pretrained: false}})")
+PREFETCH_HINT = (
+    "pre-fetch them on a machine with internet access: `imbench weights --models {names}` "
+    "(or `snakemake --cores 1 prefetch_weights --configfile <experiment>.yaml` for every model "
+    "of an experiment), then copy the cache here or point HF_HOME/TORCH_HOME at it; or train "
+    "without them (protocol_overrides: {{pretrained: false}})"
+)
 
 __all__ = [
-    "Classifier", "CosineClassifier", "MissingWeightsError", "ModelSpec", "TorchvisionBackbone",
-    "base_name", "create_model", "input_size", "is_model", "parse_model_name", "prefetch_weights",
-    "weights_available", "weights_location", "main",
+    "Classifier",
+    "CosineClassifier",
+    "MissingWeightsError",
+    "ModelSpec",
+    "TorchvisionBackbone",
+    "base_name",
+    "create_model",
+    "input_size",
+    "is_model",
+    "parse_model_name",
+    "prefetch_weights",
+    "weights_available",
+    "weights_location",
+    "main",
 ]
 
 
@@ -141,14 +154,20 @@ class TorchvisionBackbone(nn.Module):
 
     def __init__(self, model: nn.Module, num_features: int, drop_rate: float = 0.0):
         super().__init__()
-        own = [n for n, _ in model.named_parameters(recurse=False)] + [n for n, _ in model.named_buffers(recurse=False)]
+        own = [n for n, _ in model.named_parameters(recurse=False)] + [
+            n for n, _ in model.named_buffers(recurse=False)
+        ]
         if own:
-            raise ValueError(f"torchvision model {type(model).__name__} keeps tensors outside its sub-modules "
-                             f"({own}); use its timm version")
+            raise ValueError(
+                f"torchvision model {type(model).__name__} keeps tensors outside its sub-modules "
+                f"({own}); use its timm version"
+            )
         for name, child in model.named_children():
             if child is not None:
                 self.add_module(self._RENAME.get(name, name), child)
-        object.__setattr__(self, "_model", model)  # not registered: its sub-modules are registered above
+        object.__setattr__(
+            self, "_model", model
+        )  # not registered: its sub-modules are registered above
         self.drop = nn.Dropout(drop_rate)
         self.num_features = num_features
 
@@ -245,7 +264,11 @@ def _weights_file(spec: ModelSpec) -> _WeightsFile:
     # config names a hub id, else the URL (torch hub cache).
     if cfg.hf_hub_id:
         repo, _, revision = cfg.hf_hub_id.partition("@")
-        names = (cfg.hf_hub_filename,) if cfg.hf_hub_filename else ("model.safetensors", "pytorch_model.bin")
+        names = (
+            (cfg.hf_hub_filename,)
+            if cfg.hf_hub_filename
+            else ("model.safetensors", "pytorch_model.bin")
+        )
         return _WeightsFile("hf", repo, names, revision or None)
     if cfg.url:
         return _WeightsFile("url", cfg.url)
@@ -273,16 +296,22 @@ def weights_available(name: str) -> bool:
         from huggingface_hub import try_to_load_from_cache
 
         cache = hf_cache_dir()
-        return any(isinstance(try_to_load_from_cache(wf.repo, f, cache_dir=cache, revision=wf.revision), str)
-                   for f in wf.filenames)
+        return any(
+            isinstance(
+                try_to_load_from_cache(wf.repo, f, cache_dir=cache, revision=wf.revision), str
+            )
+            for f in wf.filenames
+        )
     if wf.kind == "url":
         return _url_cache_path(wf.repo).is_file()
     return False
 
 
 def _missing(name: str, reason: str) -> MissingWeightsError:
-    return MissingWeightsError(f"pretrained weights of model {name!r} ({weights_location(name)}) are not cached "
-                               f"and {reason}; " + PREFETCH_HINT.format(names=name))
+    return MissingWeightsError(
+        f"pretrained weights of model {name!r} ({weights_location(name)}) are not cached "
+        f"and {reason}; " + PREFETCH_HINT.format(names=name)
+    )
 
 
 def _with_weights(name: str, build):
@@ -290,8 +319,10 @@ def _with_weights(name: str, build):
     one :class:`MissingWeightsError`. Errors when the weights were cached are not masked."""
     spec = parse_model_name(name)
     if _weights_file(spec).kind == "none":
-        raise MissingWeightsError(f"model {name!r} has no published pretrained weights; train it with "
-                                  f"protocol_overrides: {{pretrained: false}}")
+        raise MissingWeightsError(
+            f"model {name!r} has no published pretrained weights; train it with "
+            f"protocol_overrides: {{pretrained: false}}"
+        )
     if weights_available(name):
         return build()
     if offline():
@@ -300,8 +331,13 @@ def _with_weights(name: str, build):
         return build()
     except MissingWeightsError:
         raise
-    except Exception as exc:  # network errors come in many types (requests, urllib, huggingface_hub)
-        raise _missing(name, f"the download failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+    except (
+        Exception
+    ) as exc:  # network errors come in many types (requests, urllib, huggingface_hub)
+        raise _missing(
+            name,
+            f"the download failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})",
+        ) from exc
 
 
 def prefetch_weights(names, log=print) -> dict[str, str]:
@@ -320,16 +356,20 @@ def prefetch_weights(names, log=print) -> dict[str, str]:
             status[name] = "cached"
         else:
             try:
-                _with_weights(name, lambda: _download(spec))
+                _with_weights(name, lambda spec=spec: _download(spec))
                 status[name] = "downloaded"
             except MissingWeightsError as exc:
                 failed.append(name)
                 status[name] = f"failed: {exc}"
-        log(f"{name}: {status[name] if not status[name].startswith('failed') else 'FAILED'} "
-            f"({weights_location(name)})")
+        log(
+            f"{name}: {status[name] if not status[name].startswith('failed') else 'FAILED'} "
+            f"({weights_location(name)})"
+        )
     if failed:
-        raise MissingWeightsError(f"could not fetch the pretrained weights of {failed}: "
-                                  + "; ".join(status[n] for n in failed))
+        raise MissingWeightsError(
+            f"could not fetch the pretrained weights of {failed}: "
+            + "; ".join(status[n] for n in failed)
+        )
     return status
 
 
@@ -349,13 +389,20 @@ def _download(spec: ModelSpec) -> None:
 
 def _timm_backbone(name: str, pretrained: bool, drop_rate: float, label: str) -> nn.Module:
     def build():
-        return timm.create_model(name, pretrained=pretrained, num_classes=0, drop_rate=drop_rate,
-                                 cache_dir=hf_cache_dir())
+        return timm.create_model(
+            name,
+            pretrained=pretrained,
+            num_classes=0,
+            drop_rate=drop_rate,
+            cache_dir=hf_cache_dir(),
+        )
 
     return _with_weights(label, build) if pretrained else build()
 
 
-def _torchvision_backbone(spec: ModelSpec, pretrained: bool, drop_rate: float, label: str) -> TorchvisionBackbone:
+def _torchvision_backbone(
+    spec: ModelSpec, pretrained: bool, drop_rate: float, label: str
+) -> TorchvisionBackbone:
     from torchvision.models import get_model
 
     kwargs = {}
@@ -374,7 +421,9 @@ def _torchvision_backbone(spec: ModelSpec, pretrained: bool, drop_rate: float, l
         if isinstance(module, nn.Linear) and module.out_features == 1000:
             last = (mod_name, module)
     if last is None:
-        raise ValueError(f"model {spec.name!r}: no final Linear layer to replace (not supported; use a timm model)")
+        raise ValueError(
+            f"model {spec.name!r}: no final Linear layer to replace (not supported; use a timm model)"
+        )
     parent_name, _, attr = last[0].rpartition(".")
     setattr(model.get_submodule(parent_name) if parent_name else model, attr, nn.Identity())
     return TorchvisionBackbone(model, last[1].in_features, drop_rate)
@@ -393,8 +442,13 @@ def _feature_width(backbone: nn.Module) -> int:
     return int(getattr(backbone, "head_hidden_size", None) or backbone.num_features)
 
 
-def create_model(name: str, num_classes: int, head: str = "linear", pretrained: bool = False,
-                 drop_rate: float = 0.0) -> Classifier:
+def create_model(
+    name: str,
+    num_classes: int,
+    head: str = "linear",
+    pretrained: bool = False,
+    drop_rate: float = 0.0,
+) -> Classifier:
     """Build model ``name`` (any form of the module docstring) with a fresh ``head`` for ``num_classes``.
 
     ``pretrained``: ImageNet weights from the local cache (downloaded into it when allowed);
@@ -408,12 +462,18 @@ def create_model(name: str, num_classes: int, head: str = "linear", pretrained: 
     if spec.source == "le2020":
         backbone = _backbone(spec.inner, pretrained, 0.0, name)
         p = drop_rate if drop_rate > 0 else LE2020_DROPOUT
-        neck = nn.Sequential(nn.Dropout(p), nn.Linear(_feature_width(backbone), LE2020_HIDDEN), nn.ReLU(inplace=True))
+        neck = nn.Sequential(
+            nn.Dropout(p), nn.Linear(_feature_width(backbone), LE2020_HIDDEN), nn.ReLU(inplace=True)
+        )
         n_feat = LE2020_HIDDEN
     else:
         backbone = _backbone(spec, pretrained, drop_rate, name)
         n_feat = _feature_width(backbone)
-    layer: nn.Module = nn.Linear(n_feat, num_classes) if head == "linear" else CosineClassifier(n_feat, num_classes)
+    layer: nn.Module = (
+        nn.Linear(n_feat, num_classes)
+        if head == "linear"
+        else CosineClassifier(n_feat, num_classes)
+    )
     return Classifier(backbone, layer, neck)
 
 
@@ -424,14 +484,28 @@ def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="imbench weights",
         description="Pre-fetch the pretrained weights of models into the local caches (Hugging Face hub "
-                    "cache for timm, torch hub cache for torchvision), or check that they are there.")
+        "cache for timm, torch hub cache for torchvision), or check that they are there.",
+    )
     p.add_argument("--models", nargs="+", default=[], help="model names (any form imbench accepts)")
-    p.add_argument("--configfile", nargs="+", type=Path, default=[],
-                   help="take the models from these configuration files (merged over config.yaml as "
-                        "Snakemake's --configfile does)")
-    p.add_argument("--base", type=Path, default=Path("config.yaml"),
-                   help="base configuration for --configfile (default: ./config.yaml when present)")
-    p.add_argument("--check", action="store_true", help="only report what is cached; exit 1 if anything is missing")
+    p.add_argument(
+        "--configfile",
+        nargs="+",
+        type=Path,
+        default=[],
+        help="take the models from these configuration files (merged over config.yaml as "
+        "Snakemake's --configfile does)",
+    )
+    p.add_argument(
+        "--base",
+        type=Path,
+        default=Path("config.yaml"),
+        help="base configuration for --configfile (default: ./config.yaml when present)",
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="only report what is cached; exit 1 if anything is missing",
+    )
     return p
 
 

@@ -20,17 +20,46 @@ from importlib import resources
 import pandas as pd
 
 TASKS = {"ODIR-5K": "odir_eye", "HAM-10K": "ham10000", "ISIC-2019": "isic2019"}
-MODELS = {"EfficientNetV2": "efficientnet_v2_s", "ResNet-50": "resnet50", "DenseNet-121": "densenet121"}
+MODELS = {
+    "EfficientNetV2": "efficientnet_v2_s",
+    "ResNet-50": "resnet50",
+    "DenseNet-121": "densenet121",
+}
 #: Paper method → our methods compared with it: the exact reproduction first (``focal_lmf``/``ldam_lmf``
 #: build the LMF code's Focal and LDAM baselines), then our standard variant, whose departures
 #: (class weights, head) the departures column lists.
-METHODS = {"CCE": ("ce",), "Focal": ("focal_lmf", "focal"), "LDAM": ("ldam_lmf", "ldam"), "BWCCE": ("bwcce",),
-           "LMF": ("lmf",)}
-METRICS = {"Acc": "accuracy", "Prec": "macro_precision", "Rec": "macro_recall", "Macro-F1": "macro_f1"}
+METHODS = {
+    "CCE": ("ce",),
+    "Focal": ("focal_lmf", "focal"),
+    "LDAM": ("ldam_lmf", "ldam"),
+    "BWCCE": ("bwcce",),
+    "LMF": ("lmf",),
+}
+METRICS = {
+    "Acc": "accuracy",
+    "Prec": "macro_precision",
+    "Rec": "macro_recall",
+    "Macro-F1": "macro_f1",
+}
 #: Other spellings of a paper model's base name (timm's names for EfficientNetV2-S).
-MODEL_ALIASES = {"efficientnetv2_s": "efficientnet_v2_s", "tf_efficientnetv2_s": "efficientnet_v2_s"}
+MODEL_ALIASES = {
+    "efficientnetv2_s": "efficientnet_v2_s",
+    "tf_efficientnetv2_s": "efficientnet_v2_s",
+}
 
-COLUMNS = ["task", "model", "method", "metric", "paper", "ours_mean", "ours_sd", "n", "diff", "source", "departures"]
+COLUMNS = [
+    "task",
+    "model",
+    "method",
+    "metric",
+    "paper",
+    "ours_mean",
+    "ours_sd",
+    "n",
+    "diff",
+    "source",
+    "departures",
+]
 
 #: The LMF paper's training setting (official code Adnan-Sadi/LMFLOSS, config.ini and train.py; see
 #: docs/methods.md), in the terms :func:`resolved_setting` reads from a cell's ``run.json``.
@@ -78,8 +107,11 @@ def resolved_setting(run: dict) -> dict:
     grouped = _first(run, "split_grouped")
     if grouped is None and isinstance(run.get("split"), dict):
         grouped = run["split"].get("grouped")
-    out["split"] = None if grouped is None else (
-        "grouped by lesion/patient" if grouped else "image-level (stratified, not grouped)")
+    out["split"] = (
+        None
+        if grouped is None
+        else ("grouped by lesion/patient" if grouped else "image-level (stratified, not grouped)")
+    )
     info = run.get("method_info") or {}
     out["head"] = _first(run, "head") or info.get("head")
     out["class_weights"] = _first(run, "class_weights")
@@ -129,15 +161,26 @@ def model_base(name: str) -> str:
 def lmf_paper() -> pd.DataFrame:
     """The LMF paper's facts with our names added (``task``, ``model_key``, ``method_key``, ``metric_key``)."""
     df = _read("lmf_paper.csv")
-    for col, mapping in (("dataset", TASKS), ("model", MODELS), ("method", METHODS), ("metric", METRICS)):
+    for col, mapping in (
+        ("dataset", TASKS),
+        ("model", MODELS),
+        ("method", METHODS),
+        ("metric", METRICS),
+    ):
         unknown = sorted(set(df[col]) - set(mapping))
         if unknown:
             raise ValueError(f"lmf_paper.csv: {col} value(s) {unknown} have no imbench name")
-    return df.assign(task=df["dataset"].map(TASKS), model_key=df["model"].map(MODELS),
-                     method_key=df["method"].map(lambda m: METHODS[m][0]), metric_key=df["metric"].map(METRICS))
+    return df.assign(
+        task=df["dataset"].map(TASKS),
+        model_key=df["model"].map(MODELS),
+        method_key=df["method"].map(lambda m: METHODS[m][0]),
+        metric_key=df["metric"].map(METRICS),
+    )
 
 
-def paper_vs_ours(summary: pd.DataFrame, runs: dict[tuple, list[dict]] | None = None) -> pd.DataFrame:
+def paper_vs_ours(
+    summary: pd.DataFrame, runs: dict[tuple, list[dict]] | None = None
+) -> pd.DataFrame:
     """Our test results (mean ± sd over seeds, in %) beside the LMF paper's, with ours − paper.
 
     ``summary`` is ``summary.csv`` (task, model, method, split, metric, mean, sd, n, …; fractions in
@@ -148,23 +191,39 @@ def paper_vs_ours(summary: pd.DataFrame, runs: dict[tuple, list[dict]] | None = 
     """
     paper = lmf_paper()
     # every method of ours compared with the paper's (the exact reproduction and our standard one)
-    paper = paper.assign(method_key=paper["method"].map(METHODS)).explode("method_key", ignore_index=True)
+    paper = paper.assign(method_key=paper["method"].map(METHODS)).explode(
+        "method_key", ignore_index=True
+    )
     test = summary[summary["split"] == "test"].copy()
     if test.empty:
         return pd.DataFrame(columns=COLUMNS)
     test["model_key"] = test["model"].map(model_base)
-    merged = paper.merge(test, left_on=["task", "model_key", "method_key", "metric_key"],
-                         right_on=["task", "model_key", "method", "metric"], suffixes=("_paper", ""))
+    merged = paper.merge(
+        test,
+        left_on=["task", "model_key", "method_key", "metric_key"],
+        right_on=["task", "model_key", "method", "metric"],
+        suffixes=("_paper", ""),
+    )
     if merged.empty:
         return pd.DataFrame(columns=COLUMNS)
-    out = pd.DataFrame({
-        "task": merged["task"], "model": merged["model"], "method": merged["method"], "metric": merged["metric"],
-        "paper": merged["value"].astype(float), "ours_mean": 100 * merged["mean"].astype(float),
-        "ours_sd": 100 * merged["sd"].astype(float), "n": merged["n"], "source": merged["source"],
-    })
+    out = pd.DataFrame(
+        {
+            "task": merged["task"],
+            "model": merged["model"],
+            "method": merged["method"],
+            "metric": merged["metric"],
+            "paper": merged["value"].astype(float),
+            "ours_mean": 100 * merged["mean"].astype(float),
+            "ours_sd": 100 * merged["sd"].astype(float),
+            "n": merged["n"],
+            "source": merged["source"],
+        }
+    )
     out["diff"] = out["ours_mean"] - out["paper"]
-    out["departures"] = [departures(runs[key], key[2]) if runs and runs.get(key) else "unknown (no run.json)"
-                         for key in zip(out["task"], out["model"], out["method"])]
+    out["departures"] = [
+        departures(runs[key], key[2]) if runs and runs.get(key) else "unknown (no run.json)"
+        for key in zip(out["task"], out["model"], out["method"])
+    ]
     return out[COLUMNS].reset_index(drop=True)
 
 
@@ -174,37 +233,66 @@ def _num(x, digits: int = 2) -> str:
 
 def paper_vs_ours_markdown(df: pd.DataFrame) -> str:
     """Markdown table of :func:`paper_vs_ours` (values in %, ours as mean ± sd over seeds)."""
-    head = ["| task | model | method | metric | paper (%) | ours (%, mean ± sd) | seeds | ours − paper | departures |",
-            "|---|---|---|---|---:|---:|---:|---:|---|"]
+    head = [
+        "| task | model | method | metric | paper (%) | ours (%, mean ± sd) | seeds | ours − paper | departures |",
+        "|---|---|---|---|---:|---:|---:|---:|---|",
+    ]
     if df.empty:
-        return "\n".join([*head, "", "No test result of this experiment matches a task/model/method/metric of "
-                                      "the LMF paper (Tables 2–4)."])
+        return "\n".join(
+            [
+                *head,
+                "",
+                "No test result of this experiment matches a task/model/method/metric of "
+                "the LMF paper (Tables 2–4).",
+            ]
+        )
     lines = list(head)
     for r in df.itertuples(index=False):
         ours = _num(r.ours_mean) + ("" if pd.isna(r.ours_sd) else f" ± {r.ours_sd:.2f}")
         diff = "–" if pd.isna(r.diff) else f"{r.diff:+.2f}"
         dep = getattr(r, "departures", "unknown")
-        lines.append(f"| {r.task} | {r.model} | {r.method} | {r.metric} | {_num(r.paper)} | {ours} | {r.n} | {diff} "
-                     f"| {dep} |")
+        lines.append(
+            f"| {r.task} | {r.model} | {r.method} | {r.metric} | {_num(r.paper)} | {ours} | {r.n} | {diff} "
+            f"| {dep} |"
+        )
     sources = ", ".join(dict.fromkeys(df["source"]))
-    lines += ["", f"Paper values: {sources} (test set). Ours: test set, mean ± sd (ddof = 1) over seeds. "
-                  "Differences are in percentage points. Departures: every setting of our cells (read from "
-                  "their run.json) that differs from the paper's official code (Adnan-Sadi/LMFLOSS: image-level "
-                  "split, fp32, Adam 1e-4, weight decay 5e-4, StepLR, 100 epochs, batch 32, 224 px, no "
-                  "augmentation or normalisation, ImageNet weights, linear heads, LDAM margins as class weights "
-                  "and focal α); a row without departures compares like with like."]
+    lines += [
+        "",
+        f"Paper values: {sources} (test set). Ours: test set, mean ± sd (ddof = 1) over seeds. "
+        "Differences are in percentage points. Departures: every setting of our cells (read from "
+        "their run.json) that differs from the paper's official code (Adnan-Sadi/LMFLOSS: image-level "
+        "split, fp32, Adam 1e-4, weight decay 5e-4, StepLR, 100 epochs, batch 32, 224 px, no "
+        "augmentation or normalisation, ImageNet weights, linear heads, LDAM margins as class weights "
+        "and focal α); a row without departures compares like with like.",
+    ]
     return "\n".join(lines)
 
 
-PER_CLASS_COLUMNS = ["task", "model", "method", "class", "paper_train_n", "ours_train_n", "paper", "ours_mean",
-                     "ours_sd", "n", "diff", "source"]
+PER_CLASS_COLUMNS = [
+    "task",
+    "model",
+    "method",
+    "class",
+    "paper_train_n",
+    "ours_train_n",
+    "paper",
+    "ours_mean",
+    "ours_sd",
+    "n",
+    "diff",
+    "source",
+]
 
 
 def lmf_paper_per_class() -> pd.DataFrame:
     """The LMF paper's Table 5 (per-class test F1 in %, EfficientNetV2), with our task and method names."""
     df = _read("lmf_paper_per_class.csv")
-    return df.assign(task=df["dataset"].map(TASKS), model_key=df["model"].map(MODELS),
-                     method_key=df["method"].map(METHODS), class_key=df["class"].str.lower())
+    return df.assign(
+        task=df["dataset"].map(TASKS),
+        model_key=df["model"].map(MODELS),
+        method_key=df["method"].map(METHODS),
+        class_key=df["class"].str.lower(),
+    )
 
 
 def paper_vs_ours_per_class(per_class: pd.DataFrame) -> pd.DataFrame:
@@ -217,38 +305,68 @@ def paper_vs_ours_per_class(per_class: pd.DataFrame) -> pd.DataFrame:
     if per_class.empty:
         return pd.DataFrame(columns=PER_CLASS_COLUMNS)
     paper = lmf_paper_per_class().explode("method_key", ignore_index=True)
-    ours = per_class.assign(model_key=per_class["model"].map(model_base),
-                            class_key=per_class["class"].astype(str).str.lower())
+    ours = per_class.assign(
+        model_key=per_class["model"].map(model_base),
+        class_key=per_class["class"].astype(str).str.lower(),
+    )
     agg = ours.groupby(["task", "model", "model_key", "method", "class_key"], as_index=False).agg(
-        ours_mean=("f1", "mean"), ours_sd=("f1", "std"), n=("f1", "count"), ours_train_n=("train_count", "mean"))
-    merged = paper.merge(agg, left_on=["task", "model_key", "method_key", "class_key"],
-                         right_on=["task", "model_key", "method", "class_key"], suffixes=("_paper", ""))
+        ours_mean=("f1", "mean"),
+        ours_sd=("f1", "std"),
+        n=("f1", "count"),
+        ours_train_n=("train_count", "mean"),
+    )
+    merged = paper.merge(
+        agg,
+        left_on=["task", "model_key", "method_key", "class_key"],
+        right_on=["task", "model_key", "method", "class_key"],
+        suffixes=("_paper", ""),
+    )
     if merged.empty:
         return pd.DataFrame(columns=PER_CLASS_COLUMNS)
-    out = pd.DataFrame({
-        "task": merged["task"], "model": merged["model"], "method": merged["method"], "class": merged["class"],
-        "paper_train_n": merged["train_n"], "ours_train_n": merged["ours_train_n"],
-        "paper": merged["value"].astype(float), "ours_mean": 100 * merged["ours_mean"].astype(float),
-        "ours_sd": 100 * merged["ours_sd"].astype(float), "n": merged["n"], "source": merged["source"],
-    })
+    out = pd.DataFrame(
+        {
+            "task": merged["task"],
+            "model": merged["model"],
+            "method": merged["method"],
+            "class": merged["class"],
+            "paper_train_n": merged["train_n"],
+            "ours_train_n": merged["ours_train_n"],
+            "paper": merged["value"].astype(float),
+            "ours_mean": 100 * merged["ours_mean"].astype(float),
+            "ours_sd": 100 * merged["ours_sd"].astype(float),
+            "n": merged["n"],
+            "source": merged["source"],
+        }
+    )
     out["diff"] = out["ours_mean"] - out["paper"]
     return out[PER_CLASS_COLUMNS].reset_index(drop=True)
 
 
 def paper_vs_ours_per_class_markdown(df: pd.DataFrame) -> str:
-    head = ["## Per-class F1 (the paper's Table 5, EfficientNetV2)", "",
-            "| task | model | method | class | training images (paper / ours) | paper (%) | ours (%, mean ± sd) "
-            "| seeds | ours − paper |", "|---|---|---|---|---:|---:|---:|---:|---:|"]
+    head = [
+        "## Per-class F1 (the paper's Table 5, EfficientNetV2)",
+        "",
+        "| task | model | method | class | training images (paper / ours) | paper (%) | ours (%, mean ± sd) "
+        "| seeds | ours − paper |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|",
+    ]
     if df.empty:
-        return "\n".join([*head, "", "No per-class test result of this experiment matches the paper's Table 5."])
+        return "\n".join(
+            [*head, "", "No per-class test result of this experiment matches the paper's Table 5."]
+        )
     lines = list(head)
     for r in df.rename(columns={"class": "class_name"}).itertuples(index=False):
         ours = _num(r.ours_mean) + ("" if pd.isna(r.ours_sd) else f" ± {r.ours_sd:.2f}")
         diff = "–" if pd.isna(r.diff) else f"{r.diff:+.2f}"
-        lines.append(f"| {r.task} | {r.model} | {r.method} | {r.class_name} | {r.paper_train_n} / "
-                     f"{r.ours_train_n:.0f} | {_num(r.paper)} | {ours} | {r.n} | {diff} |")
-    lines += ["", "Training images differ where our grouped split differs from the paper's image-level one; "
-                  "the departures of each method are listed in the table above."]
+        lines.append(
+            f"| {r.task} | {r.model} | {r.method} | {r.class_name} | {r.paper_train_n} / "
+            f"{r.ours_train_n:.0f} | {_num(r.paper)} | {ours} | {r.n} | {diff} |"
+        )
+    lines += [
+        "",
+        "Training images differ where our grouped split differs from the paper's image-level one; "
+        "the departures of each method are listed in the table above.",
+    ]
     return "\n".join(lines)
 
 
@@ -259,15 +377,25 @@ def bbfl_paper() -> pd.DataFrame:
 
 def bbfl_context_markdown() -> str:
     """The BBFL numbers as Markdown "context" tables, one per dataset (methods × metrics, as published)."""
-    df = _read("bbfl_paper.csv", dtype=str, keep_default_na=False)  # values printed exactly as published
-    parts = ["## Context: the BBFL paper's published numbers", "",
-             "Private datasets: shown as published, for context only; not comparable with, and never "
-             "compared with, the results of this benchmark.", ""]
+    df = _read(
+        "bbfl_paper.csv", dtype=str, keep_default_na=False
+    )  # values printed exactly as published
+    parts = [
+        "## Context: the BBFL paper's published numbers",
+        "",
+        "Private datasets: shown as published, for context only; not comparable with, and never "
+        "compared with, the results of this benchmark.",
+        "",
+    ]
     notes = []
     for (dataset, kind, model), g in df.groupby(["dataset", "kind", "model"], sort=False):
         metrics = list(dict.fromkeys(g["metric"]))
-        parts += [f"{dataset} ({kind}), {model}:", "", "| method | " + " | ".join(metrics) + " |",
-                  "|---|" + "---:|" * len(metrics)]
+        parts += [
+            f"{dataset} ({kind}), {model}:",
+            "",
+            "| method | " + " | ".join(metrics) + " |",
+            "|---|" + "---:|" * len(metrics),
+        ]
         for method, m in g.groupby("method", sort=False):
             cells = []
             for metric in metrics:

@@ -125,7 +125,11 @@ class Param:
             elif t == "bool":
                 parts += ["true", "false"]
             elif t == "str":
-                parts.append(f"one of {', '.join(repr(c) for c in self.choices)}" if self.choices else "a string")
+                parts.append(
+                    f"one of {', '.join(repr(c) for c in self.choices)}"
+                    if self.choices
+                    else "a string"
+                )
             elif t == "floats":
                 size = n_classes if self.size == "classes" else self.size
                 count = f"{size} " if isinstance(size, int) else ""
@@ -157,12 +161,20 @@ class Param:
 
     @staticmethod
     def _is_number(value) -> bool:
-        return isinstance(value, numbers.Real) and not isinstance(value, bool) and type(value).__name__ != "bool_"
+        return (
+            isinstance(value, numbers.Real)
+            and not isinstance(value, bool)
+            and type(value).__name__ != "bool_"
+        )
 
     def _fit(self, t: str, value, n_classes: int | None):
         """``(True, normalised value)`` when ``value`` fits type ``t`` and the range, else ``(False, None)``."""
         if t == "int":
-            if isinstance(value, numbers.Integral) and self._is_number(value) and self._in_range(float(value)):
+            if (
+                isinstance(value, numbers.Integral)
+                and self._is_number(value)
+                and self._in_range(float(value))
+            ):
                 return True, int(value)
         elif t == "float":
             if self._is_number(value) and self._in_range(float(value)):
@@ -174,8 +186,11 @@ class Param:
             if isinstance(value, str) and (self.choices is None or value in self.choices):
                 return True, value
         elif t == "floats":
-            if isinstance(value, (list, tuple)) and value and all(self._is_number(v) and self._in_range(float(v))
-                                                                  for v in value):
+            if (
+                isinstance(value, (list, tuple))
+                and value
+                and all(self._is_number(v) and self._in_range(float(v)) for v in value)
+            ):
                 size = n_classes if self.size == "classes" else self.size
                 if not isinstance(size, int) or len(value) == size:
                     return True, [float(v) for v in value]
@@ -201,6 +216,6 @@ class Param:
         floats = any(t in ("float", "floats") for t in self.types)
         raise ParamError(f"expected {self.expected(n_classes)}, got {show(value, floats)}")
 
-    def for_kind(self, kind: str) -> "Param":
+    def for_kind(self, kind: str) -> Param:
         """The declaration that applies to a task of ``kind`` (``by_kind`` refinement, else itself)."""
         return self.by_kind.get(kind, self)

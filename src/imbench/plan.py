@@ -57,12 +57,16 @@ def load_config(configfiles, base: str | Path | None = "config.yaml") -> dict:
     when the file does not exist. Each file must hold a mapping.
     """
     config: dict = {}
-    paths = ([Path(base)] if base is not None and Path(base).is_file() else []) + [Path(p) for p in configfiles]
+    paths = ([Path(base)] if base is not None and Path(base).is_file() else []) + [
+        Path(p) for p in configfiles
+    ]
     for path in paths:
         with open(path) as fh:
             data = yaml.safe_load(fh) or {}
         if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping of configuration keys, got {type(data).__name__}")
+            raise ValueError(
+                f"{path}: expected a mapping of configuration keys, got {type(data).__name__}"
+            )
         config = merge_config(config, data)
     return config
 
@@ -73,7 +77,16 @@ def load_config(configfiles, base: str | Path | None = "config.yaml") -> dict:
 #: The counts are the published ones (DATASETS.md, verified on the real metadata files) before the
 #: pipeline's own exclusions. For the multi-label ``odir`` task the classes are the sampling
 #: classes (each patient's rarest positive label, as the samplers use them).
-ODIR_PATIENT_SAMPLING_COUNTS = {"N": 1139, "D": 697, "G": 186, "C": 210, "A": 160, "H": 103, "M": 171, "O": 833}
+ODIR_PATIENT_SAMPLING_COUNTS = {
+    "N": 1139,
+    "D": 697,
+    "G": 186,
+    "C": 210,
+    "A": 160,
+    "H": 103,
+    "M": 171,
+    "O": 833,
+}
 DERMAMNIST_SPLIT = {"train": 7007, "val": 1003, "test": 2005}
 
 
@@ -86,26 +99,49 @@ def task_counts(task: str, config: dict | None = None) -> tuple[dict[str, int], 
     ham_total = sum(HAM_COUNTS.values())
     if task in ("synthetic", "synthetic_ml"):
         n = int((config.get("synthetic") or {}).get("n_images", 2000))
-        return class_counts(n), None, f"generated: synthetic.n_images = {n} in HAM10000's proportions"
+        return (
+            class_counts(n),
+            None,
+            f"generated: synthetic.n_images = {n} in HAM10000's proportions",
+        )
     if task == "ham10000":
         return dict(HAM_COUNTS), None, "HAM10000 metadata: 10,015 images"
     if task == "ham10000_mel":
-        return {"rest": ham_total - HAM_COUNTS["mel"], "mel": HAM_COUNTS["mel"]}, None, "HAM10000: 1,113 mel of 10,015"
+        return (
+            {"rest": ham_total - HAM_COUNTS["mel"], "mel": HAM_COUNTS["mel"]},
+            None,
+            "HAM10000: 1,113 mel of 10,015",
+        )
     if task == "isic2019":
-        return dict(isic2019.PUBLISHED_COUNTS), None, "ISIC 2019 training ground truth: 25,331 images"
+        return (
+            dict(isic2019.PUBLISHED_COUNTS),
+            None,
+            "ISIC 2019 training ground truth: 25,331 images",
+        )
     if task == "odir_eye":
         return dict(odir.PUBLISHED_EYE_COUNTS), None, "ODIR-5K full_df.csv framing: 6,392 eyes"
     if task == "odir_glaucoma":
         eyes = odir.PUBLISHED_EYE_COUNTS
-        return {"N": eyes["N"], "G": eyes["G"]}, None, "ODIR-5K full_df.csv framing: 2,873 N + 284 G eyes"
+        return (
+            {"N": eyes["N"], "G": eyes["G"]},
+            None,
+            "ODIR-5K full_df.csv framing: 2,873 N + 284 G eyes",
+        )
     if task == "odir":
-        return (dict(ODIR_PATIENT_SAMPLING_COUNTS), None,
-                "ODIR-5K training annotations: 3,499 patients (one with two quality-only eyes dropped), "
-                "sampling class = rarest positive label")
+        return (
+            dict(ODIR_PATIENT_SAMPLING_COUNTS),
+            None,
+            "ODIR-5K training annotations: 3,499 patients (one with two quality-only eyes dropped), "
+            "sampling class = rarest positive label",
+        )
     if task == "dermamnist":
         n = DERMAMNIST_SPLIT["train"] + DERMAMNIST_SPLIT["val"] + DERMAMNIST_SPLIT["test"]
         counts = {c: round(n * k / ham_total) for c, k in HAM_COUNTS.items()}
-        return counts, dict(DERMAMNIST_SPLIT), "DermaMNIST official split 7,007/1,003/2,005 (HAM10000 proportions)"
+        return (
+            counts,
+            dict(DERMAMNIST_SPLIT),
+            "DermaMNIST official split 7,007/1,003/2,005 (HAM10000 proportions)",
+        )
     raise ValueError(f"unknown task {task!r}")
 
 
@@ -125,7 +161,9 @@ def split_sizes(task: str, config: dict) -> tuple[dict[str, int], int, int]:
     return train, n_val, n_test
 
 
-def samples_per_epoch(method: str, train_counts: dict[str, int], batch_size: int, params: dict | None = None) -> int:
+def samples_per_epoch(
+    method: str, train_counts: dict[str, int], batch_size: int, params: dict | None = None
+) -> int:
     """Samples one training epoch of ``method`` draws (its real batch sampler on these counts)."""
     from .methods import get_method, split_params
     from .methods.samplers import make_batch_sampler
@@ -146,8 +184,10 @@ def samples_per_epoch(method: str, train_counts: dict[str, int], batch_size: int
 #: channels-last, batch 128-512 (largest that fit). Key: our base architecture name →
 #: (images/s, at this square size in px, note). A torchvision model uses the row of the same
 #: architecture; ``le2020_<model>`` uses ``<model>``'s (the added 512-unit layer is negligible).
-THROUGHPUT_SOURCE = ("timm benchmark-train-amp-nhwc-pt112-cu113-rtx3090.csv (RTX 3090, PyTorch 1.12, AMP, "
-                     "channels-last, batch 128-512)")
+THROUGHPUT_SOURCE = (
+    "timm benchmark-train-amp-nhwc-pt112-cu113-rtx3090.csv (RTX 3090, PyTorch 1.12, AMP, "
+    "channels-last, batch 128-512)"
+)
 THROUGHPUT: dict[str, tuple[float, int, str]] = {
     "resnet50": (1218.0, 224, "resnet50"),
     "resnet101": (747.9, 224, "resnet101"),
@@ -159,7 +199,11 @@ THROUGHPUT: dict[str, tuple[float, int, str]] = {
     "vgg16": (546.1, 224, "vgg16"),
     "efficientnet_b1": (1325.9, 224, "efficientnet_b1"),
     "efficientnet_v2_s": (488.3, 300, "tf_efficientnetv2_s, the same architecture"),
-    "mobilenetv1_100": (2313.1, 224, "proxy: mobilenetv2_100 (mobilenetv1_100 is not in the table)"),
+    "mobilenetv1_100": (
+        2313.1,
+        224,
+        "proxy: mobilenetv2_100 (mobilenetv1_100 is not in the table)",
+    ),
     "resnet10t": (6318.6, 176, "resnet10t"),
 }
 #: Forward-only (validation, test) images per second relative to training: a forward pass is about a
@@ -180,7 +224,9 @@ def throughput_key(model: str) -> str:
     return spec.arch.split(".")[0]
 
 
-def images_per_second(model: str, image_size: int, user: dict | None = None) -> tuple[float | None, str]:
+def images_per_second(
+    model: str, image_size: int, user: dict | None = None
+) -> tuple[float | None, str]:
     """(training images/s at ``image_size``, where the number comes from); ``None`` when unknown.
 
     ``user`` (model name or base architecture → images/s at the experiment's image size) wins over
@@ -194,7 +240,9 @@ def images_per_second(model: str, image_size: int, user: dict | None = None) -> 
     if base in THROUGHPUT:
         ips, ref, note = THROUGHPUT[base]
         scaled = ips * (ref / image_size) ** 2
-        where = f"table: {note}, {ips:g}/s at {ref} px" + (f", scaled to {image_size} px" if ref != image_size else "")
+        where = f"table: {note}, {ips:g}/s at {ref} px" + (
+            f", scaled to {image_size} px" if ref != image_size else ""
+        )
         return scaled, where
     return None, "unknown: pass --images-per-second"
 
@@ -235,7 +283,9 @@ class CellPlan:
     samples_per_epoch: int
     epochs: int
     train_images: int  # per seed
-    eval_images: int  # per seed: validation every epoch + validation and test predictions at the end
+    eval_images: (
+        int  # per seed: validation every epoch + validation and test predictions at the end
+    )
     images_per_second: float | None
     gpu_hours: float | None  # per seed
 
@@ -278,12 +328,19 @@ class Plan:
     @property
     def gpu_hours(self) -> float:
         """Total estimated GPU-hours of the trained cells whose model throughput is known."""
-        return float(sum(r.gpu_hours * r.seeds for r in self.rows if r.trains and r.gpu_hours is not None))
+        return float(
+            sum(r.gpu_hours * r.seeds for r in self.rows if r.trains and r.gpu_hours is not None)
+        )
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d.update(n_cells=self.n_cells, n_trained=self.n_trained, n_posthoc=self.n_posthoc,
-                 gpu_hours_total=self.gpu_hours, unknown_models=self.unknown_models)
+        d.update(
+            n_cells=self.n_cells,
+            n_trained=self.n_trained,
+            n_posthoc=self.n_posthoc,
+            gpu_hours_total=self.gpu_hours,
+            unknown_models=self.unknown_models,
+        )
         return d
 
 
@@ -298,8 +355,17 @@ def make_plan(config: dict, user_ips: dict | None = None) -> Plan:
     _, warnings = validate_config(config)
     settings = resolve(config["protocol"], config.get("protocol_overrides"))
     seeds = len(config["seeds"])
-    plan = Plan(str(config["experiment"]), str(config["protocol"]), settings.epochs, settings.batch_size,
-                settings.image_size, seeds, list(config["tasks"]), list(config["models"]), list(config["methods"]))
+    plan = Plan(
+        str(config["experiment"]),
+        str(config["protocol"]),
+        settings.epochs,
+        settings.batch_size,
+        settings.image_size,
+        seeds,
+        list(config["tasks"]),
+        list(config["models"]),
+        list(config["methods"]),
+    )
     plan.warnings = warnings
     plan.folds = int((config.get("split") or {}).get("cv_folds", 0) or 0)
     method_params = config.get("method_params") or {}
@@ -322,14 +388,26 @@ def make_plan(config: dict, user_ips: dict | None = None) -> Plan:
         n_train = sum(train_counts.values())
         for method in config["methods"]:
             if kind not in method_kinds(method):
-                plan.skipped.append((task, method, f"method {method!r} has no meaning for {kind} task {task!r}; skipped"))
+                plan.skipped.append(
+                    (
+                        task,
+                        method,
+                        f"method {method!r} has no meaning for {kind} task {task!r}; skipped",
+                    )
+                )
                 continue
             trains = get_method(method).trains
-            spe = samples_per_epoch(method, train_counts, settings.batch_size, method_params.get(method))
-            if trains and settings.budget == "steps":  # every method takes ce's steps: ⌈N/B⌉ batches
+            spe = samples_per_epoch(
+                method, train_counts, settings.batch_size, method_params.get(method)
+            )
+            if (
+                trains and settings.budget == "steps"
+            ):  # every method takes ce's steps: ⌈N/B⌉ batches
                 spe = n_train
             train_images = spe * settings.epochs * n_runs if trains else 0
-            eval_images = (n_val * settings.epochs + (n_val + n_test) * tta_views) * n_runs if trains else 0
+            eval_images = (
+                (n_val * settings.epochs + (n_val + n_test) * tta_views) * n_runs if trains else 0
+            )
             for model in config["models"]:
                 ips = plan.throughput[model][0]
                 hours = None
@@ -337,8 +415,22 @@ def make_plan(config: dict, user_ips: dict | None = None) -> Plan:
                     hours = (train_images / ips + eval_images / (EVAL_SPEEDUP * ips)) / 3600.0
                 elif not trains:
                     hours = 0.0
-                plan.rows.append(CellPlan(task, model, method, seeds, trains, n_train, spe, settings.epochs,
-                                          train_images, eval_images, ips, hours))
+                plan.rows.append(
+                    CellPlan(
+                        task,
+                        model,
+                        method,
+                        seeds,
+                        trains,
+                        n_train,
+                        spe,
+                        settings.epochs,
+                        train_images,
+                        eval_images,
+                        ips,
+                        hours,
+                    )
+                )
     return plan
 
 
@@ -350,27 +442,41 @@ def _table(header: list[str], rows: list[list], right: set[int]) -> list[str]:
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     out = []
     for j, r in enumerate(cells):
-        out.append("  " + "  ".join(c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(r)).rstrip())
+        out.append(
+            "  "
+            + "  ".join(
+                c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(r)
+            ).rstrip()
+        )
         if j == 0:
             out.append("  " + "  ".join("-" * w for w in widths))
     return out
 
 
 def format_plan(plan: Plan) -> str:
-    lines = [f"imbench plan: experiment {plan.experiment!r}, protocol {plan.protocol!r}: {plan.epochs} epochs, "
-             f"batch {plan.batch_size}, {plan.image_size} px, {plan.seeds} seed(s)"]
+    lines = [
+        f"imbench plan: experiment {plan.experiment!r}, protocol {plan.protocol!r}: {plan.epochs} epochs, "
+        f"batch {plan.batch_size}, {plan.image_size} px, {plan.seeds} seed(s)"
+    ]
     tasks, models = plan.tasks, plan.models
     n_skip = len(plan.skipped) * len(models) * plan.seeds
-    lines.append(f"cells: {plan.n_cells} ({plan.n_trained} trained + {plan.n_posthoc} post-hoc) = "
-                 f"{len(tasks)} task(s) × {len(models)} model(s) × {len(plan.methods)} method(s) × "
-                 f"{plan.seeds} seed(s) − {n_skip} skipped")
+    lines.append(
+        f"cells: {plan.n_cells} ({plan.n_trained} trained + {plan.n_posthoc} post-hoc) = "
+        f"{len(tasks)} task(s) × {len(models)} model(s) × {len(plan.methods)} method(s) × "
+        f"{plan.seeds} seed(s) − {n_skip} skipped"
+    )
     if plan.folds:
-        lines.append(f"cross-validation: every trained cell is an ensemble of {plan.folds} fold models "
-                     f"({plan.n_trained * plan.folds} trainings); images below are per cell (all folds)")
+        lines.append(
+            f"cross-validation: every trained cell is an ensemble of {plan.folds} fold models "
+            f"({plan.n_trained * plan.folds} trainings); images below are per cell (all folds)"
+        )
     other = {m: px for m, px in plan.image_sizes.items() if px != plan.image_size}
     if other:
-        lines.append("image size per model: " + ", ".join(f"{m} {px} px" for m, px in other.items())
-                     + f"; others {plan.image_size} px")
+        lines.append(
+            "image size per model: "
+            + ", ".join(f"{m} {px} px" for m, px in other.items())
+            + f"; others {plan.image_size} px"
+        )
     for _, _, note in plan.skipped:
         lines.append(f"  skipped: {note}")
     for warning in plan.warnings:
@@ -384,17 +490,36 @@ def format_plan(plan: Plan) -> str:
         seen.add((r.task, r.method))
         if r.trains:
             factor = r.samples_per_epoch / r.n_train if r.n_train else 0.0
-            rows.append([r.task, r.method, f"{r.n_train:,}", f"{r.samples_per_epoch:,}", f"{factor:.2f}", r.epochs,
-                         f"{r.train_images:,}"])
+            rows.append(
+                [
+                    r.task,
+                    r.method,
+                    f"{r.n_train:,}",
+                    f"{r.samples_per_epoch:,}",
+                    f"{factor:.2f}",
+                    r.epochs,
+                    f"{r.train_images:,}",
+                ]
+            )
         else:
             rows.append([r.task, r.method, f"{r.n_train:,}", "post-hoc", "-", "-", "0"])
-    lines += _table(["task", "method", "n_train", "samples/epoch", "factor", "epochs", "images/cell"], rows,
-                    {2, 3, 4, 5, 6})
+    lines += _table(
+        ["task", "method", "n_train", "samples/epoch", "factor", "epochs", "images/cell"],
+        rows,
+        {2, 3, 4, 5, 6},
+    )
     lines.append("")
-    lines.append(f"Training throughput at {plan.image_size} px unless stated above (images/s; ESTIMATES unless given):")
-    lines += _table(["model", "images/s", "source"],
-                    [[m, "?" if ips is None else f"{ips:,.0f}", src] for m, (ips, src) in plan.throughput.items()],
-                    {1})
+    lines.append(
+        f"Training throughput at {plan.image_size} px unless stated above (images/s; ESTIMATES unless given):"
+    )
+    lines += _table(
+        ["model", "images/s", "source"],
+        [
+            [m, "?" if ips is None else f"{ips:,.0f}", src]
+            for m, (ips, src) in plan.throughput.items()
+        ],
+        {1},
+    )
     lines.append(f"  table: {THROUGHPUT_SOURCE}")
     lines.append("")
     lines.append("Estimated GPU-hours (training + validation every epoch; all seeds):")
@@ -405,17 +530,26 @@ def format_plan(plan: Plan) -> str:
             if not sel:
                 continue
             hours = [r.gpu_hours for r in sel if r.trains]
-            total = None if any(h is None for h in hours) else sum(h * r.seeds for h, r in
-                                                                 zip(hours, [r for r in sel if r.trains]))
-            rows.append([task, model, sum(r.seeds for r in sel), "?" if total is None else f"{total:,.1f}"])
+            total = (
+                None
+                if any(h is None for h in hours)
+                else sum(h * r.seeds for h, r in zip(hours, [r for r in sel if r.trains]))
+            )
+            rows.append(
+                [task, model, sum(r.seeds for r in sel), "?" if total is None else f"{total:,.1f}"]
+            )
     lines += _table(["task", "model", "cells", "GPU-h"], rows, {2, 3})
     lines.append("")
     unknown = plan.unknown_models
-    lines.append(f"total: {plan.gpu_hours:,.1f} GPU-hours (estimate)" +
-                 (f", not counting {unknown} (throughput unknown)" if unknown else ""))
-    lines.append("These are estimates: published data set sizes before exclusions; table throughput is from an "
-                 "RTX 3090 with large batches, scaled by pixel count; validation at 3x training speed. Pass your "
-                 "own numbers with --images-per-second '{\"<model>\": <images/s>}' or --measured <results dir>.")
+    lines.append(
+        f"total: {plan.gpu_hours:,.1f} GPU-hours (estimate)"
+        + (f", not counting {unknown} (throughput unknown)" if unknown else "")
+    )
+    lines.append(
+        "These are estimates: published data set sizes before exclusions; table throughput is from an "
+        "RTX 3090 with large batches, scaled by pixel count; validation at 3x training speed. Pass your "
+        "own numbers with --images-per-second '{\"<model>\": <images/s>}' or --measured <results dir>."
+    )
     return "\n".join(lines)
 
 
@@ -428,24 +562,49 @@ def _json_or_file(text: str) -> dict:
         value = json.loads(path.read_text()) if path.is_file() else json.loads(text)
     except json.JSONDecodeError as exc:
         raise argparse.ArgumentTypeError(f"not valid JSON ({exc})") from None
-    if not isinstance(value, dict) or not all(isinstance(v, (int, float)) and v > 0 for v in value.values()):
-        raise argparse.ArgumentTypeError("expected a JSON object of model name → images per second (> 0)")
+    if not isinstance(value, dict) or not all(
+        isinstance(v, (int, float)) and v > 0 for v in value.values()
+    ):
+        raise argparse.ArgumentTypeError(
+            "expected a JSON object of model name → images per second (> 0)"
+        )
     return value
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="imbench plan",
-                                description="Cells, training images and estimated GPU-hours of an experiment.")
-    p.add_argument("--configfile", nargs="+", type=Path, default=[],
-                   help="experiment file(s), merged over --base as Snakemake's --configfile does")
-    p.add_argument("--base", type=Path, default=Path("config.yaml"),
-                   help="the Snakefile's config file (default: ./config.yaml, skipped when absent)")
+    p = argparse.ArgumentParser(
+        prog="imbench plan",
+        description="Cells, training images and estimated GPU-hours of an experiment.",
+    )
+    p.add_argument(
+        "--configfile",
+        nargs="+",
+        type=Path,
+        default=[],
+        help="experiment file(s), merged over --base as Snakemake's --configfile does",
+    )
+    p.add_argument(
+        "--base",
+        type=Path,
+        default=Path("config.yaml"),
+        help="the Snakefile's config file (default: ./config.yaml, skipped when absent)",
+    )
     p.add_argument("--no-base", action="store_true", help="do not merge over a base config")
-    p.add_argument("--images-per-second", type=_json_or_file, default=None, metavar="JSON",
-                   help="measured training images/s at the experiment's image size, per model name (or base "
-                        "architecture): a JSON object or a JSON file")
-    p.add_argument("--measured", type=Path, default=None, metavar="DIR",
-                   help="take images/s from the run.json files of finished cells under DIR")
+    p.add_argument(
+        "--images-per-second",
+        type=_json_or_file,
+        default=None,
+        metavar="JSON",
+        help="measured training images/s at the experiment's image size, per model name (or base "
+        "architecture): a JSON object or a JSON file",
+    )
+    p.add_argument(
+        "--measured",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="take images/s from the run.json files of finished cells under DIR",
+    )
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     return p
 

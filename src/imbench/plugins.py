@@ -44,12 +44,19 @@ import hashlib
 import importlib.util
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .methods import METHODS, Method
 from .methods import register_method as _register
-from .methods.tables import KINDS, LOSS_CLASS_WEIGHTS, LOSS_DEFAULTS, LOSS_KINDS, LOSS_PARAMS, SAMPLER_PARAMS
+from .methods.tables import (
+    KINDS,
+    LOSS_CLASS_WEIGHTS,
+    LOSS_DEFAULTS,
+    LOSS_KINDS,
+    LOSS_PARAMS,
+    SAMPLER_PARAMS,
+)
 from .params import Param
 
 __all__ = ["Param", "PluginError", "load_plugins", "plugin_file", "register_method"]
@@ -71,9 +78,18 @@ class PluginError(ValueError):
     """A plug-in that cannot be used; the message names the file and the problem."""
 
 
-def register_method(name: str, *, params: dict[str, Param] | None = None, kinds: tuple[str, ...] = KINDS,
-                    source: str = "", summary: str = "", family: str = "loss", sampler: str = "shuffle",
-                    head: str = "linear", class_weights: str = "none") -> Callable:
+def register_method(
+    name: str,
+    *,
+    params: dict[str, Param] | None = None,
+    kinds: tuple[str, ...] = KINDS,
+    source: str = "",
+    summary: str = "",
+    family: str = "loss",
+    sampler: str = "shuffle",
+    head: str = "linear",
+    class_weights: str = "none",
+) -> Callable:
     """Register a method whose training loss is built by the decorated function.
 
     Args:
@@ -94,9 +110,12 @@ def register_method(name: str, *, params: dict[str, Param] | None = None, kinds:
     int64 class indices, or a 0/1 float matrix for multi-label tasks. The function is returned
     unchanged. Raises :class:`PluginError` (naming the plug-in file) on a bad declaration.
     """
+
     def decorate(factory: Callable) -> Callable:
         try:
-            _add(name, factory, params, kinds, source, summary, family, sampler, head, class_weights)
+            _add(
+                name, factory, params, kinds, source, summary, family, sampler, head, class_weights
+            )
         except ValueError as exc:
             where = f"plug-in {_loading[-1]}: " if _loading else ""
             raise PluginError(f"{where}{exc}") from None
@@ -105,41 +124,65 @@ def register_method(name: str, *, params: dict[str, Param] | None = None, kinds:
     return decorate
 
 
-def _add(name, factory, params, kinds, source, summary, family, sampler, head, class_weights) -> None:
+def _add(
+    name, factory, params, kinds, source, summary, family, sampler, head, class_weights
+) -> None:
     if not isinstance(name, str) or not NAME.fullmatch(name):
-        raise ValueError(f"method name {name!r}: expected a letter followed by letters, digits or '_'")
+        raise ValueError(
+            f"method name {name!r}: expected a letter followed by letters, digits or '_'"
+        )
     if name in METHODS or name in LOSS_PARAMS:
         origin = ORIGIN.get(name)
-        raise ValueError(f"method {name!r} exists already ({'in plug-in ' + origin if origin else 'in imbench'}); "
-                         "choose another name")
+        raise ValueError(
+            f"method {name!r} exists already ({'in plug-in ' + origin if origin else 'in imbench'}); "
+            "choose another name"
+        )
     if not callable(factory):
-        raise ValueError(f"method {name!r}: register_method decorates the function that builds the loss")
+        raise ValueError(
+            f"method {name!r}: register_method decorates the function that builds the loss"
+        )
     params = {} if params is None else params
     if not isinstance(params, dict):
-        raise ValueError(f"method {name!r}: params must be a dict of name -> imbench.Param, got {type(params).__name__}")
+        raise ValueError(
+            f"method {name!r}: params must be a dict of name -> imbench.Param, got {type(params).__name__}"
+        )
     for key, p in params.items():
         if not isinstance(key, str) or not PARAM_NAME.fullmatch(key):
             raise ValueError(f"method {name!r}: parameter name {key!r} is not a Python identifier")
         if not isinstance(p, Param):
-            raise ValueError(f"method {name!r}: parameter {key!r} must be an imbench.Param, got {type(p).__name__}")
+            raise ValueError(
+                f"method {name!r}: parameter {key!r} must be an imbench.Param, got {type(p).__name__}"
+            )
         try:
             p.check(p.default)
         except ValueError as exc:
-            raise ValueError(f"method {name!r}: the default of parameter {key!r} does not fit its declaration: "
-                             f"{exc}") from None
+            raise ValueError(
+                f"method {name!r}: the default of parameter {key!r} does not fit its declaration: "
+                f"{exc}"
+            ) from None
     if isinstance(kinds, str):
         kinds = (kinds,)
     kinds = tuple(kinds)
     bad = [k for k in kinds if k not in KINDS]
     if not kinds or bad:
-        raise ValueError(f"method {name!r}: kinds must be one or more of {list(KINDS)}, got {list(kinds)}")
+        raise ValueError(
+            f"method {name!r}: kinds must be one or more of {list(KINDS)}, got {list(kinds)}"
+        )
     if sampler not in SAMPLER_PARAMS:
-        raise ValueError(f"method {name!r}: unknown sampler {sampler!r}; allowed: {list(SAMPLER_PARAMS)}")
+        raise ValueError(
+            f"method {name!r}: unknown sampler {sampler!r}; allowed: {list(SAMPLER_PARAMS)}"
+        )
     for key in params:
         if key in SAMPLER_PARAMS[sampler]:
-            raise ValueError(f"method {name!r}: parameter {key!r} is also a parameter of sampler {sampler!r}")
-    for field, value in (("source", source), ("summary", summary), ("family", family),
-                         ("class_weights", class_weights)):
+            raise ValueError(
+                f"method {name!r}: parameter {key!r} is also a parameter of sampler {sampler!r}"
+            )
+    for field, value in (
+        ("source", source),
+        ("summary", summary),
+        ("family", family),
+        ("class_weights", class_weights),
+    ):
         if not isinstance(value, str):
             raise ValueError(f"method {name!r}: {field} must be text, got {type(value).__name__}")
     method = Method(name, family, name, sampler=sampler, head=head, source=source, summary=summary)
@@ -154,7 +197,15 @@ def _add(name, factory, params, kinds, source, summary, family, sampler, head, c
 
 
 def _unregister(name: str) -> None:
-    for table in (METHODS, LOSS_PARAMS, LOSS_DEFAULTS, LOSS_KINDS, LOSS_CLASS_WEIGHTS, PLUGIN_LOSSES, ORIGIN):
+    for table in (
+        METHODS,
+        LOSS_PARAMS,
+        LOSS_DEFAULTS,
+        LOSS_KINDS,
+        LOSS_CLASS_WEIGHTS,
+        PLUGIN_LOSSES,
+        ORIGIN,
+    ):
         table.pop(name, None)
 
 
@@ -178,7 +229,9 @@ def load_plugins(paths) -> list[dict]:
     if paths is None:
         return []
     if isinstance(paths, (str, Path)) or not isinstance(paths, (list, tuple)):
-        raise PluginError(f"config key 'plugins': expected a list of Python file paths, got {paths!r}")
+        raise PluginError(
+            f"config key 'plugins': expected a list of Python file paths, got {paths!r}"
+        )
     out = []
     for given in paths:
         if not isinstance(given, (str, Path)) or not str(given).strip():
@@ -187,8 +240,10 @@ def load_plugins(paths) -> list[dict]:
         if path.is_dir():
             raise PluginError(f"plug-in {given}: is a folder, not a Python file")
         if not path.is_file():
-            raise PluginError(f"plug-in {given}: no such file (paths are relative to the working directory "
-                              f"{Path.cwd()})")
+            raise PluginError(
+                f"plug-in {given}: no such file (paths are relative to the working directory "
+                f"{Path.cwd()})"
+            )
         try:
             sha = file_sha256(path)
         except OSError as exc:
@@ -228,7 +283,9 @@ def load_plugins(paths) -> list[dict]:
             if isinstance(exc, SyntaxError) and exc.lineno:
                 where = f" (line {exc.lineno})"
             text = str(exc.msg if isinstance(exc, SyntaxError) else exc)
-            raise PluginError(f"plug-in {given}: failed to import{where}: {type(exc).__name__}: {text}") from None
+            raise PluginError(
+                f"plug-in {given}: failed to import{where}: {type(exc).__name__}: {text}"
+            ) from None
         finally:
             _loading.pop()
         added = [m for m in METHODS if m not in before]

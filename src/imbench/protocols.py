@@ -26,19 +26,58 @@ from .settings import Settings
 PROTOCOLS: dict[str, dict] = {
     # The embedded demo: CPU, tiny model, 32 px, a few epochs. The whole default grid runs in
     # minutes on 2 cores.
-    "demo": dict(epochs=6, batch_size=64, optimizer="adamw", lr=3e-3, weight_decay=1e-4, scheduler="cosine",
-                 warmup_epochs=0, image_size=32, normalize="imagenet", augment="flip", pretrained=False,
-                 threads=1, device="auto", precision="bf16", budget="epochs"),
+    "demo": dict(
+        epochs=6,
+        batch_size=64,
+        optimizer="adamw",
+        lr=3e-3,
+        weight_decay=1e-4,
+        scheduler="cosine",
+        warmup_epochs=0,
+        image_size=32,
+        normalize="imagenet",
+        augment="flip",
+        pretrained=False,
+        threads=1,
+        device="auto",
+        precision="bf16",
+        budget="epochs",
+    ),
     # LMF paper, faithful (arXiv 2212.12741 and its official code): resize to 224×224 without crop,
     # no normalisation, no augmentation; Adam lr 1e-4, wd 5e-4; StepLR ×0.1 every 30 epochs;
     # 100 epochs; batch 32; keep the epoch with the best validation macro-F1; fp32 (no autocast).
-    "lmf": dict(epochs=100, batch_size=32, optimizer="adam", lr=1e-4, weight_decay=5e-4, scheduler="step",
-                step_size=30, step_gamma=0.1, image_size=224, normalize="none", augment="none", pretrained=True,
-                precision="fp32", budget="epochs"),
+    "lmf": dict(
+        epochs=100,
+        batch_size=32,
+        optimizer="adam",
+        lr=1e-4,
+        weight_decay=5e-4,
+        scheduler="step",
+        step_size=30,
+        step_gamma=0.1,
+        image_size=224,
+        normalize="none",
+        augment="none",
+        pretrained=True,
+        precision="fp32",
+        budget="epochs",
+    ),
     # A modern default for real data: ImageNet normalisation, flips, AdamW + cosine with warm-up.
-    "standard": dict(epochs=30, batch_size=64, optimizer="adamw", lr=3e-4, weight_decay=0.05, scheduler="cosine",
-                     warmup_epochs=2, image_size=224, normalize="imagenet", augment="flip", pretrained=True,
-                     precision="bf16", budget="epochs"),
+    "standard": dict(
+        epochs=30,
+        batch_size=64,
+        optimizer="adamw",
+        lr=3e-4,
+        weight_decay=0.05,
+        scheduler="cosine",
+        warmup_epochs=2,
+        image_size=224,
+        normalize="imagenet",
+        augment="flip",
+        pretrained=True,
+        precision="bf16",
+        budget="epochs",
+    ),
 }
 
 

@@ -47,12 +47,14 @@ class Settings:
     budget: str = "epochs"  # epochs | steps
     compile: bool = False  # torch.compile the model
     grad_clip: float = 0.0  # max gradient norm; 0 = off
-    early_stopping: int = 0  # stop after this many epochs without a better validation macro-F1; 0 = off
+    early_stopping: int = (
+        0  # stop after this many epochs without a better validation macro-F1; 0 = off
+    )
     tta: str = "none"  # test-time augmentation of the final predictions: none | flips (mean over 4 flip views)
     method_params: dict = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Settings":
+    def from_dict(cls, d: dict) -> Settings:
         """Settings from a mapping; every value is checked against :data:`SETTING_RULES` (one
         ``ValueError`` naming the setting and what it expects)."""
         params = setting_params()
@@ -107,15 +109,21 @@ def setting_params() -> dict[str, Param]:
     for f in dataclasses.fields(Settings):
         annotation = str(f.type).strip()
         if annotation.startswith("Optional[") and annotation.endswith("]"):
-            annotation = annotation[len("Optional["):-1] + " | None"
+            annotation = annotation[len("Optional[") : -1] + " | None"
         names = [t.strip() for t in annotation.split("|")]
         nullable = "None" in names
         unsupported = [t for t in names if t != "None" and t.split("[")[0] not in _ANNOTATION_TYPES]
         if unsupported:
-            raise TypeError(f"setting {f.name}: annotation {f.type!r} is not one of {sorted(_ANNOTATION_TYPES)} "
-                            f"(optionally '| None')")
+            raise TypeError(
+                f"setting {f.name}: annotation {f.type!r} is not one of {sorted(_ANNOTATION_TYPES)} "
+                f"(optionally '| None')"
+            )
         types = tuple(_ANNOTATION_TYPES[t.split("[")[0]] for t in names if t != "None")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        out[f.name] = Param(types[0] if len(types) == 1 else types, default, nullable=nullable,
-                            **SETTING_RULES.get(f.name, {}))
+        out[f.name] = Param(
+            types[0] if len(types) == 1 else types,
+            default,
+            nullable=nullable,
+            **SETTING_RULES.get(f.name, {}),
+        )
     return out

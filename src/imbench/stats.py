@@ -30,7 +30,7 @@ Bootstrap conventions
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -47,13 +47,14 @@ def _as_float(x) -> float | None:
 
 def _check_arrays(name: str, arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
     if isinstance(arrays, np.ndarray) or not isinstance(arrays, (tuple, list)) or len(arrays) == 0:
-        raise ValueError(f"{name}: expected a non-empty tuple of arrays (e.g. (y_true, probs, y_pred))")
+        raise ValueError(
+            f"{name}: expected a non-empty tuple of arrays (e.g. (y_true, probs, y_pred))"
+        )
     arrays = tuple(np.asarray(a) for a in arrays)
     n = arrays[0].shape[0] if arrays[0].ndim else 0
     for i, a in enumerate(arrays):
         if a.ndim == 0 or a.shape[0] != n:
-            raise ValueError(
-                f"{name}[{i}]: expected {n} rows like {name}[0], got shape {a.shape}")
+            raise ValueError(f"{name}[{i}]: expected {n} rows like {name}[0], got shape {a.shape}")
     if n == 0:
         raise ValueError(f"{name}: expected at least one row, got 0")
     return arrays
@@ -75,7 +76,8 @@ class _Resampler:
             groups = np.asarray(groups)
             if groups.ndim != 1 or groups.shape[0] != n_rows:
                 raise ValueError(
-                    f"groups: expected a 1-D array of {n_rows} group ids (one per row), got shape {groups.shape}")
+                    f"groups: expected a 1-D array of {n_rows} group ids (one per row), got shape {groups.shape}"
+                )
             if groups.dtype.kind == "f" and np.isnan(groups).any():
                 raise ValueError("groups: expected a group id for every row, found NaN")
             _, codes = np.unique(groups, return_inverse=True)
@@ -111,8 +113,14 @@ def _interval(values: np.ndarray, alpha: float) -> tuple[float | None, float | N
     return float(low), float(high)
 
 
-def bootstrap_ci(metric_fn: MetricFn, arrays: tuple[np.ndarray, ...], groups: np.ndarray | None,
-                 n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> dict:
+def bootstrap_ci(
+    metric_fn: MetricFn,
+    arrays: tuple[np.ndarray, ...],
+    groups: np.ndarray | None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> dict:
     """Percentile bootstrap interval of ``metric_fn(*arrays)``, resampling groups.
 
     Args:
@@ -151,9 +159,15 @@ def bootstrap_ci(metric_fn: MetricFn, arrays: tuple[np.ndarray, ...], groups: np
     }
 
 
-def paired_bootstrap(metric_fn: MetricFn, arrays_a: tuple[np.ndarray, ...], arrays_b: tuple[np.ndarray, ...],
-                     groups: np.ndarray | None, n_boot: int = 1000, seed: int = 0,
-                     alpha: float = 0.05) -> dict:
+def paired_bootstrap(
+    metric_fn: MetricFn,
+    arrays_a: tuple[np.ndarray, ...],
+    arrays_b: tuple[np.ndarray, ...],
+    groups: np.ndarray | None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> dict:
     """Paired bootstrap of ``metric_fn(*arrays_a) - metric_fn(*arrays_b)``.
 
     Both methods must have been evaluated on the same test set, rows in the same
@@ -170,9 +184,13 @@ def paired_bootstrap(metric_fn: MetricFn, arrays_a: tuple[np.ndarray, ...], arra
     arrays_b = _check_arrays("arrays_b", arrays_b)
     n = arrays_a[0].shape[0]
     if arrays_b[0].shape[0] != n:
-        raise ValueError(f"arrays_b: expected {n} rows like arrays_a (same test set), got {arrays_b[0].shape[0]}")
+        raise ValueError(
+            f"arrays_b: expected {n} rows like arrays_a (same test set), got {arrays_b[0].shape[0]}"
+        )
     if arrays_a[0].shape != arrays_b[0].shape or not np.array_equal(arrays_a[0], arrays_b[0]):
-        raise ValueError("arrays_b[0]: expected the same y_true as arrays_a[0] (same test rows in the same order)")
+        raise ValueError(
+            "arrays_b[0]: expected the same y_true as arrays_a[0] (same test rows in the same order)"
+        )
     sampler = _Resampler(n, groups)
 
     def diff(idx) -> float | None:
@@ -217,11 +235,15 @@ def holm(p_values) -> np.ndarray:
     count in m. Ties keep their input order (the adjusted values of tied
     p-values are equal anyway).
     """
-    p = np.array([np.nan if v is None else v for v in np.ravel(np.asarray(p_values, dtype=object))],
-                 dtype=float)
+    p = np.array(
+        [np.nan if v is None else v for v in np.ravel(np.asarray(p_values, dtype=object))],
+        dtype=float,
+    )
     defined = ~np.isnan(p)
     if np.any((p[defined] < 0) | (p[defined] > 1)):
-        raise ValueError(f"p_values: expected values in [0, 1], got {p[defined].min():g}..{p[defined].max():g}")
+        raise ValueError(
+            f"p_values: expected values in [0, 1], got {p[defined].min():g}..{p[defined].max():g}"
+        )
     out = np.full(p.shape, np.nan)
     idx = np.flatnonzero(defined)
     m = idx.size
@@ -239,8 +261,10 @@ def mean_sd(values) -> tuple[float | None, float | None, int]:
     None/NaN entries (a seed where the metric was undefined) are ignored and not
     counted. The mean is None when n == 0, the sd is None when n < 2.
     """
-    arr = np.array([np.nan if v is None else v for v in np.ravel(np.asarray(values, dtype=object))],
-                   dtype=float)
+    arr = np.array(
+        [np.nan if v is None else v for v in np.ravel(np.asarray(values, dtype=object))],
+        dtype=float,
+    )
     arr = arr[~np.isnan(arr)]
     n = int(arr.size)
     mean = float(arr.mean()) if n else None
@@ -264,7 +288,9 @@ def summarise_seeds(df: pd.DataFrame, by: list[str], value: str = "value") -> pd
     if not pd.api.types.is_numeric_dtype(df[value]):
         raise ValueError(f"df[{value!r}]: expected numeric values, got dtype {df[value].dtype}")
     g = df.groupby(by, sort=False, dropna=False)[value]
-    out = g.agg(mean="mean", sd=lambda s: s.std(ddof=1), n="count", min="min", max="max").reset_index()
+    out = g.agg(
+        mean="mean", sd=lambda s: s.std(ddof=1), n="count", min="min", max="max"
+    ).reset_index()
     out["n"] = out["n"].astype(int)
     return out
 
@@ -293,9 +319,15 @@ def summarise_seeds(df: pd.DataFrame, by: list[str], value: str = "value") -> pd
 # (``seed_variance`` False), which the tables state.
 
 
-def replicate_values(metric_fn: MetricFn, arrays: tuple[np.ndarray, ...], groups: np.ndarray | None,
-                     n_boot: int = 1000, seed: int = 0, weighted: Callable | None = None,
-                     chunk: int = 250) -> np.ndarray:
+def replicate_values(
+    metric_fn: MetricFn,
+    arrays: tuple[np.ndarray, ...],
+    groups: np.ndarray | None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    weighted: Callable | None = None,
+    chunk: int = 250,
+) -> np.ndarray:
     """The metric on each of ``n_boot`` group-bootstrap replicates of the test set (NaN: undefined).
 
     The draws depend only on the number of groups and ``seed``, and groups are coded in sorted
@@ -316,7 +348,7 @@ def replicate_values(metric_fn: MetricFn, arrays: tuple[np.ndarray, ...], groups
         codes[sampler.order] = np.repeat(np.arange(sampler.n_groups), sampler.sizes)
         out = []
         for start in range(0, n_boot, chunk):
-            d = draws[start:start + chunk]
+            d = draws[start : start + chunk]
             counts = np.zeros((d.shape[0], sampler.n_groups))
             np.add.at(counts, (np.repeat(np.arange(d.shape[0]), d.shape[1]), d.ravel()), 1.0)
             out.append(np.asarray(weighted(*arrays, counts[:, codes]), dtype=float))
@@ -337,7 +369,9 @@ def n_groups(groups: np.ndarray | None, n_rows: int) -> int:
     return n_rows if groups is None else int(np.unique(np.asarray(groups)).size)
 
 
-def seeds_tests_mean(full, reps, n_test_groups: int, alpha: float = 0.05, null: float = 0.0) -> dict:
+def seeds_tests_mean(
+    full, reps, n_test_groups: int, alpha: float = 0.05, null: float = 0.0
+) -> dict:
     """Mean over seeds with an interval and test counting seed and test-set variance.
 
     Args:
@@ -384,7 +418,7 @@ def seeds_tests_mean(full, reps, n_test_groups: int, alpha: float = 0.05, null: 
     else:
         v_test = 0.0
     v = v_seed + v_test
-    parts = (v_seed ** 2 / (s - 1) if s >= 2 else 0.0) + (v_test ** 2 / (g - 1) if g >= 2 else 0.0)
+    parts = (v_seed**2 / (s - 1) if s >= 2 else 0.0) + (v_test**2 / (g - 1) if g >= 2 else 0.0)
     df = float(v * v / parts) if parts > 0 else float(max(g - 1, 1))
     if v > 0:
         se = math.sqrt(v)
@@ -396,9 +430,19 @@ def seeds_tests_mean(full, reps, n_test_groups: int, alpha: float = 0.05, null: 
         se = 0.0
         p = 1.0 if estimate == null else 0.0
         low = high = estimate
-    return {"estimate": estimate, "se": se, "df": df, "low": low, "high": high, "p_value": p,
-            "n_seeds": int(s), "n_boot": int(b), "v_seed": v_seed, "v_test": v_test,
-            "seed_variance": s >= 2}
+    return {
+        "estimate": estimate,
+        "se": se,
+        "df": df,
+        "low": low,
+        "high": high,
+        "p_value": p,
+        "n_seeds": int(s),
+        "n_boot": int(b),
+        "v_seed": v_seed,
+        "v_test": v_test,
+        "seed_variance": s >= 2,
+    }
 
 
 def seed_t_interval(values, alpha: float = 0.05) -> tuple[float | None, float | None]:
@@ -416,7 +460,9 @@ def seed_t_interval(values, alpha: float = 0.05) -> tuple[float | None, float | 
     return mean - half, mean + half
 
 
-def smallest_adjusted_p(family_size: int, n_seeds: int, n_boot: int, n_test_groups: int = 100) -> float:
+def smallest_adjusted_p(
+    family_size: int, n_seeds: int, n_boot: int, n_test_groups: int = 100
+) -> float:
     """Holm-adjusted p of the strongest contrast a family of ``family_size`` comparisons can show.
 
     Runs :func:`seeds_tests_mean` on an extreme outcome: the method is right on every one of

@@ -38,7 +38,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from . import __version__
 from .data.cache import cache_fingerprint, file_sha256, load_cache
@@ -62,8 +61,14 @@ class Split:
     ``labels``: int64 class ids (single-label) or a float 0/1 (N, K) matrix (multi-label).
     """
 
-    def __init__(self, images: np.ndarray, index: pd.DataFrame, rows: np.ndarray, kind: str = "multiclass",
-                 classes=()):
+    def __init__(
+        self,
+        images: np.ndarray,
+        index: pd.DataFrame,
+        rows: np.ndarray,
+        kind: str = "multiclass",
+        classes=(),
+    ):
         self.rows = rows
         self.images = torch.from_numpy(np.ascontiguousarray(images[rows]))
         if kind == "multilabel":
@@ -77,8 +82,13 @@ class Split:
         return len(self.rows)
 
 
-def to_input(batch_u8: torch.Tensor, settings: Settings, device: torch.device,
-             generator: torch.Generator | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
+def to_input(
+    batch_u8: torch.Tensor,
+    settings: Settings,
+    device: torch.device,
+    generator: torch.Generator | None = None,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
     """uint8 NHWC → float NCHW on ``device``, optionally flipped at random (per sample).
 
     Random flips: one ``torch.rand(n, 2, generator)`` draw per batch; sample i is flipped
@@ -99,7 +109,9 @@ def to_input(batch_u8: torch.Tensor, settings: Settings, device: torch.device,
     x = batch_u8.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
     if generator is not None and settings.augment == "flip":
         n = x.shape[0]
-        flips = to_device(torch.rand(n, 2, generator=generator), None, device)  # host RNG: same draws as on the CPU
+        flips = to_device(
+            torch.rand(n, 2, generator=generator), None, device
+        )  # host RNG: same draws as on the CPU
         hflip = (flips[:, 0] < 0.5).view(n, 1, 1, 1)
         vflip = (flips[:, 1] < 0.5).view(n, 1, 1, 1)
         x = torch.where(hflip, x.flip(3), x)
@@ -110,15 +122,22 @@ def to_input(batch_u8: torch.Tensor, settings: Settings, device: torch.device,
     return x.contiguous(memory_format=torch.channels_last)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _normalization(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """ImageNet's mean and std as (1, 3, 1, 1) tensors on ``device``, made once per device."""
-    return (torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1),
-            torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1))
+    return (
+        torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1),
+        torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1),
+    )
 
 
-def images_to_input(images: torch.Tensor, idx: torch.Tensor, settings: Settings,
-                    generator: torch.Generator | None, out: torch.Tensor) -> torch.Tensor:
+def images_to_input(
+    images: torch.Tensor,
+    idx: torch.Tensor,
+    settings: Settings,
+    generator: torch.Generator | None,
+    out: torch.Tensor,
+) -> torch.Tensor:
     """CPU: rows ``idx`` of the uint8 NHWC ``images`` as :func:`to_input` returns them, in ``out``.
 
     ``out`` is a float tensor of shape (len(idx), C, H, W) with channels-last memory (a batch
@@ -195,13 +214,16 @@ def autocast(device: torch.device, settings: Settings):
 
 
 # Test-time augmentation views: (flip width, flip height) of an NHWC batch.
-TTA_VIEWS = {"none": ((False, False),),
-             "flips": ((False, False), (True, False), (False, True), (True, True))}
+TTA_VIEWS = {
+    "none": ((False, False),),
+    "flips": ((False, False), (True, False), (False, True), (True, True)),
+}
 
 
 @torch.no_grad()
-def predict(model, split: Split, settings: Settings, device: torch.device, kind: str,
-            tta: str = "none") -> np.ndarray:
+def predict(
+    model, split: Split, settings: Settings, device: torch.device, kind: str, tta: str = "none"
+) -> np.ndarray:
     """Class probabilities for a split: softmax (single-label) or sigmoid (multi-label).
 
     ``tta="flips"``: the arithmetic mean of the probabilities of four views of every image (as is,
@@ -209,8 +231,10 @@ def predict(model, split: Split, settings: Settings, device: torch.device, kind:
     model.eval()
     out = []
     for start in range(0, len(split), settings.eval_batch_size):
-        batch = split.images[start:start + settings.eval_batch_size]
-        if device.type == "cuda":  # one pinned, asynchronous copy; the TTA flips then run on the GPU
+        batch = split.images[start : start + settings.eval_batch_size]
+        if (
+            device.type == "cuda"
+        ):  # one pinned, asynchronous copy; the TTA flips then run on the GPU
             batch = to_device(batch, None, device)
         probs = 0
         for flip_w, flip_h in TTA_VIEWS[tta]:
@@ -239,7 +263,9 @@ def macro_f1(labels: np.ndarray, probs: np.ndarray, num_classes: int) -> float:
     predicted counts 0 (scikit-learn's ``f1_score(average='macro', zero_division=0)``, computed
     here from the confusion counts so a training job need not import scikit-learn)."""
     pred = probs.argmax(1)
-    cm = np.bincount(labels * num_classes + pred, minlength=num_classes**2).reshape(num_classes, num_classes)
+    cm = np.bincount(labels * num_classes + pred, minlength=num_classes**2).reshape(
+        num_classes, num_classes
+    )
     tp = np.diag(cm).astype(float)
     denom = cm.sum(0) + cm.sum(1)  # 2·TP + FP + FN
     f1 = np.divide(2 * tp, denom, out=np.zeros(num_classes), where=denom > 0)
@@ -288,7 +314,9 @@ def make_optimizer(model, s: Settings):
         return torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
     if s.optimizer == "adam":  # L2 penalty in the gradient, as torch.optim.Adam (LMF protocol)
         return torch.optim.Adam(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
-    return torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
+    return torch.optim.SGD(
+        model.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay
+    )
 
 
 def lr_factor(epoch: int, s: Settings) -> float:
@@ -326,14 +354,26 @@ def versions() -> dict:
     import timm
     import torchvision
 
-    return {"imbench": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "torchvision": torchvision.__version__, "timm": timm.__version__, "numpy": np.__version__,
-            "pandas": pd.__version__, "scikit-learn": sklearn.__version__}
+    return {
+        "imbench": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "timm": timm.__version__,
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "scikit-learn": sklearn.__version__,
+    }
 
 
 def hardware(device: torch.device) -> dict:
-    info = {"platform": platform.platform(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "device": str(device)}
+    info = {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+    }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
@@ -350,8 +390,11 @@ def data_fingerprint(cache_dir: str | Path, split_path: str | Path, log=None) ->
     """What a cell trains on, by content: the cache's verified fingerprint and the split file's
     SHA-256 (part of the checkpoint identity and of ``run.json``)."""
     cache = cache_fingerprint(cache_dir, log=log)
-    return {"cache": cache["fingerprint"], "cache_mode": cache.get("mode"),
-            "split_sha256": file_sha256(split_path)}
+    return {
+        "cache": cache["fingerprint"],
+        "cache_mode": cache.get("mode"),
+        "split_sha256": file_sha256(split_path),
+    }
 
 
 def checkpoint_mismatch(old, new: dict) -> str:
@@ -373,13 +416,20 @@ def load_split(cache_dir: str | Path, split_path: str | Path):
     split = read_csv(split_path, dtype={"image_id": str, "group": str})
     if "split" not in split.columns:
         raise ValueError(f"{split_path}: no 'split' column")
-    if len(split) != len(index) or not (split["image_id"].to_numpy() == index["image_id"].to_numpy()).all():
-        raise ValueError(f"{split_path}: its image_id column does not match {Path(cache_dir) / 'index.csv'} "
-                         "(rebuild the cache or the split from the same index)")
+    if (
+        len(split) != len(index)
+        or not (split["image_id"].to_numpy() == index["image_id"].to_numpy()).all()
+    ):
+        raise ValueError(
+            f"{split_path}: its image_id column does not match {Path(cache_dir) / 'index.csv'} "
+            "(rebuild the cache or the split from the same index)"
+        )
     for col in ("label", "group"):
         if col in split.columns and col in index.columns and not split[col].equals(index[col]):
-            raise ValueError(f"{split_path}: its {col} column does not match {Path(cache_dir) / 'index.csv'} "
-                             "(the split and the cache were made from different indexes; rebuild them)")
+            raise ValueError(
+                f"{split_path}: its {col} column does not match {Path(cache_dir) / 'index.csv'} "
+                "(the split and the cache were made from different indexes; rebuild them)"
+            )
     bad = sorted(set(split["split"].astype(str)) - {"train", "val", "test"})
     if bad:
         raise ValueError(f"{split_path}: split values {bad} are not train/val/test")
@@ -400,18 +450,35 @@ def split_rows(index: pd.DataFrame, fold: int | None = None) -> dict[str, np.nda
     if fold is None:
         return {name: np.flatnonzero(split == name) for name in ("train", "val", "test")}
     if "cv_fold" not in index.columns:
-        raise ValueError(f"fold {fold} asked for, but the split has no cv_fold column "
-                         "(write it with `imbench split --cv-folds K`)")
+        raise ValueError(
+            f"fold {fold} asked for, but the split has no cv_fold column "
+            "(write it with `imbench split --cv-folds K`)"
+        )
     cv = index["cv_fold"].to_numpy()
     if fold not in set(cv[cv >= 0].tolist()):
-        raise ValueError(f"fold {fold} is not in the split's cv_fold column (folds {sorted(set(cv[cv >= 0]))})")
-    return {"train": np.flatnonzero((split != "test") & (cv != fold)), "val": np.flatnonzero(cv == fold),
-            "test": np.flatnonzero(split == "test")}
+        raise ValueError(
+            f"fold {fold} is not in the split's cv_fold column (folds {sorted(set(cv[cv >= 0]))})"
+        )
+    return {
+        "train": np.flatnonzero((split != "test") & (cv != fold)),
+        "val": np.flatnonzero(cv == fold),
+        "test": np.flatnonzero(split == "test"),
+    }
 
 
-def train_cell(task_name: str, cache_dir: str | Path, split_path: str | Path, model_name: str, method_name: str,
-               seed: int, settings: Settings, out_dir: str | Path, log=print, fold: int | None = None,
-               plugins: list[dict] | None = None) -> dict:
+def train_cell(
+    task_name: str,
+    cache_dir: str | Path,
+    split_path: str | Path,
+    model_name: str,
+    method_name: str,
+    seed: int,
+    settings: Settings,
+    out_dir: str | Path,
+    log=print,
+    fold: int | None = None,
+    plugins: list[dict] | None = None,
+) -> dict:
     """Train one cell and write its outputs into ``out_dir``. Returns the ``run.json`` content.
 
     ``fold``: train the cross-validation model of that fold (validation = the fold's images).
@@ -422,7 +489,9 @@ def train_cell(task_name: str, cache_dir: str | Path, split_path: str | Path, mo
     task = get_task(task_name)
     method = get_method(method_name)
     if not method.trains:
-        raise ValueError(f"method {method_name!r} is post-hoc: it trains nothing (use `imbench posthoc`)")
+        raise ValueError(
+            f"method {method_name!r} is post-hoc: it trains nothing (use `imbench posthoc`)"
+        )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     kind, K = task.kind, task.num_classes
@@ -435,10 +504,14 @@ def train_cell(task_name: str, cache_dir: str | Path, split_path: str | Path, mo
     images, index = load_split(cache_dir, split_path)
     data = data_fingerprint(cache_dir, split_path, log=log)
     if images.shape[1] != settings.image_size:
-        raise ValueError(f"{cache_dir}: cached images are {images.shape[1]} px but the protocol asks for "
-                         f"{settings.image_size} px")
-    splits = {name: Split(images, index, rows, kind, task.classes)
-              for name, rows in split_rows(index, fold).items()}
+        raise ValueError(
+            f"{cache_dir}: cached images are {images.shape[1]} px but the protocol asks for "
+            f"{settings.image_size} px"
+        )
+    splits = {
+        name: Split(images, index, rows, kind, task.classes)
+        for name, rows in split_rows(index, fold).items()
+    }
     for name, sp in splits.items():
         if len(sp) == 0:
             raise ValueError(f"{cache_dir}/index.csv: the {name} split is empty")
@@ -450,16 +523,30 @@ def train_cell(task_name: str, cache_dir: str | Path, split_path: str | Path, mo
         train_labels = train.labels.numpy()
         counts = np.bincount(train_labels, minlength=K)
 
-    loss_fn = build_loss(method_name, counts.tolist(), kind=kind, n_samples=len(train),
-                         **settings.method_params).to(device)
-    sampler = build_sampler(method_name, train_labels, settings.batch_size, seed, num_epochs=settings.epochs,
-                            **settings.method_params)
+    loss_fn = build_loss(
+        method_name, counts.tolist(), kind=kind, n_samples=len(train), **settings.method_params
+    ).to(device)
+    sampler = build_sampler(
+        method_name,
+        train_labels,
+        settings.batch_size,
+        seed,
+        num_epochs=settings.epochs,
+        **settings.method_params,
+    )
 
-    cell_name = f"{task_name}/{model_name}/{method_name}/seed{seed}" + (f"/fold{fold}" if fold is not None else "")
+    cell_name = f"{task_name}/{model_name}/{method_name}/seed{seed}" + (
+        f"/fold{fold}" if fold is not None else ""
+    )
     torch.manual_seed(seed)
     try:
-        model = create_model(model_name, K, head=method.head, pretrained=settings.pretrained,
-                             drop_rate=settings.drop_rate).to(device)
+        model = create_model(
+            model_name,
+            K,
+            head=method.head,
+            pretrained=settings.pretrained,
+            drop_rate=settings.drop_rate,
+        ).to(device)
     except MissingWeightsError as exc:
         raise MissingWeightsError(f"cell {cell_name}: {exc}") from None
     if device.type == "cuda":
@@ -467,8 +554,15 @@ def train_cell(task_name: str, cache_dir: str | Path, split_path: str | Path, mo
     optimizer = make_optimizer(model, settings)
     step_model = torch.compile(model) if settings.compile else model
 
-    identity = {"task": task_name, "model": model_name, "method": method_name, "seed": seed,
-                "settings": dataclasses.asdict(settings), "n_train": len(train), "data": data}
+    identity = {
+        "task": task_name,
+        "model": model_name,
+        "method": method_name,
+        "seed": seed,
+        "settings": dataclasses.asdict(settings),
+        "n_train": len(train),
+        "data": data,
+    }
     if fold is not None:
         identity["fold"] = fold
     if plugins:
@@ -481,11 +575,15 @@ def train_cell(task_name: str, cache_dir: str | Path, split_path: str | Path, mo
         try:  # weights_only: a checkpoint never runs pickled code
             ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
         except Exception as exc:  # truncated or corrupt: never trust it
-            log(f"ignoring unreadable checkpoint {ckpt_path} ({type(exc).__name__}: {exc}); starting from scratch")
+            log(
+                f"ignoring unreadable checkpoint {ckpt_path} ({type(exc).__name__}: {exc}); starting from scratch"
+            )
             ckpt_path.unlink()
     if ckpt is not None and ckpt.get("identity_hash") != ident_hash:
-        log(f"ignoring {ckpt_path}: {checkpoint_mismatch(ckpt.get('identity'), identity)}; "
-            "training from scratch")
+        log(
+            f"ignoring {ckpt_path}: {checkpoint_mismatch(ckpt.get('identity'), identity)}; "
+            "training from scratch"
+        )
         ckpt_path.unlink(missing_ok=True)
         ckpt = None
     if ckpt is not None:
@@ -496,19 +594,31 @@ def train_cell(task_name: str, cache_dir: str | Path, split_path: str | Path, mo
         log(f"resuming from {ckpt_path} after epoch {start_epoch} of {settings.epochs}")
 
     use_bar = sys.stderr.isatty()
-    steps = baseline_steps_per_epoch(len(train), settings.batch_size) if settings.budget == "steps" else None
+    steps = (
+        baseline_steps_per_epoch(len(train), settings.batch_size)
+        if settings.budget == "steps"
+        else None
+    )
     size, C = train.images.shape[1], train.images.shape[3]
     x_buffer = InputBuffer()
     train_seconds = sum(h["seconds"] for h in history)
     for epoch in range(start_epoch, settings.epochs):
-        if settings.early_stopping and best_epoch >= 0 and epoch - best_epoch > settings.early_stopping:
-            log(f"early stopping: no better validation macro-F1 for {settings.early_stopping} epochs")
+        if (
+            settings.early_stopping
+            and best_epoch >= 0
+            and epoch - best_epoch > settings.early_stopping
+        ):
+            log(
+                f"early stopping: no better validation macro-F1 for {settings.early_stopping} epochs"
+            )
             break
         t0 = time.time()
         lr = set_lr(optimizer, epoch, settings)
         if hasattr(loss_fn, "set_epoch"):
             loss_fn.set_epoch(epoch, settings.epochs)
-        gen = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
+        gen = torch.Generator().manual_seed(
+            int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+        )
         model.train()
         total = torch.zeros((), device=device)
         n_seen = n_steps = 0
@@ -518,12 +628,18 @@ def train_cell(task_name: str, cache_dir: str | Path, split_path: str | Path, mo
         if use_bar:
             from tqdm import tqdm
 
-            batches = tqdm(batches, total=steps or len(sampler), desc=f"epoch {epoch + 1}/{settings.epochs}",
-                           leave=False)
+            batches = tqdm(
+                batches,
+                total=steps or len(sampler),
+                desc=f"epoch {epoch + 1}/{settings.epochs}",
+                leave=False,
+            )
         for idx in batches:
             idx = torch.as_tensor(np.asarray(idx), dtype=torch.long)
             if device.type == "cpu":  # convert straight from the split into the reused batch tensor
-                x = images_to_input(train.images, idx, settings, gen, x_buffer(len(idx), C, size, size))
+                x = images_to_input(
+                    train.images, idx, settings, gen, x_buffer(len(idx), C, size, size)
+                )
             else:  # pinned gather, asynchronous copy, conversion on the device
                 x = to_input(to_device(train.images, idx, device), settings, device, gen)
             y = to_device(train.labels, idx, device)
@@ -534,8 +650,10 @@ def train_cell(task_name: str, cache_dir: str | Path, split_path: str | Path, mo
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
             except torch.OutOfMemoryError:
-                raise RuntimeError(f"cell {cell_name}: out of {device.type} memory at batch size "
-                                   f"{settings.batch_size}; lower batch_size in protocol_overrides") from None
+                raise RuntimeError(
+                    f"cell {cell_name}: out of {device.type} memory at batch size "
+                    f"{settings.batch_size}; lower batch_size in protocol_overrides"
+                ) from None
             if settings.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
             optimizer.step()
@@ -548,19 +666,40 @@ def train_cell(task_name: str, cache_dir: str | Path, split_path: str | Path, mo
         seconds = time.time() - t0
         train_seconds += seconds
         if not np.isfinite(train_loss):
-            raise FloatingPointError(f"cell {cell_name}: training loss is {train_loss} at epoch {epoch + 1} "
-                                     f"(lower the learning rate or check the method's parameters)")
+            raise FloatingPointError(
+                f"cell {cell_name}: training loss is {train_loss} at epoch {epoch + 1} "
+                f"(lower the learning rate or check the method's parameters)"
+            )
         if val_f1 > best_f1:
             best_f1, best_epoch = val_f1, epoch
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_macro_f1": val_f1, "lr": lr,
-                        "seconds": round(seconds, 3), "images": n_seen, "steps": n_steps})
-        state = {"identity_hash": ident_hash, "identity": identity, "epoch": epoch, "model": model.state_dict(),
-                 "optimizer": optimizer.state_dict(), "best_f1": best_f1, "best_epoch": best_epoch,
-                 "best_state": best_state, "history": json.dumps(history)}
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": train_loss,
+                "val_macro_f1": val_f1,
+                "lr": lr,
+                "seconds": round(seconds, 3),
+                "images": n_seen,
+                "steps": n_steps,
+            }
+        )
+        state = {
+            "identity_hash": ident_hash,
+            "identity": identity,
+            "epoch": epoch,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "best_f1": best_f1,
+            "best_epoch": best_epoch,
+            "best_state": best_state,
+            "history": json.dumps(history),
+        }
         write_with(ckpt_path, functools.partial(torch.save, state))
-        log(f"epoch {epoch + 1}/{settings.epochs} loss {train_loss:.4f} val_macro_f1 {val_f1:.4f} "
-            f"lr {lr:.2e} {seconds:.1f}s")
+        log(
+            f"epoch {epoch + 1}/{settings.epochs} loss {train_loss:.4f} val_macro_f1 {val_f1:.4f} "
+            f"lr {lr:.2e} {seconds:.1f}s"
+        )
 
     train_images = sum(h["images"] for h in history)
     optimizer_steps = sum(int(h.get("steps", 0)) for h in history)
@@ -570,10 +709,21 @@ def train_cell(task_name: str, cache_dir: str | Path, split_path: str | Path, mo
     for name in ("val", "test"):
         sp = splits[name]
         probs = predict(model, sp, settings, device, kind, tta=settings.tta)
-        frames.append(predictions_frame(name, sp.image_id, sp.group, sp.labels.numpy(), probs, task.classes,
-                                        multilabel=kind == "multilabel"))
+        frames.append(
+            predictions_frame(
+                name,
+                sp.image_id,
+                sp.group,
+                sp.labels.numpy(),
+                probs,
+                task.classes,
+                multilabel=kind == "multilabel",
+            )
+        )
     write_csv(out_dir / "history.csv", pd.DataFrame(history))
-    write_csv(out_dir / "predictions.csv", pd.concat(frames, ignore_index=True), float_format="%.6g")
+    write_csv(
+        out_dir / "predictions.csv", pd.concat(frames, ignore_index=True), float_format="%.6g"
+    )
     run = {
         **identity,
         "kind": kind,
@@ -585,14 +735,20 @@ def train_cell(task_name: str, cache_dir: str | Path, split_path: str | Path, mo
         "samples_per_epoch": int(getattr(sampler, "num_samples", len(train))),
         "precision": precision_used(device, settings),
         "optimizer_steps": optimizer_steps,
-        "resolved": resolved_block(settings, method, loss_fn, sampler, model_name, index, fold, device,
-                                   history, steps),
+        "resolved": resolved_block(
+            settings, method, loss_fn, sampler, model_name, index, fold, device, history, steps
+        ),
         "best_epoch": best_epoch + 1,
         "best_val_macro_f1": best_f1,
         "versions": versions(),
         "hardware": hardware(device),
-        "timings": {"wall_seconds": round(time.time() - t_start, 3), "train_seconds": round(train_seconds, 3),
-                    "train_images_per_second": round(train_images / train_seconds, 1) if train_seconds else None},
+        "timings": {
+            "wall_seconds": round(time.time() - t_start, 3),
+            "train_seconds": round(train_seconds, 3),
+            "train_images_per_second": round(train_images / train_seconds, 1)
+            if train_seconds
+            else None,
+        },
         "identity_hash": ident_hash,
         "split_file": str(split_path),
     }
@@ -619,11 +775,23 @@ def pretrained_weights(model_name: str, pretrained: bool) -> str | None:
         cfg = timm.models.get_pretrained_cfg(spec.arch)
     except RuntimeError:
         cfg = None
-    return f"timm:{cfg.architecture}.{cfg.tag}" if cfg is not None and cfg.tag else f"timm:{spec.arch}"
+    return (
+        f"timm:{cfg.architecture}.{cfg.tag}" if cfg is not None and cfg.tag else f"timm:{spec.arch}"
+    )
 
 
-def resolved_block(settings: Settings, method, loss_fn, sampler, model_name: str, index: pd.DataFrame,
-                   fold: int | None, device: torch.device, history: list[dict], steps: int | None) -> dict:
+def resolved_block(
+    settings: Settings,
+    method,
+    loss_fn,
+    sampler,
+    model_name: str,
+    index: pd.DataFrame,
+    fold: int | None,
+    device: torch.device,
+    history: list[dict],
+    steps: int | None,
+) -> dict:
     """What a comparison with a paper must list about a cell, as it actually ran (``run.json``
     ``resolved``; field names documented in docs/methods.md, "What run.json records")."""
     rows = split_rows(index, fold)
@@ -631,8 +799,14 @@ def resolved_block(settings: Settings, method, loss_fn, sampler, model_name: str
     for name, r in rows.items():
         part.iloc[r] = name
     used = part != ""
-    crossing = int((pd.DataFrame({"group": index["group"][used], "split": part[used]})
-                    .groupby("group")["split"].nunique() > 1).sum())
+    crossing = int(
+        (
+            pd.DataFrame({"group": index["group"][used], "split": part[used]})
+            .groupby("group")["split"]
+            .nunique()
+            > 1
+        ).sum()
+    )
     if "grouped" in index.columns:
         grouped = bool(index["grouped"].iloc[0])
     else:  # a split file written before the column existed: what the data shows
@@ -663,8 +837,16 @@ def resolved_block(settings: Settings, method, loss_fn, sampler, model_name: str
     }
 
 
-def predictions_frame(split: str, image_id, group, labels: np.ndarray, probs: np.ndarray, classes,
-                      pred: np.ndarray | None = None, multilabel: bool = False) -> pd.DataFrame:
+def predictions_frame(
+    split: str,
+    image_id,
+    group,
+    labels: np.ndarray,
+    probs: np.ndarray,
+    classes,
+    pred: np.ndarray | None = None,
+    multilabel: bool = False,
+) -> pd.DataFrame:
     """The predictions table of one split.
 
     Single-label: ``label``, ``prob_<class>``…, ``pred`` (default decision: argmax).

@@ -1,5 +1,6 @@
 # Tables and figures of the whole experiment, registered for `snakemake --report`.
 
+
 localrules:
     aggregate,
 
@@ -32,14 +33,14 @@ rule aggregate:
             labels={"figure": "critical difference"},
         ),
         figures=[report_figure(t, f) for t in config["tasks"] for f in figure_names(t)],
+    log:
+        f"logs/{EXP}/aggregate.log",
+    conda:
+        "../../envs/imbench.yaml"
     params:
         settings=aggregate_settings,
         experiment=EXP,
         results=results_dir,
-    conda:
-        "../../envs/imbench.yaml"
-    log:
-        f"logs/{EXP}/aggregate.log",
     shell:
         "imbench aggregate --experiment {params.experiment} --results {params.results} --metrics {input.metrics}"
         " --settings {params.settings:q} > {log} 2>&1"
@@ -51,15 +52,18 @@ rule explain:
         images=f"{cache_dir('{task}', config['models'][0])}/images.npy",
         split=SPLIT_CSV,
     output:
-        figures=[report_figure("{task}", f"{{task}}_{k}.png") for k in EXPLAIN.get("figures", ["tsne", "gradcam"])],
+        figures=[
+            report_figure("{task}", f"{{task}}_{k}.png")
+            for k in EXPLAIN.get("figures", ["tsne", "gradcam"])
+        ],
+    log:
+        f"logs/{EXP}/explain_{{task}}.log",
+    conda:
+        "../../envs/imbench.yaml"
+    threads: 1
     params:
         args=explain_args,
         out_dir=figures_dir,
-    threads: 1
-    conda:
-        "../../envs/imbench.yaml"
-    log:
-        f"logs/{EXP}/explain_{{task}}.log",
     shell:
         "imbench explain {params.args} --cache-dir $(dirname {input.images}) --split {input.split}"
         " --threads {threads} --out-dir {params.out_dir} > {log} 2>&1"

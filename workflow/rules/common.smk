@@ -6,7 +6,6 @@ import sys
 
 from snakemake.utils import validate
 
-
 # Jobs call the `imbench` CLI: make the environment running Snakemake (the project's virtual
 # environment) come first on PATH, so jobs find it without an activated shell.
 os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
@@ -71,14 +70,21 @@ FOLDS = int(config["split"].get("cv_folds", 0) or 0)
 # split.grouped: false = the papers' image-level split, in its own file beside the grouped one.
 GROUPED = bool(config["split"].get("grouped", True))
 if not GROUPED:
-    print("imbench: warning: split.grouped is false: images of one lesion/patient can be in training "
-          "and test (leakage; test scores are optimistic)", file=sys.stderr)
+    print(
+        "imbench: warning: split.grouped is false: images of one lesion/patient can be in training "
+        "and test (leakage; test scores are optimistic)",
+        file=sys.stderr,
+    )
 # A shared resource's path names every setting that shapes it, so experiments with different
 # split settings never write (or, on failure, delete) each other's split: seed, the three
 # fractions, grouping and the number of cross-validation folds.
 SPLIT_FRACTIONS = "_".join(f"{float(f):g}" for f in config["split"]["fractions"])
-SPLIT_CSV = (f"resources/prepared/{{task}}/split_seed{config['split']['seed']}_frac{SPLIT_FRACTIONS}"
-             + ("" if GROUPED else "_ungrouped") + (f"_cv{FOLDS}" if FOLDS else "") + ".csv")
+SPLIT_CSV = (
+    f"resources/prepared/{{task}}/split_seed{config['split']['seed']}_frac{SPLIT_FRACTIONS}"
+    + ("" if GROUPED else "_ungrouped")
+    + (f"_cv{FOLDS}" if FOLDS else "")
+    + ".csv"
+)
 _SKIP = {(t, m) for t, m, _ in SKIPPED}
 TRAINED = [m for m in config["methods"] if get_method(m).trains]
 POSTHOC = [m for m in config["methods"] if not get_method(m).trains]
@@ -139,7 +145,10 @@ def release_stale_locks():
         except FileNotFoundError:
             pass
     if stale:
-        print(f"imbench: removed {len(stale)} stale Snakemake lock(s) of a run that was killed", file=sys.stderr)
+        print(
+            f"imbench: removed {len(stale)} stale Snakemake lock(s) of a run that was killed",
+            file=sys.stderr,
+        )
     fcntl.flock(fd, fcntl.LOCK_SH)
     return fd
 
@@ -217,16 +226,27 @@ def train_cache_fingerprint(wildcards):
 
 def aggregate_outputs():
     out = [f"results/{EXP}/tables/{name}" for name in TABLES]
-    out += [f"results/{EXP}/tables/paper_vs_ours.md", f"results/{EXP}/tables/ranking.md",
-            f"results/{EXP}/figures/critical_difference.png"]
+    out += [
+        f"results/{EXP}/tables/paper_vs_ours.md",
+        f"results/{EXP}/tables/ranking.md",
+        f"results/{EXP}/figures/critical_difference.png",
+    ]
     out += [f"results/{EXP}/tables/{t}.{ext}" for t in config["tasks"] for ext in ("md", "tex")]
     out += [f"results/{EXP}/figures/{f}" for t in config["tasks"] for f in figure_names(t)]
     out += [f"results/{EXP}/figures/{f}" for t in config["tasks"] for f in explain_figures(t)]
     return out
 
 
-TABLES = ["metrics_long.csv", "summary.csv", "per_class.csv", "bootstrap.csv", "paired_vs_ce.csv",
-          "paper_vs_ours.csv", "paper_vs_ours_per_class.csv", "ranking.csv"]
+TABLES = [
+    "metrics_long.csv",
+    "summary.csv",
+    "per_class.csv",
+    "bootstrap.csv",
+    "paired_vs_ce.csv",
+    "paper_vs_ours.csv",
+    "paper_vs_ours_per_class.csv",
+    "ranking.csv",
+]
 EXPLAIN = config.get("explain", {})
 
 
@@ -255,12 +275,18 @@ def explain_cells(wildcards):
 def explain_args(wildcards, input):
     cells = sorted({os.path.dirname(p) for p in input.cells})
     opts = [
-        "--cells", *cells,
-        "--figures", *EXPLAIN.get("figures", ["tsne", "gradcam"]),
-        "--max-points", str(EXPLAIN.get("max_points", 1000)),
-        "--per-class", str(EXPLAIN.get("per_class", 2)),
-        "--seed", str(EXPLAIN.get("seed", 0)),
-        "--device", EXPLAIN.get("device", "cpu"),
+        "--cells",
+        *cells,
+        "--figures",
+        *EXPLAIN.get("figures", ["tsne", "gradcam"]),
+        "--max-points",
+        str(EXPLAIN.get("max_points", 1000)),
+        "--per-class",
+        str(EXPLAIN.get("per_class", 2)),
+        "--seed",
+        str(EXPLAIN.get("seed", 0)),
+        "--device",
+        EXPLAIN.get("device", "cpu"),
     ]
     if EXPLAIN.get("gradcam_method"):
         opts += ["--gradcam-method", EXPLAIN["gradcam_method"]]
@@ -272,7 +298,9 @@ def train_settings(wildcards):
     settings = dict(SETTINGS)
     settings["image_size"] = image_size(wildcards.model)
     params = (config.get("method_params") or {}).get(wildcards.method, {})
-    settings["method_params"] = resolve_params(wildcards.method, params, wildcards.task, wildcards.model)
+    settings["method_params"] = resolve_params(
+        wildcards.method, params, wildcards.task, wildcards.model
+    )
     return json.dumps(settings, sort_keys=True)
 
 
@@ -311,9 +339,17 @@ def base_cell(wildcards):
 def aggregate_settings(wildcards):
     ev = config.get("evaluation", {})
     spec = {k: ev[k] for k in ("headline", "tested", "metrics") if ev.get(k) is not None}
-    return json.dumps({"n_boot": ev.get("n_boot", 1000), "boot_seed": ev.get("boot_seed", 0),
-                       "alpha": ev.get("alpha", 0.05), "evaluation": spec,
-                       "methods": config["methods"], "models": config["models"]}, sort_keys=True)
+    return json.dumps(
+        {
+            "n_boot": ev.get("n_boot", 1000),
+            "boot_seed": ev.get("boot_seed", 0),
+            "alpha": ev.get("alpha", 0.05),
+            "evaluation": spec,
+            "methods": config["methods"],
+            "models": config["models"],
+        },
+        sort_keys=True,
+    )
 
 
 def results_dir(wildcards, output):

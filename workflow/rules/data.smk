@@ -4,8 +4,12 @@
 rule synthetic_data:
     output:
         directory("resources/raw/{dataset}"),
+    log:
+        "logs/data/{dataset}.log",
     wildcard_constraints:
         dataset="synthetic|synthetic_ml",
+    conda:
+        "../../envs/imbench.yaml"
     params:
         second_lesion_fraction=second_lesion_fraction,
         n_images=config["synthetic"]["n_images"],
@@ -13,10 +17,6 @@ rule synthetic_data:
         width=config["synthetic"]["width"],
         height=config["synthetic"]["height"],
         noise=config["synthetic"]["noise"],
-    conda:
-        "../../envs/imbench.yaml"
-    log:
-        "logs/data/{dataset}.log",
     shell:
         "imbench synth --out {output} --n-images {params.n_images} --seed {params.seed}"
         " --width {params.width} --height {params.height} --noise {params.noise}"
@@ -29,13 +29,13 @@ rule index:
     output:
         index="resources/prepared/{task}/index.csv",
         exclusions="resources/prepared/{task}/exclusions.csv",
-    params:
-        undecodable=config["index"]["undecodable"],
-    threads: 16  # decodes every image once; scaled down to --cores
-    conda:
-        "../../envs/imbench.yaml"
     log:
         "logs/data/index_{task}.log",
+    conda:
+        "../../envs/imbench.yaml"
+    threads: 16  # decodes every image once; scaled down to --cores
+    params:
+        undecodable=config["index"]["undecodable"],
     shell:
         "imbench index --task {wildcards.task} --raw {input.raw} --out {output.index}"
         " --exclusions {output.exclusions} --undecodable {params.undecodable} --workers {threads} > {log} 2>&1"
@@ -52,17 +52,17 @@ rule split:
     output:
         split="resources/prepared/{task}/split_seed{split_seed}_frac{fractions}{grouping}.csv",
         record="resources/prepared/{task}/split_seed{split_seed}_frac{fractions}{grouping}.json",
-    params:
-        fractions=split_fractions,
-        grouping=lambda wc: "--ungrouped" if wc.grouping else "",
+    log:
+        "logs/data/split_{task}_seed{split_seed}_frac{fractions}{grouping}.log",
     wildcard_constraints:
         split_seed=r"\d+",
         fractions=r"[0-9.e+-]+_[0-9.e+-]+_[0-9.e+-]+",
         grouping="|_ungrouped",
     conda:
         "../../envs/imbench.yaml"
-    log:
-        "logs/data/split_{task}_seed{split_seed}_frac{fractions}{grouping}.log",
+    params:
+        fractions=split_fractions,
+        grouping=lambda wc: "--ungrouped" if wc.grouping else "",
     shell:
         ": > {log}; imbench split --index {input} --out {output.split} --seed {wildcards.split_seed}"
         " --fractions {params.fractions} {params.grouping} >> {log} 2> >(tee -a {log} >&2)"
@@ -75,9 +75,8 @@ rule split_cv:
     output:
         split="resources/prepared/{task}/split_seed{split_seed}_frac{fractions}{grouping}_cv{folds}.csv",
         record="resources/prepared/{task}/split_seed{split_seed}_frac{fractions}{grouping}_cv{folds}.json",
-    params:
-        fractions=split_fractions,
-        grouping=lambda wc: "--ungrouped" if wc.grouping else "",
+    log:
+        "logs/data/split_{task}_seed{split_seed}_frac{fractions}{grouping}_cv{folds}.log",
     wildcard_constraints:
         split_seed=r"\d+",
         fractions=r"[0-9.e+-]+_[0-9.e+-]+_[0-9.e+-]+",
@@ -85,8 +84,9 @@ rule split_cv:
         folds=r"\d+",
     conda:
         "../../envs/imbench.yaml"
-    log:
-        "logs/data/split_{task}_seed{split_seed}_frac{fractions}{grouping}_cv{folds}.log",
+    params:
+        fractions=split_fractions,
+        grouping=lambda wc: "--ungrouped" if wc.grouping else "",
     shell:
         ": > {log}; imbench split --index {input} --out {output.split} --seed {wildcards.split_seed}"
         " --fractions {params.fractions} {params.grouping} --cv-folds {wildcards.folds}"
@@ -102,11 +102,11 @@ rule cache:
         index="resources/cache/{task}/{size}px-{mode}/index.csv",
         # content fingerprint, written last; a cache found not to match it loses it (and is rebuilt)
         fingerprint="resources/cache/{task}/{size}px-{mode}/cache.json",
-    threads: 16  # an upper bound: Snakemake scales it down to --cores
-    conda:
-        "../../envs/imbench.yaml"
     log:
         "logs/data/cache_{task}_{size}px-{mode}.log",
+    conda:
+        "../../envs/imbench.yaml"
+    threads: 16  # an upper bound: Snakemake scales it down to --cores
     shell:
         ": > {log}; imbench cache --index {input.index} --raw {input.raw} --out-dir $(dirname {output.images})"
         " --size {wildcards.size} --mode {wildcards.mode} --workers {threads} >> {log} 2> >(tee -a {log} >&2)"

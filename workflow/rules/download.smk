@@ -12,6 +12,7 @@
 # index.undecodable (exclude | fail) also applies here: with `exclude` an image that does not decode
 # is reported and kept, and the index step lists it in the task's exclusions.csv.
 
+
 localrules:
     download_ham10000,
     download_isic2019,
@@ -22,13 +23,13 @@ localrules:
 rule download_ham10000:
     output:
         directory("resources/raw/ham10000"),
+    log:
+        "logs/download/ham10000.log",
+    conda:
+        "../../envs/imbench.yaml"
     params:
         args=download_args("ham10000"),
         undecodable=config["index"]["undecodable"],
-    conda:
-        "../../envs/imbench.yaml"
-    log:
-        "logs/download/ham10000.log",
     shell:
         "imbench download ham10000 --out {output} --undecodable {params.undecodable} {params.args} > {log} 2>&1"
 
@@ -36,13 +37,13 @@ rule download_ham10000:
 rule download_isic2019:
     output:
         directory("resources/raw/isic2019"),
+    log:
+        "logs/download/isic2019.log",
+    conda:
+        "../../envs/imbench.yaml"
     params:
         args=download_args("isic2019"),
         undecodable=config["index"]["undecodable"],
-    conda:
-        "../../envs/imbench.yaml"
-    log:
-        "logs/download/isic2019.log",
     shell:
         "imbench download isic2019 --out {output} --undecodable {params.undecodable} {params.args} > {log} 2>&1"
 
@@ -50,13 +51,13 @@ rule download_isic2019:
 rule download_odir:
     output:
         directory("resources/raw/odir"),
+    log:
+        "logs/download/odir.log",
+    conda:
+        "../../envs/imbench.yaml"
     params:
         args=download_args("odir"),
         undecodable=config["index"]["undecodable"],
-    conda:
-        "../../envs/imbench.yaml"
-    log:
-        "logs/download/odir.log",
     shell:
         "imbench download odir --out {output} --undecodable {params.undecodable} {params.args} > {log} 2>&1"
 
@@ -64,12 +65,12 @@ rule download_odir:
 rule download_dermamnist:
     output:
         directory("resources/raw/dermamnist"),
+    log:
+        "logs/download/dermamnist.log",
+    conda:
+        "../../envs/imbench.yaml"
     params:
         args=download_args("dermamnist"),
         undecodable=config["index"]["undecodable"],
-    conda:
-        "../../envs/imbench.yaml"
-    log:
-        "logs/download/dermamnist.log",
     shell:
         "imbench download dermamnist --out {output} --undecodable {params.undecodable} {params.args} > {log} 2>&1"

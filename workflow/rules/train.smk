@@ -6,7 +6,9 @@
 # log cannot be written (a full disk) or is not read.
 
 # Where a training job writes: the cell folder, or with cross-validation one folder per fold model.
-TRAIN_DIR = os.path.join("results/{experiment}/{task}/{model}/{method}/seed{seed}", *(["fold{fold}"] if FOLDS else []))
+TRAIN_DIR = os.path.join(
+    "results/{experiment}/{task}/{model}/{method}/seed{seed}", *(["fold{fold}"] if FOLDS else [])
+)
 
 
 rule train:
@@ -20,20 +22,20 @@ rule train:
         history=f"{TRAIN_DIR}/history.csv",
         run=f"{TRAIN_DIR}/run.json",
         weights=f"{TRAIN_DIR}/best.pt",
-    params:
-        settings=train_settings,
-        plugin=train_plugin_args,
-        fold="--fold {fold}" if FOLDS else "",  # a plain pattern: no function call per job
-    wildcard_constraints:
-        method=_alternatives(TRAINED or ["-"]),
-        fold=r"\d+",
-    threads: 1
-    conda:
-        "../../envs/imbench.yaml"
     log:
         f"{TRAIN_DIR}/train.log",
     benchmark:
         f"{TRAIN_DIR}/benchmark.tsv"
+    wildcard_constraints:
+        method=_alternatives(TRAINED or ["-"]),
+        fold=r"\d+",
+    conda:
+        "../../envs/imbench.yaml"
+    threads: 1
+    params:
+        settings=train_settings,
+        plugin=train_plugin_args,
+        fold="--fold {fold}" if FOLDS else "",  # a plain pattern: no function call per job
     shell:
         ": > {log}; imbench train --task {wildcards.task} --cache-dir $(dirname {input.images}) --split {input.split}"
         " --model {wildcards.model} --method {wildcards.method} --seed {wildcards.seed} {params.fold}"
@@ -49,23 +51,26 @@ if FOLDS:
     rule ensemble:
         # The cell from its fold models: mean test probabilities, out-of-fold validation predictions.
         input:
-            runs=expand("results/{{experiment}}/{{task}}/{{model}}/{{method}}/seed{{seed}}/fold{fold}/run.json",
-                        fold=range(FOLDS)),
+            runs=expand(
+                "results/{{experiment}}/{{task}}/{{model}}/{{method}}/seed{{seed}}/fold{fold}/run.json",
+                fold=range(FOLDS),
+            ),
             predictions=expand(
                 "results/{{experiment}}/{{task}}/{{model}}/{{method}}/seed{{seed}}/fold{fold}/predictions.csv",
-                fold=range(FOLDS)),
+                fold=range(FOLDS),
+            ),
         output:
             predictions="results/{experiment}/{task}/{model}/{method}/seed{seed}/predictions.csv",
             history="results/{experiment}/{task}/{model}/{method}/seed{seed}/history.csv",
             run="results/{experiment}/{task}/{model}/{method}/seed{seed}/run.json",
-        params:
-            folds=lambda wc, input: " ".join(os.path.dirname(p) for p in input.runs),
+        log:
+            "results/{experiment}/{task}/{model}/{method}/seed{seed}/ensemble.log",
         wildcard_constraints:
             method=_alternatives(TRAINED or ["-"]),
         conda:
             "../../envs/imbench.yaml"
-        log:
-            "results/{experiment}/{task}/{model}/{method}/seed{seed}/ensemble.log",
+        params:
+            folds=lambda wc, input: " ".join(os.path.dirname(p) for p in input.runs),
         shell:
             ": > {log}; imbench ensemble --folds {params.folds} --out-dir $(dirname {output.run})"
             " >> {log} 2> >(tee -a {log} >&2)"
@@ -78,14 +83,14 @@ rule posthoc:
     output:
         predictions="results/{experiment}/{task}/{model}/{method}/seed{seed}/predictions.csv",
         run="results/{experiment}/{task}/{model}/{method}/seed{seed}/run.json",
-    params:
-        method_params=posthoc_params,
+    log:
+        "results/{experiment}/{task}/{model}/{method}/seed{seed}/posthoc.log",
     wildcard_constraints:
         method=_alternatives(POSTHOC or ["-"]),
     conda:
         "../../envs/imbench.yaml"
-    log:
-        "results/{experiment}/{task}/{model}/{method}/seed{seed}/posthoc.log",
+    params:
+        method_params=posthoc_params,
     shell:
         ": > {log}; imbench posthoc --method {wildcards.method} --base-dir $(dirname {input.run})"
         " --params {params.method_params:q} --out-dir $(dirname {output.run}) >> {log} 2> >(tee -a {log} >&2)"
@@ -98,31 +103,31 @@ rule evaluate:
         split=SPLIT_CSV,
     output:
         "results/{experiment}/{task}/{model}/{method}/seed{seed}/metrics.json",
-    params:
-        n_boot=config["evaluation"]["n_boot"],
-        boot_seed=config["evaluation"]["boot_seed"],
-    conda:
-        "../../envs/imbench.yaml"
     log:
         "results/{experiment}/{task}/{model}/{method}/seed{seed}/evaluate.log",
     benchmark:
         # the evaluation's wall time lives here, not in metrics.json (identical runs, identical bytes)
         "results/{experiment}/{task}/{model}/{method}/seed{seed}/evaluate_benchmark.tsv"
+    conda:
+        "../../envs/imbench.yaml"
+    params:
+        n_boot=config["evaluation"]["n_boot"],
+        boot_seed=config["evaluation"]["boot_seed"],
     shell:
         ": > {log}; imbench evaluate --cell-dir $(dirname {input.run}) --split {input.split}"
         " --n-boot {params.n_boot} --boot-seed {params.boot_seed} >> {log} 2> >(tee -a {log} >&2)"
 
 
 rule prefetch_weights:
+    log:
+        f"logs/{EXP}/prefetch_weights.log",
     # Download every pretrained weight file the grid needs into the local timm / torch hub caches,
     # once, before training (cluster nodes without internet then find them):
     #   snakemake --cores 1 prefetch_weights --configfile experiments/<name>.yaml
     localrule: True
-    params:
-        models=" ".join(config["models"]),
     conda:
         "../../envs/imbench.yaml"
-    log:
-        f"logs/{EXP}/prefetch_weights.log",
+    params:
+        models=" ".join(config["models"]),
     shell:
         "imbench weights --models {params.models} > {log} 2>&1"

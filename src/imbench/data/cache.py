@@ -70,7 +70,9 @@ def to_rgb8(img: Image.Image) -> Image.Image:
             a8 = np.rint(a.astype(np.float64) * 255.0)
         else:
             if not (0 <= lo and hi <= 65535):
-                raise ValueError(f"mode {img.mode} image values span {lo:g}–{hi:g}, expected 0–65535")
+                raise ValueError(
+                    f"mode {img.mode} image values span {lo:g}–{hi:g}, expected 0–65535"
+                )
             a8 = (a.astype(np.uint32) * 255 + 32767) // 65535
         return Image.fromarray(a8.astype(np.uint8), mode="L").convert("RGB")
     return img.convert("RGB")
@@ -108,9 +110,15 @@ def _fill(args) -> int:
     for i, p in enumerate(paths):
         try:
             out[start + i] = load_resized(p, size, mode)
-        except (OSError, SyntaxError, ValueError) as exc:  # PIL's errors for unreadable/truncated files
-            raise ValueError(f"cache: cannot decode image {p} ({exc}); `imbench index` leaves such images out "
-                             "and lists them: rebuild the index if the file changed since") from None
+        except (
+            OSError,
+            SyntaxError,
+            ValueError,
+        ) as exc:  # PIL's errors for unreadable/truncated files
+            raise ValueError(
+                f"cache: cannot decode image {p} ({exc}); `imbench index` leaves such images out "
+                "and lists them: rebuild the index if the file changed since"
+            ) from None
     out.flush()
     return len(paths)
 
@@ -122,8 +130,15 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
-def build_cache(index: pd.DataFrame, root: str | Path, out_dir: str | Path, size: int,
-                mode: str = "squash", workers: int | None = None, chunk: int = 256) -> Path:
+def build_cache(
+    index: pd.DataFrame,
+    root: str | Path,
+    out_dir: str | Path,
+    size: int,
+    mode: str = "squash",
+    workers: int | None = None,
+    chunk: int = 256,
+) -> Path:
     """Write ``out_dir/images.npy`` (N, size, size, 3 uint8, rows in ``index`` order) and
     ``out_dir/index.csv`` (a copy of ``index``). Returns the array path.
 
@@ -145,10 +160,14 @@ def build_cache(index: pd.DataFrame, root: str | Path, out_dir: str | Path, size
     for stale in (final, out_dir / "index.csv"):  # left by a build that was killed
         remove_orphans(stale)
     with atomic_path(final) as tmp:
-        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3))
+        arr = np.lib.format.open_memmap(
+            tmp, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3)
+        )
         del arr
         reserve_space(tmp)
-        jobs = [(str(tmp), paths[s:s + chunk], s, size, mode) for s in range(0, len(paths), chunk)]
+        jobs = [
+            (str(tmp), paths[s : s + chunk], s, size, mode) for s in range(0, len(paths), chunk)
+        ]
         if workers <= 1 or len(jobs) == 1:
             for job in jobs:
                 _fill(job)
@@ -169,7 +188,10 @@ def reserve_space(path: str | os.PathLike) -> None:
     try:
         os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
     except OSError as exc:
-        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # not: a file system without fallocate
+        if exc.errno not in (
+            errno.EOPNOTSUPP,
+            errno.EINVAL,
+        ):  # not: a file system without fallocate
             raise
     finally:
         os.close(fd)
@@ -186,9 +208,13 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 24) -> str:
 
 def _content_record(cache_dir: Path) -> dict:
     images = np.load(cache_dir / "images.npy", mmap_mode="r")
-    record = {"format": 1, "n_images": int(images.shape[0]), "size": int(images.shape[1]),
-              "images_sha256": file_sha256(cache_dir / "images.npy"),
-              "index_sha256": file_sha256(cache_dir / "index.csv")}
+    record = {
+        "format": 1,
+        "n_images": int(images.shape[0]),
+        "size": int(images.shape[1]),
+        "images_sha256": file_sha256(cache_dir / "images.npy"),
+        "index_sha256": file_sha256(cache_dir / "index.csv"),
+    }
     return record
 
 
@@ -204,7 +230,9 @@ def write_cache_fingerprint(cache_dir: str | Path, size: int, mode: str) -> dict
     record = _content_record(cache_dir)
     record["mode"] = mode
     if record["size"] != size:
-        raise ValueError(f"{cache_dir / 'images.npy'}: images are {record['size']} px, not {size} px")
+        raise ValueError(
+            f"{cache_dir / 'images.npy'}: images are {record['size']} px, not {size} px"
+        )
     record["fingerprint"] = _fingerprint_of(record)
     write_json(cache_dir / FINGERPRINT, record)
     return record
@@ -235,13 +263,18 @@ def cache_fingerprint(cache_dir: str | Path, log=None) -> dict:
         recorded = read_json(path)
     except ValueError:
         recorded = {}
-    differs = [k for k in ("format", "n_images", "size", "images_sha256", "index_sha256")
-               if recorded.get(k) != actual[k]]
+    differs = [
+        k
+        for k in ("format", "n_images", "size", "images_sha256", "index_sha256")
+        if recorded.get(k) != actual[k]
+    ]
     if differs or recorded.get("fingerprint") != _fingerprint_of(recorded):
         path.unlink(missing_ok=True)
         what = ", ".join(differs) or "fingerprint"
-        raise CacheMismatch(f"{cache_dir}: the cache does not match its fingerprint ({what} differ); "
-                            f"{FINGERPRINT} was removed, so the next workflow run rebuilds the cache")
+        raise CacheMismatch(
+            f"{cache_dir}: the cache does not match its fingerprint ({what} differ); "
+            f"{FINGERPRINT} was removed, so the next workflow run rebuilds the cache"
+        )
     return recorded
 
 
@@ -251,5 +284,7 @@ def load_cache(cache_dir: str | Path) -> tuple[np.ndarray, pd.DataFrame]:
     images = np.load(cache_dir / "images.npy", mmap_mode="r")
     index = pd.read_csv(cache_dir / "index.csv", dtype={"image_id": str, "group": str})
     if len(images) != len(index):
-        raise ValueError(f"{cache_dir}: images.npy has {len(images)} rows but index.csv has {len(index)}")
+        raise ValueError(
+            f"{cache_dir}: images.npy has {len(images)} rows but index.csv has {len(index)}"
+        )
     return images, index

@@ -37,30 +37,46 @@ def read_npz(path: str | Path, size: int | None = None, expected: dict | None = 
         raise DatasetError(f"{path}: not a readable .npz file ({exc})") from None
     out = {}
     with data:
-        missing = [f"{s}_{k}" for s in SPLITS for k in ("images", "labels") if f"{s}_{k}" not in data.files]
+        missing = [
+            f"{s}_{k}" for s in SPLITS for k in ("images", "labels") if f"{s}_{k}" not in data.files
+        ]
         if missing:
             raise DatasetError(f"{path}: lacks array(s) {missing}; has {sorted(data.files)}")
         for s in SPLITS:
             images, labels = data[f"{s}_images"], data[f"{s}_labels"]
-            square_rgb = images.ndim == 4 and images.shape[3] == 3 and images.shape[1] == images.shape[2]
+            square_rgb = (
+                images.ndim == 4 and images.shape[3] == 3 and images.shape[1] == images.shape[2]
+            )
             if images.dtype != np.uint8 or not square_rgb:
-                raise DatasetError(f"{path}: {s}_images has shape {images.shape} and dtype {images.dtype}, "
-                                   "expected N×S×S×3 uint8")
+                raise DatasetError(
+                    f"{path}: {s}_images has shape {images.shape} and dtype {images.dtype}, "
+                    "expected N×S×S×3 uint8"
+                )
             if size is not None and images.shape[1] != size:
                 raise DatasetError(f"{path}: {s}_images are {images.shape[1]} px, expected {size}")
             labels = labels.reshape(-1)
             if len(labels) != len(images):
-                raise DatasetError(f"{path}: {s}_labels has {len(labels)} rows but {s}_images has {len(images)}")
-            if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() >= len(CLASSES):
+                raise DatasetError(
+                    f"{path}: {s}_labels has {len(labels)} rows but {s}_images has {len(images)}"
+                )
+            if (
+                not np.issubdtype(labels.dtype, np.integer)
+                or labels.min() < 0
+                or labels.max() >= len(CLASSES)
+            ):
                 raise DatasetError(f"{path}: {s}_labels must be integers 0–{len(CLASSES) - 1}")
             if expected is not None and len(images) != expected[s]:
-                raise DatasetError(f"{path}: {s} has {len(images)} images, expected {expected[s]} "
-                                   "(pass --no-published-counts for a subset)")
+                raise DatasetError(
+                    f"{path}: {s} has {len(images)} images, expected {expected[s]} "
+                    "(pass --no-published-counts for a subset)"
+                )
             out[s] = (images, labels.astype(int))
     return out
 
 
-def write_tree(npz: str | Path, out: str | Path, size: int | None = None, expected: dict | None = None) -> dict:
+def write_tree(
+    npz: str | Path, out: str | Path, size: int | None = None, expected: dict | None = None
+) -> dict:
     """Write the PNG tree and ``dermamnist_labels.csv`` into ``out``; return images per split."""
     from PIL import Image
 
@@ -91,15 +107,24 @@ def build_index(root: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     bad = ~df["split"].isin(SPLITS) | ~df["label"].isin(range(len(CLASSES)))
     if bad.any():
         i = int(bad.to_numpy().argmax())
-        raise DatasetError(f"{path}: line {i + 2}: split {df.split.iloc[i]!r} / label {df.label.iloc[i]!r} "
-                           f"is not one of {list(SPLITS)} / 0–{len(CLASSES) - 1}")
+        raise DatasetError(
+            f"{path}: line {i + 2}: split {df.split.iloc[i]!r} / label {df.label.iloc[i]!r} "
+            f"is not one of {list(SPLITS)} / 0–{len(CLASSES) - 1}"
+        )
     rel = "images/" + df["split"] + "/" + df["image_id"] + ".png"
     missing = [p for p in rel if not (root / p).is_file()]
     if missing:
-        raise DatasetError(f"{root}: {len(missing)} image(s) listed in {LABELS_CSV} are missing, first {missing[:3]}")
-    index = pd.DataFrame({
-        "image_id": df["image_id"], "path": rel, "label": df["label"].astype(int),
-        "label_name": df["label"].map(dict(enumerate(CLASSES))), "group": df["image_id"],
-        "official_split": df["split"],
-    })
+        raise DatasetError(
+            f"{root}: {len(missing)} image(s) listed in {LABELS_CSV} are missing, first {missing[:3]}"
+        )
+    index = pd.DataFrame(
+        {
+            "image_id": df["image_id"],
+            "path": rel,
+            "label": df["label"].astype(int),
+            "label_name": df["label"].map(dict(enumerate(CLASSES))),
+            "group": df["image_id"],
+            "official_split": df["split"],
+        }
+    )
     return index, pd.DataFrame(columns=["image_id", "group", "file", "reason"])

@@ -43,9 +43,9 @@ import sys
 import tarfile
 import zipfile
 import zlib
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterable, Sequence
 
 from .ham10000 import DatasetError
 
@@ -53,7 +53,10 @@ DATASETS = ("ham10000", "isic2019", "odir", "dermamnist")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 # ISIC challenge hosts, in the order tried. The same file names are served by both.
-ISIC_HOSTS = ("https://isic-archive.s3.amazonaws.com/challenges", "https://isic-challenge-data.s3.amazonaws.com")
+ISIC_HOSTS = (
+    "https://isic-archive.s3.amazonaws.com/challenges",
+    "https://isic-challenge-data.s3.amazonaws.com",
+)
 HAM_BASE_URLS = tuple(f"{h}/2018" for h in ISIC_HOSTS)
 ISIC2019_BASE_URLS = tuple(f"{h}/2019" for h in ISIC_HOSTS)
 DATAVERSE_URL = "https://dataverse.harvard.edu"
@@ -103,8 +106,15 @@ class ResumableDownloader:
     the next run, continues where it stopped.
     """
 
-    def __init__(self, part: Path, expected_size: int | None = None, timeout: float = 60.0,
-                 progress: bool = True, chunk_size: int = 1 << 16, name: str | None = None):
+    def __init__(
+        self,
+        part: Path,
+        expected_size: int | None = None,
+        timeout: float = 60.0,
+        progress: bool = True,
+        chunk_size: int = 1 << 16,
+        name: str | None = None,
+    ):
         self.part = Path(part)
         self.name = name
         self.expected_size = expected_size
@@ -125,7 +135,9 @@ class ResumableDownloader:
             if r.status_code == 416 and have:
                 # The part file is already as long as (or longer than) the remote one: start over.
                 self.part.unlink()
-                raise ValueError(f"server refused to resume at byte {have}; restarting the download")
+                raise ValueError(
+                    f"server refused to resume at byte {have}; restarting the download"
+                )
             if 400 <= r.status_code < 500:
                 raise _ClientError(f"HTTP {r.status_code} {r.reason}")
             r.raise_for_status()  # 5xx: a requests.HTTPError, retried by pooch
@@ -133,27 +145,38 @@ class ResumableDownloader:
                 start = _content_range_start(r.headers.get("Content-Range", ""))
                 if start != have:
                     self.part.unlink()
-                    raise ValueError(f"server resumed at byte {start} instead of {have}; restarting")
+                    raise ValueError(
+                        f"server resumed at byte {start} instead of {have}; restarting"
+                    )
                 mode = "ab"
             else:
                 have, mode = 0, "wb"  # 200: the server sent the whole file
             length = r.headers.get("Content-Length")
             total = have + int(length) if length is not None and length.isdigit() else None
             self.part.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.part, mode) as fh, _progress_bar(self.progress, total, have, self.part.name) as bar:
+            with (
+                open(self.part, mode) as fh,
+                _progress_bar(self.progress, total, have, self.part.name) as bar,
+            ):
                 for chunk in r.iter_content(chunk_size=self.chunk_size):
                     fh.write(chunk)
                     bar.update(len(chunk))
         got = self.part.stat().st_size
         if total is not None and got != total:
-            raise ValueError(f"transfer incomplete: {got} of {total} bytes; the partial file is kept to resume")
+            raise ValueError(
+                f"transfer incomplete: {got} of {total} bytes; the partial file is kept to resume"
+            )
         if self.expected_size is not None and got != self.expected_size:
             self.part.unlink()
             raise ValueError(f"size is {got} bytes, expected {self.expected_size}")
-        if looks_like_html(self.part) and not str(self.name or "").lower().endswith((".html", ".htm")):
+        if looks_like_html(self.part) and not str(self.name or "").lower().endswith(
+            (".html", ".htm")
+        ):
             self.part.unlink()
-            raise ValueError(f"the server answered with an HTML page ({got} bytes), not the file "
-                             f"{self.name or ''}".rstrip())
+            raise ValueError(
+                f"the server answered with an HTML page ({got} bytes), not the file "
+                f"{self.name or ''}".rstrip()
+            )
         os.replace(self.part, output_file)
 
 
@@ -178,8 +201,17 @@ def _progress_bar(enabled: bool, total: int | None, initial: int, name: str):
         return contextlib.nullcontext(_NoBar())
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=name,
-                file=sys.stderr, mininterval=1.0 if sys.stderr.isatty() else 30.0, leave=False)
+    return tqdm(
+        total=total,
+        initial=initial,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        desc=name,
+        file=sys.stderr,
+        mininterval=1.0 if sys.stderr.isatty() else 30.0,
+        leave=False,
+    )
 
 
 class _NoBar:
@@ -187,10 +219,19 @@ class _NoBar:
         pass
 
 
-def fetch_file(name: str, urls: Sequence[str], dest_dir: str | Path, known_hash: str | None = None,
-               reported_hash: str | None = None, size: int | None = None, reported_size: int | None = None,
-               retries: int = 3, timeout: float = 60.0, progress: bool = True,
-               check: Callable[[Path], object] | None = None) -> Path:
+def fetch_file(
+    name: str,
+    urls: Sequence[str],
+    dest_dir: str | Path,
+    known_hash: str | None = None,
+    reported_hash: str | None = None,
+    size: int | None = None,
+    reported_size: int | None = None,
+    retries: int = 3,
+    timeout: float = 60.0,
+    progress: bool = True,
+    check: Callable[[Path], object] | None = None,
+) -> Path:
     """Download ``name`` into ``dest_dir`` from the first of ``urls`` that works; return its path.
 
     ``known_hash`` (``"sha256:…"``/``"md5:…"``, an owner-published or pinned value) and ``size``
@@ -217,14 +258,23 @@ def fetch_file(name: str, urls: Sequence[str], dest_dir: str | Path, known_hash:
     if existing.exists() and check is not None:
         reason = _content_error(check, existing)
         if reason:
-            log(f"download: {existing} fails its content check ({reason}); deleted it, downloading it again")
+            log(
+                f"download: {existing} fails its content check ({reason}); deleted it, downloading it again"
+            )
     fresh = not existing.exists()
     reasons = []
     for url in urls:
         part = dest_dir / f".{name}.part"
-        downloader = ResumableDownloader(part, expected_size=size, timeout=timeout, progress=progress, name=name)
-        registry = pooch.create(path=dest_dir, base_url=_url_dir(url), registry={name: known_hash},
-                                urls={name: url}, retry_if_failed=retries)
+        downloader = ResumableDownloader(
+            part, expected_size=size, timeout=timeout, progress=progress, name=name
+        )
+        registry = pooch.create(
+            path=dest_dir,
+            base_url=_url_dir(url),
+            registry={name: known_hash},
+            urls={name: url},
+            retry_if_failed=retries,
+        )
         try:
             path = Path(registry.fetch(name, downloader=downloader))
         except _ClientError as exc:
@@ -238,24 +288,35 @@ def fetch_file(name: str, urls: Sequence[str], dest_dir: str | Path, known_hash:
             reasons.append(f"{url}: the file fails its content check ({reason}); deleted it")
         log(f"download: {reasons[-1]}")
     else:
-        raise DownloadError(f"could not download {name} from {len(urls)} URL(s): " + "; ".join(reasons)
-                            + "; rerun to download it again")
+        raise DownloadError(
+            f"could not download {name} from {len(urls)} URL(s): "
+            + "; ".join(reasons)
+            + "; rerun to download it again"
+        )
     if size is not None and path.stat().st_size != size:  # a stale file reused from an earlier run
         got = path.stat().st_size
         path.unlink()
-        raise DownloadError(f"{path}: size is {got} bytes, expected {size}; deleted, rerun to download it again")
+        raise DownloadError(
+            f"{path}: size is {got} bytes, expected {size}; deleted, rerun to download it again"
+        )
     if reported_size is not None and path.stat().st_size != reported_size:
-        log(f"warning: {path} is {path.stat().st_size} bytes, a third party reported {reported_size}; "
-            "checking its content instead")
+        log(
+            f"warning: {path} is {path.stat().st_size} bytes, a third party reported {reported_size}; "
+            "checking its content instead"
+        )
     if reported_hash and not known_hash:
         reported_hash = _normalise_hash(reported_hash, f"reported hash of {name}")
         alg, want = reported_hash.split(":")
         got = file_hash(path, alg)
         if got != want:
-            log(f"warning: {path} has {alg} {got}, a third party reported {want}; checking its content instead")
+            log(
+                f"warning: {path} has {alg} {got}, a third party reported {want}; checking its content instead"
+            )
     if fresh and not known_hash:
         digest = file_hash(path)
-        log(f"{name}: sha256 {digest} (no published checksum; pin it with --hash {name}=sha256:{digest})")
+        log(
+            f"{name}: sha256 {digest} (no published checksum; pin it with --hash {name}=sha256:{digest})"
+        )
     return path
 
 
@@ -290,8 +351,10 @@ def _short_reason(exc: BaseException) -> str:
         return f"{m.group(1).lower()} checksum mismatch: expected {m.group(2)}, got {m.group(3)}"
     m = re.search(r"IncompleteRead\((\d+) bytes read, (\d+) more expected\)", text)
     if m:
-        return (f"connection closed early ({m.group(1)} bytes read, {m.group(2)} more expected); "
-                "the partial file is kept to resume")
+        return (
+            f"connection closed early ({m.group(1)} bytes read, {m.group(2)} more expected); "
+            "the partial file is kept to resume"
+        )
     return text
 
 
@@ -303,7 +366,9 @@ def _normalise_hash(value: str | None, what: str) -> str | None:
         value = f"sha256:{value}"
     alg, hexdigest = value.split(":", 1)
     if alg not in ("md5", "sha1", "sha256", "sha512") or not re.fullmatch(r"[0-9a-f]+", hexdigest):
-        raise DownloadError(f"{what}: {value!r} is not ALG:HEX with ALG one of md5, sha1, sha256, sha512")
+        raise DownloadError(
+            f"{what}: {value!r} is not ALG:HEX with ALG one of md5, sha1, sha256, sha512"
+        )
     return f"{alg}:{hexdigest}"
 
 
@@ -318,7 +383,9 @@ def file_hash(path: str | Path, alg: str = "sha256") -> str:
 def fetch_json(url: str, dest: str | Path, retries: int = 3, timeout: float = 60.0) -> dict:
     """Download a small JSON document to ``dest`` (through :func:`fetch_file`) and parse it."""
     dest = Path(dest)
-    path = fetch_file(dest.name, [url], dest.parent, retries=retries, timeout=timeout, progress=False)
+    path = fetch_file(
+        dest.name, [url], dest.parent, retries=retries, timeout=timeout, progress=False
+    )
     try:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -341,7 +408,7 @@ def _link_escapes(member: str, target: str) -> bool:
     if not target or _unsafe_reason(target) == "an absolute path":
         return True
     parts: list[str] = []
-    for part in (list(PurePosixPath(member).parent.parts) + re.split(r"[\\/]+", target)):
+    for part in list(PurePosixPath(member).parent.parts) + re.split(r"[\\/]+", target):
         if part in ("", "."):
             continue
         if part == "..":
@@ -356,15 +423,22 @@ def _link_escapes(member: str, target: str) -> bool:
 def is_image_name(name: str) -> bool:
     """An image member worth extracting (not a macOS resource fork or a ``__MACOSX`` entry)."""
     p = PurePosixPath(name.replace("\\", "/"))
-    return (p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("._")
-            and "__MACOSX" not in p.parts)
+    return (
+        p.suffix.lower() in IMAGE_SUFFIXES
+        and not p.name.startswith("._")
+        and "__MACOSX" not in p.parts
+    )
 
 
 def flatten_images(folder: str = "images") -> Callable[[str], str | None]:
     """A member selector keeping image members only, all in ``folder/`` under their base name."""
 
     def select(name: str) -> str | None:
-        return f"{folder}/{PurePosixPath(name.replace(chr(92), '/')).name}" if is_image_name(name) else None
+        return (
+            f"{folder}/{PurePosixPath(name.replace(chr(92), '/')).name}"
+            if is_image_name(name)
+            else None
+        )
 
     return select
 
@@ -399,8 +473,14 @@ class _Entry:
     target: str | None = None  # link target (read later for zip symlinks)
 
 
-def safe_extract(archive: str | Path, dest: str | Path, select: Callable[[str], str | None],
-                 discard: bool = True, duplicates: str = "error", limits: Limits | None = None) -> list[Path]:
+def safe_extract(
+    archive: str | Path,
+    dest: str | Path,
+    select: Callable[[str], str | None],
+    discard: bool = True,
+    duplicates: str = "error",
+    limits: Limits | None = None,
+) -> list[Path]:
     """Extract the members of a zip or tar archive chosen by ``select`` into ``dest``.
 
     ``select(member_name)`` returns the member's path relative to ``dest`` (e.g. flattened into
@@ -436,7 +516,9 @@ def safe_extract(archive: str | Path, dest: str | Path, select: Callable[[str], 
         is_tar = False
     if is_tar:
         return _extract_tar(archive, dest, select, discard, duplicates, limits)
-    raise _corrupt(archive, "zip or tar", "no archive directory found: truncated or not an archive", discard)
+    raise _corrupt(
+        archive, "zip or tar", "no archive directory found: truncated or not an archive", discard
+    )
 
 
 def check_zip_container(path: str | Path, limits: Limits | None = None) -> None:
@@ -451,12 +533,18 @@ def check_zip_container(path: str | Path, limits: Limits | None = None) -> None:
         return
     for info in infos:
         if info.file_size > limits.max_member_bytes:
-            raise DownloadError(f"{path}: member {info.filename!r} declares {info.file_size:,} bytes, more than "
-                                f"the {limits.max_member_bytes:,} allowed; refusing to read it")
-        if info.file_size > limits.ratio_min_bytes and info.file_size > limits.max_ratio * max(info.compress_size, 1):
-            raise DownloadError(f"{path}: member {info.filename!r} inflates {info.compress_size:,} bytes to "
-                                f"{info.file_size:,} (ratio over {limits.max_ratio:g}): a decompression bomb; "
-                                "refusing to read it")
+            raise DownloadError(
+                f"{path}: member {info.filename!r} declares {info.file_size:,} bytes, more than "
+                f"the {limits.max_member_bytes:,} allowed; refusing to read it"
+            )
+        if info.file_size > limits.ratio_min_bytes and info.file_size > limits.max_ratio * max(
+            info.compress_size, 1
+        ):
+            raise DownloadError(
+                f"{path}: member {info.filename!r} inflates {info.compress_size:,} bytes to "
+                f"{info.file_size:,} (ratio over {limits.max_ratio:g}): a decompression bomb; "
+                "refusing to read it"
+            )
 
 
 class _Refused(Exception):
@@ -467,9 +555,15 @@ class _Refused(Exception):
         self.keep = keep
 
 
-def _plan(archive: Path, entries: Sequence[_Entry], select: Callable[[str], str | None], dest: Path,
-          limits: Limits, duplicates: str = "error", read_target: Callable[[_Entry], str] | None = None
-          ) -> dict[str, str]:
+def _plan(
+    archive: Path,
+    entries: Sequence[_Entry],
+    select: Callable[[str], str | None],
+    dest: Path,
+    limits: Limits,
+    duplicates: str = "error",
+    read_target: Callable[[_Entry], str] | None = None,
+) -> dict[str, str]:
     """Check every entry (module notes of :func:`safe_extract`); return {member name: destination}."""
     plan: dict[str, str] = {}
     taken: dict[str, str] = {}
@@ -491,11 +585,19 @@ def _plan(archive: Path, entries: Sequence[_Entry], select: Callable[[str], str 
         if _unsafe_reason(rel):
             raise _Refused(f"member {e.name!r} maps to unsafe path {rel!r}")
         if e.size > limits.max_member_bytes:
-            raise _Refused(f"member {e.name!r} declares {e.size:,} bytes, more than the {limits.max_member_bytes:,} "
-                           "allowed for one member")
-        if e.packed is not None and e.size > limits.ratio_min_bytes and e.size > limits.max_ratio * max(e.packed, 1):
-            raise _Refused(f"member {e.name!r} inflates {e.packed:,} bytes to {e.size:,} (ratio over "
-                           f"{limits.max_ratio:g}): a decompression bomb")
+            raise _Refused(
+                f"member {e.name!r} declares {e.size:,} bytes, more than the {limits.max_member_bytes:,} "
+                "allowed for one member"
+            )
+        if (
+            e.packed is not None
+            and e.size > limits.ratio_min_bytes
+            and e.size > limits.max_ratio * max(e.packed, 1)
+        ):
+            raise _Refused(
+                f"member {e.name!r} inflates {e.packed:,} bytes to {e.size:,} (ratio over "
+                f"{limits.max_ratio:g}): a decompression bomb"
+            )
         if rel in taken:
             if duplicates == "first":
                 skipped.append(e.name)
@@ -506,18 +608,25 @@ def _plan(archive: Path, entries: Sequence[_Entry], select: Callable[[str], str 
     total = sum(e.size for e in entries if e.kind == "file")
     packed = archive.stat().st_size
     if total > limits.ratio_min_bytes and total > limits.max_ratio * max(packed, 1):
-        raise _Refused(f"its members declare {total:,} bytes in all from {packed:,} bytes of archive (ratio over "
-                       f"{limits.max_ratio:g}): a decompression bomb")
+        raise _Refused(
+            f"its members declare {total:,} bytes in all from {packed:,} bytes of archive (ratio over "
+            f"{limits.max_ratio:g}): a decompression bomb"
+        )
     need = sum(e.size for e in entries if e.name in plan)
     probe = dest
     while not probe.exists():
         probe = probe.parent
     free = shutil.disk_usage(probe).free
     if need + limits.free_space_margin > free:
-        raise _Refused(f"extracting {len(plan)} member(s) needs {need:,} bytes (+{limits.free_space_margin:,} to "
-                       f"spare) but {probe} has {free:,} bytes free", keep=True)
+        raise _Refused(
+            f"extracting {len(plan)} member(s) needs {need:,} bytes (+{limits.free_space_margin:,} to "
+            f"spare) but {probe} has {free:,} bytes free",
+            keep=True,
+        )
     if skipped:
-        log(f"note: {archive}: skipped {len(skipped)} member(s) with the name of an earlier one, first {skipped[0]!r}")
+        log(
+            f"note: {archive}: skipped {len(skipped)} member(s) with the name of an earlier one, first {skipped[0]!r}"
+        )
     return plan
 
 
@@ -533,14 +642,18 @@ def _copy_bounded(src, target: Path, declared: int, name: str) -> None:
                     break
                 written += len(chunk)
                 if written > declared:
-                    raise _Refused(f"member {name!r} holds more than the {declared:,} bytes it declares")
+                    raise _Refused(
+                        f"member {name!r} holds more than the {declared:,} bytes it declares"
+                    )
                 dst.write(chunk)
     except BaseException:
         target.unlink(missing_ok=True)
         raise
 
 
-def _extract_zip(archive: Path, dest: Path, select, discard: bool, duplicates: str, limits: Limits) -> list[Path]:
+def _extract_zip(
+    archive: Path, dest: Path, select, discard: bool, duplicates: str, limits: Limits
+) -> list[Path]:
     out = []
     try:
         with zipfile.ZipFile(archive) as zf:
@@ -548,16 +661,27 @@ def _extract_zip(archive: Path, dest: Path, select, discard: bool, duplicates: s
             entries = []
             for info in infos:
                 mode = info.external_attr >> 16
-                kind = ("link" if stat.S_ISLNK(mode) else "dir" if info.is_dir()
-                        else "other" if stat.S_IFMT(mode) not in (0, stat.S_IFREG) else "file")
+                kind = (
+                    "link"
+                    if stat.S_ISLNK(mode)
+                    else "dir"
+                    if info.is_dir()
+                    else "other"
+                    if stat.S_IFMT(mode) not in (0, stat.S_IFREG)
+                    else "file"
+                )
                 entries.append(_Entry(info.filename, kind, info.file_size, info.compress_size))
             by_name = {i.filename: i for i in infos}
 
             def read_target(e: _Entry) -> str:
                 if e.size > MAX_LINK_TARGET:
-                    raise _Refused(f"member {e.name!r} is a link whose target declares {e.size:,} bytes")
+                    raise _Refused(
+                        f"member {e.name!r} is a link whose target declares {e.size:,} bytes"
+                    )
                 with zf.open(by_name[e.name]) as src:
-                    return src.read(MAX_LINK_TARGET + 1)[:MAX_LINK_TARGET].decode("utf-8", "replace")
+                    return src.read(MAX_LINK_TARGET + 1)[:MAX_LINK_TARGET].decode(
+                        "utf-8", "replace"
+                    )
 
             plan = _plan(archive, entries, select, dest, limits, duplicates, read_target)
             for name, rel in plan.items():
@@ -569,12 +693,20 @@ def _extract_zip(archive: Path, dest: Path, select, discard: bool, duplicates: s
                 out.append(target)
     except _Refused as exc:
         raise _refused(archive, exc, discard) from None
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, NotImplementedError) as exc:
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        EOFError,
+        zlib.error,
+        NotImplementedError,
+    ) as exc:
         raise _corrupt(archive, "zip", exc, discard) from None
     return out
 
 
-def _extract_tar(archive: Path, dest: Path, select, discard: bool, duplicates: str, limits: Limits) -> list[Path]:
+def _extract_tar(
+    archive: Path, dest: Path, select, discard: bool, duplicates: str, limits: Limits
+) -> list[Path]:
     out = []
     try:
         with tarfile.open(archive) as tf:
@@ -582,7 +714,9 @@ def _extract_tar(archive: Path, dest: Path, select, discard: bool, duplicates: s
             entries = []
             for m in members:
                 kind = "link" if (m.issym() or m.islnk()) else "file" if m.isfile() else "other"
-                entries.append(_Entry(m.name, kind, m.size if m.isfile() else 0, None, m.linkname or None))
+                entries.append(
+                    _Entry(m.name, kind, m.size if m.isfile() else 0, None, m.linkname or None)
+                )
             plan = _plan(archive, entries, select, dest, limits, duplicates)
             for m in members:
                 rel = plan.get(m.name)
@@ -596,7 +730,11 @@ def _extract_tar(archive: Path, dest: Path, select, discard: bool, duplicates: s
     except _Refused as exc:
         raise _refused(archive, exc, discard) from None
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-        if isinstance(exc, OSError) and not isinstance(exc, (tarfile.TarError, EOFError)) and exc.errno is not None:
+        if (
+            isinstance(exc, OSError)
+            and not isinstance(exc, (tarfile.TarError, EOFError))
+            and exc.errno is not None
+        ):
             raise  # a disk error while writing, not a damaged archive
         raise _corrupt(archive, "tar", exc, discard) from None
     return out
@@ -606,8 +744,10 @@ def _refused(archive: Path, exc: _Refused, discard: bool) -> DownloadError:
     """The error for an archive that failed a check; a downloaded one is deleted (unless not at fault)."""
     if discard and not exc.keep:
         archive.unlink(missing_ok=True)
-        return DownloadError(f"{archive}: {exc}; refusing to extract the archive, deleted it "
-                             "(rerun to download it again)")
+        return DownloadError(
+            f"{archive}: {exc}; refusing to extract the archive, deleted it "
+            "(rerun to download it again)"
+        )
     return DownloadError(f"{archive}: {exc}; refusing to extract the archive")
 
 
@@ -615,24 +755,37 @@ def _corrupt(archive: Path, kind: str, exc: BaseException, discard: bool) -> Dow
     """The error for a damaged archive; a downloaded one is deleted so that a rerun fetches it again."""
     if discard:
         archive.unlink(missing_ok=True)
-        return DownloadError(f"{archive}: corrupt {kind} archive ({exc}); deleted it, rerun to download it again")
+        return DownloadError(
+            f"{archive}: corrupt {kind} archive ({exc}); deleted it, rerun to download it again"
+        )
     return DownloadError(f"{archive}: corrupt {kind} archive ({exc})")
 
 
-def check_id_set(found: Iterable[str], expected: Iterable[str], source: str, listed_in: str) -> None:
+def check_id_set(
+    found: Iterable[str], expected: Iterable[str], source: str, listed_in: str
+) -> None:
     """Raise unless the image ids found in ``source`` equal the ids listed in ``listed_in``."""
     found, expected = set(found), set(expected)
     missing = sorted(expected - found)
     extra = sorted(found - expected)
     if missing:
-        raise DownloadError(f"{source}: {len(missing)} image(s) listed in {listed_in} are missing, "
-                            f"first {missing[:3]}")
+        raise DownloadError(
+            f"{source}: {len(missing)} image(s) listed in {listed_in} are missing, "
+            f"first {missing[:3]}"
+        )
     if extra:
-        raise DownloadError(f"{source}: {len(extra)} image(s) are not listed in {listed_in}, first {extra[:3]}")
+        raise DownloadError(
+            f"{source}: {len(extra)} image(s) are not listed in {listed_in}, first {extra[:3]}"
+        )
 
 
-def check_images_decode(paths: Sequence[Path], size: tuple[int, int] | None = None, sample: int = 20,
-                        source: str | None = None, undecodable: str = "fail") -> list[Path]:
+def check_images_decode(
+    paths: Sequence[Path],
+    size: tuple[int, int] | None = None,
+    sample: int = 20,
+    source: str | None = None,
+    undecodable: str = "fail",
+) -> list[Path]:
     """Check that every image in ``paths`` can be read; optionally require (width, height).
 
     Every file's header is parsed with Pillow (cheap: no pixels decoded) and, with ``size``, its
@@ -670,9 +823,11 @@ def check_images_decode(paths: Sequence[Path], size: tuple[int, int] | None = No
         more = f" ({len(bad)} bad images in all)" if len(bad) > 1 else ""
         raise DownloadError(f"{where}: {reason}{more}")
     if undecoded:
-        log(f"warning: {source or undecoded[0].parent}: {len(undecoded)} image(s) do not decode, first "
+        log(
+            f"warning: {source or undecoded[0].parent}: {len(undecoded)} image(s) do not decode, first "
             f"{undecoded[0].name}; kept: the index step leaves them out and lists them in exclusions.csv "
-            "(undecodable: fail stops here instead)")
+            "(undecodable: fail stops here instead)"
+        )
     return undecoded
 
 
@@ -695,8 +850,10 @@ def check_counts(what: str, observed: dict, published: dict, tolerance: float = 
     if worst <= tolerance:
         log(f"warning: {what}: counts differ slightly from the published ones: {text}")
         return
-    raise DownloadError(f"{what}: counts differ from the published ones: {text} "
-                        "(pass --no-published-counts for a mirror or subset)")
+    raise DownloadError(
+        f"{what}: counts differ from the published ones: {text} "
+        "(pass --no-published-counts for a mirror or subset)"
+    )
 
 
 def check_out(out: str | Path, force: bool = False) -> None:
@@ -764,14 +921,24 @@ class Options:
     published_counts: bool = True
     delete_archives: bool = False
     force: bool = False
-    undecodable: str = "exclude"  # an image that does not decode: "exclude" (report, keep going) or "fail"
+    undecodable: str = (
+        "exclude"  # an image that does not decode: "exclude" (report, keep going) or "fail"
+    )
 
     def pin(self, name: str) -> str | None:
         return (self.hashes or {}).get(name)
 
     def fetch(self, name: str, urls: Sequence[str], known_hash: str | None = None, **kw) -> Path:
-        return fetch_file(name, urls, self.downloads, known_hash=self.pin(name) or known_hash,
-                          retries=self.retries, timeout=self.timeout, progress=self.progress, **kw)
+        return fetch_file(
+            name,
+            urls,
+            self.downloads,
+            known_hash=self.pin(name) or known_hash,
+            retries=self.retries,
+            timeout=self.timeout,
+            progress=self.progress,
+            **kw,
+        )
 
     def done_with(self, archive: Path) -> None:
         if self.delete_archives:
@@ -788,15 +955,31 @@ HAM_INPUT_ZIP = "ISIC2018_Task3_Training_Input.zip"
 HAM_TRUTH_ZIP = "ISIC2018_Task3_Training_GroundTruth.zip"
 HAM_TRUTH_CSV = "ISIC2018_Task3_Training_GroundTruth.csv"
 HAM_GROUPS_CSV = "ISIC2018_Task3_Training_LesionGroupings.csv"
-HAM_PUBLISHED = {"rows": 10015, "lesions": 7470,
-                 "dx": {"nv": 6705, "mel": 1113, "bkl": 1099, "bcc": 514, "akiec": 327, "vasc": 142, "df": 115}}
+HAM_PUBLISHED = {
+    "rows": 10015,
+    "lesions": 7470,
+    "dx": {"nv": 6705, "mel": 1113, "bkl": 1099, "bcc": 514, "akiec": 327, "vasc": 142, "df": 115},
+}
 HAM_ID_RANGE = (24306, 34320)
 HAM_SIZE = (600, 450)
-_HAM_TRUTH_CODES = {"MEL": "mel", "NV": "nv", "BCC": "bcc", "AKIEC": "akiec", "BKL": "bkl", "DF": "df", "VASC": "vasc"}
+_HAM_TRUTH_CODES = {
+    "MEL": "mel",
+    "NV": "nv",
+    "BCC": "bcc",
+    "AKIEC": "akiec",
+    "BKL": "bkl",
+    "DF": "df",
+    "VASC": "vasc",
+}
 
 
-def prepare_ham10000(out: str | Path, opts: Options, base_urls: Sequence[str] = HAM_BASE_URLS,
-                     dataverse_url: str = DATAVERSE_URL, metadata_from_isic: bool = False) -> Path:
+def prepare_ham10000(
+    out: str | Path,
+    opts: Options,
+    base_urls: Sequence[str] = HAM_BASE_URLS,
+    dataverse_url: str = DATAVERSE_URL,
+    metadata_from_isic: bool = False,
+) -> Path:
     """HAM10000 as ISIC 2018 Task 3 (images, ground truth, lesion groupings) + Dataverse metadata.
 
     Result: ``out/HAM10000_metadata.csv``, ``out/images/ISIC_*.jpg`` (10,015 at 600×450) and the two
@@ -806,17 +989,28 @@ def prepare_ham10000(out: str | Path, opts: Options, base_urls: Sequence[str] = 
     """
     from . import ham10000
 
-    truth_zip = opts.fetch(HAM_TRUTH_ZIP, _urls(base_urls, HAM_TRUTH_ZIP), reported_hash=REPORTED_HASHES[HAM_TRUTH_ZIP])
-    groups_csv = opts.fetch(HAM_GROUPS_CSV, _urls(base_urls, HAM_GROUPS_CSV),
-                            reported_hash=REPORTED_HASHES[HAM_GROUPS_CSV], check=_read_lesion_groupings)
+    truth_zip = opts.fetch(
+        HAM_TRUTH_ZIP, _urls(base_urls, HAM_TRUTH_ZIP), reported_hash=REPORTED_HASHES[HAM_TRUTH_ZIP]
+    )
+    groups_csv = opts.fetch(
+        HAM_GROUPS_CSV,
+        _urls(base_urls, HAM_GROUPS_CSV),
+        reported_hash=REPORTED_HASHES[HAM_GROUPS_CSV],
+        check=_read_lesion_groupings,
+    )
     if not metadata_from_isic:
         meta_src = _fetch_dataverse_metadata(opts, dataverse_url)
-    input_zip = opts.fetch(HAM_INPUT_ZIP, _urls(base_urls, HAM_INPUT_ZIP), reported_size=REPORTED_SIZES[HAM_INPUT_ZIP])
+    input_zip = opts.fetch(
+        HAM_INPUT_ZIP, _urls(base_urls, HAM_INPUT_ZIP), reported_size=REPORTED_SIZES[HAM_INPUT_ZIP]
+    )
 
     with staging(out, opts.force) as stage, _blame(stage, truth_zip):
         with discard_if_bad(truth_zip):
-            csvs = safe_extract(truth_zip, stage,
-                                lambda n: HAM_TRUTH_CSV if PurePosixPath(n).name == HAM_TRUTH_CSV else None)
+            csvs = safe_extract(
+                truth_zip,
+                stage,
+                lambda n: HAM_TRUTH_CSV if PurePosixPath(n).name == HAM_TRUTH_CSV else None,
+            )
             if not csvs:
                 raise DownloadError(f"{truth_zip}: no member named {HAM_TRUTH_CSV}")
             truth = _read_ham_truth(stage / HAM_TRUTH_CSV)
@@ -835,7 +1029,9 @@ def prepare_ham10000(out: str | Path, opts: Options, base_urls: Sequence[str] = 
 
         images = safe_extract(input_zip, stage, flatten_images())
         check_id_set((p.stem for p in images), meta.image_id, str(input_zip), str(meta_path.name))
-        check_images_decode(images, size=HAM_SIZE, source=str(input_zip), undecodable=opts.undecodable)
+        check_images_decode(
+            images, size=HAM_SIZE, source=str(input_zip), undecodable=opts.undecodable
+        )
     opts.done_with(input_zip)
     log(f"ham10000: {len(meta)} images of {meta.lesion_id.nunique()} lesions in {out}")
     return Path(out)
@@ -845,21 +1041,31 @@ def _fetch_dataverse_metadata(opts: Options, dataverse_url: str) -> Path:
     base = dataverse_url.rstrip("/")
     listing_url = f"{base}/api/datasets/:persistentId/?persistentId={HAM_DOI}"
     try:
-        listing = fetch_json(listing_url, opts.downloads / "dataverse_DBW86T.json", opts.retries, opts.timeout)
+        listing = fetch_json(
+            listing_url, opts.downloads / "dataverse_DBW86T.json", opts.retries, opts.timeout
+        )
     except DownloadError as exc:
-        raise DownloadError(f"{exc} (pass --metadata-from-isic to build the metadata from the ISIC 2018 "
-                            "files instead)") from None
+        raise DownloadError(
+            f"{exc} (pass --metadata-from-isic to build the metadata from the ISIC 2018 "
+            "files instead)"
+        ) from None
     try:
         files = listing["data"]["latestVersion"]["files"]
     except (KeyError, TypeError):
         raise DownloadError(f"{listing_url}: answer has no data.latestVersion.files list") from None
     for f in files:
         df = f.get("dataFile", {}) if isinstance(f, dict) else {}
-        names = {str(df.get("filename", "")), str(df.get("originalFileName", "")), str(f.get("label", ""))}
+        names = {
+            str(df.get("filename", "")),
+            str(df.get("originalFileName", "")),
+            str(f.get("label", "")),
+        }
         if any(re.sub(r"\.(tab|csv)$", "", n) == "HAM10000_metadata" for n in names):
             break
     else:
-        raise DownloadError(f"{listing_url}: no file named HAM10000_metadata in the dataset's file list")
+        raise DownloadError(
+            f"{listing_url}: no file named HAM10000_metadata in the dataset's file list"
+        )
     file_id = df.get("id")
     md5 = df.get("md5") or (df.get("checksum") or {}).get("value")
     alg = ((df.get("checksum") or {}).get("type") or "MD5").lower().replace("-", "")
@@ -869,7 +1075,9 @@ def _fetch_dataverse_metadata(opts: Options, dataverse_url: str) -> Path:
     known = f"{alg}:{md5}" if md5 and alg in ("md5", "sha1", "sha256", "sha512") else None
     from . import ham10000
 
-    return opts.fetch("HAM10000_metadata.csv", [url], known_hash=known, check=ham10000.read_metadata)
+    return opts.fetch(
+        "HAM10000_metadata.csv", [url], known_hash=known, check=ham10000.read_metadata
+    )
 
 
 def _read_csv_checked(path: Path, required: Sequence[str]):
@@ -895,7 +1103,9 @@ def _read_ham_truth(path: Path):
     ok = values.isin([0.0, 1.0]).all(axis=1) & (values.sum(axis=1) == 1)
     if not ok.all():
         i = int((~ok).to_numpy().argmax())
-        raise DownloadError(f"{path}: line {i + 2}: expected one-hot 0.0/1.0 over {list(_HAM_TRUTH_CODES)}")
+        raise DownloadError(
+            f"{path}: line {i + 2}: expected one-hot 0.0/1.0 over {list(_HAM_TRUTH_CODES)}"
+        )
     dx = values.idxmax(axis=1).map(_HAM_TRUTH_CODES)
     return pd.DataFrame({"image": df["image"].str.strip(), "dx": dx})
 
@@ -913,34 +1123,55 @@ def _ham_metadata_from_isic(truth, groups, out: Path) -> None:
     merged = truth.merge(groups, on="image", how="outer", indicator=True)
     lost = merged[merged["_merge"] != "both"]
     if len(lost):
-        raise DownloadError(f"{HAM_TRUTH_CSV} and {HAM_GROUPS_CSV} list different images, first {lost.image.iloc[0]}")
+        raise DownloadError(
+            f"{HAM_TRUTH_CSV} and {HAM_GROUPS_CSV} list different images, first {lost.image.iloc[0]}"
+        )
     confirm = merged["diagnosis_confirm_type"] if "diagnosis_confirm_type" in merged else "unknown"
-    write_csv(out, pd.DataFrame({
-        "lesion_id": merged["lesion_id"], "image_id": merged["image"], "dx": merged["dx"],
-        "dx_type": confirm, "age": "", "sex": "unknown", "localization": "unknown",
-    }))
+    write_csv(
+        out,
+        pd.DataFrame(
+            {
+                "lesion_id": merged["lesion_id"],
+                "image_id": merged["image"],
+                "dx": merged["dx"],
+                "dx_type": confirm,
+                "age": "",
+                "sex": "unknown",
+                "localization": "unknown",
+            }
+        ),
+    )
     log(f"ham10000: built {out.name} from the ISIC 2018 files (age, sex and site unknown)")
 
 
 def _cross_check_ham(meta, truth, groups, meta_path: Path) -> None:
     for other, name, col in ((truth, HAM_TRUTH_CSV, "dx"), (groups, HAM_GROUPS_CSV, "lesion_id")):
         check_id_set(other["image"], meta["image_id"], name, meta_path.name)
-        joined = meta.merge(other.rename(columns={"image": "image_id", col: "_other"}), on="image_id")
+        joined = meta.merge(
+            other.rename(columns={"image": "image_id", col: "_other"}), on="image_id"
+        )
         bad = joined[joined[col] != joined["_other"]]
         if len(bad):
             row = bad.iloc[0]
-            raise DownloadError(f"{meta_path}: line {row.line}: {col} of {row.image_id} is {row[col]!r} but "
-                                f"{name} says {row['_other']!r} ({len(bad)} such rows)")
+            raise DownloadError(
+                f"{meta_path}: line {row.line}: {col} of {row.image_id} is {row[col]!r} but "
+                f"{name} says {row['_other']!r} ({len(bad)} such rows)"
+            )
 
 
 def _check_ham_published(meta, meta_path: Path) -> None:
-    check_counts(f"{meta_path}", {"rows": len(meta), "lesions": meta.lesion_id.nunique()},
-                 {"rows": HAM_PUBLISHED["rows"], "lesions": HAM_PUBLISHED["lesions"]})
+    check_counts(
+        f"{meta_path}",
+        {"rows": len(meta), "lesions": meta.lesion_id.nunique()},
+        {"rows": HAM_PUBLISHED["rows"], "lesions": HAM_PUBLISHED["lesions"]},
+    )
     check_counts(f"{meta_path} dx", meta.dx.value_counts().to_dict(), HAM_PUBLISHED["dx"])
     numbers = meta.image_id.str[5:].astype(int)
     if numbers.min() != HAM_ID_RANGE[0] or numbers.max() != HAM_ID_RANGE[1]:
-        raise DownloadError(f"{meta_path}: image ids run from ISIC_{numbers.min():07d} to ISIC_{numbers.max():07d}, "
-                            f"expected ISIC_{HAM_ID_RANGE[0]:07d} to ISIC_{HAM_ID_RANGE[1]:07d}")
+        raise DownloadError(
+            f"{meta_path}: image ids run from ISIC_{numbers.min():07d} to ISIC_{numbers.max():07d}, "
+            f"expected ISIC_{HAM_ID_RANGE[0]:07d} to ISIC_{HAM_ID_RANGE[1]:07d}"
+        )
 
 
 # --------------------------------------------------------------------------------------- ISIC 2019
@@ -948,20 +1179,36 @@ def _check_ham_published(meta, meta_path: Path) -> None:
 ISIC2019_INPUT_ZIP = "ISIC_2019_Training_Input.zip"
 
 
-def prepare_isic2019(out: str | Path, opts: Options, base_urls: Sequence[str] = ISIC2019_BASE_URLS) -> Path:
+def prepare_isic2019(
+    out: str | Path, opts: Options, base_urls: Sequence[str] = ISIC2019_BASE_URLS
+) -> Path:
     """ISIC 2019 training set: the two CSVs + ``images/<image>.jpg`` (25,331, names kept verbatim)."""
     from . import isic2019
 
-    gt = opts.fetch(isic2019.GROUND_TRUTH, _urls(base_urls, isic2019.GROUND_TRUTH),
-                    reported_hash=REPORTED_HASHES[isic2019.GROUND_TRUTH], check=isic2019.read_ground_truth)
-    md = opts.fetch(isic2019.METADATA, _urls(base_urls, isic2019.METADATA),
-                    reported_hash=REPORTED_HASHES[isic2019.METADATA], check=isic2019.read_metadata)
+    gt = opts.fetch(
+        isic2019.GROUND_TRUTH,
+        _urls(base_urls, isic2019.GROUND_TRUTH),
+        reported_hash=REPORTED_HASHES[isic2019.GROUND_TRUTH],
+        check=isic2019.read_ground_truth,
+    )
+    md = opts.fetch(
+        isic2019.METADATA,
+        _urls(base_urls, isic2019.METADATA),
+        reported_hash=REPORTED_HASHES[isic2019.METADATA],
+        check=isic2019.read_metadata,
+    )
     truth = isic2019.read_ground_truth(gt)
     meta = isic2019.read_metadata(md, truth)
     if opts.published_counts:
-        check_counts(str(gt), {"rows": len(truth)}, {"rows": isic2019.PUBLISHED_ROWS}, tolerance=0.01)
-        check_counts(f"{gt} classes", truth.label_name.value_counts().to_dict(), isic2019.PUBLISHED_COUNTS,
-                     tolerance=0.01)
+        check_counts(
+            str(gt), {"rows": len(truth)}, {"rows": isic2019.PUBLISHED_ROWS}, tolerance=0.01
+        )
+        check_counts(
+            f"{gt} classes",
+            truth.label_name.value_counts().to_dict(),
+            isic2019.PUBLISHED_COUNTS,
+            tolerance=0.01,
+        )
     archive = opts.fetch(ISIC2019_INPUT_ZIP, _urls(base_urls, ISIC2019_INPUT_ZIP))
     with staging(out, opts.force) as stage:
         shutil.copy(gt, stage / isic2019.GROUND_TRUTH)
@@ -970,7 +1217,9 @@ def prepare_isic2019(out: str | Path, opts: Options, base_urls: Sequence[str] = 
         check_id_set((p.stem for p in images), truth["image"], str(archive), isic2019.GROUND_TRUTH)
         check_images_decode(images, source=str(archive), undecodable=opts.undecodable)
     opts.done_with(archive)
-    log(f"isic2019: {len(truth)} images, {meta.lesion_id.replace('', None).nunique()} lesion ids in {out}")
+    log(
+        f"isic2019: {len(truth)} images, {meta.lesion_id.replace('', None).nunique()} lesion ids in {out}"
+    )
     return Path(out)
 
 
@@ -993,11 +1242,13 @@ def kaggle_credentials() -> str | None:
 
 
 def _odir_instructions(downloads: Path, out: Path) -> str:
-    return (f"ODIR-5K needs a Kaggle API token (~/.kaggle/kaggle.json or KAGGLE_USERNAME + KAGGLE_KEY, "
-            f"then `pip install kaggle`) or files placed by hand: put the Kaggle zip {ODIR_ZIP} (from "
-            f"kaggle.com/datasets/{ODIR_KAGGLE_DATASET}) or the official OIA-ODIR folder 'Training Set/' "
-            f"(with 'Images/' and 'Annotation/training annotation (English).xlsx') in {downloads}/ and run "
-            f"again; an extracted tree put in {out}/ instead is indexed as it is")
+    return (
+        f"ODIR-5K needs a Kaggle API token (~/.kaggle/kaggle.json or KAGGLE_USERNAME + KAGGLE_KEY, "
+        f"then `pip install kaggle`) or files placed by hand: put the Kaggle zip {ODIR_ZIP} (from "
+        f"kaggle.com/datasets/{ODIR_KAGGLE_DATASET}) or the official OIA-ODIR folder 'Training Set/' "
+        f"(with 'Images/' and 'Annotation/training annotation (English).xlsx') in {downloads}/ and run "
+        f"again; an extracted tree put in {out}/ instead is indexed as it is"
+    )
 
 
 def _odir_manual_source(downloads: Path) -> Path | None:
@@ -1022,9 +1273,14 @@ def _odir_from_kaggle(opts: Options, dataset: str) -> Path:
     try:
         from kaggle.api.kaggle_api_extended import KaggleApi  # lazy: optional dependency
     except ImportError:
-        raise DownloadError("Kaggle credentials found but the kaggle package is not installed; "
-                            "run `pip install kaggle` or place the files by hand") from None
-    except (Exception, SystemExit) as exc:  # the package authenticates on import (some versions exit)
+        raise DownloadError(
+            "Kaggle credentials found but the kaggle package is not installed; "
+            "run `pip install kaggle` or place the files by hand"
+        ) from None
+    except (
+        Exception,
+        SystemExit,
+    ) as exc:  # the package authenticates on import (some versions exit)
         raise DownloadError(f"kaggle: authentication failed ({exc})") from None
     opts.downloads.mkdir(parents=True, exist_ok=True)
     target = opts.downloads / f"{dataset.split('/')[-1]}.zip"
@@ -1033,14 +1289,18 @@ def _odir_from_kaggle(opts: Options, dataset: str) -> Path:
     try:
         api = KaggleApi()
         api.authenticate()
-        api.dataset_download_files(dataset, path=str(opts.downloads), unzip=False, quiet=not opts.progress)
+        api.dataset_download_files(
+            dataset, path=str(opts.downloads), unzip=False, quiet=not opts.progress
+        )
     except (Exception, SystemExit) as exc:
         target.unlink(missing_ok=True)
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DownloadError(f"kaggle: downloading {dataset} failed ({reason})") from None
     if not zipfile.is_zipfile(target):
         target.unlink(missing_ok=True)
-        raise DownloadError(f"kaggle: {target} is not a complete zip after the download; deleted, run again")
+        raise DownloadError(
+            f"kaggle: {target} is not a complete zip after the download; deleted, run again"
+        )
     return target
 
 
@@ -1055,8 +1315,12 @@ def _odir_select(name: str) -> str | None:
     return None
 
 
-def prepare_odir(out: str | Path, opts: Options, base_urls: Sequence[str] = (),
-                 kaggle_dataset: str = ODIR_KAGGLE_DATASET) -> Path:
+def prepare_odir(
+    out: str | Path,
+    opts: Options,
+    base_urls: Sequence[str] = (),
+    kaggle_dataset: str = ODIR_KAGGLE_DATASET,
+) -> Path:
     """ODIR-5K training set, from (in order) files placed by hand in the downloads folder, a mirror
     serving the Kaggle zip under ``base_urls``, or the Kaggle API; else one line saying what to place.
 
@@ -1089,7 +1353,9 @@ def prepare_odir(out: str | Path, opts: Options, base_urls: Sequence[str] = (),
                     images.append(stage / "images" / p.name)
         else:
             with discard_if_bad(source, not manual):
-                extracted = safe_extract(source, stage, _odir_select, discard=not manual, duplicates="first")
+                extracted = safe_extract(
+                    source, stage, _odir_select, discard=not manual, duplicates="first"
+                )
                 images = [p for p in extracted if p.parent.name == "images"]
                 layout = odir.locate(stage)
                 odir.read_annotations(layout.annotations)
@@ -1101,10 +1367,15 @@ def prepare_odir(out: str | Path, opts: Options, base_urls: Sequence[str] = (),
         check_id_set((p.stem for p in images), expected, str(source), layout.annotations.name)
         full_df = odir.read_full_df(layout.full_df, ann) if layout.full_df else None
         if opts.published_counts:
-            check_counts(str(layout.annotations), odir.label_sums(ann), odir.PUBLISHED_PATIENT_COUNTS)
+            check_counts(
+                str(layout.annotations), odir.label_sums(ann), odir.PUBLISHED_PATIENT_COUNTS
+            )
             if full_df is not None:
-                check_counts(str(layout.full_df), full_df.label_name.value_counts().to_dict(),
-                             odir.PUBLISHED_EYE_COUNTS)
+                check_counts(
+                    str(layout.full_df),
+                    full_df.label_name.value_counts().to_dict(),
+                    odir.PUBLISHED_EYE_COUNTS,
+                )
         check_images_decode(images, source=str(source), undecodable=opts.undecodable)
     if source.is_file() and not manual:
         opts.done_with(source)
@@ -1119,18 +1390,25 @@ def dermamnist_file(size: int) -> str:
     return "dermamnist.npz" if size == 28 else f"dermamnist_{size}.npz"
 
 
-def prepare_dermamnist(out: str | Path, opts: Options, size: int = 224,
-                       base_urls: Sequence[str] = DERMAMNIST_BASE_URLS) -> Path:
+def prepare_dermamnist(
+    out: str | Path, opts: Options, size: int = 224, base_urls: Sequence[str] = DERMAMNIST_BASE_URLS
+) -> Path:
     """DermaMNIST at ``size`` px from Zenodo (MD5 checked), written as a PNG tree (see dermamnist.py)."""
     from . import dermamnist
 
     if size not in DERMAMNIST_SIZES:
         raise DownloadError(f"dermamnist: size {size} is not one of {DERMAMNIST_SIZES}")
     name = dermamnist_file(size)
-    npz = opts.fetch(name, _urls(base_urls, name, "?download=1"), known_hash=f"md5:{DERMAMNIST_MD5[size]}")
+    npz = opts.fetch(
+        name, _urls(base_urls, name, "?download=1"), known_hash=f"md5:{DERMAMNIST_MD5[size]}"
+    )
     with staging(out, opts.force) as stage:
-        counts = dermamnist.write_tree(npz, stage, size=size,
-                                       expected=dermamnist.PUBLISHED_SPLITS if opts.published_counts else None)
+        counts = dermamnist.write_tree(
+            npz,
+            stage,
+            size=size,
+            expected=dermamnist.PUBLISHED_SPLITS if opts.published_counts else None,
+        )
     opts.done_with(npz)
     log(f"dermamnist: {counts} images at {size} px in {out}")
     return Path(out)
@@ -1140,38 +1418,84 @@ def prepare_dermamnist(out: str | Path, opts: Options, size: int = 224,
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="imbench download", description="download, verify and unpack a dataset "
-                                "into its raw folder")
+    p = argparse.ArgumentParser(
+        prog="imbench download",
+        description="download, verify and unpack a dataset into its raw folder",
+    )
     p.add_argument("dataset", choices=DATASETS)
-    p.add_argument("--out", required=True, type=Path, help="raw folder to create, e.g. resources/raw/ham10000")
-    p.add_argument("--downloads", type=Path, default=None,
-                   help="where downloaded files are kept (default resources/downloads/<dataset>)")
-    p.add_argument("--base-url", action="append", default=None, metavar="URL",
-                   help="mirror base URL (repeat for several, tried in order); default: the official hosts")
-    p.add_argument("--dataverse-url", default=DATAVERSE_URL, help="ham10000: Dataverse installation")
-    p.add_argument("--metadata-from-isic", action="store_true",
-                   help="ham10000: build the metadata from the ISIC 2018 files instead of Dataverse")
-    p.add_argument("--kaggle-dataset", default=ODIR_KAGGLE_DATASET, help="odir: Kaggle dataset slug")
-    p.add_argument("--size", type=int, default=224, choices=DERMAMNIST_SIZES, help="dermamnist: image size")
-    p.add_argument("--hash", action="append", default=[], metavar="NAME=ALG:HEX",
-                   help="pin a file's checksum (strict), e.g. ISIC_2019_Training_Input.zip=sha256:...")
-    p.add_argument("--retries", type=int, default=3, help="extra attempts per URL after a transient failure")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds without data before a retry")
+    p.add_argument(
+        "--out", required=True, type=Path, help="raw folder to create, e.g. resources/raw/ham10000"
+    )
+    p.add_argument(
+        "--downloads",
+        type=Path,
+        default=None,
+        help="where downloaded files are kept (default resources/downloads/<dataset>)",
+    )
+    p.add_argument(
+        "--base-url",
+        action="append",
+        default=None,
+        metavar="URL",
+        help="mirror base URL (repeat for several, tried in order); default: the official hosts",
+    )
+    p.add_argument(
+        "--dataverse-url", default=DATAVERSE_URL, help="ham10000: Dataverse installation"
+    )
+    p.add_argument(
+        "--metadata-from-isic",
+        action="store_true",
+        help="ham10000: build the metadata from the ISIC 2018 files instead of Dataverse",
+    )
+    p.add_argument(
+        "--kaggle-dataset", default=ODIR_KAGGLE_DATASET, help="odir: Kaggle dataset slug"
+    )
+    p.add_argument(
+        "--size", type=int, default=224, choices=DERMAMNIST_SIZES, help="dermamnist: image size"
+    )
+    p.add_argument(
+        "--hash",
+        action="append",
+        default=[],
+        metavar="NAME=ALG:HEX",
+        help="pin a file's checksum (strict), e.g. ISIC_2019_Training_Input.zip=sha256:...",
+    )
+    p.add_argument(
+        "--retries", type=int, default=3, help="extra attempts per URL after a transient failure"
+    )
+    p.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds without data before a retry"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--no-published-counts", action="store_true",
-                   help="skip the comparison with the published row and class counts (mirrors, subsets)")
+    p.add_argument(
+        "--no-published-counts",
+        action="store_true",
+        help="skip the comparison with the published row and class counts (mirrors, subsets)",
+    )
     p.add_argument("--delete-archives", action="store_true", help="delete archives once extracted")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
-    p.add_argument("--undecodable", choices=("exclude", "fail"), default="exclude",
-                   help="an image that does not decode: report it and keep going (default; the index step "
-                        "lists it) or stop")
+    p.add_argument(
+        "--undecodable",
+        choices=("exclude", "fail"),
+        default="exclude",
+        help="an image that does not decode: report it and keep going (default; the index step "
+        "lists it) or stop",
+    )
     return p
 
 
 # config["download"][<dataset>] keys → options of `imbench download <dataset>` (unset keys keep the
 # command's defaults, which are the official sources).
 CONFIG_KEYS = {
-    "common": ("downloads", "base_urls", "hashes", "retries", "timeout", "published_counts", "delete_archives"),
+    "common": (
+        "downloads",
+        "base_urls",
+        "hashes",
+        "retries",
+        "timeout",
+        "published_counts",
+        "delete_archives",
+    ),
     "ham10000": ("dataverse_url", "metadata_from_isic"),
     "isic2019": (),
     "odir": ("kaggle_dataset",),
@@ -1187,7 +1511,9 @@ def cli_args(dataset: str, cfg: dict | None) -> list[str]:
     allowed = CONFIG_KEYS["common"] + CONFIG_KEYS[dataset]
     unknown = sorted(set(cfg) - set(allowed))
     if unknown:
-        raise DownloadError(f"config key download.{dataset}: unknown key(s) {unknown}; allowed keys: {list(allowed)}")
+        raise DownloadError(
+            f"config key download.{dataset}: unknown key(s) {unknown}; allowed keys: {list(allowed)}"
+        )
     args: list[str] = []
     if cfg.get("downloads"):
         args += ["--downloads", str(cfg["downloads"])]
@@ -1222,14 +1548,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         opts = Options(
             downloads=args.downloads or Path("resources/downloads") / args.dataset,
-            retries=args.retries, timeout=args.timeout, progress=not args.no_progress,
-            hashes=_parse_hashes(args.hash), published_counts=not args.no_published_counts,
-            delete_archives=args.delete_archives, force=args.force, undecodable=args.undecodable,
+            retries=args.retries,
+            timeout=args.timeout,
+            progress=not args.no_progress,
+            hashes=_parse_hashes(args.hash),
+            published_counts=not args.no_published_counts,
+            delete_archives=args.delete_archives,
+            force=args.force,
+            undecodable=args.undecodable,
         )
         bases = args.base_url
         check_out(args.out, args.force)
         if args.dataset == "ham10000":
-            prepare_ham10000(args.out, opts, bases or HAM_BASE_URLS, args.dataverse_url, args.metadata_from_isic)
+            prepare_ham10000(
+                args.out, opts, bases or HAM_BASE_URLS, args.dataverse_url, args.metadata_from_isic
+            )
         elif args.dataset == "isic2019":
             prepare_isic2019(args.out, opts, bases or ISIC2019_BASE_URLS)
         elif args.dataset == "odir":

@@ -66,7 +66,9 @@ def read_metadata(path: str | Path) -> pd.DataFrame:
     dup = df[df.duplicated("image_id", keep="first")]
     if len(dup):
         row = dup.iloc[0]
-        raise DatasetError(f"{path}: line {row.line}: image_id {row.image_id} appears more than once")
+        raise DatasetError(
+            f"{path}: line {row.line}: image_id {row.image_id} appears more than once"
+        )
     n_dx = df.groupby("lesion_id")["dx"].nunique()
     if (n_dx > 1).any():
         lesion = n_dx[n_dx > 1].index[0]
@@ -124,7 +126,9 @@ def build_index(root: str | Path, binary_positive: str | None = None) -> pd.Data
         label_name = meta.dx
     else:
         if binary_positive not in CLASSES:
-            raise DatasetError(f"binary positive class {binary_positive!r} is not one of {list(CLASSES)}")
+            raise DatasetError(
+                f"binary positive class {binary_positive!r} is not one of {list(CLASSES)}"
+            )
         label = (meta.dx == binary_positive).astype(int)
         label_name = label.map({0: "rest", 1: binary_positive})
     return pd.DataFrame(

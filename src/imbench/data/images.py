@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Sequence
 
 POLICIES = ("exclude", "fail")
 DEFAULT_POLICY = "exclude"
@@ -58,7 +58,9 @@ def _errors(paths: Sequence[str]) -> list[str | None]:
     return [decode_error(p) for p in paths]
 
 
-def decode_errors(paths: Sequence[str | Path], workers: int | None = None, chunk: int = 256) -> dict[str, str]:
+def decode_errors(
+    paths: Sequence[str | Path], workers: int | None = None, chunk: int = 256
+) -> dict[str, str]:
     """``{path: reason}`` for every path in ``paths`` that does not decode (in a process pool)."""
     paths = [str(p) for p in paths]
     if workers is None:
@@ -66,7 +68,7 @@ def decode_errors(paths: Sequence[str | Path], workers: int | None = None, chunk
             workers = len(os.sched_getaffinity(0))
         except AttributeError:  # not on Linux
             workers = os.cpu_count() or 1
-    chunks = [paths[i:i + chunk] for i in range(0, len(paths), chunk)]
+    chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
     if workers <= 1 or len(chunks) <= 1:
         results = [_errors(c) for c in chunks]
     else:

@@ -26,8 +26,16 @@ CLASSES = ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC")
 META_COLUMNS = ("image", "age_approx", "anatom_site_general", "lesion_id")
 SEX_COLUMNS = ("sex", "gender")
 PUBLISHED_ROWS = 25331
-PUBLISHED_COUNTS = {"MEL": 4522, "NV": 12875, "BCC": 3323, "AK": 867, "BKL": 2624, "DF": 239, "VASC": 253,
-                    "SCC": 628}
+PUBLISHED_COUNTS = {
+    "MEL": 4522,
+    "NV": 12875,
+    "BCC": 3323,
+    "AK": 867,
+    "BKL": 2624,
+    "DF": 239,
+    "VASC": 253,
+    "SCC": 628,
+}
 SUFFIX = "_downsampled"
 _IMAGE = re.compile(r"^ISIC_\d{7}(_downsampled)?$")
 
@@ -57,18 +65,24 @@ def read_ground_truth(path: str | Path) -> pd.DataFrame:
     bad = ~df["image"].str.match(_IMAGE)
     if bad.any():
         row = df[bad].iloc[0]
-        raise DatasetError(f"{path}: line {row.line}: image {row.image!r} is not an id like ISIC_0000000[_downsampled]")
+        raise DatasetError(
+            f"{path}: line {row.line}: image {row.image!r} is not an id like ISIC_0000000[_downsampled]"
+        )
     cols = list(TRUTH_COLUMNS[1:])
     values = df[cols].apply(pd.to_numeric, errors="coerce")
     ok = values.isin([0.0, 1.0]).all(axis=1) & (values.sum(axis=1) == 1)
     if not ok.all():
         row = df[~ok].iloc[0]
-        raise DatasetError(f"{path}: line {row.line}: {row.image} is not one-hot 0.0/1.0 over {cols}")
+        raise DatasetError(
+            f"{path}: line {row.line}: {row.image} is not one-hot 0.0/1.0 over {cols}"
+        )
     dup = df[df.duplicated("image")]
     if len(dup):
         row = dup.iloc[0]
         raise DatasetError(f"{path}: line {row.line}: image {row.image} appears more than once")
-    return pd.DataFrame({"line": df["line"], "image": df["image"], "label_name": values.idxmax(axis=1)})
+    return pd.DataFrame(
+        {"line": df["line"], "image": df["image"], "label_name": values.idxmax(axis=1)}
+    )
 
 
 def read_metadata(path: str | Path, truth: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -81,30 +95,46 @@ def read_metadata(path: str | Path, truth: pd.DataFrame | None = None) -> pd.Dat
     missing = [c for c in META_COLUMNS if c not in df.columns]
     sex = next((c for c in SEX_COLUMNS if c in df.columns), None)
     if missing or sex is None:
-        raise DatasetError(f"{path}: header {list(df.columns[1:])} lacks {missing + ([] if sex else ['sex|gender'])}; "
-                           f"expected {list(META_COLUMNS) + ['sex (or gender)']}")
+        raise DatasetError(
+            f"{path}: header {list(df.columns[1:])} lacks {missing + ([] if sex else ['sex|gender'])}; "
+            f"expected {list(META_COLUMNS) + ['sex (or gender)']}"
+        )
     age = pd.to_numeric(df["age_approx"].replace("", None), errors="coerce")
     bad = age.isna() & (df["age_approx"] != "")
     if bad.any():
         row = df[bad].iloc[0]
-        raise DatasetError(f"{path}: line {row.line}: age_approx {row.age_approx!r} is not a number or empty")
+        raise DatasetError(
+            f"{path}: line {row.line}: age_approx {row.age_approx!r} is not a number or empty"
+        )
     if truth is not None:
         if len(df) != len(truth):
             raise DatasetError(f"{path}: {len(df)} rows but {GROUND_TRUTH} has {len(truth)}")
         diff = df["image"].to_numpy() != truth["image"].to_numpy()
         if diff.any():
             i = int(diff.argmax())
-            raise DatasetError(f"{path}: line {i + 2}: image {df['image'].iloc[i]} but {GROUND_TRUTH} line {i + 2} "
-                               f"has {truth['image'].iloc[i]} (same order expected)")
-    out = pd.DataFrame({"line": df["line"], "image": df["image"], "age": age.astype(float),
-                        "site": df["anatom_site_general"], "lesion_id": df["lesion_id"], "sex": df[sex]})
+            raise DatasetError(
+                f"{path}: line {i + 2}: image {df['image'].iloc[i]} but {GROUND_TRUTH} line {i + 2} "
+                f"has {truth['image'].iloc[i]} (same order expected)"
+            )
+    out = pd.DataFrame(
+        {
+            "line": df["line"],
+            "image": df["image"],
+            "age": age.astype(float),
+            "site": df["anatom_site_general"],
+            "lesion_id": df["lesion_id"],
+            "sex": df[sex],
+        }
+    )
     if truth is not None:
         labelled = out.assign(label=truth["label_name"].to_numpy())
         per_lesion = labelled[labelled.lesion_id != ""].groupby("lesion_id")["label"].nunique()
         if (per_lesion > 1).any():
             lesion = per_lesion[per_lesion > 1].index[0]
             lines = out.loc[out.lesion_id == lesion, "line"].tolist()
-            raise DatasetError(f"{path}: lines {lines}: lesion {lesion} has more than one label in {GROUND_TRUTH}")
+            raise DatasetError(
+                f"{path}: lines {lines}: lesion {lesion} has more than one label in {GROUND_TRUTH}"
+            )
     return out
 
 
@@ -131,30 +161,42 @@ def build_index(root: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     images = find_images(root)
     missing = [i for i in truth.image if i not in images]
     if missing:
-        raise DatasetError(f"{root}: {len(missing)} image(s) listed in {GROUND_TRUTH} are missing on disk, "
-                           f"first {missing[:3]}")
+        raise DatasetError(
+            f"{root}: {len(missing)} image(s) listed in {GROUND_TRUTH} are missing on disk, "
+            f"first {missing[:3]}"
+        )
     image_id = truth.image.str.removesuffix(SUFFIX)
     dup = image_id[image_id.duplicated()]
     if len(dup):
-        raise DatasetError(f"{root / GROUND_TRUTH}: {dup.iloc[0]} is listed both with and without {SUFFIX}")
+        raise DatasetError(
+            f"{root / GROUND_TRUTH}: {dup.iloc[0]} is listed both with and without {SUFFIX}"
+        )
     group = meta.lesion_id.where(meta.lesion_id != "", image_id)
     source = meta.lesion_id.str.extract(r"^([A-Za-z0-9]+)_", expand=False).fillna("unknown")
-    full = pd.DataFrame({
-        "image_id": image_id,
-        "path": [str(images[i].relative_to(root)) for i in truth.image],
-        "label": truth.label_name.map({c: k for k, c in enumerate(CLASSES)}),
-        "label_name": truth.label_name,
-        "group": group,
-        "isic_image": truth.image,
-        "lesion_id": meta.lesion_id,
-        "source": source,
-        "age": meta.age,
-        "site": meta.site,
-        "sex": meta.sex,
-    })
+    full = pd.DataFrame(
+        {
+            "image_id": image_id,
+            "path": [str(images[i].relative_to(root)) for i in truth.image],
+            "label": truth.label_name.map({c: k for k, c in enumerate(CLASSES)}),
+            "label_name": truth.label_name,
+            "group": group,
+            "isic_image": truth.image,
+            "lesion_id": meta.lesion_id,
+            "source": source,
+            "age": meta.age,
+            "site": meta.site,
+            "sex": meta.sex,
+        }
+    )
     unk = full.label_name == "UNK"
-    exclusions = pd.DataFrame({"image_id": full.image_id[unk], "group": full.group[unk],
-                               "file": full.path[unk], "reason": f"labelled UNK in {GROUND_TRUTH}"})
+    exclusions = pd.DataFrame(
+        {
+            "image_id": full.image_id[unk],
+            "group": full.group[unk],
+            "file": full.path[unk],
+            "reason": f"labelled UNK in {GROUND_TRUTH}",
+        }
+    )
     index = full[~unk].reset_index(drop=True)
     index["label"] = index["label"].astype(int)
     return index, exclusions.reset_index(drop=True)

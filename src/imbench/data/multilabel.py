@@ -60,7 +60,9 @@ def synthetic_ml_index(root: str | Path) -> pd.DataFrame:
     base = build_index(root)
     meta = pd.read_csv(root / METADATA_NAME, dtype=str, keep_default_na=False)
     if "dx2" not in meta.columns:
-        raise ValueError(f"{root / METADATA_NAME}: no dx2 column; generate the tree with a second-lesion fraction")
+        raise ValueError(
+            f"{root / METADATA_NAME}: no dx2 column; generate the tree with a second-lesion fraction"
+        )
     dx2 = dict(zip(meta.image_id, meta.dx2))
     y = np.zeros((len(base), len(CLASSES)), dtype=np.int64)
     for i, (image_id, name) in enumerate(zip(base.image_id, base.label_name)):

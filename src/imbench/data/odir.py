@@ -54,35 +54,85 @@ from .ham10000 import DatasetError
 from .multilabel import make_index
 
 CLASSES = ("N", "D", "G", "C", "A", "H", "M", "O")
-COLUMNS = ("ID", "Patient Age", "Patient Sex", "Left-Fundus", "Right-Fundus", "Left-Diagnostic Keywords",
-           "Right-Diagnostic Keywords", *CLASSES)
+COLUMNS = (
+    "ID",
+    "Patient Age",
+    "Patient Sex",
+    "Left-Fundus",
+    "Right-Fundus",
+    "Left-Diagnostic Keywords",
+    "Right-Diagnostic Keywords",
+    *CLASSES,
+)
 FULL_DF = "full_df.csv"
-ANNOTATION_NAMES = ("data.xlsx", "ODIR-5K_Training_Annotations(Updated)_V2.xlsx",
-                    "training annotation (English).xlsx")
-PUBLISHED_PATIENT_COUNTS = {"patients": 3500, "N": 1140, "D": 1128, "G": 215, "C": 212, "A": 164, "H": 103,
-                            "M": 174, "O": 979}
-PUBLISHED_EYE_COUNTS = {"N": 2873, "D": 1608, "O": 708, "C": 293, "G": 284, "A": 266, "M": 232, "H": 128}
+ANNOTATION_NAMES = (
+    "data.xlsx",
+    "ODIR-5K_Training_Annotations(Updated)_V2.xlsx",
+    "training annotation (English).xlsx",
+)
+PUBLISHED_PATIENT_COUNTS = {
+    "patients": 3500,
+    "N": 1140,
+    "D": 1128,
+    "G": 215,
+    "C": 212,
+    "A": 164,
+    "H": 103,
+    "M": 174,
+    "O": 979,
+}
+PUBLISHED_EYE_COUNTS = {
+    "N": 2873,
+    "D": 1608,
+    "O": 708,
+    "C": 293,
+    "G": 284,
+    "A": 266,
+    "M": 232,
+    "H": 128,
+}
 
 # Keywords that describe the photograph, not the eye.
-QUALITY_KEYWORDS = frozenset({"lens dust", "low image quality", "optic disk photographically invisible",
-                              "image offset", "no fundus image", "anterior segment image"})
+QUALITY_KEYWORDS = frozenset(
+    {
+        "lens dust",
+        "low image quality",
+        "optic disk photographically invisible",
+        "image offset",
+        "no fundus image",
+        "anterior segment image",
+    }
+)
 # First-keyword → category table of Kaggle's full_df.csv (every first keyword it labels, except the
 # quality note "low image quality"). An eye whose first keyword is not here is not in that framing.
 EYE_CATEGORY = {
     "normal fundus": "N",
-    "diabetic retinopathy": "D", "mild nonproliferative retinopathy": "D",
-    "moderate non proliferative retinopathy": "D", "severe nonproliferative retinopathy": "D",
-    "proliferative diabetic retinopathy": "D", "severe proliferative diabetic retinopathy": "D",
+    "diabetic retinopathy": "D",
+    "mild nonproliferative retinopathy": "D",
+    "moderate non proliferative retinopathy": "D",
+    "severe nonproliferative retinopathy": "D",
+    "proliferative diabetic retinopathy": "D",
+    "severe proliferative diabetic retinopathy": "D",
     "suspected moderate non proliferative retinopathy": "D",
-    "glaucoma": "G", "suspected glaucoma": "G",
+    "glaucoma": "G",
+    "suspected glaucoma": "G",
     "cataract": "C",
-    "dry age-related macular degeneration": "A", "wet age-related macular degeneration": "A",
+    "dry age-related macular degeneration": "A",
+    "wet age-related macular degeneration": "A",
     "hypertensive retinopathy": "H",
     "pathological myopia": "M",
-    "branch retinal vein occlusion": "O", "drusen": "O", "epiretinal membrane": "O",
-    "epiretinal membrane over the macula": "O", "macular epiretinal membrane": "O", "maculopathy": "O",
-    "myelinated nerve fibers": "O", "myopic maculopathy": "O", "old branch retinal vein occlusion": "O",
-    "optic disk epiretinal membrane": "O", "refractive media opacity": "O", "vitreous degeneration": "O",
+    "branch retinal vein occlusion": "O",
+    "drusen": "O",
+    "epiretinal membrane": "O",
+    "epiretinal membrane over the macula": "O",
+    "macular epiretinal membrane": "O",
+    "maculopathy": "O",
+    "myelinated nerve fibers": "O",
+    "myopic maculopathy": "O",
+    "old branch retinal vein occlusion": "O",
+    "optic disk epiretinal membrane": "O",
+    "refractive media opacity": "O",
+    "vitreous degeneration": "O",
 }
 SIDES = ("left", "right")
 _TRAIN_IMAGE = re.compile(r"^(\d+)_(left|right)\.jpe?g$", re.I)
@@ -115,22 +165,32 @@ def locate(root: str | Path) -> Layout:
         raise DatasetError(f"{root}: ODIR folder not found")
     annotations = _first(root, ANNOTATION_NAMES)
     if annotations is None:
-        raise DatasetError(f"{root}: no ODIR annotation workbook (one of {list(ANNOTATION_NAMES)}) found below it")
+        raise DatasetError(
+            f"{root}: no ODIR annotation workbook (one of {list(ANNOTATION_NAMES)}) found below it"
+        )
     full_df = _first(root, (FULL_DF,))
     images_dir = None
-    for cand in (root / "images", annotations.parent / "Training Images",
-                 annotations.parent.parent / "Images", root / "ODIR-5K" / "ODIR-5K" / "Training Images",
-                 root / "Training Set" / "Images"):
+    for cand in (
+        root / "images",
+        annotations.parent / "Training Images",
+        annotations.parent.parent / "Images",
+        root / "ODIR-5K" / "ODIR-5K" / "Training Images",
+        root / "Training Set" / "Images",
+    ):
         if cand.is_dir() and _has_training_images(cand):
             images_dir = cand
             break
     if images_dir is None:
         for cand in sorted(p for p in root.rglob("*") if p.is_dir()):
-            if is_training_image(cand.relative_to(root) / "0_left.jpg") and _has_training_images(cand):
+            if is_training_image(cand.relative_to(root) / "0_left.jpg") and _has_training_images(
+                cand
+            ):
                 images_dir = cand
                 break
     if images_dir is None:
-        raise DatasetError(f"{root}: no folder of training images named like 0_left.jpg found below it")
+        raise DatasetError(
+            f"{root}: no folder of training images named like 0_left.jpg found below it"
+        )
     return Layout(annotations, full_df, images_dir)
 
 
@@ -139,7 +199,11 @@ def _first(root: Path, names) -> Path | None:
         if (root / name).is_file():
             return root / name
     for name in names:
-        hits = sorted(p for p in root.rglob(name) if p.is_file() and "test" not in str(p.relative_to(root)).lower())
+        hits = sorted(
+            p
+            for p in root.rglob(name)
+            if p.is_file() and "test" not in str(p.relative_to(root)).lower()
+        )
         if hits:
             return hits[0]
     return None
@@ -177,7 +241,9 @@ def read_annotations(path: str | Path) -> pd.DataFrame:
     df["ID"] = ids
     dup = df[df.duplicated("ID")]
     if len(dup):
-        raise DatasetError(f"{path}: row {dup.row.iloc[0]}: ID {dup.ID.iloc[0]} appears more than once")
+        raise DatasetError(
+            f"{path}: row {dup.row.iloc[0]}: ID {dup.ID.iloc[0]} appears more than once"
+        )
     for c in CLASSES:
         vals = pd.to_numeric(df[c], errors="coerce")
         bad = ~vals.isin([0, 1])
@@ -187,14 +253,18 @@ def read_annotations(path: str | Path) -> pd.DataFrame:
         df[c] = vals.astype(int)
     none = df[df[list(CLASSES)].sum(axis=1) == 0]
     if len(none):
-        raise DatasetError(f"{path}: row {none.row.iloc[0]}: patient {none.ID.iloc[0]} has no label set")
+        raise DatasetError(
+            f"{path}: row {none.row.iloc[0]}: patient {none.ID.iloc[0]} has no label set"
+        )
     for side in SIDES:
         col = f"{side.capitalize()}-Fundus"
         want = df["ID"].astype(str) + f"_{side}.jpg"
         bad = df[col].astype(str).str.strip() != want
         if bad.any():
             row = df[bad].iloc[0]
-            raise DatasetError(f"{path}: row {row.row}: {col} {row[col]!r} is not {row.ID}_{side}.jpg")
+            raise DatasetError(
+                f"{path}: row {row.row}: {col} {row[col]!r} is not {row.ID}_{side}.jpg"
+            )
         df[col] = want
         kw = f"{side.capitalize()}-Diagnostic Keywords"
         df[kw] = df[kw].fillna("").astype(str).str.strip()
@@ -219,22 +289,37 @@ def read_full_df(path: str | Path, annotations: pd.DataFrame | None = None) -> p
     bad = ~label.isin(CLASSES)
     if bad.any():
         row = df[bad].iloc[0]
-        raise DatasetError(f"{path}: line {row.line}: labels {row.labels!r} is not one of ['N'] … ['O']")
+        raise DatasetError(
+            f"{path}: line {row.line}: labels {row.labels!r} is not one of ['N'] … ['O']"
+        )
     m = df["filename"].str.extract(_TRAIN_IMAGE.pattern, flags=re.I)
     bad = m[0].isna() | (m[0] != df["ID"].str.strip())
     if bad.any():
         row = df[bad].iloc[0]
-        raise DatasetError(f"{path}: line {row.line}: filename {row.filename!r} is not {{ID}}_{{left,right}}.jpg "
-                           f"for ID {row.ID}")
+        raise DatasetError(
+            f"{path}: line {row.line}: filename {row.filename!r} is not {{ID}}_{{left,right}}.jpg "
+            f"for ID {row.ID}"
+        )
     dup = df[df.duplicated("filename")]
     if len(dup):
-        raise DatasetError(f"{path}: line {dup.line.iloc[0]}: {dup.filename.iloc[0]} appears more than once")
-    out = pd.DataFrame({"line": df["line"], "ID": m[0].astype(int), "filename": df["filename"], "label_name": label})
+        raise DatasetError(
+            f"{path}: line {dup.line.iloc[0]}: {dup.filename.iloc[0]} appears more than once"
+        )
+    out = pd.DataFrame(
+        {
+            "line": df["line"],
+            "ID": m[0].astype(int),
+            "filename": df["filename"],
+            "label_name": label,
+        }
+    )
     if annotations is not None:
         unknown = out[~out.ID.isin(annotations.ID)]
         if len(unknown):
             row = unknown.iloc[0]
-            raise DatasetError(f"{path}: line {row.line}: patient {row.ID} is not in the annotation workbook")
+            raise DatasetError(
+                f"{path}: line {row.line}: patient {row.ID} is not in the annotation workbook"
+            )
     return out
 
 
@@ -257,10 +342,22 @@ def eye_table(annotations: pd.DataFrame) -> pd.DataFrame:
 def _eyes(annotations: pd.DataFrame) -> pd.DataFrame:
     parts = []
     for side in SIDES:
-        parts.append(pd.DataFrame({"ID": annotations["ID"], "side": side,
-                                   "text": annotations[f"{side.capitalize()}-Diagnostic Keywords"],
-                                   "age": annotations["Patient Age"], "sex": annotations["Patient Sex"]}))
-    eyes = pd.concat(parts, ignore_index=True).sort_values(["ID", "side"], kind="stable").reset_index(drop=True)
+        parts.append(
+            pd.DataFrame(
+                {
+                    "ID": annotations["ID"],
+                    "side": side,
+                    "text": annotations[f"{side.capitalize()}-Diagnostic Keywords"],
+                    "age": annotations["Patient Age"],
+                    "sex": annotations["Patient Sex"],
+                }
+            )
+        )
+    eyes = (
+        pd.concat(parts, ignore_index=True)
+        .sort_values(["ID", "side"], kind="stable")
+        .reset_index(drop=True)
+    )
     return _classify_eyes(eyes)
 
 
@@ -273,8 +370,10 @@ def _classify_eyes(eyes: pd.DataFrame) -> pd.DataFrame:
     first = kws.map(lambda ks: ks[0] if ks else "")
     eyes["category"] = first.map(lambda k: None if k in QUALITY_KEYWORDS else EYE_CATEGORY.get(k))
     eyes["reason"] = [
-        None if cat is not None
-        else f"first keyword {k!r} is an image-quality note" if k in QUALITY_KEYWORDS
+        None
+        if cat is not None
+        else f"first keyword {k!r} is an image-quality note"
+        if k in QUALITY_KEYWORDS
         else f"first keyword {k!r} has no category in the full_df.csv framing"
         for k, cat in zip(first, eyes["category"])
     ]
@@ -288,8 +387,10 @@ def _rel(root: Path, folder: Path, name: str) -> str:
 def _check_on_disk(root: Path, layout: Layout, filenames) -> None:
     missing = [f for f in filenames if not (layout.images_dir / f).is_file()]
     if missing:
-        raise DatasetError(f"{layout.images_dir}: {len(missing)} image(s) listed in {layout.annotations.name} are "
-                           f"missing, first {missing[:3]}")
+        raise DatasetError(
+            f"{layout.images_dir}: {len(missing)} image(s) listed in {layout.annotations.name} are "
+            f"missing, first {missing[:3]}"
+        )
 
 
 def build_eye_index(root: str | Path, binary: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -308,8 +409,10 @@ def build_eye_index(root: str | Path, binary: bool = False) -> tuple[pd.DataFram
         full = read_full_df(layout.full_df, ann)
         label = dict(zip(full.filename, full.label_name))
         eyes["category"] = eyes["filename"].map(label)
-        eyes["reason"] = [None if isinstance(c, str) else f"not in {FULL_DF} (keywords: {k})"
-                          for c, k in zip(eyes["category"], eyes["keywords"])]
+        eyes["reason"] = [
+            None if isinstance(c, str) else f"not in {FULL_DF} (keywords: {k})"
+            for c, k in zip(eyes["category"], eyes["keywords"])
+        ]
     kept = eyes[eyes["category"].notna()]
     dropped = eyes[eyes["category"].isna()]
     _check_on_disk(root, layout, kept["filename"])
@@ -317,32 +420,45 @@ def build_eye_index(root: str | Path, binary: bool = False) -> tuple[pd.DataFram
     if binary:
         other = kept[~kept["category"].isin(classes)]
         kept = kept[kept["category"].isin(classes)]
-        dropped = pd.concat([dropped, other.assign(
-            reason=[f"label {c} is neither N nor G (the glaucoma task keeps normal and glaucoma eyes)"
-                    for c in other["category"]])]).sort_values(["ID", "side"], kind="stable")
-    index = pd.DataFrame({
-        "image_id": kept["filename"].str.replace(r"\.jpe?g$", "", regex=True),
-        "path": [_rel(root, layout.images_dir, f) for f in kept["filename"]],
-        "label": kept["category"].map({c: k for k, c in enumerate(classes)}).astype(int),
-        "label_name": kept["category"],
-        "group": kept["ID"].astype(str),
-        "side": kept["side"],
-        "age": kept["age"],
-        "sex": kept["sex"],
-        "keywords": kept["keywords"],
-    }).reset_index(drop=True)
-    exclusions = pd.DataFrame({
-        "image_id": dropped["filename"].str.replace(r"\.jpe?g$", "", regex=True),
-        "group": dropped["ID"].astype(str),
-        "file": [_rel(root, layout.images_dir, f) for f in dropped["filename"]],
-        "action": "dropped",
-        "reason": dropped["reason"],
-    }).reset_index(drop=True)
+        dropped = pd.concat(
+            [
+                dropped,
+                other.assign(
+                    reason=[
+                        f"label {c} is neither N nor G (the glaucoma task keeps normal and glaucoma eyes)"
+                        for c in other["category"]
+                    ]
+                ),
+            ]
+        ).sort_values(["ID", "side"], kind="stable")
+    index = pd.DataFrame(
+        {
+            "image_id": kept["filename"].str.replace(r"\.jpe?g$", "", regex=True),
+            "path": [_rel(root, layout.images_dir, f) for f in kept["filename"]],
+            "label": kept["category"].map({c: k for k, c in enumerate(classes)}).astype(int),
+            "label_name": kept["category"],
+            "group": kept["ID"].astype(str),
+            "side": kept["side"],
+            "age": kept["age"],
+            "sex": kept["sex"],
+            "keywords": kept["keywords"],
+        }
+    ).reset_index(drop=True)
+    exclusions = pd.DataFrame(
+        {
+            "image_id": dropped["filename"].str.replace(r"\.jpe?g$", "", regex=True),
+            "group": dropped["ID"].astype(str),
+            "file": [_rel(root, layout.images_dir, f) for f in dropped["filename"]],
+            "action": "dropped",
+            "reason": dropped["reason"],
+        }
+    ).reset_index(drop=True)
     return index, exclusions
 
 
-def build_patient_index(root: str | Path, size: int = 512, workers: int | None = None,
-                        undecodable: str = "exclude") -> tuple[pd.DataFrame, pd.DataFrame]:
+def build_patient_index(
+    root: str | Path, size: int = 512, workers: int | None = None, undecodable: str = "exclude"
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-patient multi-label index (``odir``) and exclusions; writes ``<root>/combined/<ID>.jpg``.
 
     Index columns (the multi-label index of ``imbench.data.multilabel``): ``image_id`` and ``group``
@@ -368,8 +484,10 @@ def build_patient_index(root: str | Path, size: int = 512, workers: int | None =
     bad = decode_errors([layout.images_dir / f for f in usable["filename"]], workers=workers)
     if bad and undecodable == "fail":
         first = sorted(bad)[0]
-        raise DatasetError(f"{first}: undecodable image ({bad[first]}); {len(bad)} undecodable eye image(s) in all "
-                           "(index.undecodable: exclude leaves them out and lists them)")
+        raise DatasetError(
+            f"{first}: undecodable image ({bad[first]}); {len(bad)} undecodable eye image(s) in all "
+            "(index.undecodable: exclude leaves them out and lists them)"
+        )
     bad_by_name = {Path(p).name: r for p, r in bad.items()}
     # plain dicts: one lookup per eye instead of a DataFrame .loc
     filename = eyes["filename"].to_dict()
@@ -389,9 +507,18 @@ def build_patient_index(root: str | Path, size: int = 512, workers: int | None =
         dropped = all(blank.values())
         for s in SIDES:
             if blank[s]:
-                reason = f"patient dropped, no usable eye; this eye: {why[s]}" if dropped else why[s]
-                excl.append((f"{pid}_{s}", str(pid), _rel(root, layout.images_dir, filename[(pid, s)]),
-                             "dropped" if dropped else "blanked", reason))
+                reason = (
+                    f"patient dropped, no usable eye; this eye: {why[s]}" if dropped else why[s]
+                )
+                excl.append(
+                    (
+                        f"{pid}_{s}",
+                        str(pid),
+                        _rel(root, layout.images_dir, filename[(pid, s)]),
+                        "dropped" if dropped else "blanked",
+                        reason,
+                    )
+                )
         if not dropped:
             keep_rows.append((pid, blank))
     kept = ann.set_index("ID").loc[[pid for pid, _ in keep_rows]]
@@ -401,9 +528,13 @@ def build_patient_index(root: str | Path, size: int = 512, workers: int | None =
         paths = [None if blank[s] else layout.images_dir / filename[(pid, s)] for s in SIDES]
         jobs.append((paths[0], paths[1], root / "combined" / f"{pid}.jpg", size))
     _write_combined(jobs, workers)
-    base = pd.DataFrame({"image_id": [str(pid) for pid, _ in keep_rows],
-                         "path": [f"combined/{pid}.jpg" for pid, _ in keep_rows],
-                         "group": [str(pid) for pid, _ in keep_rows]})
+    base = pd.DataFrame(
+        {
+            "image_id": [str(pid) for pid, _ in keep_rows],
+            "path": [f"combined/{pid}.jpg" for pid, _ in keep_rows],
+            "group": [str(pid) for pid, _ in keep_rows],
+        }
+    )
     index = make_index(base, y, CLASSES)
     index["labels"] = ["|".join(c for c, v in zip(CLASSES, row) if v) for row in y]
     index["age"] = kept["Patient Age"].to_numpy()
@@ -411,8 +542,10 @@ def build_patient_index(root: str | Path, size: int = 512, workers: int | None =
     index["left_blank"] = [b["left"] for _, b in keep_rows]
     index["right_blank"] = [b["right"] for _, b in keep_rows]
     for s in SIDES:
-        index[f"{s}_path"] = ["" if b[s] else _rel(root, layout.images_dir, filename[(pid, s)])
-                              for pid, b in keep_rows]
+        index[f"{s}_path"] = [
+            "" if b[s] else _rel(root, layout.images_dir, filename[(pid, s)])
+            for pid, b in keep_rows
+        ]
     exclusions = pd.DataFrame(excl, columns=["image_id", "group", "file", "action", "reason"])
     return index, exclusions
 

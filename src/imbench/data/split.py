@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -36,8 +36,13 @@ class LeakageWarning(UserWarning):
     """An image-level split put the images of one group (lesion, patient) into several splits."""
 
 
-def make_split(index: pd.DataFrame, fractions=(0.70, 0.15, 0.15), seed: int = 0, n_folds: int = 20,
-               grouped: bool = True) -> pd.DataFrame:
+def make_split(
+    index: pd.DataFrame,
+    fractions=(0.70, 0.15, 0.15),
+    seed: int = 0,
+    n_folds: int = 20,
+    grouped: bool = True,
+) -> pd.DataFrame:
     """The train/val/test split of ``index``: grouped (default) or image-level (``grouped=False``).
 
     The result has the ``split`` and ``fold`` columns and a constant ``grouped`` column recording
@@ -50,9 +55,13 @@ def make_split(index: pd.DataFrame, fractions=(0.70, 0.15, 0.15), seed: int = 0,
         out = stratified_split(index, fractions, seed, n_folds)
         crossing = groups_in_several_splits(out)
         if crossing:
-            warnings.warn(f"split.grouped is false: {crossing} of {out['group'].nunique()} groups "
-                          "(lesions/patients) have images in more than one split, so test scores are "
-                          "optimistic (leakage)", LeakageWarning, stacklevel=2)
+            warnings.warn(
+                f"split.grouped is false: {crossing} of {out['group'].nunique()} groups "
+                "(lesions/patients) have images in more than one split, so test scores are "
+                "optimistic (leakage)",
+                LeakageWarning,
+                stacklevel=2,
+            )
     return out.assign(grouped=bool(grouped))
 
 
@@ -61,8 +70,9 @@ def groups_in_several_splits(df: pd.DataFrame) -> int:
     return int((df.groupby("group")["split"].nunique() > 1).sum())
 
 
-def stratified_split(index: pd.DataFrame, fractions=(0.70, 0.15, 0.15), seed: int = 0,
-                     n_folds: int = 20) -> pd.DataFrame:
+def stratified_split(
+    index: pd.DataFrame, fractions=(0.70, 0.15, 0.15), seed: int = 0, n_folds: int = 20
+) -> pd.DataFrame:
     """Return ``index`` with a ``split`` column, stratified by ``label`` over images, NOT grouped.
 
     The papers' split (e.g. LMF's 70/15/15): scikit-learn's ``StratifiedKFold`` (shuffled by
@@ -88,16 +98,21 @@ def _check_split_input(index: pd.DataFrame, fractions, n_folds: int) -> list[int
         if col not in index.columns:
             raise ValueError(f"split: index has no {col!r} column (columns: {list(index.columns)})")
     if len(fractions) != 3 or abs(sum(fractions) - 1) > 1e-9 or min(fractions) <= 0:
-        raise ValueError(f"split: fractions {fractions} must be three positive numbers summing to 1")
+        raise ValueError(
+            f"split: fractions {fractions} must be three positive numbers summing to 1"
+        )
     counts = [int(round(f * n_folds)) for f in fractions]
     counts[0] = n_folds - counts[1] - counts[2]
-    if min(counts) < 1 or any(abs(c / n_folds - f) > 0.5 / n_folds + 1e-9 for c, f in zip(counts, fractions)):
+    if min(counts) < 1 or any(
+        abs(c / n_folds - f) > 0.5 / n_folds + 1e-9 for c, f in zip(counts, fractions)
+    ):
         raise ValueError(f"split: fractions {fractions} cannot be made from {n_folds} folds")
     return counts
 
 
-def grouped_split(index: pd.DataFrame, fractions=(0.70, 0.15, 0.15), seed: int = 0,
-                  n_folds: int = 20) -> pd.DataFrame:
+def grouped_split(
+    index: pd.DataFrame, fractions=(0.70, 0.15, 0.15), seed: int = 0, n_folds: int = 20
+) -> pd.DataFrame:
     """Return ``index`` with a ``split`` column (train/val/test), grouped by ``group``.
 
     ``label`` must be a single integer label (for multi-label tasks pass the sampling class).
@@ -109,7 +124,9 @@ def grouped_split(index: pd.DataFrame, fractions=(0.70, 0.15, 0.15), seed: int =
 
     sgkf = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     fold = np.empty(len(index), dtype=int)
-    for k, (_, test_idx) in enumerate(sgkf.split(np.zeros(len(index)), index["label"], index["group"])):
+    for k, (_, test_idx) in enumerate(
+        sgkf.split(np.zeros(len(index)), index["label"], index["group"])
+    ):
         fold[test_idx] = k
     # Folds are already shuffled by the seed; hand them out in order.
     names = np.repeat(np.array(SPLITS), counts)
@@ -125,10 +142,14 @@ def check_no_leakage(df: pd.DataFrame) -> None:
     per_group = df.groupby("group")["split"].nunique()
     leaked = per_group[per_group > 1]
     if len(leaked):
-        raise ValueError(f"split: group {leaked.index[0]!r} appears in several splits ({len(leaked)} groups)")
+        raise ValueError(
+            f"split: group {leaked.index[0]!r} appears in several splits ({len(leaked)} groups)"
+        )
 
 
-def add_cv_folds(split: pd.DataFrame, n_folds: int, seed: int = 0, grouped: bool = True) -> pd.DataFrame:
+def add_cv_folds(
+    split: pd.DataFrame, n_folds: int, seed: int = 0, grouped: bool = True
+) -> pd.DataFrame:
     """Return ``split`` with a ``cv_fold`` column for ``n_folds``-fold cross-validation.
 
     The test split stays as it is (``cv_fold`` −1); every other image (train and val of the single
@@ -146,15 +167,21 @@ def add_cv_folds(split: pd.DataFrame, n_folds: int, seed: int = 0, grouped: bool
     pool = np.flatnonzero(split["split"].to_numpy() != "test")
     groups = split["group"].to_numpy()[pool]
     if len(set(groups)) < n_folds:
-        raise ValueError(f"split: {len(set(groups))} groups outside the test split are too few for {n_folds} folds")
+        raise ValueError(
+            f"split: {len(set(groups))} groups outside the test split are too few for {n_folds} folds"
+        )
     cv = np.full(len(split), -1, dtype=int)
     if not grouped:
         skf = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-        for k, (_, held) in enumerate(skf.split(np.zeros(len(pool)), split["label"].to_numpy()[pool])):
+        for k, (_, held) in enumerate(
+            skf.split(np.zeros(len(pool)), split["label"].to_numpy()[pool])
+        ):
             cv[pool[held]] = k
         return split.assign(cv_fold=cv)
     sgkf = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    for k, (_, held) in enumerate(sgkf.split(np.zeros(len(pool)), split["label"].to_numpy()[pool], groups)):
+    for k, (_, held) in enumerate(
+        sgkf.split(np.zeros(len(pool)), split["label"].to_numpy()[pool], groups)
+    ):
         cv[pool[held]] = k
     out = split.copy()
     out["cv_fold"] = cv
@@ -176,13 +203,28 @@ def split_record_path(split_csv) -> Path:
     return Path(split_csv).with_suffix(".json")
 
 
-def write_split_record(split_csv, index_path, seed: int, fractions, cv_folds: int = 0,
-                       official: bool = False, n_folds: int = 20, grouped: bool = True) -> dict:
+def write_split_record(
+    split_csv,
+    index_path,
+    seed: int,
+    fractions,
+    cv_folds: int = 0,
+    official: bool = False,
+    n_folds: int = 20,
+    grouped: bool = True,
+) -> dict:
     """Write ``<split>.json``: the settings and inputs (by content) that produced ``split_csv``."""
     from ..io import write_text
 
-    record = {"seed": int(seed), "fractions": [float(f) for f in fractions], "n_folds": int(n_folds),
-              "cv_folds": int(cv_folds), "official_split": bool(official), "grouped": bool(grouped),
-              "index_sha256": _sha256(index_path), "split_sha256": _sha256(split_csv)}
+    record = {
+        "seed": int(seed),
+        "fractions": [float(f) for f in fractions],
+        "n_folds": int(n_folds),
+        "cv_folds": int(cv_folds),
+        "official_split": bool(official),
+        "grouped": bool(grouped),
+        "index_sha256": _sha256(index_path),
+        "split_sha256": _sha256(split_csv),
+    }
     write_text(split_record_path(split_csv), json.dumps(record, indent=2) + "\n")
     return record

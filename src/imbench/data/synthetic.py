@@ -25,7 +25,15 @@ from PIL import Image
 from .ham10000 import CLASSES, METADATA_NAME
 
 # HAM10000 image counts per class (dataset notes §1.5) and images-per-lesion frequencies.
-HAM_COUNTS = {"akiec": 327, "bcc": 514, "bkl": 1099, "df": 115, "mel": 1113, "nv": 6705, "vasc": 142}
+HAM_COUNTS = {
+    "akiec": 327,
+    "bcc": 514,
+    "bkl": 1099,
+    "df": 115,
+    "mel": 1113,
+    "nv": 6705,
+    "vasc": 142,
+}
 IMAGES_PER_LESION = {1: 5514, 2: 1423, 3: 490, 4: 34, 5: 5, 6: 4}
 FIRST_IMAGE_NUMBER = 24306  # HAM10000 ids run from ISIC_0024306
 
@@ -43,8 +51,21 @@ _SIGNAL = {
 _DX_TYPE = {"histo": 5340, "follow_up": 3704, "consensus": 902, "confocal": 69}
 _SEX = {"male": 5406, "female": 4552, "unknown": 57}
 _SITES = (
-    "abdomen", "acral", "back", "chest", "ear", "face", "foot", "genital", "hand",
-    "lower extremity", "neck", "scalp", "trunk", "unknown", "upper extremity",
+    "abdomen",
+    "acral",
+    "back",
+    "chest",
+    "ear",
+    "face",
+    "foot",
+    "genital",
+    "hand",
+    "lower extremity",
+    "neck",
+    "scalp",
+    "trunk",
+    "unknown",
+    "upper extremity",
 )
 _SOURCES = {"vidir_molemax": 3954, "vidir_modern": 3363, "rosendahl": 2259, "vienna_dias": 439}
 
@@ -117,9 +138,15 @@ def _draw(img, lesion, xx, yy, cx, cy, theta, scale):
     return img * (1 - mask) + (colour * pattern[..., None]) * mask
 
 
-def render(dx: str, lesion_rng: np.random.Generator, image_rng: np.random.Generator,
-           width: int, height: int, noise: float,
-           second: tuple[str, np.random.Generator] | None = None) -> np.ndarray:
+def render(
+    dx: str,
+    lesion_rng: np.random.Generator,
+    image_rng: np.random.Generator,
+    width: int,
+    height: int,
+    noise: float,
+    second: tuple[str, np.random.Generator] | None = None,
+) -> np.ndarray:
     """Draw one image: skin background, an elliptic lesion with the class's colour/size/texture.
 
     ``second`` = (class, generator) adds a smaller lesion of another class off-centre (the
@@ -133,14 +160,24 @@ def render(dx: str, lesion_rng: np.random.Generator, image_rng: np.random.Genera
     cx = width * (0.5 + image_rng.normal(0, 0.06))
     cy = height * (0.5 + image_rng.normal(0, 0.06))
     theta = image_rng.uniform(0, np.pi)
-    img = _draw(np.broadcast_to(skin, (height, width, 3)), lesion, xx, yy, cx, cy, theta, min(width, height))
+    img = _draw(
+        np.broadcast_to(skin, (height, width, 3)), lesion, xx, yy, cx, cy, theta, min(width, height)
+    )
     if second is not None:
         dx2, rng2 = second
         corner = rng2.integers(4)
         cx2 = width * (0.5 + (0.3 if corner % 2 else -0.3) + rng2.normal(0, 0.03))
         cy2 = height * (0.5 + (0.3 if corner // 2 else -0.3) + rng2.normal(0, 0.03))
-        img = _draw(img, _lesion(dx2, rng2, noise), xx, yy, cx2, cy2, rng2.uniform(0, np.pi),
-                    0.55 * min(width, height))
+        img = _draw(
+            img,
+            _lesion(dx2, rng2, noise),
+            xx,
+            yy,
+            cx2,
+            cy2,
+            rng2.uniform(0, np.pi),
+            0.55 * min(width, height),
+        )
     img *= 1 + image_rng.normal(0, 0.05)
     img += image_rng.normal(0, 6, img.shape)
     return np.clip(img, 0, 255).astype(np.uint8)
@@ -152,7 +189,9 @@ def second_lesions(meta: pd.DataFrame, fraction: float, seed: int) -> pd.Series:
     classes = list(HAM_COUNTS)
     p = np.array([HAM_COUNTS[c] for c in classes], float)
     out = {}
-    for i, (lesion, dx) in enumerate(meta.drop_duplicates("lesion_id")[["lesion_id", "dx"]].itertuples(index=False)):
+    for i, (lesion, dx) in enumerate(
+        meta.drop_duplicates("lesion_id")[["lesion_id", "dx"]].itertuples(index=False)
+    ):
         rng = np.random.default_rng([seed, 3, i])
         if rng.random() < fraction:
             q = np.where(np.array(classes) == dx, 0, p)
@@ -162,8 +201,15 @@ def second_lesions(meta: pd.DataFrame, fraction: float, seed: int) -> pd.Series:
     return meta.lesion_id.map(out)
 
 
-def generate(out_dir: str | Path, n_images: int = 2000, seed: int = 0, width: int = 80,
-             height: int = 60, noise: float = 1.0, second_lesion_fraction: float = 0.0) -> pd.DataFrame:
+def generate(
+    out_dir: str | Path,
+    n_images: int = 2000,
+    seed: int = 0,
+    width: int = 80,
+    height: int = 60,
+    noise: float = 1.0,
+    second_lesion_fraction: float = 0.0,
+) -> pd.DataFrame:
     """Write a synthetic HAM10000-format tree to ``out_dir`` and return its metadata.
 
     Layout: ``out_dir/HAM10000_metadata.csv`` and ``out_dir/images/<image_id>.jpg``.

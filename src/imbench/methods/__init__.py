@@ -31,8 +31,18 @@ from ..params import Param
 
 # The parameter tables of the parts live in a torch-free module: the configuration checks read
 # them while the workflow plans, and losses.py and samplers.py import torch.
-from .tables import (KINDS, LMF_PAPER_ALPHA_BETA, LOSS_DEFAULTS, LOSS_KINDS, LOSS_PARAMS,  # noqa: F401
-                     POSTHOC_DEFAULTS, POSTHOC_KINDS, POSTHOC_PARAMS, SAMPLER_DEFAULTS, SAMPLER_PARAMS)
+from .tables import (
+    KINDS,  # noqa: F401
+    LMF_PAPER_ALPHA_BETA,
+    LOSS_DEFAULTS,
+    LOSS_KINDS,
+    LOSS_PARAMS,  # noqa: F401
+    POSTHOC_DEFAULTS,
+    POSTHOC_KINDS,
+    POSTHOC_PARAMS,
+    SAMPLER_DEFAULTS,
+    SAMPLER_PARAMS,
+)
 
 
 @dataclass(frozen=True)
@@ -60,7 +70,9 @@ def register_method(method: Method) -> Method:
     if method.name in METHODS:
         raise ValueError(f"method {method.name!r} registered twice")
     if method.head not in ("linear", "cosine"):
-        raise ValueError(f"method {method.name!r}: head {method.head!r} is not 'linear' or 'cosine'")
+        raise ValueError(
+            f"method {method.name!r}: head {method.head!r} is not 'linear' or 'cosine'"
+        )
     METHODS[method.name] = method
     return method
 
@@ -79,47 +91,160 @@ def list_methods(variants: bool = True) -> list[str]:
 
 for _m in (
     Method("ce", "baseline", "ce", source="all", summary="cross-entropy (BCE for multi-label)"),
-    Method("ros", "data", "ce", sampler="ros", source="BBFL",
-           summary="random over-sampling to the majority count (imbalanced-learn 'auto') + CE"),
-    Method("rus", "data", "ce", sampler="rus", source="BBFL",
-           summary="random under-sampling to the minority count (imbalanced-learn 'auto') + CE"),
-    Method("cost_sensitive", "loss", "cost_sensitive", source="BBFL, Le et al.",
-           summary="CE weighted by N/(K n_c), weighted mean"),
-    Method("bwcce", "loss", "bwcce", source="LMF",
-           summary="CE weighted by (1 - n_c/N)/(K - 1), weighted mean"),
-    Method("thresholding", "post-hoc", "ce", posthoc="thresholding", base="ce", source="BBFL",
-           summary="post-hoc decision rule on the ce cell's predictions, fitted on validation"),
+    Method(
+        "ros",
+        "data",
+        "ce",
+        sampler="ros",
+        source="BBFL",
+        summary="random over-sampling to the majority count (imbalanced-learn 'auto') + CE",
+    ),
+    Method(
+        "rus",
+        "data",
+        "ce",
+        sampler="rus",
+        source="BBFL",
+        summary="random under-sampling to the minority count (imbalanced-learn 'auto') + CE",
+    ),
+    Method(
+        "cost_sensitive",
+        "loss",
+        "cost_sensitive",
+        source="BBFL, Le et al.",
+        summary="CE weighted by N/(K n_c), weighted mean",
+    ),
+    Method(
+        "bwcce",
+        "loss",
+        "bwcce",
+        source="LMF",
+        summary="CE weighted by (1 - n_c/N)/(K - 1), weighted mean",
+    ),
+    Method(
+        "thresholding",
+        "post-hoc",
+        "ce",
+        posthoc="thresholding",
+        base="ce",
+        source="BBFL",
+        summary="post-hoc decision rule on the ce cell's predictions, fitted on validation",
+    ),
     Method("focal", "loss", "focal", source="all", summary="softmax focal loss, gamma 2, mean"),
-    Method("batch_balanced", "data", "ce", sampler="batch_balanced", source="BBFL",
-           summary="every batch holds floor(B/K) samples of each class + CE"),
-    Method("bbfl", "hybrid", "focal", sampler="batch_balanced", source="BBFL",
-           summary="batch-balanced sampler + focal loss (gamma 2)"),
-    Method("ldam", "loss", "ldam", head="cosine", source="Cao et al. 2019",
-           summary="LDAM margins on the target logit, s = 30, cosine head"),
-    Method("ldam_drw", "loss+schedule", "ldam_drw", head="cosine", source="Cao et al. 2019",
-           summary="LDAM + deferred re-weighting (class-balanced weights from 80 % of epochs)"),
-    Method("lmf", "hybrid", "lmf", source="LMF",
-           summary="alpha * LDAM(weights = margins) + beta * focal(alpha_t = margins, gamma 1.5)"),
-    Method("cw_focal", "hybrid", "cw_focal", source="Le et al. 2020",
-           summary="focal loss with class-balanced alpha_t = N/(K n_c)"),
-    Method("logit_adjustment", "loss", "logit_adjustment", source="Menon et al. 2021",
-           summary="CE on z + tau log(pi) (balanced softmax at tau = 1); raw logits at test time"),
-    Method("cb_focal", "loss", "cb_focal", source="Cui et al. 2019",
-           summary="class-balanced sigmoid focal loss, beta 0.9999, gamma 1"),
-    Method("balanced_softmax", "loss", "balanced_softmax", source="Ren et al. 2020",
-           summary="Balanced Softmax: CE on z + log(n_c) in training; plain softmax at test time"),
-    Method("cb_ce", "loss", "cb_ce", source="Cui et al. 2019",
-           summary="class-balanced softmax CE, weights (1 - beta)/(1 - beta^n_c) summing to K, beta 0.9999, mean"),
-    Method("la_posthoc", "post-hoc", "ce", posthoc="la_posthoc", base="ce", source="Menon et al. 2021",
-           summary="post-hoc logit adjustment of the ce cell: argmax(log p - tau log pi), tau = 1"),
-    Method("vs_loss", "loss", "vs_loss", source="Kini et al. 2021",
-           summary="VS loss: CE on (n_c/n_max)^gamma z_c + tau log(pi_c), gamma 0.3, tau 1; raw logits at test time"),
-    Method("drs", "data+schedule", "ce", sampler="drs", source="Cao et al. 2019",
-           summary="deferred re-sampling: plain shuffled epochs, class-balanced re-sampling from 80 % of epochs + CE"),
-    Method("focal_lmf", "loss", "focal_lmf", variant_of="focal", source="LMF (official code)",
-           summary="the LMF code's Focal baseline: softmax focal, gamma 1.5, alpha_t = the LDAM margins"),
-    Method("ldam_lmf", "loss", "ldam_lmf", variant_of="ldam", source="LMF (official code)",
-           summary="the LMF code's LDAM baseline: linear head, the margins also the class weights"),
+    Method(
+        "batch_balanced",
+        "data",
+        "ce",
+        sampler="batch_balanced",
+        source="BBFL",
+        summary="every batch holds floor(B/K) samples of each class + CE",
+    ),
+    Method(
+        "bbfl",
+        "hybrid",
+        "focal",
+        sampler="batch_balanced",
+        source="BBFL",
+        summary="batch-balanced sampler + focal loss (gamma 2)",
+    ),
+    Method(
+        "ldam",
+        "loss",
+        "ldam",
+        head="cosine",
+        source="Cao et al. 2019",
+        summary="LDAM margins on the target logit, s = 30, cosine head",
+    ),
+    Method(
+        "ldam_drw",
+        "loss+schedule",
+        "ldam_drw",
+        head="cosine",
+        source="Cao et al. 2019",
+        summary="LDAM + deferred re-weighting (class-balanced weights from 80 % of epochs)",
+    ),
+    Method(
+        "lmf",
+        "hybrid",
+        "lmf",
+        source="LMF",
+        summary="alpha * LDAM(weights = margins) + beta * focal(alpha_t = margins, gamma 1.5)",
+    ),
+    Method(
+        "cw_focal",
+        "hybrid",
+        "cw_focal",
+        source="Le et al. 2020",
+        summary="focal loss with class-balanced alpha_t = N/(K n_c)",
+    ),
+    Method(
+        "logit_adjustment",
+        "loss",
+        "logit_adjustment",
+        source="Menon et al. 2021",
+        summary="CE on z + tau log(pi) (balanced softmax at tau = 1); raw logits at test time",
+    ),
+    Method(
+        "cb_focal",
+        "loss",
+        "cb_focal",
+        source="Cui et al. 2019",
+        summary="class-balanced sigmoid focal loss, beta 0.9999, gamma 1",
+    ),
+    Method(
+        "balanced_softmax",
+        "loss",
+        "balanced_softmax",
+        source="Ren et al. 2020",
+        summary="Balanced Softmax: CE on z + log(n_c) in training; plain softmax at test time",
+    ),
+    Method(
+        "cb_ce",
+        "loss",
+        "cb_ce",
+        source="Cui et al. 2019",
+        summary="class-balanced softmax CE, weights (1 - beta)/(1 - beta^n_c) summing to K, beta 0.9999, mean",
+    ),
+    Method(
+        "la_posthoc",
+        "post-hoc",
+        "ce",
+        posthoc="la_posthoc",
+        base="ce",
+        source="Menon et al. 2021",
+        summary="post-hoc logit adjustment of the ce cell: argmax(log p - tau log pi), tau = 1",
+    ),
+    Method(
+        "vs_loss",
+        "loss",
+        "vs_loss",
+        source="Kini et al. 2021",
+        summary="VS loss: CE on (n_c/n_max)^gamma z_c + tau log(pi_c), gamma 0.3, tau 1; raw logits at test time",
+    ),
+    Method(
+        "drs",
+        "data+schedule",
+        "ce",
+        sampler="drs",
+        source="Cao et al. 2019",
+        summary="deferred re-sampling: plain shuffled epochs, class-balanced re-sampling from 80 % of epochs + CE",
+    ),
+    Method(
+        "focal_lmf",
+        "loss",
+        "focal_lmf",
+        variant_of="focal",
+        source="LMF (official code)",
+        summary="the LMF code's Focal baseline: softmax focal, gamma 1.5, alpha_t = the LDAM margins",
+    ),
+    Method(
+        "ldam_lmf",
+        "loss",
+        "ldam_lmf",
+        variant_of="ldam",
+        source="LMF (official code)",
+        summary="the LMF code's LDAM baseline: linear head, the margins also the class weights",
+    ),
 ):
     register_method(_m)
 
@@ -169,12 +294,16 @@ def split_params(name: str, params: dict | None) -> tuple[dict, dict, dict]:
     out: tuple[dict, dict, dict] = ({}, {}, {})
     for key, value in (params or {}).items():
         if key not in declared:
-            raise ValueError(f"method {name!r} has no parameter {key!r}; its parameters: {sorted(declared)}")
+            raise ValueError(
+                f"method {name!r} has no parameter {key!r}; its parameters: {sorted(declared)}"
+            )
         out[("loss", "sampler", "posthoc").index(declared[key][0])][key] = value
     return out
 
 
-def build_loss(name: str, class_counts, kind: str = "multiclass", n_samples: int | None = None, **params):
+def build_loss(
+    name: str, class_counts, kind: str = "multiclass", n_samples: int | None = None, **params
+):
     """The training loss of method ``name`` (a ``torch.nn.Module`` called as ``loss(logits, targets)``)."""
     from .losses import make_loss
 
@@ -183,7 +312,9 @@ def build_loss(name: str, class_counts, kind: str = "multiclass", n_samples: int
     return make_loss(m.loss, class_counts, kind=kind, n_samples=n_samples, **loss_params)
 
 
-def build_sampler(name: str, labels, batch_size: int, seed: int, num_epochs: int | None = None, **params):
+def build_sampler(
+    name: str, labels, batch_size: int, seed: int, num_epochs: int | None = None, **params
+):
     """The batch sampler of method ``name`` (``shuffle`` for methods that do not resample).
 
     ``num_epochs`` is the training length; a deferred sampler (``drs``) needs it to place its switch.
@@ -192,10 +323,14 @@ def build_sampler(name: str, labels, batch_size: int, seed: int, num_epochs: int
 
     m = get_method(name)
     _, sampler_params, _ = split_params(name, params)
-    return make_batch_sampler(m.sampler, labels, batch_size, seed, num_epochs=num_epochs, **sampler_params)
+    return make_batch_sampler(
+        m.sampler, labels, batch_size, seed, num_epochs=num_epochs, **sampler_params
+    )
 
 
-def fit_posthoc(name: str, val_probs, val_labels, train_counts, kind: str, n_train: int | None = None, **params):
+def fit_posthoc(
+    name: str, val_probs, val_labels, train_counts, kind: str, n_train: int | None = None, **params
+):
     """Fit the post-hoc decision rule of method ``name`` on validation predictions only."""
     from .posthoc import fit_rule
 
@@ -203,7 +338,9 @@ def fit_posthoc(name: str, val_probs, val_labels, train_counts, kind: str, n_tra
     if not m.posthoc:
         raise ValueError(f"method {name!r} is not a post-hoc method")
     _, _, posthoc_params = split_params(name, params)
-    return fit_rule(m.posthoc, val_probs, val_labels, train_counts, kind, n_train=n_train, **posthoc_params)
+    return fit_rule(
+        m.posthoc, val_probs, val_labels, train_counts, kind, n_train=n_train, **posthoc_params
+    )
 
 
 PAPER = "paper"
@@ -222,11 +359,15 @@ def resolve_params(name: str, params: dict | None, task: str, model: str) -> dic
     if not wanted:
         return params
     if name != "lmf" or not set(wanted) <= {"alpha", "beta"}:
-        raise ValueError(f"method {name!r}: only lmf's alpha and beta can be 'paper' (got {wanted})")
+        raise ValueError(
+            f"method {name!r}: only lmf's alpha and beta can be 'paper' (got {wanted})"
+        )
     key = (task, model.split(".")[0])
     if key not in LMF_PAPER_ALPHA_BETA:
-        raise ValueError(f"method 'lmf': the LMF paper gives no alpha/beta for task {task!r} and model "
-                         f"{model!r}; it covers {sorted(LMF_PAPER_ALPHA_BETA)}")
+        raise ValueError(
+            f"method 'lmf': the LMF paper gives no alpha/beta for task {task!r} and model "
+            f"{model!r}; it covers {sorted(LMF_PAPER_ALPHA_BETA)}"
+        )
     alpha, beta = LMF_PAPER_ALPHA_BETA[key]
     params.update({k: {"alpha": alpha, "beta": beta}[k] for k in wanted})
     return params

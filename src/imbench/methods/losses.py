@@ -79,9 +79,15 @@ __all__ = [
 
 # The tables (parameters and defaults, task kinds, the LMF paper's α/β) are in the torch-free
 # ``imbench.methods.tables``, which the configuration checks read without importing torch.
-from .tables import (KINDS, LMF_PAPER_ALPHA_BETA, LOSS_CLASS_WEIGHTS, LOSS_DEFAULTS, LOSS_KINDS,  # noqa: E402
-                     LOSS_PARAMS, check_loss_params)
-
+from .tables import (
+    KINDS,
+    LMF_PAPER_ALPHA_BETA,
+    LOSS_CLASS_WEIGHTS,
+    LOSS_DEFAULTS,
+    LOSS_KINDS,  # noqa: E402
+    LOSS_PARAMS,
+    check_loss_params,
+)
 
 # --------------------------------------------------------------------------
 # Class statistics (float64 numpy; all raise ValueError on unusable counts)
@@ -114,8 +120,13 @@ def _counts_array(class_counts: Any) -> np.ndarray:
     return arr
 
 
-def _require_nonzero(counts: np.ndarray, why: str, context: str = "", noun: str = "class",
-                     count_name: str = "a training count") -> None:
+def _require_nonzero(
+    counts: np.ndarray,
+    why: str,
+    context: str = "",
+    noun: str = "class",
+    count_name: str = "a training count",
+) -> None:
     zero = np.flatnonzero(counts == 0)
     if zero.size:
         i = int(zero[0])
@@ -139,8 +150,13 @@ def bwcce_class_weights(class_counts: Any) -> np.ndarray:
     return (1.0 - n / n.sum()) / (n.size - 1)
 
 
-def class_balanced_weights(class_counts: Any, beta: float, context: str = "", noun: str = "class",
-                           count_name: str = "a training count") -> np.ndarray:
+def class_balanced_weights(
+    class_counts: Any,
+    beta: float,
+    context: str = "",
+    noun: str = "class",
+    count_name: str = "a training count",
+) -> np.ndarray:
     """Cui et al. 2019 weights w_c = (1-β)/(1-β^{n_c}), normalised to Σ w = K.
 
     β = 0 gives all-ones weights.  A zero count is rejected (1 - β^0 = 0).
@@ -219,19 +235,33 @@ class ImbalanceLoss(nn.Module):
 
     def extra_repr(self) -> str:
         inner = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
-        return f"loss_id={self.loss_id!r}, kind={self.kind!r}, num_classes={self.num_classes}, {inner}".rstrip(", ")
+        return f"loss_id={self.loss_id!r}, kind={self.kind!r}, num_classes={self.num_classes}, {inner}".rstrip(
+            ", "
+        )
 
-    def _prepare(self, logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[1] != self.num_classes:
-            shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+    def _prepare(
+        self, logits: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if (
+            not isinstance(logits, torch.Tensor)
+            or logits.dim() != 2
+            or logits.shape[1] != self.num_classes
+        ):
+            shape = (
+                tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+            )
             raise ValueError(
                 f"loss {self.loss_id!r} expects logits of shape (B, {self.num_classes}), got {shape}"
             )
         if not logits.is_floating_point():
-            raise ValueError(f"loss {self.loss_id!r} expects floating-point logits, got {logits.dtype}")
+            raise ValueError(
+                f"loss {self.loss_id!r} expects floating-point logits, got {logits.dtype}"
+            )
         z = logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
         if not isinstance(targets, torch.Tensor):
-            raise ValueError(f"loss {self.loss_id!r} expects a tensor of targets, got {type(targets).__name__}")
+            raise ValueError(
+                f"loss {self.loss_id!r} expects a tensor of targets, got {type(targets).__name__}"
+            )
         if self.kind == "multilabel":
             if targets.shape != logits.shape:
                 raise ValueError(
@@ -297,7 +327,9 @@ class SoftmaxFocalLoss(ImbalanceLoss):
     ÷ Σ α.  γ = 0 and no α gives plain cross-entropy.
     """
 
-    def __init__(self, loss_id, kind, num_classes, params, gamma: float, alpha: np.ndarray | None = None):
+    def __init__(
+        self, loss_id, kind, num_classes, params, gamma: float, alpha: np.ndarray | None = None
+    ):
         super().__init__(loss_id, kind, num_classes, params)
         self.gamma = float(gamma)
         self.register_buffer("alpha", _as_buffer(alpha))
@@ -358,8 +390,16 @@ class LDAMLoss(ImbalanceLoss):
     weights and a plain linear head.
     """
 
-    def __init__(self, loss_id, kind, num_classes, params, margins: np.ndarray, s: float,
-                 weight: np.ndarray | None = None):
+    def __init__(
+        self,
+        loss_id,
+        kind,
+        num_classes,
+        params,
+        margins: np.ndarray,
+        s: float,
+        weight: np.ndarray | None = None,
+    ):
         super().__init__(loss_id, kind, num_classes, params)
         self.s = float(s)
         self.register_buffer("margins", _as_buffer(margins))
@@ -371,7 +411,9 @@ class LDAMLoss(ImbalanceLoss):
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         z, y = self._prepare(logits, targets)
         m = self._cast(self.margins, z)
-        return F.cross_entropy(_ldam_logits(z, y, m, self.s), y, weight=self._cast(self._current_weight(), z))
+        return F.cross_entropy(
+            _ldam_logits(z, y, m, self.s), y, weight=self._cast(self._current_weight(), z)
+        )
 
 
 class LDAMDRWLoss(LDAMLoss):
@@ -384,8 +426,17 @@ class LDAMDRWLoss(LDAMLoss):
     the loss is in its unweighted phase.
     """
 
-    def __init__(self, loss_id, kind, num_classes, params, margins, s, cb_weight: np.ndarray,
-                 drw_start: float):
+    def __init__(
+        self,
+        loss_id,
+        kind,
+        num_classes,
+        params,
+        margins,
+        s,
+        cb_weight: np.ndarray,
+        drw_start: float,
+    ):
         super().__init__(loss_id, kind, num_classes, params, margins=margins, s=s, weight=None)
         self.register_buffer("cb_weight", _as_buffer(cb_weight))
         self.drw_start = float(drw_start)
@@ -398,7 +449,9 @@ class LDAMDRWLoss(LDAMLoss):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
                 raise ValueError(f"set_epoch: {name} must be an int, got {value!r}")
         if num_epochs < 1 or epoch < 0:
-            raise ValueError(f"set_epoch: need epoch >= 0 and num_epochs >= 1, got epoch={epoch}, num_epochs={num_epochs}")
+            raise ValueError(
+                f"set_epoch: need epoch >= 0 and num_epochs >= 1, got epoch={epoch}, num_epochs={num_epochs}"
+            )
         self.switch_epoch = drw_switch_epoch(int(num_epochs), self.drw_start)
         self.drw_active = int(epoch) >= self.switch_epoch
 
@@ -419,16 +472,30 @@ class LMFLoss(ImbalanceLoss):
     pick it for LMF).
     """
 
-    def __init__(self, loss_id, kind, num_classes, params, margins: np.ndarray, s: float, alpha: float,
-                 beta: float, gamma: float):
+    def __init__(
+        self,
+        loss_id,
+        kind,
+        num_classes,
+        params,
+        margins: np.ndarray,
+        s: float,
+        alpha: float,
+        beta: float,
+        gamma: float,
+    ):
         super().__init__(loss_id, kind, num_classes, params)
-        self.register_buffer("margins", _as_buffer(margins))  # also the LDAM class weights and focal α
+        self.register_buffer(
+            "margins", _as_buffer(margins)
+        )  # also the LDAM class weights and focal α
         self.s = float(s)
         self.alpha = float(alpha)
         self.beta = float(beta)
         self.gamma = float(gamma)
 
-    def terms(self, logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def terms(
+        self, logits: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The unscaled (LDAM, focal) terms, for logging."""
         z, y = self._prepare(logits, targets)
         m = self._cast(self.margins, z)
@@ -566,7 +633,9 @@ def _resolve(loss_id: str, kind: str, k: int, params: dict[str, object]) -> dict
     unknown = sorted(set(params) - set(defaults))
     if unknown:
         allowed = ", ".join(defaults) if defaults else "none"
-        raise ValueError(f"unknown parameter {unknown[0]!r} for loss {loss_id!r}; allowed: {allowed}")
+        raise ValueError(
+            f"unknown parameter {unknown[0]!r} for loss {loss_id!r}; allowed: {allowed}"
+        )
     # None means "the default" (the convention of the sampler and post-hoc registries too);
     # for focal's alpha the default itself is None (no α / torchvision's 0.25).
     resolved = {**defaults, **{name: v for name, v in params.items() if v is not None}}
@@ -644,14 +713,22 @@ def _make_loss(
     k = int(counts.size)
 
     if kind == "multilabel":
-        if n_samples is None or isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) \
-                or n_samples < 1:
-            raise ValueError(f"multilabel losses need n_samples = number of training samples (int >= 1), got {n_samples!r}")
+        if (
+            n_samples is None
+            or isinstance(n_samples, bool)
+            or not isinstance(n_samples, (int, np.integer))
+            or n_samples < 1
+        ):
+            raise ValueError(
+                f"multilabel losses need n_samples = number of training samples (int >= 1), got {n_samples!r}"
+            )
         n_samples = int(n_samples)
         over = np.flatnonzero(counts > n_samples)
         if over.size:
             i = int(over[0])
-            raise ValueError(f"class_counts[{i}] = {int(counts[i])} positives exceeds n_samples = {n_samples}")
+            raise ValueError(
+                f"class_counts[{i}] = {int(counts[i])} positives exceeds n_samples = {n_samples}"
+            )
         n_neg = n_samples - counts
     else:
         if kind == "binary" and k != 2:
@@ -659,7 +736,9 @@ def _make_loss(
                 f"binary tasks are 2-class softmax problems: class_counts needs 2 entries [n_neg, n_pos], got {k}"
             )
         if k < 2:
-            raise ValueError(f"multiclass tasks need at least 2 classes, got class_counts of length {k}")
+            raise ValueError(
+                f"multiclass tasks need at least 2 classes, got class_counts of length {k}"
+            )
         if counts.sum() <= 0:
             raise ValueError("class_counts sum to 0; need at least one training sample")
         n_neg = None
@@ -679,18 +758,30 @@ def _make_loss(
             return MultiLabelBCE(*args)
         if loss_id == "cost_sensitive":
             _require_nonzero(counts, "pos_weight = n_neg/n_pos", ctx, "label", "a positive count")
-            _require_nonzero(n_neg, "a non-zero pos_weight = n_neg/n_pos", ctx, "label", "a negative count")
+            _require_nonzero(
+                n_neg, "a non-zero pos_weight = n_neg/n_pos", ctx, "label", "a negative count"
+            )
             return MultiLabelBCE(*args, pos_weight=n_neg / counts)
         if loss_id == "focal":
             a = float(p["alpha"])  # type: ignore[arg-type]
             if a < 0:
                 return SigmoidFocalLoss(*args, gamma=p["gamma"], alpha_pos=None, alpha_neg=None)
-            return SigmoidFocalLoss(*args, gamma=p["gamma"], alpha_pos=np.full(k, a), alpha_neg=np.full(k, 1.0 - a))
+            return SigmoidFocalLoss(
+                *args, gamma=p["gamma"], alpha_pos=np.full(k, a), alpha_neg=np.full(k, 1.0 - a)
+            )
         if loss_id == "cw_focal":
-            _require_nonzero(counts, "the balanced weight N/(2 n_pos)", ctx, "label", "a positive count")
-            _require_nonzero(n_neg, "the balanced weight N/(2 n_neg)", ctx, "label", "a negative count")
-            return SigmoidFocalLoss(*args, gamma=p["gamma"], alpha_pos=n_samples / (2.0 * counts),
-                                    alpha_neg=n_samples / (2.0 * n_neg))
+            _require_nonzero(
+                counts, "the balanced weight N/(2 n_pos)", ctx, "label", "a positive count"
+            )
+            _require_nonzero(
+                n_neg, "the balanced weight N/(2 n_neg)", ctx, "label", "a negative count"
+            )
+            return SigmoidFocalLoss(
+                *args,
+                gamma=p["gamma"],
+                alpha_pos=n_samples / (2.0 * counts),
+                alpha_neg=n_samples / (2.0 * n_neg),
+            )
         if loss_id == "cb_focal":
             w = class_balanced_weights(counts, p["beta"], ctx, "label", "a positive count")
             return ClassBalancedFocalLoss(*args, weight=w, gamma=p["gamma"])
@@ -710,11 +801,22 @@ def _make_loss(
     if loss_id == "ldam":
         return LDAMLoss(*args, margins=ldam_margins(counts, p["max_m"], ctx), s=p["s"])
     if loss_id == "ldam_drw":
-        return LDAMDRWLoss(*args, margins=ldam_margins(counts, p["max_m"], ctx), s=p["s"],
-                           cb_weight=class_balanced_weights(counts, p["beta"], ctx), drw_start=p["drw_start"])
+        return LDAMDRWLoss(
+            *args,
+            margins=ldam_margins(counts, p["max_m"], ctx),
+            s=p["s"],
+            cb_weight=class_balanced_weights(counts, p["beta"], ctx),
+            drw_start=p["drw_start"],
+        )
     if loss_id == "lmf":
-        return LMFLoss(*args, margins=ldam_margins(counts, p["max_m"], ctx), s=p["s"], alpha=p["alpha"],
-                       beta=p["beta"], gamma=p["gamma"])
+        return LMFLoss(
+            *args,
+            margins=ldam_margins(counts, p["max_m"], ctx),
+            s=p["s"],
+            alpha=p["alpha"],
+            beta=p["beta"],
+            gamma=p["gamma"],
+        )
     if loss_id == "logit_adjustment":
         _require_nonzero(counts, "log π_c", ctx)
         return LogitAdjustedLoss(*args, log_prior=np.log(counts / counts.sum()), tau=p["tau"])
@@ -728,25 +830,38 @@ def _make_loss(
         return ClassBalancedSoftmaxCE(*args, weight=class_balanced_weights(counts, p["beta"], ctx))
     if loss_id == "vs_loss":
         _require_nonzero(counts, "log π_c and the scale (n_c/n_max)^γ", ctx)
-        return VSLoss(*args, scale=np.power(counts / counts.max(), p["gamma"]),
-                      shift=p["tau"] * np.log(counts / counts.sum()))
+        return VSLoss(
+            *args,
+            scale=np.power(counts / counts.max(), p["gamma"]),
+            shift=p["tau"] * np.log(counts / counts.sum()),
+        )
     if loss_id == "focal_lmf":  # the LMF code's Focal baseline: AdeelH focal with α = the margins
-        return SoftmaxFocalLoss(*args, gamma=p["gamma"], alpha=ldam_margins(counts, p["max_m"], ctx))
-    if loss_id == "ldam_lmf":  # the LMF code's LDAM baseline: the margins are also the class weights
+        return SoftmaxFocalLoss(
+            *args, gamma=p["gamma"], alpha=ldam_margins(counts, p["max_m"], ctx)
+        )
+    if (
+        loss_id == "ldam_lmf"
+    ):  # the LMF code's LDAM baseline: the margins are also the class weights
         m = ldam_margins(counts, p["max_m"], ctx)
         return LDAMLoss(*args, margins=m, s=p["s"], weight=m)
     raise AssertionError(loss_id)  # pragma: no cover
 
 
-def _plugin_loss(factory, counts: np.ndarray, loss_id: str, kind: str, k: int, p: dict) -> nn.Module:
+def _plugin_loss(
+    factory, counts: np.ndarray, loss_id: str, kind: str, k: int, p: dict
+) -> nn.Module:
     """The loss of a plug-in method (:mod:`imbench.plugins`): ``factory(class_counts, kind, **params)``,
     given the resolved parameters; the module gets the attributes of a built-in loss."""
     try:
         loss = factory(counts.copy(), kind, **p)
     except Exception as exc:  # noqa: BLE001 - user code: one line naming the loss
-        raise ValueError(f"loss {loss_id!r}: its plug-in function failed: {type(exc).__name__}: {exc}") from None
+        raise ValueError(
+            f"loss {loss_id!r}: its plug-in function failed: {type(exc).__name__}: {exc}"
+        ) from None
     if not isinstance(loss, nn.Module):
-        raise ValueError(f"loss {loss_id!r}: its plug-in function returned {type(loss).__name__}, "
-                         "not a torch.nn.Module")
+        raise ValueError(
+            f"loss {loss_id!r}: its plug-in function returned {type(loss).__name__}, "
+            "not a torch.nn.Module"
+        )
     loss.loss_id, loss.kind, loss.num_classes, loss.params = loss_id, kind, k, dict(p)
     return loss

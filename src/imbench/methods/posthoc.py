@@ -55,7 +55,15 @@ import numpy as np
 # declared with their types and ranges in the torch-free ``tables.py``.
 from .tables import POSTHOC_DEFAULTS, POSTHOC_KINDS, POSTHOC_PARAMS
 
-__all__ = ["KINDS", "LA_TAU_GRID", "POSTHOC_DEFAULTS", "DecisionRule", "best_threshold", "default_rule", "fit_rule"]
+__all__ = [
+    "KINDS",
+    "LA_TAU_GRID",
+    "POSTHOC_DEFAULTS",
+    "DecisionRule",
+    "best_threshold",
+    "default_rule",
+    "fit_rule",
+]
 
 KINDS = ("binary", "multiclass", "multilabel")
 
@@ -105,8 +113,11 @@ class DecisionRule:
         if self.decision == "threshold":
             if self.kind == "binary":
                 return (probs[:, 1] >= self.thresholds[0]).astype(np.int64)
-            thresholds = (np.full(probs.shape[1], FALLBACK_THRESHOLD) if self.thresholds is None
-                          else np.asarray(self.thresholds, dtype=float))
+            thresholds = (
+                np.full(probs.shape[1], FALLBACK_THRESHOLD)
+                if self.thresholds is None
+                else np.asarray(self.thresholds, dtype=float)
+            )
             return (probs >= thresholds[None, :]).astype(np.int64)
         raise ValueError(f"unknown decision {self.decision!r}")
 
@@ -128,7 +139,9 @@ class DecisionRule:
             kind=data["kind"],
             decision=data["decision"],
             rule_id=data.get("rule_id", "default"),
-            thresholds=None if data.get("thresholds") is None else tuple(float(t) for t in data["thresholds"]),
+            thresholds=None
+            if data.get("thresholds") is None
+            else tuple(float(t) for t in data["thresholds"]),
             priors=None if data.get("priors") is None else tuple(float(p) for p in data["priors"]),
             params=dict(data.get("params", {})),
             details=dict(data.get("details", {})),
@@ -163,8 +176,10 @@ def best_threshold(scores, positives, beta: float = 1.0) -> tuple[float, float]:
     scores = np.asarray(scores, dtype=float).ravel()
     positives = np.asarray(positives).ravel().astype(bool)
     if scores.shape != positives.shape or scores.size == 0:
-        raise ValueError(f"scores and positives must be non-empty and the same length, "
-                         f"got {scores.shape} and {positives.shape}")
+        raise ValueError(
+            f"scores and positives must be non-empty and the same length, "
+            f"got {scores.shape} and {positives.shape}"
+        )
     n_pos = int(positives.sum())
     if n_pos == 0:
         raise ValueError("no positive sample: the F-score is 0 at every threshold")
@@ -187,8 +202,15 @@ def best_threshold(scores, positives, beta: float = 1.0) -> tuple[float, float]:
     return t, float(fscore[j])
 
 
-def fit_rule(rule_id: str, val_probs: np.ndarray, val_labels: np.ndarray, train_counts, kind: str,
-             n_train: int | None = None, **params) -> DecisionRule:
+def fit_rule(
+    rule_id: str,
+    val_probs: np.ndarray,
+    val_labels: np.ndarray,
+    train_counts,
+    kind: str,
+    n_train: int | None = None,
+    **params,
+) -> DecisionRule:
     """Fit post-hoc rule ``rule_id`` on validation predictions and training class counts.
 
     Args:
@@ -204,11 +226,15 @@ def fit_rule(rule_id: str, val_probs: np.ndarray, val_labels: np.ndarray, train_
             or ``"fit"``); ``None`` means the default.
     """
     if rule_id not in POSTHOC_DEFAULTS:
-        raise ValueError(f"unknown post-hoc rule {rule_id!r}; allowed: {', '.join(POSTHOC_DEFAULTS)}")
+        raise ValueError(
+            f"unknown post-hoc rule {rule_id!r}; allowed: {', '.join(POSTHOC_DEFAULTS)}"
+        )
     _check_kind(kind)
     if kind not in POSTHOC_KINDS[rule_id]:
-        raise ValueError(f"post-hoc rule {rule_id!r} has no meaning for {kind} tasks; "
-                         f"allowed kinds: {', '.join(POSTHOC_KINDS[rule_id])}")
+        raise ValueError(
+            f"post-hoc rule {rule_id!r} has no meaning for {kind} tasks; "
+            f"allowed kinds: {', '.join(POSTHOC_KINDS[rule_id])}"
+        )
     resolved = _resolve_params(rule_id, params)
     val_probs = _check_probs(val_probs, kind, None, "val_probs")
     n_val, n_classes = val_probs.shape
@@ -223,11 +249,18 @@ def fit_rule(rule_id: str, val_probs: np.ndarray, val_labels: np.ndarray, train_
             _check_single_labels(val_labels, n_val, n_classes)
         if np.any(counts == 0):
             zero = np.flatnonzero(counts == 0).tolist()
-            raise ValueError(f"prior correction needs every class in training; zero count for class(es) {zero}")
+            raise ValueError(
+                f"prior correction needs every class in training; zero count for class(es) {zero}"
+            )
         priors = counts / counts.sum()
-        return DecisionRule(kind=kind, decision="prior_correction", rule_id=rule_id,
-                            priors=tuple(float(p) for p in priors), params={"tau": resolved["tau"]},
-                            details=details)
+        return DecisionRule(
+            kind=kind,
+            decision="prior_correction",
+            rule_id=rule_id,
+            priors=tuple(float(p) for p in priors),
+            params={"tau": resolved["tau"]},
+            details=details,
+        )
 
     beta = resolved["beta"]
     if kind == "binary":
@@ -235,12 +268,24 @@ def fit_rule(rule_id: str, val_probs: np.ndarray, val_labels: np.ndarray, train_
         if not labels.any():
             details["fallback"] = "no positive validation sample: threshold kept at 0.5"
             details["val_fscore"] = None
-            return DecisionRule(kind=kind, decision="threshold", rule_id=rule_id,
-                                thresholds=(FALLBACK_THRESHOLD,), params={"beta": beta}, details=details)
+            return DecisionRule(
+                kind=kind,
+                decision="threshold",
+                rule_id=rule_id,
+                thresholds=(FALLBACK_THRESHOLD,),
+                params={"beta": beta},
+                details=details,
+            )
         t, f = best_threshold(val_probs[:, 1], labels == 1, beta)
         details["val_fscore"] = f
-        return DecisionRule(kind=kind, decision="threshold", rule_id=rule_id, thresholds=(t,),
-                            params={"beta": beta}, details=details)
+        return DecisionRule(
+            kind=kind,
+            decision="threshold",
+            rule_id=rule_id,
+            thresholds=(t,),
+            params={"beta": beta},
+            details=details,
+        )
 
     # multilabel
     labels = _check_multilabel(val_labels, val_probs.shape)
@@ -256,8 +301,14 @@ def fit_rule(rule_id: str, val_probs: np.ndarray, val_labels: np.ndarray, train_
         fscores.append(f)
     details["val_fscore"] = fscores
     details["fallback_labels"] = fallback
-    return DecisionRule(kind=kind, decision="threshold", rule_id=rule_id, thresholds=tuple(thresholds),
-                        params={"beta": beta}, details=details)
+    return DecisionRule(
+        kind=kind,
+        decision="threshold",
+        rule_id=rule_id,
+        thresholds=tuple(thresholds),
+        params={"beta": beta},
+        details=details,
+    )
 
 
 def _adjusted_argmax(probs: np.ndarray, priors: np.ndarray, tau: float) -> np.ndarray:
@@ -271,10 +322,15 @@ def _fit_logit_adjustment(val_probs, val_labels, counts, kind, tau, details) -> 
     """``la_posthoc``: priors from the training counts; ``tau`` given, or chosen on validation."""
     if np.any(counts == 0):
         zero = np.flatnonzero(counts == 0).tolist()
-        raise ValueError(f"logit adjustment needs every class in training (log pi_c); zero count for class(es) {zero}")
+        raise ValueError(
+            f"logit adjustment needs every class in training (log pi_c); zero count for class(es) {zero}"
+        )
     priors = counts / counts.sum()
-    labels = None if val_labels is None and tau != "fit" else \
-        _check_single_labels(val_labels, val_probs.shape[0], val_probs.shape[1])
+    labels = (
+        None
+        if val_labels is None and tau != "fit"
+        else _check_single_labels(val_labels, val_probs.shape[0], val_probs.shape[1])
+    )
     if tau == "fit":
         from sklearn.metrics import balanced_accuracy_score
 
@@ -292,11 +348,18 @@ def _fit_logit_adjustment(val_probs, val_labels, counts, kind, tau, details) -> 
         details.update(tau_fitted=True, tau_grid=list(LA_TAU_GRID), val_balanced_accuracy=scores)
     else:
         details["tau_fitted"] = False
-    return DecisionRule(kind=kind, decision="logit_adjustment", rule_id="la_posthoc",
-                        priors=tuple(float(p) for p in priors), params={"tau": float(tau)}, details=details)
+    return DecisionRule(
+        kind=kind,
+        decision="logit_adjustment",
+        rule_id="la_posthoc",
+        priors=tuple(float(p) for p in priors),
+        params={"tau": float(tau)},
+        details=details,
+    )
 
 
 # --- validation helpers -------------------------------------------------------------------------
+
 
 def _check_kind(kind: str) -> None:
     if kind not in KINDS:
@@ -307,8 +370,10 @@ def _resolve_params(rule_id: str, params: dict) -> dict:
     defaults = POSTHOC_DEFAULTS[rule_id]
     unknown = sorted(set(params) - set(defaults))
     if unknown:
-        raise ValueError(f"unknown parameter(s) {', '.join(unknown)} for rule {rule_id!r}; "
-                         f"allowed: {', '.join(defaults)}")
+        raise ValueError(
+            f"unknown parameter(s) {', '.join(unknown)} for rule {rule_id!r}; "
+            f"allowed: {', '.join(defaults)}"
+        )
     resolved = dict(defaults)
     for key, value in params.items():
         if value is not None:
@@ -324,7 +389,9 @@ def _check_probs(probs, kind: str, n_classes: int | None, name: str) -> np.ndarr
     if arr.ndim != 2 or arr.shape[0] == 0:
         raise ValueError(f"{name} must be a non-empty (N, K) array, got shape {arr.shape}")
     if kind == "binary" and arr.shape[1] != 2:
-        raise ValueError(f"binary {name} must be (N, 2) softmax probabilities, got shape {arr.shape}")
+        raise ValueError(
+            f"binary {name} must be (N, 2) softmax probabilities, got shape {arr.shape}"
+        )
     if n_classes is not None and arr.shape[1] != n_classes:
         raise ValueError(f"{name} has {arr.shape[1]} columns, the rule was fitted on {n_classes}")
     if not np.all(np.isfinite(arr)) or arr.min() < -_PROB_TOL or arr.max() > 1 + _PROB_TOL:
@@ -335,15 +402,23 @@ def _check_probs(probs, kind: str, n_classes: int | None, name: str) -> np.ndarr
 def _check_counts(train_counts, n_classes: int, kind: str, n_train: int | None) -> np.ndarray:
     counts = np.asarray(train_counts)
     if counts.shape != (n_classes,):
-        raise ValueError(f"train_counts must have one entry per class/label ({n_classes}), got shape {counts.shape}")
+        raise ValueError(
+            f"train_counts must have one entry per class/label ({n_classes}), got shape {counts.shape}"
+        )
     if not np.all(np.isfinite(counts)) or np.any(counts < 0) or np.any(counts != np.round(counts)):
         raise ValueError(f"train_counts must be non-negative integers, got {counts.tolist()}")
     counts = counts.astype(np.int64)
     if n_train is not None:
-        if isinstance(n_train, (bool, np.bool_)) or not isinstance(n_train, (int, np.integer)) or n_train < 1:
+        if (
+            isinstance(n_train, (bool, np.bool_))
+            or not isinstance(n_train, (int, np.integer))
+            or n_train < 1
+        ):
             raise ValueError(f"n_train must be a positive integer, got {n_train!r}")
         if kind == "multilabel" and counts.max() > n_train:
-            raise ValueError(f"a label has more positives ({counts.max()}) than n_train ({n_train})")
+            raise ValueError(
+                f"a label has more positives ({counts.max()}) than n_train ({n_train})"
+            )
         if kind != "multilabel" and counts.sum() != n_train:
             raise ValueError(f"train_counts sum to {counts.sum()}, but n_train is {n_train}")
     return counts

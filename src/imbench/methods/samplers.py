@@ -96,8 +96,14 @@ def _as_labels(labels) -> np.ndarray:
     if arr.dtype == bool:
         arr = arr.astype(np.int64)
     if not np.issubdtype(arr.dtype, np.integer):
-        if not np.issubdtype(arr.dtype, np.floating) or not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
-            raise ValueError(f"labels must be integers, got dtype {arr.dtype} with non-integer values")
+        if (
+            not np.issubdtype(arr.dtype, np.floating)
+            or not np.all(np.isfinite(arr))
+            or np.any(arr != np.round(arr))
+        ):
+            raise ValueError(
+                f"labels must be integers, got dtype {arr.dtype} with non-integer values"
+            )
     arr = arr.astype(np.int64)
     if arr.ndim == 1 and arr.min() < 0:
         raise ValueError(f"class labels must be >= 0, got {arr.min()}")
@@ -134,7 +140,9 @@ def _resolve_params(sampler_id: str, params: dict) -> dict:
     unknown = sorted(set(params) - set(defaults))
     if unknown:
         allowed = ", ".join(defaults) or "none"
-        raise ValueError(f"unknown parameter(s) {', '.join(unknown)} for sampler {sampler_id!r}; allowed: {allowed}")
+        raise ValueError(
+            f"unknown parameter(s) {', '.join(unknown)} for sampler {sampler_id!r}; allowed: {allowed}"
+        )
     resolved = dict(defaults)
     for key, value in params.items():
         if value is None:
@@ -162,8 +170,15 @@ class BatchSampler(torch.utils.data.Sampler[list[int]], abc.ABC):
     of every training sample), ``class_counts`` (``{class: count}`` of the classes present).
     """
 
-    def __init__(self, sampler_id: str, classes: np.ndarray, batch_size: int, seed: int, params: dict,
-                 num_epochs: int | None = None):
+    def __init__(
+        self,
+        sampler_id: str,
+        classes: np.ndarray,
+        batch_size: int,
+        seed: int,
+        params: dict,
+        num_epochs: int | None = None,
+    ):
         super().__init__()
         self.num_epochs = num_epochs
         self.sampler_id = sampler_id
@@ -197,8 +212,10 @@ class BatchSampler(torch.utils.data.Sampler[list[int]], abc.ABC):
         return math.ceil(self.num_samples / self.batch_size)
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(sampler_id={self.sampler_id!r}, batch_size={self.batch_size}, "
-                f"seed={self.seed}, epoch={self.epoch}, params={self.params})")
+        return (
+            f"{type(self).__name__}(sampler_id={self.sampler_id!r}, batch_size={self.batch_size}, "
+            f"seed={self.seed}, epoch={self.epoch}, params={self.params})"
+        )
 
 
 class _OrderedEpochSampler(BatchSampler):
@@ -213,7 +230,7 @@ class _OrderedEpochSampler(BatchSampler):
         pool = self._epoch_pool(epoch)
         order = _rng(self.seed, epoch, _STREAM_ORDER).permutation(pool.shape[0])
         flat = pool[order]
-        return [flat[i:i + self.batch_size] for i in range(0, flat.shape[0], self.batch_size)]
+        return [flat[i : i + self.batch_size] for i in range(0, flat.shape[0], self.batch_size)]
 
 
 class ShuffleSampler(_OrderedEpochSampler):
@@ -241,13 +258,19 @@ class _ImblearnSampler(_OrderedEpochSampler):
         if len(self.class_counts) == 1:  # nothing to balance; imbalanced-learn would raise here
             return np.arange(self.num_train, dtype=np.int64)
         # imbalanced-learn wants a legacy RandomState seed: derive a 32-bit one from (seed, draw).
-        state = int(np.random.SeedSequence([self.seed, draw, _STREAM_RESAMPLE]).generate_state(1)[0])
+        state = int(
+            np.random.SeedSequence([self.seed, draw, _STREAM_RESAMPLE]).generate_state(1)[0]
+        )
         if self.sampler_id == "ros":
             from imblearn.over_sampling import RandomOverSampler
+
             resampler = RandomOverSampler(sampling_strategy="auto", random_state=state)
         else:
             from imblearn.under_sampling import RandomUnderSampler
-            resampler = RandomUnderSampler(sampling_strategy="auto", replacement=False, random_state=state)
+
+            resampler = RandomUnderSampler(
+                sampling_strategy="auto", replacement=False, random_state=state
+            )
         dummy_x = np.arange(self.num_train, dtype=np.int64).reshape(-1, 1)
         resampler.fit_resample(dummy_x, self.classes)
         pool = np.asarray(resampler.sample_indices_, dtype=np.int64)
@@ -265,8 +288,10 @@ class BalancedBatchSampler(BatchSampler):
         super().__init__(*args)
         n_classes = len(self.class_counts)
         if self.batch_size < n_classes:
-            raise ValueError(f"batch_balanced needs batch_size >= number of classes present "
-                             f"({n_classes}), got batch_size={self.batch_size}")
+            raise ValueError(
+                f"batch_balanced needs batch_size >= number of classes present "
+                f"({n_classes}), got batch_size={self.batch_size}"
+            )
         self.num_batches = math.ceil(self.num_train / self.batch_size)
         self.num_samples = self.num_batches * self.batch_size
 
@@ -312,8 +337,10 @@ class DeferredResampler(_OrderedEpochSampler):
         from .losses import drw_switch_epoch
 
         if self.num_epochs is None:
-            raise ValueError("sampler 'drs' needs num_epochs (the training length) to place its switch "
-                             "from plain to class-balanced sampling")
+            raise ValueError(
+                "sampler 'drs' needs num_epochs (the training length) to place its switch "
+                "from plain to class-balanced sampling"
+            )
         return drw_switch_epoch(self.num_epochs, self.params["drs_start"])
 
     def resampling(self, epoch: int | None = None) -> bool:
@@ -326,7 +353,9 @@ class DeferredResampler(_OrderedEpochSampler):
         if not self.resampling(epoch):
             return np.arange(self.num_train, dtype=np.int64)
         rng = _rng(self.seed, epoch, _STREAM_RESAMPLE)
-        return rng.choice(self.num_train, size=self.num_train, replace=True, p=self._draw_p).astype(np.int64)
+        return rng.choice(self.num_train, size=self.num_train, replace=True, p=self._draw_p).astype(
+            np.int64
+        )
 
 
 _SAMPLER_CLASSES = {
@@ -338,8 +367,9 @@ _SAMPLER_CLASSES = {
 }
 
 
-def make_batch_sampler(sampler_id: str, labels, batch_size: int, seed: int, num_epochs: int | None = None,
-                       **params) -> BatchSampler:
+def make_batch_sampler(
+    sampler_id: str, labels, batch_size: int, seed: int, num_epochs: int | None = None, **params
+) -> BatchSampler:
     """Build the batch sampler ``sampler_id`` over training ``labels``.
 
     Args:

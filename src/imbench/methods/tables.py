@@ -23,32 +23,75 @@ _SINGLE = ("multiclass", "binary")
 _GAMMA = Param("float", 2.0, lo=0.0, nullable=True, doc="focusing parameter γ of (1 - p_t)^γ")
 _MAX_M = Param("float", 0.5, lo=0.0, lo_open=True, nullable=True, doc="largest LDAM margin")
 _S = Param("float", 30.0, lo=0.0, lo_open=True, nullable=True, doc="LDAM logit scale")
-_CB_BETA = Param("float", 0.9999, lo=0.0, hi=1.0, hi_open=True, nullable=True,
-                 doc="class-balanced weights' β of (1 - β)/(1 - β^n)")
-_SOFTMAX_ALPHA = Param("floats", None, lo=0.0, size="classes", nullable=True,
-                       doc="per-class α_t weights; null = no α")
+_CB_BETA = Param(
+    "float",
+    0.9999,
+    lo=0.0,
+    hi=1.0,
+    hi_open=True,
+    nullable=True,
+    doc="class-balanced weights' β of (1 - β)/(1 - β^n)",
+)
+_SOFTMAX_ALPHA = Param(
+    "floats", None, lo=0.0, size="classes", nullable=True, doc="per-class α_t weights; null = no α"
+)
 LOSS_PARAMS: dict[str, dict[str, Param]] = {
     "ce": {},
     "cost_sensitive": {},
     "bwcce": {},
     "focal": {
         "gamma": _GAMMA,
-        "alpha": Param(("float", "floats"), None, lo=0.0, nullable=True, literals=(-1,), doc="focal α", by_kind={
-            "multiclass": _SOFTMAX_ALPHA,
-            "binary": _SOFTMAX_ALPHA,
-            "multilabel": Param("float", None, lo=0.0, hi=1.0, literals=(-1,), nullable=True,
-                                doc="torchvision sigmoid focal α; -1 = no α; null = 0.25"),
-        }),
+        "alpha": Param(
+            ("float", "floats"),
+            None,
+            lo=0.0,
+            nullable=True,
+            literals=(-1,),
+            doc="focal α",
+            by_kind={
+                "multiclass": _SOFTMAX_ALPHA,
+                "binary": _SOFTMAX_ALPHA,
+                "multilabel": Param(
+                    "float",
+                    None,
+                    lo=0.0,
+                    hi=1.0,
+                    literals=(-1,),
+                    nullable=True,
+                    doc="torchvision sigmoid focal α; -1 = no α; null = 0.25",
+                ),
+            },
+        ),
     },
     "ldam": {"max_m": _MAX_M, "s": _S},
-    "ldam_drw": {"max_m": _MAX_M, "s": _S, "beta": _CB_BETA,
-                 "drw_start": Param("float", 0.8, lo=0.0, hi=1.0, nullable=True,
-                                    doc="share of the epochs before re-weighting starts")},
-    "lmf": {"alpha": Param("float", 1.0, lo=0.0, nullable=True, literals=("paper",), doc="weight of LDAM"),
-            "beta": Param("float", 1.0, lo=0.0, nullable=True, literals=("paper",), doc="weight of focal"),
-            "gamma": replace(_GAMMA, default=1.5), "max_m": _MAX_M, "s": _S},
+    "ldam_drw": {
+        "max_m": _MAX_M,
+        "s": _S,
+        "beta": _CB_BETA,
+        "drw_start": Param(
+            "float",
+            0.8,
+            lo=0.0,
+            hi=1.0,
+            nullable=True,
+            doc="share of the epochs before re-weighting starts",
+        ),
+    },
+    "lmf": {
+        "alpha": Param(
+            "float", 1.0, lo=0.0, nullable=True, literals=("paper",), doc="weight of LDAM"
+        ),
+        "beta": Param(
+            "float", 1.0, lo=0.0, nullable=True, literals=("paper",), doc="weight of focal"
+        ),
+        "gamma": replace(_GAMMA, default=1.5),
+        "max_m": _MAX_M,
+        "s": _S,
+    },
     "cw_focal": {"gamma": _GAMMA},
-    "logit_adjustment": {"tau": Param("float", 1.0, nullable=True, doc="scale τ of log π added to the logits")},
+    "logit_adjustment": {
+        "tau": Param("float", 1.0, nullable=True, doc="scale τ of log π added to the logits")
+    },
     "cb_focal": {"beta": _CB_BETA, "gamma": replace(_GAMMA, default=1.0)},
     # The LMF paper's Focal and LDAM baselines as its official code builds them (Adnan-Sadi/LMFLOSS
     # train.py): both take the LDAM margins m_c = max_m (n_min/n_c)^(1/4) as class weights.
@@ -60,9 +103,18 @@ LOSS_PARAMS: dict[str, dict[str, Param]] = {
     "cb_ce": {"beta": _CB_BETA},
     # VS loss (Kini et al. 2021): the defaults of the official VSLoss (orparask/VS-Loss, losses.py:
     # ``VSLoss(cls_num_list, gamma=0.3, tau=1.0)``).
-    "vs_loss": {"gamma": Param("float", 0.3, lo=0.0, nullable=True,
-                               doc="exponent γ of the multiplicative scale Δ_c = (n_c/n_max)^γ"),
-                "tau": Param("float", 1.0, nullable=True, doc="scale τ of the additive shift ι_c = τ log π_c")},
+    "vs_loss": {
+        "gamma": Param(
+            "float",
+            0.3,
+            lo=0.0,
+            nullable=True,
+            doc="exponent γ of the multiplicative scale Δ_c = (n_c/n_max)^γ",
+        ),
+        "tau": Param(
+            "float", 1.0, nullable=True, doc="scale τ of the additive shift ι_c = τ log π_c"
+        ),
+    },
 }
 
 #: Loss id -> its parameters with their defaults.
@@ -70,12 +122,18 @@ LOSS_DEFAULTS: dict[str, dict[str, object]] = {
     loss: {name: p.default for name, p in params.items()} for loss, params in LOSS_PARAMS.items()
 }
 
+
 def check_loss_params(loss_id: str, params: dict[str, object]) -> None:
     """Rules that tie a loss's parameters together (``params``: the parameters given, each already
     checked on its own; missing ones take their default). Raises ``ValueError``."""
-    values = {**LOSS_DEFAULTS.get(loss_id, {}), **{k: v for k, v in params.items() if v is not None}}
+    values = {
+        **LOSS_DEFAULTS.get(loss_id, {}),
+        **{k: v for k, v in params.items() if v is not None},
+    }
     if loss_id == "lmf" and values["alpha"] == 0.0 and values["beta"] == 0.0:
-        raise ValueError("parameters 'alpha' and 'beta' of loss 'lmf' are both 0; at least one must be > 0")
+        raise ValueError(
+            "parameters 'alpha' and 'beta' of loss 'lmf' are both 0; at least one must be > 0"
+        )
 
 
 #: Loss id -> the task kinds where the loss has a meaning.
@@ -138,28 +196,54 @@ LMF_PAPER_ALPHA_BETA: dict[tuple[str, str], tuple[float, float]] = {
 #: sampler id -> its parameters (``None`` given for a parameter = its default).
 SAMPLER_PARAMS: dict[str, dict[str, Param]] = {
     "shuffle": {},
-    "ros": {"redraw": Param("bool", False, nullable=True, doc="draw a new resampled pool every epoch")},
-    "rus": {"redraw": Param("bool", False, nullable=True, doc="draw a new resampled pool every epoch")},
+    "ros": {
+        "redraw": Param("bool", False, nullable=True, doc="draw a new resampled pool every epoch")
+    },
+    "rus": {
+        "redraw": Param("bool", False, nullable=True, doc="draw a new resampled pool every epoch")
+    },
     "batch_balanced": {},
     # Deferred re-sampling (Cao et al. 2019): the switch point is declared like ldam_drw's
     # drw_start, and the re-sampling draws by kaidic/LDAM-DRW's ImbalancedDatasetSampler weights.
-    "drs": {"drs_start": Param("float", 0.8, lo=0.0, hi=1.0, nullable=True,
-                               doc="share of the epochs before class-balanced re-sampling starts"),
-            "beta": _CB_BETA},
+    "drs": {
+        "drs_start": Param(
+            "float",
+            0.8,
+            lo=0.0,
+            hi=1.0,
+            nullable=True,
+            doc="share of the epochs before class-balanced re-sampling starts",
+        ),
+        "beta": _CB_BETA,
+    },
 }
 SAMPLER_DEFAULTS: dict[str, dict[str, object]] = {
-    sampler: {name: p.default for name, p in params.items()} for sampler, params in SAMPLER_PARAMS.items()
+    sampler: {name: p.default for name, p in params.items()}
+    for sampler, params in SAMPLER_PARAMS.items()
 }
 
 #: post-hoc rule id -> its parameters (``None`` given for a parameter = its default).
 POSTHOC_PARAMS: dict[str, dict[str, Param]] = {
     "thresholding": {
         "tau": Param("float", 1.0, nullable=True, doc="prior-correction exponent (multiclass)"),
-        "beta": Param("float", 1.0, lo=0.0, lo_open=True, nullable=True, doc="β of the F-β the thresholds maximise"),
+        "beta": Param(
+            "float",
+            1.0,
+            lo=0.0,
+            lo_open=True,
+            nullable=True,
+            doc="β of the F-β the thresholds maximise",
+        ),
     },
     "la_posthoc": {
-        "tau": Param("float", 1.0, lo=0.0, nullable=True, literals=("fit",),
-                     doc="scale τ of the log π taken off the logits; 'fit' = chosen on validation"),
+        "tau": Param(
+            "float",
+            1.0,
+            lo=0.0,
+            nullable=True,
+            literals=("fit",),
+            doc="scale τ of the log π taken off the logits; 'fit' = chosen on validation",
+        ),
     },
 }
 
