@@ -31,8 +31,9 @@ from datasets_server import (
 )
 from PIL import Image
 
+from imbench.data import dermamnist, extract, fetch, ham10000, isic2019, odir, staging
 from imbench.data import download as dl
-from imbench.data import isic2019, odir
+from imbench.data.errors import DownloadError
 from imbench.data.ham10000 import DatasetError
 from imbench.data.tasks import get_task
 
@@ -45,11 +46,11 @@ def server():
         yield s
 
 
-def _opts(tmp_path, **kw) -> dl.Options:
+def _opts(tmp_path, **kw) -> staging.Options:
     kw.setdefault("retries", 1)
     kw.setdefault("progress", False)
     kw.setdefault("published_counts", False)
-    return dl.Options(downloads=tmp_path / "downloads", **kw)
+    return staging.Options(downloads=tmp_path / "downloads", **kw)
 
 
 def _leftovers(folder: Path) -> list[str]:
@@ -63,7 +64,7 @@ def _leftovers(folder: Path) -> list[str]:
 def test_fetch_verifies_checksum_and_leaves_no_temporary_files(server, tmp_path):
     data = b"x" * 50_000
     url = server.add("/f/data.bin", data)
-    path = dl.fetch_file(
+    path = fetch.fetch_file(
         "data.bin",
         [url],
         tmp_path,
@@ -74,7 +75,7 @@ def test_fetch_verifies_checksum_and_leaves_no_temporary_files(server, tmp_path)
     assert path.read_bytes() == data
     assert _leftovers(tmp_path) == []
     # a second call reuses the verified file without a request
-    dl.fetch_file(
+    fetch.fetch_file(
         "data.bin",
         [url],
         tmp_path,
@@ -89,7 +90,7 @@ def test_truncated_download_resumes_with_a_range_request(server, tmp_path):
     data = bytes(range(256)) * 4096  # 1 MiB; the server stops after half
     url = server.add("/f/big.bin", data)
     server.fail("/f/big.bin", "truncate")
-    path = dl.fetch_file(
+    path = fetch.fetch_file(
         "big.bin",
         [url],
         tmp_path,
@@ -108,13 +109,13 @@ def test_persistent_truncation_is_one_error_and_the_next_run_resumes(server, tmp
     data = b"abcdefgh" * 100_000
     url = server.add("/f/t.bin", data)
     server.fail("/f/t.bin", "truncate", "truncate")
-    with pytest.raises(dl.DownloadError) as err:
-        dl.fetch_file("t.bin", [url], tmp_path, retries=1, progress=False)
+    with pytest.raises(DownloadError) as err:
+        fetch.fetch_file("t.bin", [url], tmp_path, retries=1, progress=False)
     msg = str(err.value)
     assert "\n" not in msg and url in msg and "t.bin" in msg
     assert not (tmp_path / "t.bin").exists()  # never under the final name
     assert (tmp_path / ".t.bin.part").exists()  # kept for the next run
-    path = dl.fetch_file("t.bin", [url], tmp_path, retries=0, progress=False)
+    path = fetch.fetch_file("t.bin", [url], tmp_path, retries=0, progress=False)
     assert path.read_bytes() == data
     assert server.requests_of("/f/t.bin")[-1] is not None  # resumed, not restarted
     assert _leftovers(tmp_path) == []
@@ -122,8 +123,8 @@ def test_persistent_truncation_is_one_error_and_the_next_run_resumes(server, tmp
 
 def test_wrong_checksum_is_one_error_and_nothing_is_kept(server, tmp_path):
     url = server.add("/f/c.bin", b"payload")
-    with pytest.raises(dl.DownloadError) as err:
-        dl.fetch_file(
+    with pytest.raises(DownloadError) as err:
+        fetch.fetch_file(
             "c.bin", [url], tmp_path, known_hash="md5:" + "0" * 32, retries=0, progress=False
         )
     msg = str(err.value)
@@ -135,7 +136,7 @@ def test_http_404_tries_the_next_mirror_and_500_is_retried(server, tmp_path):
     good = server.add("/b/m.bin", b"mirror")
     missing = server.url + "/a/m.bin"
     server.fail("/b/m.bin", "500")
-    path = dl.fetch_file("m.bin", [missing, good], tmp_path, retries=1, progress=False)
+    path = fetch.fetch_file("m.bin", [missing, good], tmp_path, retries=1, progress=False)
     assert path.read_bytes() == b"mirror"
     assert len(server.requests_of("/a/m.bin")) == 1  # a 404 is not retried
     assert len(server.requests_of("/b/m.bin")) == 2  # a 500 is
@@ -144,8 +145,8 @@ def test_http_404_tries_the_next_mirror_and_500_is_retried(server, tmp_path):
 def test_http_errors_on_every_mirror_name_each_url(server, tmp_path):
     server.add("/b/e.bin", b"x")
     server.fail("/b/e.bin", "500", "500")
-    with pytest.raises(dl.DownloadError) as err:
-        dl.fetch_file(
+    with pytest.raises(DownloadError) as err:
+        fetch.fetch_file(
             "e.bin",
             [server.url + "/a/e.bin", server.url + "/b/e.bin"],
             tmp_path,
@@ -180,8 +181,8 @@ def test_unsafe_zip_member_stops_extraction_before_anything_is_written(tmp_path,
     archive = tmp_path / "a.zip"
     archive.write_bytes(make_zip({"ok/ISIC_0000001.jpg": b"jpg", name: b"evil"}))
     dest = tmp_path / "out"
-    with pytest.raises(dl.DownloadError) as err:
-        dl.safe_extract(archive, dest, dl.flatten_images())
+    with pytest.raises(DownloadError) as err:
+        extract.safe_extract(archive, dest, extract.flatten_images())
     assert (
         "\n" not in str(err.value)
         and repr(name) in str(err.value)
@@ -193,8 +194,8 @@ def test_unsafe_zip_member_stops_extraction_before_anything_is_written(tmp_path,
 def test_links_pointing_outside_are_refused_and_inner_links_skipped(tmp_path):
     link = tarfile.TarInfo("images/x.jpg")
     link.type, link.linkname = tarfile.SYMTYPE, "../../etc/passwd"
-    with pytest.raises(dl.DownloadError, match="outside the archive"):
-        dl.safe_extract(_tar_with(tmp_path, link), tmp_path / "out", dl.flatten_images())
+    with pytest.raises(DownloadError, match="outside the archive"):
+        extract.safe_extract(_tar_with(tmp_path, link), tmp_path / "out", extract.flatten_images())
     # a zip symlink (mode in external_attr) pointing outside
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
@@ -202,8 +203,8 @@ def test_links_pointing_outside_are_refused_and_inner_links_skipped(tmp_path):
         info.external_attr = 0o120777 << 16
         zf.writestr(info, "/etc/passwd")
     (tmp_path / "l.zip").write_bytes(buf.getvalue())
-    with pytest.raises(dl.DownloadError, match="outside the archive"):
-        dl.safe_extract(tmp_path / "l.zip", tmp_path / "out2", dl.flatten_images())
+    with pytest.raises(DownloadError, match="outside the archive"):
+        extract.safe_extract(tmp_path / "l.zip", tmp_path / "out2", extract.flatten_images())
     # a link inside the archive is harmless but never created; non-images are skipped
     inner = tarfile.TarInfo("d/link.jpg")
     inner.type, inner.linkname = tarfile.SYMTYPE, "real.jpg"
@@ -218,7 +219,7 @@ def test_links_pointing_outside_are_refused_and_inner_links_skipped(tmp_path):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tf.addfile(info, io.BytesIO(data))
-    out = dl.safe_extract(path, tmp_path / "out3", dl.flatten_images())
+    out = extract.safe_extract(path, tmp_path / "out3", extract.flatten_images())
     assert [p.name for p in out] == ["real.jpg"]
     assert sorted(p.name for p in (tmp_path / "out3" / "images").iterdir()) == ["real.jpg"]
 
@@ -227,18 +228,18 @@ def test_truncated_archive_is_deleted_with_one_error(tmp_path):
     archive = tmp_path / "a.zip"
     data = make_zip({f"x/ISIC_{i:07d}.jpg": bytes(1000) for i in range(3)})
     archive.write_bytes(data[: len(data) // 2])
-    with pytest.raises(dl.DownloadError, match="corrupt .*deleted it"):
-        dl.safe_extract(archive, tmp_path / "out", dl.flatten_images())
+    with pytest.raises(DownloadError, match="corrupt .*deleted it"):
+        extract.safe_extract(archive, tmp_path / "out", extract.flatten_images())
     assert not archive.exists()
 
 
 def test_id_set_check_names_missing_and_extra_images():
     with pytest.raises(
-        dl.DownloadError, match=r"1 image\(s\) listed in meta.csv are missing, first \['b'\]"
+        DownloadError, match=r"1 image\(s\) listed in meta.csv are missing, first \['b'\]"
     ):
-        dl.check_id_set(["a"], ["a", "b"], "x.zip", "meta.csv")
-    with pytest.raises(dl.DownloadError, match=r"not listed in meta.csv, first \['c'\]"):
-        dl.check_id_set(["a", "c"], ["a"], "x.zip", "meta.csv")
+        staging.check_id_set(["a"], ["a", "b"], "x.zip", "meta.csv")
+    with pytest.raises(DownloadError, match=r"not listed in meta.csv, first \['c'\]"):
+        staging.check_id_set(["a", "c"], ["a"], "x.zip", "meta.csv")
 
 
 # --------------------------------------------------------------------------------- HAM10000
@@ -316,17 +317,17 @@ def test_ham10000_published_counts_and_metadata_from_isic(server, tmp_path):
         "/dataverse/api/datasets/:persistentId/?persistentId=doi:10.7910/DVN/DBW86T", "500", "500"
     )
     opts = _opts(tmp_path, published_counts=True)
-    with pytest.raises(dl.DownloadError, match="pass --metadata-from-isic"):
-        dl.prepare_ham10000(tmp_path / "raw", opts, remote["base_urls"], remote["dataverse"])
+    with pytest.raises(DownloadError, match="pass --metadata-from-isic"):
+        ham10000.prepare(tmp_path / "raw", opts, remote["base_urls"], remote["dataverse"])
     # the fallback metadata: ISIC 2018 ground truth + lesion groupings; the miniature fails the published counts
     with pytest.raises(
-        dl.DownloadError,
+        DownloadError,
         match=r"counts differ from the published ones: rows 59 \(published 10015\)",
     ):
-        dl.prepare_ham10000(tmp_path / "raw", opts, remote["base_urls"], metadata_from_isic=True)
+        ham10000.prepare(tmp_path / "raw", opts, remote["base_urls"], metadata_from_isic=True)
     assert not (tmp_path / "raw").exists()
     opts.published_counts = False
-    dl.prepare_ham10000(tmp_path / "raw", opts, remote["base_urls"], metadata_from_isic=True)
+    ham10000.prepare(tmp_path / "raw", opts, remote["base_urls"], metadata_from_isic=True)
     meta = pd.read_csv(tmp_path / "raw" / "HAM10000_metadata.csv")
     assert len(meta) == len(remote["meta"]) and set(meta.sex) == {"unknown"}
     assert len(get_task("ham10000_mel").build(tmp_path / "raw")) == len(meta)
@@ -338,7 +339,7 @@ def test_ham10000_published_counts_and_metadata_from_isic(server, tmp_path):
 def test_isic2019_download_and_index(server, tmp_path, capsys):
     remote = isic2019_remote(server)
     out = tmp_path / "raw" / "isic2019"
-    dl.prepare_isic2019(out, _opts(tmp_path), remote["base_urls"])
+    isic2019.prepare(out, _opts(tmp_path), remote["base_urls"])
     # the sample is not the published file: a warning, then the content checks
     assert "a third party reported aa88e963" in capsys.readouterr().err
     index, excl = get_task("isic2019").build(out)
@@ -359,7 +360,7 @@ def test_isic2019_bad_row_is_one_error_naming_the_line(server, tmp_path):
     lines[3] = lines[3].replace(b"0.0", b"1.0", 1)  # two labels on line 4
     isic2019_remote(server, truth_bytes=b"\r\n".join(lines))
     with pytest.raises(DatasetError, match=r"line 4: ISIC_\d{7}\S* is not one-hot"):
-        dl.prepare_isic2019(tmp_path / "raw", _opts(tmp_path), [server.url + "/isic/2019"])
+        isic2019.prepare(tmp_path / "raw", _opts(tmp_path), [server.url + "/isic/2019"])
 
 
 def test_isic2019_archive_with_a_parent_member_is_refused(server, tmp_path):
@@ -373,9 +374,9 @@ def test_isic2019_archive_with_a_parent_member_is_refused(server, tmp_path):
     server.add(zip_path, make_zip(members))
     out = tmp_path / "raw" / "isic2019"
     with pytest.raises(
-        dl.DownloadError, match=r"member '.*\.\./\.\./ISIC_0000000.jpg' has a '\.\.' component"
+        DownloadError, match=r"member '.*\.\./\.\./ISIC_0000000.jpg' has a '\.\.' component"
     ):
-        dl.prepare_isic2019(out, _opts(tmp_path), remote["base_urls"])
+        isic2019.prepare(out, _opts(tmp_path), remote["base_urls"])
     assert not out.exists() and list(out.parent.iterdir()) == []
     assert not (tmp_path / "ISIC_0000000.jpg").exists()
 
@@ -418,7 +419,7 @@ def test_odir_mirror_zip_to_all_three_framings(server, tmp_path, no_kaggle):
         "/odir/ocular-disease-recognition-odir5k.zip", make_zip(odir_members(tmp_path / "x"))
     )
     out = tmp_path / "raw" / "odir"
-    dl.prepare_odir(out, _opts(tmp_path), [server.url + "/odir"])
+    odir.prepare(out, _opts(tmp_path), [server.url + "/odir"])
     names = sorted(p.name for p in (out / "images").iterdir())
     assert (
         len(names) == 22 and "937_left.jpg" not in names
@@ -464,7 +465,7 @@ def test_odir_mirror_zip_to_all_three_framings(server, tmp_path, no_kaggle):
 def test_odir_manual_oia_folder_derives_per_eye_labels(tmp_path, no_kaggle):
     odir_oia_tree(tmp_path / "downloads", size=(1444, 1444))
     out = tmp_path / "raw" / "odir"
-    dl.prepare_odir(out, _opts(tmp_path))
+    odir.prepare(out, _opts(tmp_path))
     assert not (out / "full_df.csv").exists()
     eye, excl = get_task("odir_eye").build(out)
     full = pd.read_csv(FIXTURES / "ODIR_full_df_sample.csv")
@@ -515,8 +516,8 @@ def test_odir_through_the_kaggle_api(tmp_path, monkeypatch):
     monkeypatch.setenv("KAGGLE_USERNAME", "someone")
     monkeypatch.setenv("KAGGLE_KEY", "secret")
     out = tmp_path / "raw" / "odir"
-    dl.prepare_odir(out, _opts(tmp_path))
-    assert calls == [dl.ODIR_KAGGLE_DATASET]
+    odir.prepare(out, _opts(tmp_path))
+    assert calls == [odir.KAGGLE_DATASET]
     assert len(list((out / "images").iterdir())) == 22
 
 
@@ -527,10 +528,10 @@ def test_dermamnist_md5_then_png_tree_and_index(server, tmp_path):
     data = dermamnist_npz()
     server.add("/zenodo/dermamnist.npz?download=1", data)
     base = [server.url + "/zenodo"]
-    with pytest.raises(dl.DownloadError, match="md5 checksum mismatch: expected md5:0744692d"):
-        dl.prepare_dermamnist(tmp_path / "raw", _opts(tmp_path), size=28, base_urls=base)
+    with pytest.raises(DownloadError, match="md5 checksum mismatch: expected md5:0744692d"):
+        dermamnist.prepare(tmp_path / "raw", _opts(tmp_path), size=28, base_urls=base)
     opts = _opts(tmp_path, hashes={"dermamnist.npz": "md5:" + hashlib.md5(data).hexdigest()})
-    dl.prepare_dermamnist(tmp_path / "raw", opts, size=28, base_urls=base)
+    dermamnist.prepare(tmp_path / "raw", opts, size=28, base_urls=base)
     index, excl = get_task("dermamnist").build(tmp_path / "raw")
     assert index.official_split.value_counts().to_dict() == {"train": 14, "val": 7, "test": 7}
     assert excl.empty and (index.group == index.image_id).all()
@@ -538,9 +539,9 @@ def test_dermamnist_md5_then_png_tree_and_index(server, tmp_path):
     with Image.open(tmp_path / "raw" / index.path[3]) as img:
         assert (np.asarray(img) == arrays["train_images"][3]).all()  # lossless
     with pytest.raises(DatasetError, match="train has 14 images, expected 7007"):
-        dl.prepare_dermamnist(
+        dermamnist.prepare(
             tmp_path / "raw2",
-            dl.Options(downloads=opts.downloads, hashes=opts.hashes, progress=False),
+            staging.Options(downloads=opts.downloads, hashes=opts.hashes, progress=False),
             size=28,
             base_urls=base,
         )
@@ -554,7 +555,7 @@ def test_cli_args_from_config_and_unknown_keys():
         "dermamnist", {"size": 64, "base_urls": ["http://m/x"], "published_counts": False}
     ) == ["--base-url", "http://m/x", "--size", "64", "--no-published-counts"]
     assert dl.cli_args("ham10000", None) == []
-    with pytest.raises(dl.DownloadError, match="download.odir: unknown key"):
+    with pytest.raises(DownloadError, match="download.odir: unknown key"):
         dl.cli_args("odir", {"size": 64})
     args = dl.get_args_parser().parse_args(
         [
@@ -604,7 +605,7 @@ def _shared(name: str) -> Path:
 def test_real_ham10000_metadata_passes_the_published_checks():
     from imbench.data import ham10000
 
-    dl._check_ham_published(
+    ham10000._check_ham_published(
         ham10000.read_metadata(_shared("HAM10000_metadata.csv")), SHARED / "HAM10000_metadata.csv"
     )
 
@@ -612,12 +613,12 @@ def test_real_ham10000_metadata_passes_the_published_checks():
 def test_real_isic2019_files_match_the_published_counts():
     truth = isic2019.read_ground_truth(_shared("ISIC_2019_Training_GroundTruth.csv"))
     meta = isic2019.read_metadata(_shared("ISIC_2019_Training_Metadata.csv"), truth)
-    dl.check_counts("gt", {"rows": len(truth)}, {"rows": isic2019.PUBLISHED_ROWS})
-    dl.check_counts("gt", truth.label_name.value_counts().to_dict(), isic2019.PUBLISHED_COUNTS)
+    staging.check_counts("gt", {"rows": len(truth)}, {"rows": isic2019.PUBLISHED_ROWS})
+    staging.check_counts("gt", truth.label_name.value_counts().to_dict(), isic2019.PUBLISHED_COUNTS)
     assert (meta.lesion_id == "").sum() == 2084 and truth.image.str.endswith(
         "_downsampled"
     ).sum() == 2074
-    assert dl.file_hash(SHARED / ISIC_GT) == dl.REPORTED_HASHES[ISIC_GT].split(":")[1]
+    assert fetch.file_hash(SHARED / ISIC_GT) == isic2019.REPORTED_HASHES[ISIC_GT].split(":")[1]
 
 
 def test_real_odir_workbook_and_full_df_match_the_published_counts():
@@ -668,8 +669,8 @@ def test_zip_bomb_member_is_refused_before_anything_is_written_and_deleted(tmp_p
     )  # 32 MiB of zeros
     assert archive.stat().st_size < 100_000
     dest = tmp_path / "out"
-    with pytest.raises(dl.DownloadError) as err:
-        dl.safe_extract(archive, dest, dl.flatten_images())
+    with pytest.raises(DownloadError) as err:
+        extract.safe_extract(archive, dest, extract.flatten_images())
     msg = str(err.value)
     assert (
         "\n" not in msg
@@ -687,11 +688,11 @@ def test_member_declaring_gigabytes_is_refused(tmp_path):
     data = make_zip({"x/ISIC_0000001.jpg": b"jpg", "x/ISIC_0000002.jpg": b"small"})
     archive.write_bytes(_patch_declared_size(data, "x/ISIC_0000002.jpg", 3_900_000_000))
     with pytest.raises(
-        dl.DownloadError,
+        DownloadError,
         match=r"big\.zip: member 'x/ISIC_0000002\.jpg' declares 3,900,000,000 "
         r"bytes, more than",
     ):
-        dl.safe_extract(archive, tmp_path / "out", dl.flatten_images(), discard=False)
+        extract.safe_extract(archive, tmp_path / "out", extract.flatten_images(), discard=False)
     assert (
         not (tmp_path / "out").exists() and archive.exists()
     )  # discard=False: a file placed by hand stays
@@ -707,9 +708,9 @@ def test_whole_archive_ratio_is_checked_for_compressed_tars(tmp_path):
             info.size = 1 << 20
             tf.addfile(info, io.BytesIO(bytes(info.size)))
     with pytest.raises(
-        dl.DownloadError, match=r"a\.tar\.gz: its members declare 8,388,608 bytes in all .*bomb"
+        DownloadError, match=r"a\.tar\.gz: its members declare 8,388,608 bytes in all .*bomb"
     ):
-        dl.safe_extract(path, tmp_path / "out", dl.flatten_images())
+        extract.safe_extract(path, tmp_path / "out", extract.flatten_images())
     assert not (tmp_path / "out").exists()
 
 
@@ -721,13 +722,13 @@ def test_member_larger_than_declared_is_stopped_at_its_declared_size(tmp_path):
     archive.write_bytes(
         _patch_declared_size(data, "x/ISIC_0000001.jpg", 1000)
     )  # really 102,400 bytes
-    with pytest.raises(dl.DownloadError, match="lie.zip: .*deleted") as err:
-        dl.safe_extract(archive, tmp_path / "out", dl.flatten_images())
+    with pytest.raises(DownloadError, match="lie.zip: .*deleted") as err:
+        extract.safe_extract(archive, tmp_path / "out", extract.flatten_images())
     assert "\n" not in str(err.value)
     assert not list((tmp_path / "out").rglob("*.jpg"))  # the partial member is not left behind
     # the bounded copy itself: a stream yielding more than declared stops one chunk past the limit
-    with pytest.raises(dl._Refused, match="more than the 10 bytes it declares"):
-        dl._copy_bounded(io.BytesIO(bytes(10_000)), tmp_path / "t.bin", 10, "t.bin")
+    with pytest.raises(extract._Refused, match="more than the 10 bytes it declares"):
+        extract._copy_bounded(io.BytesIO(bytes(10_000)), tmp_path / "t.bin", 10, "t.bin")
     assert not (tmp_path / "t.bin").exists()
 
 
@@ -745,10 +746,10 @@ def test_symlink_member_body_is_never_read_whole(tmp_path):
     tracemalloc.start()
     try:
         with pytest.raises(
-            dl.DownloadError, match=r"l\.zip: member 'a/link\.jpg' is a link whose target declares"
+            DownloadError, match=r"l\.zip: member 'a/link\.jpg' is a link whose target declares"
         ):
-            dl.safe_extract(
-                tmp_path / "l.zip", tmp_path / "out", dl.flatten_images(), discard=False
+            extract.safe_extract(
+                tmp_path / "l.zip", tmp_path / "out", extract.flatten_images(), discard=False
             )
         peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -767,9 +768,9 @@ def test_symlink_member_body_is_never_read_whole(tmp_path):
         info = tarfile.TarInfo("d/ISIC_0000001.jpg")
         info.size = 3
         tf.addfile(info, io.BytesIO(b"jpg"))
-    assert [p.name for p in dl.safe_extract(path, tmp_path / "out2", dl.flatten_images())] == [
-        "ISIC_0000001.jpg"
-    ]
+    assert [
+        p.name for p in extract.safe_extract(path, tmp_path / "out2", extract.flatten_images())
+    ] == ["ISIC_0000001.jpg"]
 
 
 def test_archive_needing_more_than_the_free_space_is_refused_and_kept(tmp_path, monkeypatch):
@@ -781,11 +782,11 @@ def test_archive_needing_more_than_the_free_space_is_refused_and_kept(tmp_path, 
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10 << 20, 10 << 20, 2000))
     with pytest.raises(
-        dl.DownloadError,
+        DownloadError,
         match=r"a\.zip: extracting 3 member\(s\) needs 3,000 bytes .* has 2,000 "
         r"bytes free; refusing to extract the archive$",
     ):
-        dl.safe_extract(archive, tmp_path / "out", dl.flatten_images())
+        extract.safe_extract(archive, tmp_path / "out", extract.flatten_images())
     assert archive.exists() and not (tmp_path / "out").exists()
 
 
@@ -797,14 +798,14 @@ def test_html_page_served_with_200_is_never_kept_and_the_rerun_fetches_the_file(
     gt_path = f"/isic/2019/{ISIC_GT}"
     server.fail(gt_path, "html")
     out = tmp_path / "raw" / "isic2019"
-    with pytest.raises(dl.DownloadError) as err:
-        dl.prepare_isic2019(out, _opts(tmp_path, retries=0), remote["base_urls"])
+    with pytest.raises(DownloadError) as err:
+        isic2019.prepare(out, _opts(tmp_path, retries=0), remote["base_urls"])
     msg = str(err.value)
     assert "\n" not in msg and ISIC_GT in msg and "HTML page" in msg
     assert (
         not (tmp_path / "downloads" / ISIC_GT).exists() and _leftovers(tmp_path / "downloads") == []
     )
-    dl.prepare_isic2019(
+    isic2019.prepare(
         out, _opts(tmp_path, retries=0), remote["base_urls"]
     )  # the server answers properly now
     assert (out / ISIC_GT).read_bytes() == server.files[gt_path]
@@ -816,11 +817,11 @@ def test_file_failing_its_content_check_is_deleted_and_the_rerun_fetches_it(serv
     server.fail(md_path, "json")  # an error message served with HTTP 200, not HTML
     out = tmp_path / "raw" / "isic2019"
     with pytest.raises(
-        dl.DownloadError, match=r"ISIC_2019_Training_Metadata\.csv: no data rows\).*deleted"
+        DownloadError, match=r"ISIC_2019_Training_Metadata\.csv: no data rows\).*deleted"
     ):
-        dl.prepare_isic2019(out, _opts(tmp_path, retries=0), remote["base_urls"])
+        isic2019.prepare(out, _opts(tmp_path, retries=0), remote["base_urls"])
     assert not (tmp_path / "downloads" / "ISIC_2019_Training_Metadata.csv").exists()
-    dl.prepare_isic2019(out, _opts(tmp_path, retries=0), remote["base_urls"])
+    isic2019.prepare(out, _opts(tmp_path, retries=0), remote["base_urls"])
     assert (out / "ISIC_2019_Training_Metadata.csv").read_bytes() == server.files[md_path]
 
 
@@ -830,7 +831,7 @@ def test_bad_file_left_by_an_older_version_is_replaced_on_the_next_run(server, t
     downloads.mkdir()
     (downloads / ISIC_GT).write_text("<!DOCTYPE html><html><body>Access denied</body></html>\n")
     out = tmp_path / "raw" / "isic2019"
-    dl.prepare_isic2019(out, _opts(tmp_path, retries=0), remote["base_urls"])
+    isic2019.prepare(out, _opts(tmp_path, retries=0), remote["base_urls"])
     assert (out / ISIC_GT).read_bytes() == server.files[f"/isic/2019/{ISIC_GT}"]
     assert len(server.requests_of(f"/isic/2019/{ISIC_GT}")) == 1
 
@@ -838,7 +839,7 @@ def test_bad_file_left_by_an_older_version_is_replaced_on_the_next_run(server, t
 def test_html_check_spares_files_named_html(server, tmp_path):
     url = server.add("/f/page.html", b"<html><body>ok</body></html>")
     assert (
-        dl.fetch_file("page.html", [url], tmp_path, retries=0, progress=False)
+        fetch.fetch_file("page.html", [url], tmp_path, retries=0, progress=False)
         .read_bytes()
         .startswith(b"<html>")
     )
@@ -848,7 +849,7 @@ def test_empty_temporary_file_of_a_killed_transfer_is_removed(server, tmp_path):
     url = server.add("/f/k.bin", b"data")
     (tmp_path / "tmpab_cd123").write_bytes(b"")  # what pooch leaves when its process is killed
     (tmp_path / "tmpkeep.txt").write_bytes(b"")  # not one of pooch's names: left alone
-    dl.fetch_file("k.bin", [url], tmp_path, retries=0, progress=False)
+    fetch.fetch_file("k.bin", [url], tmp_path, retries=0, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["k.bin", "tmpkeep.txt"]
 
 
@@ -858,6 +859,6 @@ def test_workbook_that_is_a_decompression_bomb_is_refused_before_parsing(tmp_pat
         {"[Content_Types].xml": b"<Types/>", "xl/worksheets/sheet1.xml": b" " * (16 << 20)},
     )
     with pytest.raises(
-        dl.DownloadError, match=r"data\.xlsx: member 'xl/worksheets/sheet1\.xml' inflates .*bomb"
+        DownloadError, match=r"data\.xlsx: member 'xl/worksheets/sheet1\.xml' inflates .*bomb"
     ):
         odir.read_annotations(book)

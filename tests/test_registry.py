@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from imbench.config import ConfigError, check_config
+from imbench.config import ConfigError, check_config, schema_with_plugins
+from imbench.data.registry import dataset_names
 from imbench.data.tasks import TASKS
 from imbench.methods import (
     METHODS,
@@ -32,7 +33,9 @@ CONFIG = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").re
 def test_schema_names_match_registries():
     props = SCHEMA["properties"]
     assert props["methods"]["items"]["enum"] == list(METHODS)
-    assert sorted(props["tasks"]["items"]["enum"]) == sorted(TASKS)
+    loaded = schema_with_plugins()["properties"]
+    assert loaded["tasks"]["items"]["enum"] == list(TASKS)
+    assert sorted(loaded["download"]["properties"]) == sorted(dataset_names())
     assert sorted(props["protocol"]["enum"]) == sorted(PROTOCOLS)
 
 

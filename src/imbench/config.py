@@ -124,7 +124,11 @@ def load_config_plugins(config: dict) -> list[dict]:
 
 
 def schema_with_plugins(schema_path: str | Path | None = None) -> dict:
-    """The configuration schema, its list of method names extended by the plug-ins' methods."""
+    """The configuration schema, its list of method names extended by the plug-ins' methods.
+
+    The allowed task names and ``download`` dataset names are those of the registries
+    (:data:`imbench.data.tasks.TASKS`, :func:`imbench.data.registry.dataset_names`).
+    """
     import yaml
 
     from .plugins import PLUGIN_LOSSES
@@ -135,7 +139,20 @@ def schema_with_plugins(schema_path: str | Path | None = None) -> dict:
     items = schema.get("properties", {}).get("methods", {}).get("items", {})
     if "enum" in items:
         items["enum"] = list(items["enum"]) + [m for m in PLUGIN_LOSSES if m not in items["enum"]]
+    _registry_names(schema)
     return schema
+
+
+def _registry_names(schema: dict) -> None:
+    """Fill the schema's task and download dataset names in from the registries."""
+    from .data.registry import dataset_names
+
+    props = schema.get("properties", {})
+    if "tasks" in props:
+        props["tasks"].setdefault("items", {})["enum"] = list(TASKS)
+    if "download" in props:
+        props["download"]["properties"] = {d: {"type": "object"} for d in dataset_names()}
+        props["download"]["additionalProperties"] = False
 
 
 # ----------------------------------------------------------------------------- package checks

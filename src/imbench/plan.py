@@ -73,76 +73,21 @@ def load_config(configfiles, base: str | Path | None = "config.yaml") -> dict:
 
 # ----------------------------------------------------------------------------- data set sizes
 
-#: Per task: (sampling-class counts of the whole task, official split sizes or None, provenance).
-#: The counts are the published ones (DATASETS.md, verified on the real metadata files) before the
-#: pipeline's own exclusions. For the multi-label ``odir`` task the classes are the sampling
-#: classes (each patient's rarest positive label, as the samplers use them).
-ODIR_PATIENT_SAMPLING_COUNTS = {
-    "N": 1139,
-    "D": 697,
-    "G": 186,
-    "C": 210,
-    "A": 160,
-    "H": 103,
-    "M": 171,
-    "O": 833,
-}
-DERMAMNIST_SPLIT = {"train": 7007, "val": 1003, "test": 2005}
-
 
 def task_counts(task: str, config: dict | None = None) -> tuple[dict[str, int], dict | None, str]:
-    """(class → image count, official split sizes or None, provenance) of ``task``."""
-    from .data import isic2019, odir
-    from .data.synthetic import HAM_COUNTS, class_counts
+    """(class → image count, official split sizes or None, provenance) of ``task``.
 
-    config = config or {}
-    ham_total = sum(HAM_COUNTS.values())
-    if task in ("synthetic", "synthetic_ml"):
-        n = int((config.get("synthetic") or {}).get("n_images", 2000))
-        return (
-            class_counts(n),
-            None,
-            f"generated: synthetic.n_images = {n} in HAM10000's proportions",
-        )
-    if task == "ham10000":
-        return dict(HAM_COUNTS), None, "HAM10000 metadata: 10,015 images"
-    if task == "ham10000_mel":
-        return (
-            {"rest": ham_total - HAM_COUNTS["mel"], "mel": HAM_COUNTS["mel"]},
-            None,
-            "HAM10000: 1,113 mel of 10,015",
-        )
-    if task == "isic2019":
-        return (
-            dict(isic2019.PUBLISHED_COUNTS),
-            None,
-            "ISIC 2019 training ground truth: 25,331 images",
-        )
-    if task == "odir_eye":
-        return dict(odir.PUBLISHED_EYE_COUNTS), None, "ODIR-5K full_df.csv framing: 6,392 eyes"
-    if task == "odir_glaucoma":
-        eyes = odir.PUBLISHED_EYE_COUNTS
-        return (
-            {"N": eyes["N"], "G": eyes["G"]},
-            None,
-            "ODIR-5K full_df.csv framing: 2,873 N + 284 G eyes",
-        )
-    if task == "odir":
-        return (
-            dict(ODIR_PATIENT_SAMPLING_COUNTS),
-            None,
-            "ODIR-5K training annotations: 3,499 patients (one with two quality-only eyes dropped), "
-            "sampling class = rarest positive label",
-        )
-    if task == "dermamnist":
-        n = DERMAMNIST_SPLIT["train"] + DERMAMNIST_SPLIT["val"] + DERMAMNIST_SPLIT["test"]
-        counts = {c: round(n * k / ham_total) for c, k in HAM_COUNTS.items()}
-        return (
-            counts,
-            dict(DERMAMNIST_SPLIT),
-            "DermaMNIST official split 7,007/1,003/2,005 (HAM10000 proportions)",
-        )
-    raise ValueError(f"unknown task {task!r}")
+    The counts are declared with the task in its dataset's spec (:mod:`imbench.data.registry`):
+    the published ones (DATASETS.md, verified on the real metadata files) before the pipeline's own
+    exclusions. For the multi-label ``odir`` task the classes are the sampling classes (each
+    patient's rarest positive label, as the samplers use them).
+    """
+    from .data.tasks import get_task
+
+    t = get_task(task)
+    if t.counts is None:
+        raise ValueError(f"task {task!r} declares no published counts (Task.counts)")
+    return t.counts(config or {})
 
 
 def split_sizes(task: str, config: dict) -> tuple[dict[str, int], int, int]:

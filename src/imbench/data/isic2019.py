@@ -13,11 +13,18 @@
 from __future__ import annotations
 
 import re
+import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from .ham10000 import DatasetError
+from .errors import DatasetError
+from .extract import flatten_images, safe_extract
+from .fetch import log, mirror_urls
+from .ham10000 import ISIC_HOSTS
+from .registry import DatasetSpec, Task, published
+from .staging import Options, check_counts, check_id_set, check_images_decode, staging
 
 GROUND_TRUTH = "ISIC_2019_Training_GroundTruth.csv"
 METADATA = "ISIC_2019_Training_Metadata.csv"
@@ -200,3 +207,85 @@ def build_index(root: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     index = full[~unk].reset_index(drop=True)
     index["label"] = index["label"].astype(int)
     return index, exclusions.reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------- download
+
+BASE_URLS = tuple(f"{h}/2019" for h in ISIC_HOSTS)
+# Checksums reported by third parties only (not by the owners): a mismatch is a warning, followed
+# by the content checks.
+REPORTED_HASHES = {
+    GROUND_TRUTH: "sha256:aa88e9638fe4df9ef330dc4ba22fa4bd475c44af692fffb870c73091ab25cdcd",
+    METADATA: "sha256:d93994a8ed201d474de9a7af7e17ec30929cbc4a5220659ecbde17cbe83e9316",
+}
+
+
+ISIC2019_INPUT_ZIP = "ISIC_2019_Training_Input.zip"
+
+
+def prepare(out: str | Path, opts: Options, base_urls: Sequence[str] = BASE_URLS) -> Path:
+    """ISIC 2019 training set: the two CSVs + ``images/<image>.jpg`` (25,331, names kept verbatim)."""
+    gt = opts.fetch(
+        GROUND_TRUTH,
+        mirror_urls(base_urls, GROUND_TRUTH),
+        reported_hash=REPORTED_HASHES[GROUND_TRUTH],
+        check=read_ground_truth,
+    )
+    md = opts.fetch(
+        METADATA,
+        mirror_urls(base_urls, METADATA),
+        reported_hash=REPORTED_HASHES[METADATA],
+        check=read_metadata,
+    )
+    truth = read_ground_truth(gt)
+    meta = read_metadata(md, truth)
+    if opts.published_counts:
+        check_counts(str(gt), {"rows": len(truth)}, {"rows": PUBLISHED_ROWS}, tolerance=0.01)
+        check_counts(
+            f"{gt} classes",
+            truth.label_name.value_counts().to_dict(),
+            PUBLISHED_COUNTS,
+            tolerance=0.01,
+        )
+    archive = opts.fetch(ISIC2019_INPUT_ZIP, mirror_urls(base_urls, ISIC2019_INPUT_ZIP))
+    with staging(out, opts.force) as stage:
+        shutil.copy(gt, stage / GROUND_TRUTH)
+        shutil.copy(md, stage / METADATA)
+        images = safe_extract(archive, stage, flatten_images())
+        check_id_set((p.stem for p in images), truth["image"], str(archive), GROUND_TRUTH)
+        check_images_decode(images, source=str(archive), undecodable=opts.undecodable)
+    opts.done_with(archive)
+    log(
+        f"isic2019: {len(truth)} images, {meta.lesion_id.replace('', None).nunique()} lesion ids in {out}"
+    )
+    return Path(out)
+
+
+DATASET = DatasetSpec(
+    name="isic2019",
+    title="ISIC 2019 training set",
+    prepare=prepare,
+    base_urls=BASE_URLS,
+    grouping="lesion_id (else the image)",
+    licence="CC BY-NC 4.0",
+    homepage="https://challenge.isic-archive.com/data/#2019",
+    source="ISIC S3 hosts",
+    citation="Tschandl et al. 2018; Codella et al. 2017; Combalia et al. 2019",
+    tasks=(
+        Task(
+            name="isic2019",
+            dataset="isic2019",
+            kind="multiclass",
+            classes=CLASSES,
+            group_key="lesion_id",
+            build=build_index,
+            note="ISIC 2019 training set, 8 classes (the all-zero UNK column dropped); images without a "
+            "lesion_id are their own group; image_id drops the _downsampled suffix of 2,074 file names; "
+            "contains all of HAM10000",
+            counts=published(PUBLISHED_COUNTS, "ISIC 2019 training ground truth: 25,331 images"),
+            title="ISIC 2019 training set",
+            classes_note="UNK dropped",
+            grouped_by="`lesion_id` (else the image)",
+        ),
+    ),
+)

@@ -42,16 +42,33 @@ including those labelled neither N nor G).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shutil
+import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePath
+from functools import partial
+from pathlib import Path, PurePath, PurePosixPath
 
 import pandas as pd
 
 from ..io import atomic_path
-from .ham10000 import DatasetError
+from .errors import DatasetError, DownloadError
+from .extract import check_zip_container, is_image_name, safe_extract
+from .fetch import log, mirror_urls
 from .multilabel import make_index
+from .registry import DatasetSpec, Option, Task, published
+from .staging import (
+    Options,
+    blame,
+    check_counts,
+    check_id_set,
+    check_images_decode,
+    discard_if_bad,
+    staging,
+)
 
 CLASSES = ("N", "D", "G", "C", "A", "H", "M", "O")
 COLUMNS = (
@@ -216,8 +233,6 @@ def _has_training_images(folder: Path) -> bool:
 
 def read_annotations(path: str | Path) -> pd.DataFrame:
     """Validated patient table: the 15 columns plus ``row`` (the worksheet row), ``ID`` as int."""
-    from .download import check_zip_container
-
     path = Path(path)
     check_zip_container(path)  # a workbook is a zip: no decompression bomb reaches openpyxl
     try:
@@ -605,3 +620,236 @@ def combine_eyes(left: Path | None, right: Path | None, out: Path, size: int = 5
         canvas.paste(eye, (k * size + (size - eye.width) // 2, (size - eye.height) // 2))
     with atomic_path(out) as tmp:
         canvas.save(tmp, format="JPEG", quality=95)
+
+
+# --------------------------------------------------------------------------------------- download
+
+KAGGLE_DATASET = "andrewmvd/ocular-disease-recognition-odir5k"
+KAGGLE_ZIP = "ocular-disease-recognition-odir5k.zip"
+#: Planning's sampling classes of the multi-label ``odir`` task: each patient's rarest positive
+#: label, as the samplers use them (3,499 patients: one with two quality-only eyes is dropped).
+PATIENT_SAMPLING_COUNTS = {
+    "N": 1139,
+    "D": 697,
+    "G": 186,
+    "C": 210,
+    "A": 160,
+    "H": 103,
+    "M": 171,
+    "O": 833,
+}
+
+
+def kaggle_credentials() -> str | None:
+    """Where Kaggle credentials were found (a description), or None."""
+    if os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"):
+        return "KAGGLE_USERNAME/KAGGLE_KEY"
+    if os.environ.get("KAGGLE_CONFIG_DIR"):
+        dirs = [Path(os.environ["KAGGLE_CONFIG_DIR"])]
+    else:
+        xdg = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+        dirs = [Path.home() / ".kaggle", xdg / "kaggle"]
+    for d in dirs:
+        if (d / "kaggle.json").is_file():
+            return str(d / "kaggle.json")
+    return None
+
+
+def _odir_instructions(downloads: Path, out: Path) -> str:
+    return (
+        f"ODIR-5K needs a Kaggle API token (~/.kaggle/kaggle.json or KAGGLE_USERNAME + KAGGLE_KEY, "
+        f"then `pip install kaggle`) or files placed by hand: put the Kaggle zip {KAGGLE_ZIP} (from "
+        f"kaggle.com/datasets/{KAGGLE_DATASET}) or the official OIA-ODIR folder 'Training Set/' "
+        f"(with 'Images/' and 'Annotation/training annotation (English).xlsx') in {downloads}/ and run "
+        f"again; an extracted tree put in {out}/ instead is indexed as it is"
+    )
+
+
+def _odir_manual_source(downloads: Path) -> Path | None:
+    """A zip or an extracted tree placed by hand in ``downloads``, if any."""
+    if not downloads.is_dir():
+        return None
+    zips = sorted(p for p in downloads.glob("*.zip") if not p.name.startswith("."))
+    for z in zips:
+        with contextlib.suppress(zipfile.BadZipFile, OSError):
+            with zipfile.ZipFile(z) as zf:
+                if any(annotation_kind(PurePosixPath(n).name) for n in zf.namelist()):
+                    return z
+    with contextlib.suppress(DatasetError):
+        locate(downloads)
+        return downloads
+    return None
+
+
+def _odir_from_kaggle(opts: Options, dataset: str) -> Path:
+    try:
+        from kaggle.api.kaggle_api_extended import KaggleApi  # lazy: optional dependency
+    except ImportError:
+        raise DownloadError(
+            "Kaggle credentials found but the kaggle package is not installed; "
+            "run `pip install kaggle` or place the files by hand"
+        ) from None
+    except (
+        Exception,
+        SystemExit,
+    ) as exc:  # the package authenticates on import (some versions exit)
+        raise DownloadError(f"kaggle: authentication failed ({exc})") from None
+    opts.downloads.mkdir(parents=True, exist_ok=True)
+    target = opts.downloads / f"{dataset.split('/')[-1]}.zip"
+    if target.exists() and zipfile.is_zipfile(target):
+        return target
+    try:
+        api = KaggleApi()
+        api.authenticate()
+        api.dataset_download_files(
+            dataset, path=str(opts.downloads), unzip=False, quiet=not opts.progress
+        )
+    except (Exception, SystemExit) as exc:
+        target.unlink(missing_ok=True)
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DownloadError(f"kaggle: downloading {dataset} failed ({reason})") from None
+    if not zipfile.is_zipfile(target):
+        target.unlink(missing_ok=True)
+        raise DownloadError(
+            f"kaggle: {target} is not a complete zip after the download; deleted, run again"
+        )
+    return target
+
+
+def _odir_select(name: str) -> str | None:
+    p = PurePosixPath(name.replace("\\", "/"))
+    if annotation_kind(p.name) or p.name == FULL_DF:
+        return p.name
+    if is_image_name(name) and is_training_image(p):
+        return f"images/{p.name}"
+    return None
+
+
+def prepare(
+    out: str | Path,
+    opts: Options,
+    base_urls: Sequence[str] = (),
+    kaggle_dataset: str = KAGGLE_DATASET,
+) -> Path:
+    """ODIR-5K training set, from (in order) files placed by hand in the downloads folder, a mirror
+    serving the Kaggle zip under ``base_urls``, or the Kaggle API; else one line saying what to place.
+
+    Result: ``out/<annotation xlsx>``, ``out/full_df.csv`` (Kaggle only) and ``out/images/`` holding
+    the 7,000 training fundus images ``{ID}_{left,right}.jpg``.
+    """
+    out = Path(out)
+    source = _odir_manual_source(opts.downloads)
+    manual = source is not None
+    if source is None and base_urls:
+        source = opts.fetch(KAGGLE_ZIP, mirror_urls(base_urls, KAGGLE_ZIP))
+    if source is None and kaggle_credentials():
+        source = _odir_from_kaggle(opts, kaggle_dataset)
+    if source is None:
+        raise DownloadError(_odir_instructions(opts.downloads, out))
+    log(f"odir: using {source}")
+    with staging(out, opts.force) as stage, blame(stage, source):
+        if source.is_dir():
+            layout = locate(source)
+            files = [layout.annotations] + ([layout.full_df] if layout.full_df else [])
+            for f in files:
+                shutil.copy(f, stage / f.name)
+            (stage / "images").mkdir()
+            images = []
+            for p in sorted(layout.images_dir.iterdir()):
+                if is_image_name(p.name) and is_training_image(PurePosixPath(p.name)):
+                    shutil.copy(p, stage / "images" / p.name)
+                    images.append(stage / "images" / p.name)
+        else:
+            with discard_if_bad(source, not manual):
+                extracted = safe_extract(
+                    source, stage, _odir_select, discard=not manual, duplicates="first"
+                )
+                images = [p for p in extracted if p.parent.name == "images"]
+                layout = locate(stage)
+                read_annotations(layout.annotations)
+                if layout.full_df:
+                    read_full_df(layout.full_df)
+        layout = locate(stage)
+        ann = read_annotations(layout.annotations)
+        expected = [f"{i}_{side}" for i in ann.ID for side in ("left", "right")]
+        check_id_set((p.stem for p in images), expected, str(source), layout.annotations.name)
+        full_df = read_full_df(layout.full_df, ann) if layout.full_df else None
+        if opts.published_counts:
+            check_counts(str(layout.annotations), label_sums(ann), PUBLISHED_PATIENT_COUNTS)
+            if full_df is not None:
+                check_counts(
+                    str(layout.full_df),
+                    full_df.label_name.value_counts().to_dict(),
+                    PUBLISHED_EYE_COUNTS,
+                )
+        check_images_decode(images, source=str(source), undecodable=opts.undecodable)
+    if source.is_file() and not manual:
+        opts.done_with(source)
+    log(f"odir: {len(ann)} patients, {len(images)} images in {out}")
+    return out
+
+
+DATASET = DatasetSpec(
+    name="odir",
+    title="ODIR-5K",
+    prepare=prepare,
+    base_urls=(),
+    options=(Option("kaggle_dataset", KAGGLE_DATASET, "odir: Kaggle dataset slug"),),
+    grouping="patient ID",
+    licence="none stated (research, non-commercial)",
+    homepage="https://odir2019.grand-challenge.org",
+    source="Kaggle API, a mirror of the Kaggle zip, or files placed by hand",
+    citation="Li et al., arXiv:2102.07978; ODIR-2019 challenge",
+    tasks=(
+        Task(
+            name="odir_eye",
+            dataset="odir",
+            kind="multiclass",
+            classes=CLASSES,
+            group_key="patient ID",
+            build=build_eye_index,
+            note="ODIR-5K per eye in Kaggle's full_df.csv framing (6,392 images): the category of each "
+            "eye's first diagnostic keyword; both eyes of a patient share a split",
+            counts=published(PUBLISHED_EYE_COUNTS, "ODIR-5K full_df.csv framing: 6,392 eyes"),
+            title="ODIR-5K, per eye (Kaggle `full_df.csv` framing)",
+            grouped_by="patient",
+        ),
+        Task(
+            name="odir_glaucoma",
+            dataset="odir",
+            kind="binary",
+            classes=("N", "G"),
+            group_key="patient ID",
+            build=partial(build_eye_index, binary=True),
+            note="ODIR-5K per eye, glaucoma (G) vs normal (N) eyes of the odir_eye framing: fundus "
+            "analog of BBFL",
+            counts=published(
+                {"N": PUBLISHED_EYE_COUNTS["N"], "G": PUBLISHED_EYE_COUNTS["G"]},
+                "ODIR-5K full_df.csv framing: 2,873 N + 284 G eyes",
+            ),
+            title="ODIR-5K, per eye",
+            kind_note="G vs N",
+            grouped_by="patient",
+        ),
+        Task(
+            name="odir",
+            dataset="odir",
+            kind="multilabel",
+            classes=CLASSES,
+            group_key="patient ID",
+            build=build_patient_index,
+            checks_images=True,
+            note="ODIR-5K official framing: 8 patient-level labels (multi-hot columns y_N..y_O); input = "
+            "both fundus images side by side in one 1024x512 image (combined/<ID>.jpg, written at index "
+            "time); eyes with only image-quality keywords are blanked, patients with two such eyes "
+            "dropped; label = rarest positive label, for stratification",
+            counts=published(
+                PATIENT_SAMPLING_COUNTS,
+                "ODIR-5K training annotations: 3,499 patients (one with two quality-only eyes "
+                "dropped), sampling class = rarest positive label",
+            ),
+            title="ODIR-5K, per patient (both eyes side by side)",
+            grouped_by="patient",
+        ),
+    ),
+)

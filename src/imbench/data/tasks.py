@@ -22,58 +22,39 @@ raw folder that the index does not use**, one row per file:
 
 An index row uses the file in ``path`` and, for the ODIR patient framing, the eye images in
 ``left_path``/``right_path``.
+
+The tasks of the real datasets are declared in their modules' ``DATASET`` specs
+(:mod:`imbench.data.registry`); this module registers the generated ``synthetic`` tasks and then
+those, so :data:`TASKS` is complete once it is imported.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from . import ham10000
+from . import ham10000, registry
+from .registry import KINDS, TASKS, Task, get_task, register_task
 
-KINDS = ("multiclass", "binary", "multilabel")
-
-
-@dataclass(frozen=True)
-class Task:
-    name: str
-    dataset: str
-    kind: str
-    classes: tuple[str, ...]
-    group_key: str
-    build: Callable[[Path], pd.DataFrame]
-    note: str = ""
-    # The builder decodes its own source images (takes ``undecodable=`` and ``workers=``).
-    checks_images: bool = False
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
+__all__ = ["KINDS", "TASKS", "Task", "get_task", "register_task"]
 
 
-TASKS: dict[str, Task] = {}
+def _synthetic_counts(config: dict | None = None):
+    from .synthetic import class_counts
+
+    n = int(((config or {}).get("synthetic") or {}).get("n_images", 2000))
+    return class_counts(n), None, f"generated: synthetic.n_images = {n} in HAM10000's proportions"
 
 
-def register_task(task: Task) -> Task:
-    if task.name in TASKS:
-        raise ValueError(f"task {task.name!r} registered twice")
-    if task.kind not in KINDS:
-        raise ValueError(f"task {task.name!r}: kind {task.kind!r} is not one of {KINDS}")
-    TASKS[task.name] = task
-    return task
+def _synthetic_ml(root: Path) -> pd.DataFrame:
+    from .multilabel import synthetic_ml_index
+
+    return synthetic_ml_index(root)
 
 
-def get_task(name: str) -> Task:
-    try:
-        return TASKS[name]
-    except KeyError:
-        raise ValueError(f"unknown task {name!r}; known tasks: {sorted(TASKS)}") from None
-
-
+# The generated datasets (made by the pipeline, never downloaded), then every dataset module's tasks.
 register_task(
     Task(
         name="synthetic",
@@ -83,37 +64,11 @@ register_task(
         group_key="lesion_id",
         build=ham10000.build_index,
         note="generated HAM10000-format tree with HAM10000's class proportions",
+        counts=_synthetic_counts,
+        title="generated (HAM10000 format, HAM10000's class proportions)",
+        grouped_by="lesion",
     )
 )
-register_task(
-    Task(
-        name="ham10000",
-        dataset="ham10000",
-        kind="multiclass",
-        classes=ham10000.CLASSES,
-        group_key="lesion_id",
-        build=ham10000.build_index,
-    )
-)
-register_task(
-    Task(
-        name="ham10000_mel",
-        dataset="ham10000",
-        kind="binary",
-        classes=("rest", "mel"),
-        group_key="lesion_id",
-        build=lambda root: ham10000.build_index(root, binary_positive="mel"),
-        note="melanoma vs rest: binary analog of BBFL's private RNFLD task",
-    )
-)
-
-
-def _synthetic_ml(root: Path) -> pd.DataFrame:
-    from .multilabel import synthetic_ml_index
-
-    return synthetic_ml_index(root)
-
-
 register_task(
     Task(
         name="synthetic_ml",
@@ -123,78 +78,12 @@ register_task(
         group_key="lesion_id",
         build=_synthetic_ml,
         note="multi-label variant of the synthetic data: some images show a second lesion of another class",
+        counts=_synthetic_counts,
+        title="generated, some images with a second lesion",
+        grouped_by="lesion",
     )
 )
-
-# Real datasets beyond HAM10000 (raw folders made by `imbench download <dataset>`). Their builders
-# return ``(index, exclusions)``: the exclusions table lists every image dropped (or, for ``odir``,
-# blanked) with the reason.
-from . import dermamnist, isic2019, odir  # noqa: E402
-
-register_task(
-    Task(
-        name="isic2019",
-        dataset="isic2019",
-        kind="multiclass",
-        classes=isic2019.CLASSES,
-        group_key="lesion_id",
-        build=isic2019.build_index,
-        note="ISIC 2019 training set, 8 classes (the all-zero UNK column dropped); images without a lesion_id "
-        "are their own group; image_id drops the _downsampled suffix of 2,074 file names; "
-        "contains all of HAM10000",
-    )
-)
-register_task(
-    Task(
-        name="odir_eye",
-        dataset="odir",
-        kind="multiclass",
-        classes=odir.CLASSES,
-        group_key="patient ID",
-        build=odir.build_eye_index,
-        note="ODIR-5K per eye in Kaggle's full_df.csv framing (6,392 images): the category of each eye's first "
-        "diagnostic keyword; both eyes of a patient share a split",
-    )
-)
-register_task(
-    Task(
-        name="odir_glaucoma",
-        dataset="odir",
-        kind="binary",
-        classes=("N", "G"),
-        group_key="patient ID",
-        build=lambda root: odir.build_eye_index(root, binary=True),
-        note="ODIR-5K per eye, glaucoma (G) vs normal (N) eyes of the odir_eye framing: fundus analog of BBFL",
-    )
-)
-register_task(
-    Task(
-        name="odir",
-        dataset="odir",
-        kind="multilabel",
-        classes=odir.CLASSES,
-        group_key="patient ID",
-        build=odir.build_patient_index,
-        checks_images=True,
-        note="ODIR-5K official framing: 8 patient-level labels (multi-hot columns y_N..y_O); input = both fundus "
-        "images side by side in one 1024x512 image (combined/<ID>.jpg, written at index time); eyes with only "
-        "image-quality keywords are blanked, patients with two such eyes dropped; label = rarest positive "
-        "label, for stratification",
-    )
-)
-register_task(
-    Task(
-        name="dermamnist",
-        dataset="dermamnist",
-        kind="multiclass",
-        classes=dermamnist.CLASSES,
-        group_key="image (no lesion ids)",
-        build=dermamnist.build_index,
-        note="MedMNIST DermaMNIST with its own train/val/test split (column official_split). That split LEAKS "
-        "lesions: images of one lesion are in train and test. Smoke-test/speed dataset only; never mix with "
-        "HAM10000 or ISIC 2019 (it is derived from HAM10000)",
-    )
-)
+registry.discover()
 
 
 EXCLUSION_COLUMNS = ("image_id", "group", "file", "action", "reason")
