@@ -1,7 +1,8 @@
 # Real datasets: download, verify and unpack into resources/raw/<dataset>/ (`imbench download`).
 #
-# Each rule is one call of `imbench download <dataset>`; its options come from
-# config["download"][<dataset>] (keys in imbench.data.download.CONFIG_KEYS; unset keys keep the
+# One rule for every dataset of the registry (imbench.data.registry: a dataset is one module with a
+# DATASET spec). Its options come from config["download"][<dataset>] (the common keys of
+# imbench.data.registry.COMMON_KEYS plus the dataset's own recipe options; unset keys keep the
 # official sources). Downloaded files are kept in resources/downloads/<dataset>/, outside the
 # rule's output, so an interrupted run resumes and a rerun does not fetch them again.
 #
@@ -12,65 +13,29 @@
 # index.undecodable (exclude | fail) also applies here: with `exclude` an image that does not decode
 # is reported and kept, and the index step lists it in the task's exclusions.csv.
 
+from imbench.data.registry import dataset_names
+
+# Every configured download section is checked while planning (an unknown dataset or key is one
+# error naming it), whether or not this run downloads that dataset.
+for _dataset in config.get("download") or {}:
+    download_args(_dataset)
+
 
 localrules:
-    download_ham10000,
-    download_isic2019,
-    download_odir,
-    download_dermamnist,
+    download,
 
 
-rule download_ham10000:
+rule download:
     output:
-        directory("resources/raw/ham10000"),
+        directory("resources/raw/{dataset}"),
     log:
-        "logs/download/ham10000.log",
+        "logs/download/{dataset}.log",
+    wildcard_constraints:
+        dataset="|".join(dataset_names()),
     conda:
         "../../envs/imbench.yaml"
     params:
-        args=download_args("ham10000"),
+        args=lambda wildcards: download_args(wildcards.dataset),
         undecodable=config["index"]["undecodable"],
     shell:
-        "imbench download ham10000 --out {output} --undecodable {params.undecodable} {params.args} > {log} 2>&1"
-
-
-rule download_isic2019:
-    output:
-        directory("resources/raw/isic2019"),
-    log:
-        "logs/download/isic2019.log",
-    conda:
-        "../../envs/imbench.yaml"
-    params:
-        args=download_args("isic2019"),
-        undecodable=config["index"]["undecodable"],
-    shell:
-        "imbench download isic2019 --out {output} --undecodable {params.undecodable} {params.args} > {log} 2>&1"
-
-
-rule download_odir:
-    output:
-        directory("resources/raw/odir"),
-    log:
-        "logs/download/odir.log",
-    conda:
-        "../../envs/imbench.yaml"
-    params:
-        args=download_args("odir"),
-        undecodable=config["index"]["undecodable"],
-    shell:
-        "imbench download odir --out {output} --undecodable {params.undecodable} {params.args} > {log} 2>&1"
-
-
-rule download_dermamnist:
-    output:
-        directory("resources/raw/dermamnist"),
-    log:
-        "logs/download/dermamnist.log",
-    conda:
-        "../../envs/imbench.yaml"
-    params:
-        args=download_args("dermamnist"),
-        undecodable=config["index"]["undecodable"],
-    shell:
-        "imbench download dermamnist --out {output} --undecodable {params.undecodable} {params.args} > {log} 2>&1"
+        "imbench download {wildcards.dataset} --out {output} --undecodable {params.undecodable} {params.args} > {log} 2>&1"
