@@ -22,7 +22,7 @@ import pytest
 from datasets_server import FIXTURES, dermamnist_npz, odir_workbook
 from PIL import Image
 
-from imbench.data import dermamnist, odir
+from imbench.data import dermamnist, odir, registry
 from imbench.data.ham10000 import DatasetError
 from imbench.data.tasks import TASKS, UNLISTED_REASON, build_task_index, image_files
 
@@ -100,6 +100,29 @@ BUILDERS = {
     "odir": _odir,
     "dermamnist": _dermamnist,
 }
+
+
+def _medmnist(info):
+    """A miniature raw folder of any MedMNIST dataset: a few images per split over its classes."""
+
+    def build(root: Path) -> None:
+        rng = np.random.default_rng(0)
+        arrays = {}
+        for split, n in zip(("train", "val", "test"), (12, 6, 6)):
+            arrays[f"{split}_images"] = rng.integers(0, 256, (n, 28, 28, 3), dtype=np.uint8)
+            arrays[f"{split}_labels"] = (np.arange(n) % len(info.classes)).reshape(-1, 1)
+        npz = root.parent / info.file(28)
+        np.savez_compressed(npz, **arrays)
+        info.write_tree(npz, root)
+        _write(root / "images" / "train", ["stray.png"])
+
+    return build
+
+
+# Every other MedMNIST dataset of the registry is built the same way.
+for _spec in registry.DATASETS.values():
+    if "medmnist" in _spec.extra and _spec.name not in BUILDERS:
+        BUILDERS[_spec.name] = _medmnist(_spec.extra["medmnist"])
 
 
 @pytest.fixture(scope="module")

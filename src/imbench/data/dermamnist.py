@@ -47,4 +47,5 @@ DATASET = medmnist_dataset(
     counts_source="DermaMNIST official split 7,007/1,003/2,005 (HAM10000 proportions)",
     group_key="image (no lesion ids)",
     grouped_by="its own split (leaks lesions)",
+    in_all_grid=True,
 )

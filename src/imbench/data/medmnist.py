@@ -221,11 +221,12 @@ def medmnist_dataset(
     citation: str = "Yang et al., Sci. Data 10, 41 (2023) (MedMNIST v2)",
     group_key: str = "image (no patient ids)",
     grouped_by: str = "its own split",
+    in_all_grid: bool = False,
 ) -> DatasetSpec:
     """The registry entry of a MedMNIST dataset: one multi-class task on its official split.
 
     ``class_counts`` are planning's class counts of the whole dataset (all splits);
-    ``counts_source`` says where they come from.
+    ``counts_source`` says where they come from. The spec's ``extra["medmnist"]`` is ``info``.
     """
     total = sum(info.splits.values())
     if sum(class_counts.values()) != total:
@@ -248,6 +249,8 @@ def medmnist_dataset(
         homepage=homepage,
         source="Zenodo (MD5 checked)",
         citation=citation,
+        in_all_grid=in_all_grid,
+        extra={"medmnist": info},
         tasks=(
             Task(
                 name=info.flag,

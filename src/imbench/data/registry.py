@@ -109,6 +109,10 @@ class DatasetSpec:
     options: tuple[Option, ...] = ()
     grouping: str = ""  # the column that groups images in splits (or why there is none)
     citation: str = ""
+    # Whether experiments/all.yaml (every benchmark task × every model × every method) runs this
+    # dataset's tasks; a test checks that the file agrees. A new dataset joins that grid by setting
+    # it and adding its tasks to the file (the grid's size changes with it).
+    in_all_grid: bool = True
     extra: dict = field(default_factory=dict)
 
 
