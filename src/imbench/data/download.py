@@ -19,7 +19,7 @@ checks in :mod:`imbench.data.staging`. Every recipe does the same four things:
    Checksums reported by third parties only (not by the owners) are compared too, but a mismatch is
    a warning followed by the content checks, not an error.
 3. **extract** archives safely: every member is checked before anything is written (no absolute
-   paths, no ``..``, no links pointing outside, the decompression-bomb limits of :class:`Limits`
+   paths, no ``..``, no links pointing outside, the decompression-bomb limits of :class:`~imbench.data.extract.Limits`
    and the free disk space), links are never created, non-image members are skipped, and members
    are copied in bounded chunks. The extracted image ids must equal the metadata ids exactly.
    Images that do not decode stop the download under ``undecodable="fail"``; by default they are
