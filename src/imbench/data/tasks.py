@@ -33,9 +33,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..kinds import KINDS
 from . import ham10000
-
-KINDS = ("multiclass", "binary", "multilabel")
 
 
 @dataclass(frozen=True)
