@@ -514,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
     names = list(args.models)
     if args.configfile:
-        from .plan import load_config
+        from .config import load_config
 
         names += list(load_config(args.configfile, base=args.base)["models"])
     if not names:

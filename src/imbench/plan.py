@@ -34,42 +34,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-# ----------------------------------------------------------------------------- configuration
-
-
-def merge_config(base: dict, override: dict) -> dict:
-    """``override`` merged into a copy of ``base`` as Snakemake merges config files: dictionaries
-    merge recursively, every other value (lists included) replaces the base's."""
-    out = dict(base)
-    for key, value in (override or {}).items():
-        if isinstance(value, dict):
-            prior = out.get(key)
-            out[key] = merge_config(prior if isinstance(prior, dict) else {}, value)
-        else:
-            out[key] = value
-    return out
-
-
-def load_config(configfiles, base: str | Path | None = "config.yaml") -> dict:
-    """The configuration Snakemake would see with ``--configfile <configfiles...>``.
-
-    ``base`` is the Snakefile's ``configfile:`` (``config.yaml``); it is skipped when ``None`` or
-    when the file does not exist. Each file must hold a mapping.
-    """
-    config: dict = {}
-    paths = ([Path(base)] if base is not None and Path(base).is_file() else []) + [
-        Path(p) for p in configfiles
-    ]
-    for path in paths:
-        with open(path) as fh:
-            data = yaml.safe_load(fh) or {}
-        if not isinstance(data, dict):
-            raise ValueError(
-                f"{path}: expected a mapping of configuration keys, got {type(data).__name__}"
-            )
-        config = merge_config(config, data)
-    return config
-
+from .config import load_config, merge_config  # noqa: F401  (the configuration as Snakemake merges it)
 
 # ----------------------------------------------------------------------------- data set sizes
 
@@ -213,7 +178,7 @@ EVAL_SPEEDUP = 3.0
 
 def throughput_key(model: str) -> str:
     """The :data:`THROUGHPUT` key of a model name: its architecture without tag, source or le2020_."""
-    from .models import parse_model_name
+    from .model_names import parse_model_name
 
     try:
         spec = parse_model_name(model)

@@ -22,32 +22,16 @@ def _validate_config():
 
     schema_path = os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")
     try:
-        check_schema(config, schema_path)  # loads the plug-ins (config key 'plugins') first
+        # Loads the plug-ins (config key 'plugins') and expands `methods: all` in place first.
+        check_schema(config, schema_path)
         # Fill the schema's defaults (split, cache, synthetic, evaluation, ...).
-        if config.get("plugins"):
-            _validate_with_plugins(schema_path)
-        else:
-            validate(config, schema=schema_path)
+        validate(config, schema=schema_path)
         skips = check_config(config)
     except ConfigError as exc:
         _config_error(str(exc))
     for warning in config_warnings(config):
         print(f"imbench: warning: {warning}", file=sys.stderr)
     return skips
-
-
-def _validate_with_plugins(schema_path):
-    # The schema's method names extended by the plug-ins' methods, in a temporary file.
-    import tempfile
-
-    import yaml
-    from imbench.config import schema_with_plugins
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "config.schema.yaml")
-        with open(path, "w") as fh:
-            yaml.safe_dump(schema_with_plugins(schema_path), fh)
-        validate(config, schema=path)
 
 
 SKIPPED = _validate_config()

@@ -66,9 +66,23 @@ class Method:
 METHODS: dict[str, Method] = {}
 
 
+#: Words of the configuration's ``methods`` list that stand for a group of registered methods,
+#: expanded in registration order by :func:`expand_methods` before any check. No method may take
+#: one of these names.
+METHOD_GROUPS: dict[str, str] = {
+    "all": "every registered method except the paper variants",
+    "variants": "every paper variant (variant_of set)",
+}
+
+
 def register_method(method: Method) -> Method:
     if method.name in METHODS:
         raise ValueError(f"method {method.name!r} registered twice")
+    if method.name in METHOD_GROUPS:
+        raise ValueError(
+            f"method {method.name!r}: the name stands for a group of methods in 'methods' "
+            f"({METHOD_GROUPS[method.name]}); choose another name"
+        )
     if method.head not in ("linear", "cosine"):
         raise ValueError(
             f"method {method.name!r}: head {method.head!r} is not 'linear' or 'cosine'"
@@ -247,6 +261,27 @@ for _m in (
     ),
 ):
     register_method(_m)
+
+
+def expand_methods(names: list) -> list:
+    """``names`` with each group word of :data:`METHOD_GROUPS` replaced by its methods, in
+    registration order (``all``: every method except the paper variants; ``variants``: every paper
+    variant). Other entries are kept as they are (the configuration checks judge them). A method
+    named twice, directly or through a group, raises one ``ValueError`` naming it."""
+    out: list = []
+    for name in names:
+        if name == "all":
+            group = list_methods(variants=False)
+        elif name == "variants":
+            group = [m for m in list_methods() if METHODS[m].variant_of is not None]
+        else:
+            group = [name]
+        for m in group:
+            if m in out:
+                via = f" (the group {name!r} includes it)" if name != m else ""
+                raise ValueError(f"method {m!r} is listed twice{via}")
+            out.append(m)
+    return out
 
 
 def method_kinds(name: str) -> tuple[str, ...]:
