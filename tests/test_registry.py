@@ -190,3 +190,29 @@ def test_no_method_takes_a_group_name():
         with pytest.raises(ValueError, match="stands for a group of methods"):
             register_method(Method(word, "loss", "ce"))
         assert word not in METHODS
+
+
+def test_every_module_of_methods_builtin_is_imported():
+    from imbench.methods import builtin
+
+    folder = Path(builtin.__file__).parent
+    found = sorted(p.stem for p in folder.glob("*.py") if not p.name.startswith("_"))
+    assert builtin.MODULES == found
+
+
+def test_methods_doc_tables_are_in_step_with_the_registry(tmp_path):
+    from imbench import docs
+
+    text = docs.METHODS_DOC.read_text()
+    assert docs.render(text) == text, "run `python -m imbench.docs`"
+    for name in METHODS:
+        assert f"| `{name}` |" in text
+    # a stale copy is found and rewritten; missing markers are one line naming the file
+    stale = tmp_path / "methods.md"
+    stale.write_text(text.replace("| `ce` | baseline | `ce` |", "| `ce` | old | `ce` |"))
+    assert docs.main(["--check", str(stale)]) == 1
+    assert docs.main([str(stale)]) == 0 and stale.read_text() == text
+    bare = tmp_path / "bare.md"
+    bare.write_text("# Methods\n")
+    with pytest.raises(ValueError, match=r"bare.md: expected one pair of lines"):
+        docs.render(bare.read_text(), bare)

@@ -47,17 +47,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from .methods import METHODS, Method
-from .methods import register_method as _register
-from .methods.tables import (
-    KINDS,
-    LOSS_CLASS_WEIGHTS,
-    LOSS_DEFAULTS,
-    LOSS_KINDS,
-    LOSS_PARAMS,
-    SAMPLER_PARAMS,
-)
+from .kinds import KINDS
 from .params import Param
+
+# The method registry is imported inside the functions: the modules of ``imbench.methods.builtin``
+# register their methods through this module while ``imbench.methods`` is being imported, and
+# importing that package here would make this module's names unavailable to them when
+# ``imbench.plugins`` is the first module imported.
 
 __all__ = ["Param", "PluginError", "load_plugins", "plugin_file", "register_method"]
 
@@ -127,6 +123,16 @@ def register_method(
 def _add(
     name, factory, params, kinds, source, summary, family, sampler, head, class_weights
 ) -> None:
+    from .methods import METHODS, Method
+    from .methods import register_method as _register
+    from .methods.tables import (
+        LOSS_CLASS_WEIGHTS,
+        LOSS_DEFAULTS,
+        LOSS_KINDS,
+        LOSS_PARAMS,
+        SAMPLER_PARAMS,
+    )
+
     if not isinstance(name, str) or not NAME.fullmatch(name):
         raise ValueError(
             f"method name {name!r}: expected a letter followed by letters, digits or '_'"
@@ -197,6 +203,9 @@ def _add(
 
 
 def _unregister(name: str) -> None:
+    from .methods import METHODS
+    from .methods.tables import LOSS_CLASS_WEIGHTS, LOSS_DEFAULTS, LOSS_KINDS, LOSS_PARAMS
+
     for table in (
         METHODS,
         LOSS_PARAMS,
@@ -226,6 +235,8 @@ def load_plugins(paths) -> list[dict]:
     exception, syntax errors included) or registers a bad or existing method raises one
     :class:`PluginError` line naming the file; the methods it registered before failing are removed.
     """
+    from .methods import METHODS
+
     if paths is None:
         return []
     if isinstance(paths, (str, Path)) or not isinstance(paths, (list, tuple)):
@@ -295,6 +306,8 @@ def load_plugins(paths) -> list[dict]:
 
 
 def _rollback(before: set, module_name: str) -> None:
+    from .methods import METHODS
+
     for name in [m for m in METHODS if m not in before]:
         _unregister(name)
     sys.modules.pop(module_name, None)

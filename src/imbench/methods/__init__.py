@@ -406,3 +406,8 @@ def resolve_params(name: str, params: dict | None, task: str, model: str) -> dic
     alpha, beta = LMF_PAPER_ALPHA_BETA[key]
     params.update({k: {"alpha": alpha, "beta": beta}[k] for k in wanted})
     return params
+
+
+# The methods defined one per module in ``methods/builtin/`` (registered through the plug-in API;
+# imported last, once every name above exists).
+from . import builtin  # noqa: E402, F401
