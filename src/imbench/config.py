@@ -284,13 +284,9 @@ def check_config(config: dict) -> list[tuple[str, str, str]]:
         check_evaluation(config.get("evaluation"), [get_task(t).kind for t in config["tasks"]])
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    skips = []
-    for t in config["tasks"]:
-        kind = get_task(t).kind
-        for m in config["methods"]:
-            if kind not in method_kinds(m):
-                skips.append((t, m, f"method {m!r} has no meaning for {kind} task {t!r}; skipped"))
-    return skips
+    from .grid import skips
+
+    return skips(config)
 
 
 def _check_experiment(name) -> None:
