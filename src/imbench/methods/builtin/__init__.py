@@ -2,8 +2,8 @@
 
 Every module here (file names not starting with ``_``) is imported when :mod:`imbench.methods` is,
 in file-name order, after the methods of ``methods/__init__.py``. A module registers its method
-through the same public API as a user's plug-in file (:func:`imbench.plugins.register_method`,
-``imbench.register_method``; docs/plugins.md): the function that builds the loss, its parameters
+through the same public API as a user's plug-in file (:func:`imbench.methods.api.register_method`,
+also ``imbench.register_method``; docs/plugins.md): the function that builds the loss, its parameters
 (each an :class:`imbench.Param`: type, range, default), the task kinds where it has a meaning, its
 source and summary, all in one place. Everything else reads the registry: the configuration's
 ``methods: all``, the schema's name check, the parameter checks, the skip rule for task kinds,
