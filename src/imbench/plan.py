@@ -181,11 +181,9 @@ def throughput_key(model: str) -> str:
     from .model_names import parse_model_name
 
     try:
-        spec = parse_model_name(model)
+        spec = parse_model_name(model).backbone
     except ValueError:
         return model.split(".")[0]
-    if spec.source == "le2020":
-        spec = spec.inner
     return spec.arch.split(".")[0]
 
 
