@@ -13,6 +13,7 @@ from scipy import stats as st
 from simulate import paired, simulate
 
 from imbench.compare import check_evaluation, ranking, resolve_evaluation
+from imbench.config import load_config
 from imbench.data.tasks import get_task
 from imbench.methods import method_kinds
 from imbench.stats import _Resampler, seeds_tests_mean, smallest_adjusted_p
@@ -180,7 +181,7 @@ def _family_sizes(config: dict) -> list[int]:
     ],
 )
 def test_smallest_attainable_adjusted_p_is_far_below_the_level(path):
-    config = yaml.safe_load((ROOT / path).read_text())
+    config = load_config([ROOT / path], base=ROOT / "config.yaml")  # `methods: all` expanded
     family = max(_family_sizes(config))
     n_boot = (config.get("evaluation") or {}).get("n_boot", 1000)
     p = smallest_adjusted_p(family, len(config["seeds"]), n_boot)

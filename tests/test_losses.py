@@ -1138,9 +1138,14 @@ def test_forward_rejects_float_class_targets():
 
 
 def test_tables_are_consistent():
+    from imbench.methods.api import PLUGIN_LOSSES
+
     assert KINDS == ("multiclass", "binary", "multilabel")
-    assert set(LOSS_DEFAULTS) == set(ALL_IDS) == set(LOSS_KINDS)
-    assert LOSS_DEFAULTS == SPEC_DEFAULTS
+    # the losses of losses.py; a method defined by one module of methods/builtin/ brings its own
+    # loss through the registration API, and is tested in its own test file
+    assert set(LOSS_DEFAULTS) - set(PLUGIN_LOSSES) == set(ALL_IDS)
+    assert set(LOSS_DEFAULTS) == set(LOSS_KINDS)
+    assert {lid: LOSS_DEFAULTS[lid] for lid in ALL_IDS} == SPEC_DEFAULTS
     for kinds in LOSS_KINDS.values():
         assert set(kinds) <= set(KINDS) and "multiclass" in kinds and "binary" in kinds
     assert {lid for lid in ALL_IDS if "multilabel" in LOSS_KINDS[lid]} == {

@@ -330,3 +330,53 @@ def test_weights_cli_check(empty_caches, capsys):
     assert models.main(["--models", "no_such_model"]) == 2
     assert models.main(["--models", "densenet121.tv_in1k"]) == 1  # offline: prefetch fails cleanly
     assert "HF_HUB_OFFLINE=1" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- model families
+
+
+def test_every_name_form_has_one_family():
+    from imbench.models import FAMILIES, family, pretrained_weights_id
+
+    assert set(FAMILIES) == {"timm", "torchvision", "le2020"}
+    for name, source in (
+        ("test_resnet", "timm"),
+        ("resnet50.tv2_in1k", "timm"),
+        ("efficientnet_v2_s.torchvision", "torchvision"),
+        ("le2020_resnet50.tv_in1k", "le2020"),
+    ):
+        spec = parse_model_name(name)
+        assert family(spec).source == source == spec.source
+    assert parse_model_name("le2020_resnet50.tv_in1k").backbone.name == "resnet50.tv_in1k"
+    assert pretrained_weights_id("efficientnet_v2_s.torchvision") == (
+        "torchvision:efficientnet_v2_s.IMAGENET1K_V1"
+    )
+    assert pretrained_weights_id("le2020_resnet50.tv_in1k") == "timm:resnet50.tv_in1k"
+
+
+def test_a_new_family_is_one_entry(monkeypatch):
+    from imbench import models
+    from imbench.models import FAMILIES, ModelFamily, ModelSpec, _WeightsFile
+
+    class Pool(torch.nn.Module):
+        num_features = 3
+
+        def forward(self, x):
+            return x.mean(dim=(2, 3))
+
+    monkeypatch.setitem(
+        FAMILIES,
+        "pool",
+        ModelFamily(
+            "pool",
+            "pool_<n>",
+            backbone=lambda spec, pretrained, drop_rate, label: Pool(),
+            weights_file=lambda spec: _WeightsFile("none"),
+            input_size=lambda spec: 40,
+        ),
+    )
+    monkeypatch.setattr(models, "parse_model_name", lambda name: ModelSpec(name, "pool", name))
+    model = models.create_model("pool_a", 4, head="cosine")
+    assert model(torch.zeros(2, 3, 8, 8)).shape == (2, 4)
+    assert models.input_size("pool_a") == 40
+    assert models.weights_location("pool_a") == "no published pretrained weights"

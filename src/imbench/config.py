@@ -3,8 +3,13 @@
 Both ways of planning an experiment, the workflow (``snakemake``, ``snakemake -n``) and
 ``imbench plan``, run :func:`validate_config` before anything else:
 
+0. :func:`prepare_config`: the plug-in files of ``plugins`` are loaded, then the group words of
+   ``methods`` (``all``, ``variants``; :data:`imbench.methods.METHOD_GROUPS`) are replaced by the
+   methods they stand for, in place, so that every later step sees the list of method names;
 1. :func:`check_schema`: the JSON schema ``workflow/schemas/config.schema.yaml`` (types, required
-   keys, known task and method names, split and cache options, ...);
+   keys, known task names, split and cache options, ...). Names that a registry of the package
+   holds are not listed in the schema: a ``x-registry: <registry>`` keyword checks them against
+   the registry (:data:`REGISTRIES`), so a new method is known to the schema once it is registered;
 2. :func:`check_config`: what needs the package's registries. Model names known to timm or
    torchvision; methods that have a meaning for each task kind; every protocol setting in
    ``protocol_overrides`` and every per-model ``model_image_size`` against the declarations of the
@@ -28,7 +33,15 @@ import re
 from pathlib import Path
 
 from .data.tasks import TASKS, get_task
-from .methods import METHODS, declared_params, get_method, method_kinds, resolve_params
+from .methods import (
+    METHOD_GROUPS,
+    METHODS,
+    declared_params,
+    expand_methods,
+    get_method,
+    method_kinds,
+    resolve_params,
+)
 from .methods.tables import check_loss_params
 from .params import show
 from .protocols import NOT_OVERRIDABLE, PROTOCOLS, resolve
@@ -67,7 +80,7 @@ def check_schema(config: dict, schema_path: str | Path | None = None) -> None:
     """
     import jsonschema
 
-    load_config_plugins(config)
+    prepare_config(config)
     schema = schema_with_plugins(schema_path)
     error = jsonschema.exceptions.best_match(
         _strict_validator(jsonschema)(schema).iter_errors(config)
@@ -78,6 +91,8 @@ def check_schema(config: dict, schema_path: str | Path | None = None) -> None:
     detail = error.message
     if error.validator == "enum":
         detail = f"{error.instance!r} is not allowed; allowed values: {error.validator_value}"
+    elif error.validator == "x-registry":
+        detail = error.message
     elif error.validator == "additionalProperties":
         detail = f"{error.message}; allowed keys: {sorted(error.schema.get('properties', {}))}"
     elif error.validator == "pattern":
@@ -109,7 +124,30 @@ def _strict_validator(jsonschema):
             ),
         }
     )
-    return jsonschema.validators.extend(base, type_checker=checker)
+    return jsonschema.validators.extend(
+        base, {"x-registry": _registry_keyword}, type_checker=checker
+    )
+
+
+#: Registries the schema's ``x-registry`` keyword checks names against: registry -> the names it
+#: holds now (plug-ins loaded). The schema states which registry a key's values come from; the
+#: names themselves are never copied into it.
+REGISTRIES = {
+    "methods": lambda: list(METHODS),
+    "tasks": lambda: sorted(TASKS),
+}
+
+
+def _registry_keyword(validator, registry, instance, schema):
+    """The schema keyword ``x-registry: <name>``: a string must be a name of that registry."""
+    import jsonschema
+
+    if registry not in REGISTRIES:
+        yield jsonschema.ValidationError(f"schema error: unknown registry {registry!r}")
+        return
+    known = REGISTRIES[registry]()
+    if isinstance(instance, str) and instance not in known:
+        yield jsonschema.ValidationError(f"{instance!r} is not allowed; allowed values: {known}")
 
 
 def load_config_plugins(config: dict) -> list[dict]:
@@ -123,24 +161,84 @@ def load_config_plugins(config: dict) -> list[dict]:
         raise _error("plugins", str(exc)) from None
 
 
-def schema_with_plugins(schema_path: str | Path | None = None) -> dict:
-    """The configuration schema, its list of method names extended by the plug-ins' methods.
+def prepare_config(config: dict) -> dict:
+    """Load the plug-ins, then replace the group words of ``config["methods"]`` in place.
 
-    The allowed task names and ``download`` dataset names are those of the registries
-    (:data:`imbench.data.tasks.TASKS`, :func:`imbench.data.registry.dataset_names`).
+    ``methods: all`` (or a list with ``all`` and/or ``variants`` among method names) becomes the
+    list of registered method names (:func:`imbench.methods.expand_methods`): a configuration need
+    not be edited when a method is added. Calling it again changes nothing. A method listed twice
+    is one ``ConfigError`` naming it. Returns ``config``.
     """
-    import yaml
+    load_config_plugins(config)
+    methods = config.get("methods")
+    if isinstance(methods, str) and methods in METHOD_GROUPS:
+        methods = [methods]
+    if isinstance(methods, list) and any(
+        isinstance(m, str) and m in METHOD_GROUPS for m in methods
+    ):
+        try:
+            config["methods"] = expand_methods(methods)
+        except ValueError as exc:
+            raise _error("methods", str(exc)) from None
+    return config
 
-    from .plugins import PLUGIN_LOSSES
+
+def load_schema(schema_path: str | Path | None = None) -> dict:
+    """The configuration schema (``workflow/schemas/config.schema.yaml`` unless given)."""
+    import yaml
 
     path = Path(schema_path) if schema_path is not None else SCHEMA_PATH
     with open(path) as fh:
-        schema = yaml.safe_load(fh)
-    items = schema.get("properties", {}).get("methods", {}).get("items", {})
-    if "enum" in items:
-        items["enum"] = list(items["enum"]) + [m for m in PLUGIN_LOSSES if m not in items["enum"]]
+        return yaml.safe_load(fh)
+
+
+def schema_with_plugins(schema_path: str | Path | None = None) -> dict:
+    """The configuration schema, task and ``download`` dataset names filled in from the registries
+    (:data:`imbench.data.tasks.TASKS`, :func:`imbench.data.registry.dataset_names`). Method names
+    are checked against the method registry, plug-ins included (``x-registry``)."""
+    schema = load_schema(schema_path)
     _registry_names(schema)
     return schema
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def merge_config(base: dict, override: dict) -> dict:
+    """``override`` merged into a copy of ``base`` as Snakemake merges config files: dictionaries
+    merge recursively, every other value (lists included) replaces the base's."""
+    out = dict(base)
+    for key, value in (override or {}).items():
+        if isinstance(value, dict):
+            prior = out.get(key)
+            out[key] = merge_config(prior if isinstance(prior, dict) else {}, value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(configfiles, base: str | Path | None = "config.yaml") -> dict:
+    """The configuration Snakemake would see with ``--configfile <configfiles...>``.
+
+    ``base`` is the Snakefile's ``configfile:`` (``config.yaml``); it is skipped when ``None`` or
+    when the file does not exist. Each file must hold a mapping. The plug-ins are loaded and the
+    group words of ``methods`` expanded (:func:`prepare_config`).
+    """
+    config: dict = {}
+    import yaml
+
+    paths = ([Path(base)] if base is not None and Path(base).is_file() else []) + [
+        Path(p) for p in configfiles
+    ]
+    for path in paths:
+        with open(path) as fh:
+            data = yaml.safe_load(fh) or {}
+        if not isinstance(data, dict):
+            raise ValueError(
+                f"{path}: expected a mapping of configuration keys, got {type(data).__name__}"
+            )
+        config = merge_config(config, data)
+    return prepare_config(config)
 
 
 def _registry_names(schema: dict) -> None:
@@ -163,7 +261,7 @@ def check_config(config: dict) -> list[tuple[str, str, str]]:
 
     Raises ``ConfigError`` with one line naming the key and the expected value.
     """
-    load_config_plugins(config)
+    prepare_config(config)
     if "experiment" in config:
         _check_experiment(config["experiment"])
     for t in config["tasks"]:
@@ -201,13 +299,9 @@ def check_config(config: dict) -> list[tuple[str, str, str]]:
         check_evaluation(config.get("evaluation"), [get_task(t).kind for t in config["tasks"]])
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    skips = []
-    for t in config["tasks"]:
-        kind = get_task(t).kind
-        for m in config["methods"]:
-            if kind not in method_kinds(m):
-                skips.append((t, m, f"method {m!r} has no meaning for {kind} task {t!r}; skipped"))
-    return skips
+    from .grid import skips
+
+    return skips(config)
 
 
 def _check_experiment(name) -> None:

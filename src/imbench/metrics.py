@@ -78,7 +78,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-KINDS = ("multiclass", "binary", "multilabel")
+from .kinds import KINDS
 
 #: The metric each kind is ranked by in headline tables and heat-maps:
 #: balanced accuracy (BBFL "mean accuracy"; insensitive to class frequencies),

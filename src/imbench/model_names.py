@@ -55,6 +55,12 @@ class ModelSpec:
     weights: str | None = None
     inner: ModelSpec | None = None
 
+    @property
+    def backbone(self) -> ModelSpec:
+        """The spec of the network that holds the pretrained weights: the inner model of a family
+        that wraps another (``le2020``), else the spec itself."""
+        return self.inner.backbone if self.inner is not None else self
+
 
 # ----------------------------------------------------------------------------- stored name lists
 

@@ -29,6 +29,11 @@ name is also a safe folder name under ``results/``):
     our choices. ``drop_rate > 0`` replaces the 0.5. ``Classifier.features`` returns the 512-d
     hidden layer (the penultimate features).
 
+Each form is one :class:`ModelFamily` of :data:`FAMILIES`: its backbone builder, where its weights
+are published and cached, how they are fetched, its native input size, and (``le2020_``) the
+layers it adds. Code that needs one of these asks the family of the parsed name; nothing else
+branches on the source.
+
 Heads (from the method, SPEC §4):
 
 - ``linear``: ``nn.Linear`` on the pooled features (what every paper uses, LMF included).
@@ -51,6 +56,7 @@ import argparse
 import math
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -194,13 +200,17 @@ def input_size(name: str) -> int:
     (torchvision's V2 recipe: ``resnet50.tv2_in1k`` trains at 176 px, evaluates at 224 px).
     224 where there is no pretrained config.
     """
-    spec = parse_model_name(name)
-    if spec.source == "le2020":
-        spec = spec.inner
-    if spec.source == "torchvision":
-        transforms = _tv_weights_enum(spec.arch)[spec.weights].transforms
-        crop = getattr(transforms, "keywords", {}).get("crop_size")
-        return int(crop) if crop else DEFAULT_INPUT_SIZE
+    spec = parse_model_name(name).backbone
+    return family(spec).input_size(spec)
+
+
+def _torchvision_input_size(spec: ModelSpec) -> int:
+    transforms = _tv_weights_enum(spec.arch)[spec.weights].transforms
+    crop = getattr(transforms, "keywords", {}).get("crop_size")
+    return int(crop) if crop else DEFAULT_INPUT_SIZE
+
+
+def _timm_input_size(spec: ModelSpec) -> int:
     cfg = _timm_cfg(spec.arch)
     if cfg is None or not cfg.input_size:
         return DEFAULT_INPUT_SIZE
@@ -253,10 +263,15 @@ class _WeightsFile:
 
 
 def _weights_file(spec: ModelSpec) -> _WeightsFile:
-    if spec.source == "le2020":
-        return _weights_file(spec.inner)
-    if spec.source == "torchvision":
-        return _WeightsFile("url", _tv_weights_enum(spec.arch)[spec.weights].url)
+    spec = spec.backbone
+    return family(spec).weights_file(spec)
+
+
+def _torchvision_weights_file(spec: ModelSpec) -> _WeightsFile:
+    return _WeightsFile("url", _tv_weights_enum(spec.arch)[spec.weights].url)
+
+
+def _timm_weights_file(spec: ModelSpec) -> _WeightsFile:
     cfg = _timm_cfg(spec.arch)
     if cfg is None:
         return _WeightsFile("none")
@@ -374,23 +389,26 @@ def prefetch_weights(names, log=print) -> dict[str, str]:
 
 
 def _download(spec: ModelSpec) -> None:
-    if spec.source == "le2020":
-        return _download(spec.inner)
-    if spec.source == "torchvision":
-        _tv_weights_enum(spec.arch)[spec.weights].get_state_dict(progress=True)
-        return None
-    # timm: build once with pretrained=True, so the files fetched are exactly the ones timm reads.
+    spec = spec.backbone
+    family(spec).download(spec)
+
+
+def _torchvision_download(spec: ModelSpec) -> None:
+    _tv_weights_enum(spec.arch)[spec.weights].get_state_dict(progress=True)
+
+
+def _timm_download(spec: ModelSpec) -> None:
+    # Build once with pretrained=True, so the files fetched are exactly the ones timm reads.
     timm.create_model(spec.arch, pretrained=True, num_classes=0, cache_dir=hf_cache_dir())
-    return None
 
 
 # ----------------------------------------------------------------------------- building
 
 
-def _timm_backbone(name: str, pretrained: bool, drop_rate: float, label: str) -> nn.Module:
+def _timm_backbone(spec: ModelSpec, pretrained: bool, drop_rate: float, label: str) -> nn.Module:
     def build():
         return timm.create_model(
-            name,
+            spec.arch,
             pretrained=pretrained,
             num_classes=0,
             drop_rate=drop_rate,
@@ -431,9 +449,7 @@ def _torchvision_backbone(
 
 def _backbone(spec: ModelSpec, pretrained: bool, drop_rate: float, label: str) -> nn.Module:
     """The backbone of ``spec``; ``label`` is the model name the user gave (named in errors)."""
-    if spec.source == "torchvision":
-        return _torchvision_backbone(spec, pretrained, drop_rate, label)
-    return _timm_backbone(spec.arch, pretrained, drop_rate, label)
+    return family(spec).backbone(spec, pretrained, drop_rate, label)
 
 
 def _feature_width(backbone: nn.Module) -> int:
@@ -458,14 +474,11 @@ def create_model(
     if head not in HEADS:
         raise ValueError(f"unknown head {head!r}; expected 'linear' or 'cosine'")
     spec = parse_model_name(name)
+    fam = family(spec)
     neck = None
-    if spec.source == "le2020":
+    if fam.neck is not None:  # a family that wraps another: its backbone, then the neck
         backbone = _backbone(spec.inner, pretrained, 0.0, name)
-        p = drop_rate if drop_rate > 0 else LE2020_DROPOUT
-        neck = nn.Sequential(
-            nn.Dropout(p), nn.Linear(_feature_width(backbone), LE2020_HIDDEN), nn.ReLU(inplace=True)
-        )
-        n_feat = LE2020_HIDDEN
+        neck, n_feat = fam.neck(_feature_width(backbone), drop_rate)
     else:
         backbone = _backbone(spec, pretrained, drop_rate, name)
         n_feat = _feature_width(backbone)
@@ -475,6 +488,92 @@ def create_model(
         else CosineClassifier(n_feat, num_classes)
     )
     return Classifier(backbone, layer, neck)
+
+
+def _le2020_neck(width: int, drop_rate: float) -> tuple[nn.Module, int]:
+    """Le et al. 2020's layers after the pooled features: dropout, ``Linear(width, 512)``, ReLU."""
+    p = drop_rate if drop_rate > 0 else LE2020_DROPOUT
+    neck = nn.Sequential(nn.Dropout(p), nn.Linear(width, LE2020_HIDDEN), nn.ReLU(inplace=True))
+    return neck, LE2020_HIDDEN
+
+
+# ----------------------------------------------------------------------------- model families
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """Everything that depends on where a model comes from, for one family of model names.
+
+    ``source``: the ``ModelSpec.source`` its names parse to (:func:`parse_model_name`;
+    ``pattern`` says the name form in words). ``backbone(spec, pretrained, drop_rate, label)``
+    builds the pooled-feature network; ``weights_file(spec)`` says where its pretrained weights
+    are published and cached (:func:`weights_location`, :func:`weights_available`);
+    ``download(spec)`` fetches them into the cache; ``input_size(spec)`` is the native input size;
+    ``weights_id(spec)`` names the weights in ``run.json``. A family that wraps another (``neck``
+    set) has its inner model's backbone, weights and input size, and adds
+    ``neck(feature_width, drop_rate) -> (module, width)`` before the head.
+    """
+
+    source: str
+    pattern: str
+    backbone: Callable | None = None
+    weights_file: Callable | None = None
+    download: Callable | None = None
+    input_size: Callable | None = None
+    weights_id: Callable | None = None
+    neck: Callable | None = None
+
+
+def _torchvision_weights_id(spec: ModelSpec) -> str:
+    return f"torchvision:{spec.arch}.{spec.weights}"
+
+
+def _timm_weights_id(spec: ModelSpec) -> str:
+    cfg = _timm_cfg(spec.arch)
+    return (
+        f"timm:{cfg.architecture}.{cfg.tag}" if cfg is not None and cfg.tag else f"timm:{spec.arch}"
+    )
+
+
+#: ``ModelSpec.source`` -> its family. A new family is one entry here, and its name form in
+#: :func:`imbench.model_names.parse_model_name` (which runs at planning time, without torch).
+FAMILIES: dict[str, ModelFamily] = {
+    f.source: f
+    for f in (
+        ModelFamily(
+            "timm",
+            "<timm name>[.<pretrained tag>]",
+            backbone=_timm_backbone,
+            weights_file=_timm_weights_file,
+            download=_timm_download,
+            input_size=_timm_input_size,
+            weights_id=_timm_weights_id,
+        ),
+        ModelFamily(
+            "torchvision",
+            f"<torchvision architecture>.{TORCHVISION_TAG}[_<WEIGHTS>]",
+            backbone=_torchvision_backbone,
+            weights_file=_torchvision_weights_file,
+            download=_torchvision_download,
+            input_size=_torchvision_input_size,
+            weights_id=_torchvision_weights_id,
+        ),
+        ModelFamily("le2020", f"{LE2020_PREFIX}<model name>", neck=_le2020_neck),
+    )
+}
+
+
+def family(spec: ModelSpec) -> ModelFamily:
+    """The :class:`ModelFamily` of a parsed model name."""
+    return FAMILIES[spec.source]
+
+
+def pretrained_weights_id(name: str) -> str:
+    """The pretrained weights of model ``name`` as ``run.json`` names them:
+    ``torchvision:<arch>.<WEIGHTS>`` or ``timm:<arch>.<tag>`` (timm's default tag resolved); a
+    wrapping family (``le2020_``) names its backbone's weights."""
+    spec = parse_model_name(name).backbone
+    return family(spec).weights_id(spec)
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -514,7 +613,7 @@ def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
     names = list(args.models)
     if args.configfile:
-        from .plan import load_config
+        from .config import load_config
 
         names += list(load_config(args.configfile, base=args.base)["models"])
     if not names:

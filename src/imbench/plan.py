@@ -8,7 +8,7 @@ checks it as the workflow does (:func:`imbench.config.validate_config`: a bad ke
 one error line naming the key; settings without effect are listed as warnings) and prints
 
 - the number of cells: trained + post-hoc, after skipping the methods that have no meaning for a
-  task's kind (the same rule as :func:`imbench.config.check_config`);
+  task's kind (the grid and its skip rule of :mod:`imbench.grid`, which the workflow plans from);
 - per task and method, the training images one cell sees: the training-split size (the task's
   published size × the train fraction of ``split.fractions``) × the method's epoch-size factor
   (``ros``: K·n_max/N, ``rus``: K·n_min/N, computed by the real samplers; 1 for every method
@@ -34,42 +34,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-# ----------------------------------------------------------------------------- configuration
-
-
-def merge_config(base: dict, override: dict) -> dict:
-    """``override`` merged into a copy of ``base`` as Snakemake merges config files: dictionaries
-    merge recursively, every other value (lists included) replaces the base's."""
-    out = dict(base)
-    for key, value in (override or {}).items():
-        if isinstance(value, dict):
-            prior = out.get(key)
-            out[key] = merge_config(prior if isinstance(prior, dict) else {}, value)
-        else:
-            out[key] = value
-    return out
-
-
-def load_config(configfiles, base: str | Path | None = "config.yaml") -> dict:
-    """The configuration Snakemake would see with ``--configfile <configfiles...>``.
-
-    ``base`` is the Snakefile's ``configfile:`` (``config.yaml``); it is skipped when ``None`` or
-    when the file does not exist. Each file must hold a mapping.
-    """
-    config: dict = {}
-    paths = ([Path(base)] if base is not None and Path(base).is_file() else []) + [
-        Path(p) for p in configfiles
-    ]
-    for path in paths:
-        with open(path) as fh:
-            data = yaml.safe_load(fh) or {}
-        if not isinstance(data, dict):
-            raise ValueError(
-                f"{path}: expected a mapping of configuration keys, got {type(data).__name__}"
-            )
-        config = merge_config(config, data)
-    return config
-
+from .config import load_config, merge_config  # noqa: F401  (the configuration as Snakemake merges it)
 
 # ----------------------------------------------------------------------------- data set sizes
 
@@ -158,14 +123,12 @@ EVAL_SPEEDUP = 3.0
 
 def throughput_key(model: str) -> str:
     """The :data:`THROUGHPUT` key of a model name: its architecture without tag, source or le2020_."""
-    from .models import parse_model_name
+    from .model_names import parse_model_name
 
     try:
-        spec = parse_model_name(model)
+        spec = parse_model_name(model).backbone
     except ValueError:
         return model.split(".")[0]
-    if spec.source == "le2020":
-        spec = spec.inner
     return spec.arch.split(".")[0]
 
 
@@ -292,8 +255,8 @@ class Plan:
 def make_plan(config: dict, user_ips: dict | None = None) -> Plan:
     """The plan of a (merged) configuration; see the module docstring."""
     from .config import validate_config
-    from .data.tasks import get_task
-    from .methods import get_method, method_kinds
+    from .grid import image_size, skips
+    from .methods import get_method
     from .protocols import resolve
 
     # The workflow's checks, the same as `snakemake -n` runs: one line naming the key.
@@ -314,14 +277,15 @@ def make_plan(config: dict, user_ips: dict | None = None) -> Plan:
     plan.warnings = warnings
     plan.folds = int((config.get("split") or {}).get("cv_folds", 0) or 0)
     method_params = config.get("method_params") or {}
-    sizes = config.get("model_image_size") or {}
+    skipped = skips(config)
+    plan.skipped = skipped
+    skipped_pairs = {(t, m) for t, m, _ in skipped}
     for model in config["models"]:
-        plan.image_sizes[model] = int(sizes.get(model, settings.image_size))
+        plan.image_sizes[model] = image_size(config, model, settings.image_size)
         plan.throughput[model] = images_per_second(model, plan.image_sizes[model], user_ips)
     n_runs = max(1, plan.folds)  # trainings per cell
     tta_views = 4 if settings.tta == "flips" else 1
     for task in config["tasks"]:
-        kind = get_task(task).kind
         train_counts, n_val, n_test = split_sizes(task, config)
         if plan.folds:
             # Fold model k trains on the other K-1 folds of the pool (train + val) and validates on fold k.
@@ -332,14 +296,7 @@ def make_plan(config: dict, user_ips: dict | None = None) -> Plan:
         plan.task_sources[task] = task_counts(task, config)[2]
         n_train = sum(train_counts.values())
         for method in config["methods"]:
-            if kind not in method_kinds(method):
-                plan.skipped.append(
-                    (
-                        task,
-                        method,
-                        f"method {method!r} has no meaning for {kind} task {task!r}; skipped",
-                    )
-                )
+            if (task, method) in skipped_pairs:
                 continue
             trains = get_method(method).trains
             spe = samples_per_epoch(

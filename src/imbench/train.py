@@ -763,21 +763,9 @@ def pretrained_weights(model_name: str, pretrained: bool) -> str | None:
     ``le2020_`` models name their backbone's weights."""
     if not pretrained:
         return None
-    from .models import parse_model_name
+    from .models import pretrained_weights_id
 
-    spec = parse_model_name(model_name)
-    spec = spec.inner if spec.source == "le2020" else spec
-    if spec.source == "torchvision":
-        return f"torchvision:{spec.arch}.{spec.weights}"
-    import timm
-
-    try:
-        cfg = timm.models.get_pretrained_cfg(spec.arch)
-    except RuntimeError:
-        cfg = None
-    return (
-        f"timm:{cfg.architecture}.{cfg.tag}" if cfg is not None and cfg.tag else f"timm:{spec.arch}"
-    )
+    return pretrained_weights_id(model_name)
 
 
 def resolved_block(

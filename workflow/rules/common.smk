@@ -22,12 +22,10 @@ def _validate_config():
 
     schema_path = os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")
     try:
-        check_schema(config, schema_path)  # loads the plug-ins (config key 'plugins') first
+        # Loads the plug-ins (config key 'plugins') and expands `methods: all` in place first.
+        check_schema(config, schema_path)
         # Fill the schema's defaults (split, cache, synthetic, evaluation, ...).
-        if config.get("plugins"):
-            _validate_with_plugins(schema_path)
-        else:
-            validate(config, schema=schema_path)
+        validate(config, schema=schema_path)
         skips = check_config(config)
     except ConfigError as exc:
         _config_error(str(exc))
@@ -36,24 +34,11 @@ def _validate_config():
     return skips
 
 
-def _validate_with_plugins(schema_path):
-    # The schema's method names extended by the plug-ins' methods, in a temporary file.
-    import tempfile
-
-    import yaml
-    from imbench.config import schema_with_plugins
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "config.schema.yaml")
-        with open(path, "w") as fh:
-            yaml.safe_dump(schema_with_plugins(schema_path), fh)
-        validate(config, schema=path)
-
-
 SKIPPED = _validate_config()
 for _task, _method, _note in SKIPPED:
     print(f"imbench: {_note}", file=sys.stderr)
 
+from imbench import grid
 from imbench.aggregate import figure_names
 from imbench.data.tasks import get_task
 from imbench.methods import get_method, resolve_params
@@ -62,7 +47,6 @@ from imbench.protocols import resolved_dict
 EXP = config["experiment"]
 SETTINGS = resolved_dict(config["protocol"], config.get("protocol_overrides"))
 IMAGE_SIZE = SETTINGS["image_size"]
-MODEL_IMAGE_SIZE = config.get("model_image_size") or {}
 CACHE_MODE = config["cache"]["mode"]
 # Cross-validation (split.cv_folds = K ≥ 2): every trained cell is the ensemble of K fold models,
 # trained in <cell>/fold<k>/ and combined by the `ensemble` rule.
@@ -163,7 +147,7 @@ def raw_dir(wildcards):
 
 def image_size(model):
     """The model's input size: model_image_size[model], else the protocol's image_size."""
-    return int(MODEL_IMAGE_SIZE.get(model, IMAGE_SIZE))
+    return grid.image_size(config, model, IMAGE_SIZE)
 
 
 def cache_dir(task, model):
@@ -179,14 +163,9 @@ def cell_dir(task, model, method, seed):
 
 
 def cells():
-    """Every (task, model, method, seed) of the grid, minus methods without meaning for a task."""
-    for t in config["tasks"]:
-        for model in config["models"]:
-            for m in config["methods"]:
-                if (t, m) in _SKIP:
-                    continue
-                for s in config["seeds"]:
-                    yield t, model, m, s
+    """Every (task, model, method, seed) of the grid, minus methods without meaning for a task
+    (imbench.grid: the definition `imbench plan` and the configuration checks read too)."""
+    return grid.cells(config, _SKIP)
 
 
 def all_metrics():

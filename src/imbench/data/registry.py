@@ -30,7 +30,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-KINDS = ("multiclass", "binary", "multilabel")
+from ..kinds import KINDS
+
 _KIND_WORDS = {"multiclass": "multi-class", "binary": "binary", "multilabel": "multi-label"}
 
 #: (class → image count of the whole task, official split sizes or None, provenance)

@@ -25,9 +25,16 @@ Public API::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from ..params import Param
+from .registry import (  # noqa: F401  (the registry's public names)
+    METHOD_GROUPS,
+    METHODS,
+    Method,
+    expand_methods,
+    get_method,
+    list_methods,
+    register_method,
+)
 
 # The parameter tables of the parts live in a torch-free module: the configuration checks read
 # them while the workflow plans, and losses.py and samplers.py import torch.
@@ -43,51 +50,6 @@ from .tables import (
     SAMPLER_DEFAULTS,
     SAMPLER_PARAMS,
 )
-
-
-@dataclass(frozen=True)
-class Method:
-    name: str
-    family: str  # baseline | data | loss | post-hoc | hybrid | loss+schedule | data+schedule
-    loss: str
-    sampler: str = "shuffle"
-    head: str = "linear"
-    posthoc: str | None = None
-    base: str | None = None  # for post-hoc methods: the method whose predictions are reused
-    variant_of: str | None = None  # a paper's exact form of this method (paper variants only)
-    source: str = ""
-    summary: str = ""
-
-    @property
-    def trains(self) -> bool:
-        return self.posthoc is None
-
-
-METHODS: dict[str, Method] = {}
-
-
-def register_method(method: Method) -> Method:
-    if method.name in METHODS:
-        raise ValueError(f"method {method.name!r} registered twice")
-    if method.head not in ("linear", "cosine"):
-        raise ValueError(
-            f"method {method.name!r}: head {method.head!r} is not 'linear' or 'cosine'"
-        )
-    METHODS[method.name] = method
-    return method
-
-
-def get_method(name: str) -> Method:
-    try:
-        return METHODS[name]
-    except KeyError:
-        raise ValueError(f"unknown method {name!r}; known methods: {list(METHODS)}") from None
-
-
-def list_methods(variants: bool = True) -> list[str]:
-    """Registered method names, in registration order; ``variants=False`` leaves out paper variants."""
-    return [name for name, m in METHODS.items() if variants or m.variant_of is None]
-
 
 for _m in (
     Method("ce", "baseline", "ce", source="all", summary="cross-entropy (BCE for multi-label)"),
@@ -371,3 +333,8 @@ def resolve_params(name: str, params: dict | None, task: str, model: str) -> dic
     alpha, beta = LMF_PAPER_ALPHA_BETA[key]
     params.update({k: {"alpha": alpha, "beta": beta}[k] for k in wanted})
     return params
+
+
+# The methods defined one per module in ``methods/builtin/`` (registered through the plug-in API;
+# imported last, once every name above exists).
+from . import builtin  # noqa: E402, F401

@@ -747,7 +747,7 @@ def _make_loss(
     args = (loss_id, kind, k, p)
     ctx = f"loss {loss_id!r}: "
 
-    from ..plugins import PLUGIN_LOSSES
+    from .api import PLUGIN_LOSSES
 
     if loss_id in PLUGIN_LOSSES:
         return _plugin_loss(PLUGIN_LOSSES[loss_id], counts, *args)

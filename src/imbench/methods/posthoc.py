@@ -51,6 +51,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..kinds import KINDS
+
 # post-hoc rule id -> parameters and defaults (``None`` passed for a parameter = its default),
 # declared with their types and ranges in the torch-free ``tables.py``.
 from .tables import POSTHOC_DEFAULTS, POSTHOC_KINDS, POSTHOC_PARAMS
@@ -64,8 +66,6 @@ __all__ = [
     "default_rule",
     "fit_rule",
 ]
-
-KINDS = ("binary", "multiclass", "multilabel")
 
 #: the tau values ``la_posthoc`` tries when ``tau: fit`` (0 = the ce cell's own decisions).
 LA_TAU_GRID = tuple(round(0.1 * i, 1) for i in range(21))

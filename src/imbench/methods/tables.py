@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from ..kinds import KINDS
+from ..kinds import SINGLE_LABEL as _SINGLE
 from ..params import Param
-
-KINDS: tuple[str, ...] = ("multiclass", "binary", "multilabel")
-_SINGLE = ("multiclass", "binary")
 
 #: Loss id -> its parameters: type, range and default (the one declaration read by the
 #: configuration checks at planning time and by ``losses.py`` when it builds a loss).  ``None``
