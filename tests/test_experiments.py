@@ -19,6 +19,8 @@ from imbench.models import is_model
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments"
 NAMES = ["lmf", "bbfl", "dong", "le2020", "all"]
+# Grids on the embedded synthetic data that CI runs end to end (not paper grids: 2 seeds).
+EMBEDDED = ["longtail_demo"]
 REAL_TASKS = [t for t in TASKS if not t.startswith("synthetic")]
 
 
@@ -59,7 +61,17 @@ def models_checked_by_imbench(monkeypatch):
 
 
 def test_every_experiment_file_is_there():
-    assert sorted(p.stem for p in EXPERIMENTS.glob("*.yaml")) == sorted(NAMES)
+    assert sorted(p.stem for p in EXPERIMENTS.glob("*.yaml")) == sorted(NAMES + EMBEDDED)
+
+
+@pytest.mark.parametrize("name", EMBEDDED)
+def test_embedded_experiment_is_valid(name, schema):
+    cfg = load(name)
+    validator = jsonschema.Draft202012Validator(schema)
+    assert not list(validator.iter_errors(cfg))
+    assert not list(validator.iter_errors(merged(name)))
+    assert cfg["experiment"] == name and cfg["tasks"] == ["synthetic"]
+    assert check_config(merged(name)) == []
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -96,6 +108,9 @@ def test_experiment_passes_check_config(name, models_checked_by_imbench):
                 "cb_ce",
                 "la_posthoc",
                 "vs_loss",
+                "crt",
+                "tau_norm",
+                "lws",
                 "focal_lmf",
                 "ldam_lmf",
             )

@@ -5,7 +5,9 @@ A method is a combination of
 - a batch **sampler** (``samplers.py``; ``shuffle`` = the plain one),
 - a classifier **head** (``linear`` or ``cosine``),
 - optionally a **post-hoc** decision rule fitted on validation predictions of another cell
-  (``posthoc.py``), in which case the method trains nothing and reuses that cell.
+  (``posthoc.py``), in which case the method trains nothing and reuses that cell,
+- or a **second stage** (``stage2``: decoupling, Kang et al. 2020, ``imbench.decouple``) that
+  reuses another cell's trained network and re-fits only its classifier, in its own job.
 
 A **paper variant** (``variant_of`` set) is a baseline exactly as one paper's code builds it, where
 that differs from our method of the same name: ``focal_lmf`` and ``ldam_lmf`` are the LMF paper's
@@ -42,6 +44,9 @@ from .tables import (
     POSTHOC_PARAMS,
     SAMPLER_DEFAULTS,
     SAMPLER_PARAMS,
+    STAGE2_DEFAULTS,
+    STAGE2_KINDS,
+    STAGE2_PARAMS,
 )
 
 
@@ -53,14 +58,17 @@ class Method:
     sampler: str = "shuffle"
     head: str = "linear"
     posthoc: str | None = None
-    base: str | None = None  # for post-hoc methods: the method whose predictions are reused
+    base: str | None = None  # post-hoc / second-stage methods: the cell reused
     variant_of: str | None = None  # a paper's exact form of this method (paper variants only)
     source: str = ""
     summary: str = ""
+    stage2: str | None = None  # a second stage on the base cell's network (crt, lws, tau_norm)
 
     @property
     def trains(self) -> bool:
-        return self.posthoc is None
+        """Whether the method has a training job of its own (post-hoc and second-stage methods
+        reuse their base cell's; a second stage has its own, lighter ``decouple`` job)."""
+        return self.posthoc is None and self.stage2 is None
 
 
 METHODS: dict[str, Method] = {}
@@ -230,6 +238,33 @@ for _m in (
         summary="deferred re-sampling: plain shuffled epochs, class-balanced re-sampling from 80 % of epochs + CE",
     ),
     Method(
+        "crt",
+        "two-stage",
+        "ce",
+        base="ce",
+        stage2="crt",
+        source="Kang et al. 2020",
+        summary="classifier re-training: the ce cell's frozen features, a new linear classifier trained with class-balanced sampling",
+    ),
+    Method(
+        "tau_norm",
+        "two-stage",
+        "ce",
+        base="ce",
+        stage2="tau_norm",
+        source="Kang et al. 2020",
+        summary="tau-normalised classifier of the ce cell: w_c / ||w_c||^tau, no bias, tau chosen on validation",
+    ),
+    Method(
+        "lws",
+        "two-stage",
+        "ce",
+        base="ce",
+        stage2="lws",
+        source="Kang et al. 2020",
+        summary="learnable weight scaling: per-class scales of the ce cell's frozen classifier, class-balanced sampling",
+    ),
+    Method(
         "focal_lmf",
         "loss",
         "focal_lmf",
@@ -257,6 +292,8 @@ def method_kinds(name: str) -> tuple[str, ...]:
     kinds = LOSS_KINDS[m.loss]
     if m.posthoc:
         kinds = tuple(k for k in kinds if k in POSTHOC_KINDS[m.posthoc])
+    if m.stage2:
+        kinds = tuple(k for k in kinds if k in STAGE2_KINDS[m.stage2])
     return tuple(kinds)
 
 
@@ -269,6 +306,8 @@ def declared_params(name: str) -> dict[str, tuple[str, Param]]:
     m = get_method(name)
     if m.posthoc:
         return {k: ("posthoc", p) for k, p in POSTHOC_PARAMS.get(m.posthoc, {}).items()}
+    if m.stage2:  # the second stage's parameters travel in the post-training slot
+        return {k: ("posthoc", p) for k, p in STAGE2_PARAMS[m.stage2].items()}
     out = {k: ("loss", p) for k, p in LOSS_PARAMS.get(m.loss, {}).items()}
     for k, p in SAMPLER_PARAMS.get(m.sampler, {}).items():
         out.setdefault(k, ("sampler", p))
@@ -278,6 +317,8 @@ def declared_params(name: str) -> dict[str, tuple[str, Param]]:
 def default_params(name: str) -> dict:
     """Every parameter of method ``name`` with its default (loss, sampler and post-hoc parts)."""
     m = get_method(name)
+    if m.stage2:
+        return dict(STAGE2_DEFAULTS[m.stage2])
     params = dict(LOSS_DEFAULTS.get(m.loss, {}))
     params.update(SAMPLER_DEFAULTS.get(m.sampler, {}))
     if m.posthoc:

@@ -257,3 +257,48 @@ POSTHOC_KINDS: dict[str, tuple[str, ...]] = {
 POSTHOC_DEFAULTS: dict[str, dict[str, object]] = {
     rule: {name: p.default for name, p in params.items()} for rule, params in POSTHOC_PARAMS.items()
 }
+
+#: Second-stage (decoupling) step id -> its parameters. A decoupled method (Kang et al. 2020)
+#: reuses its base cell's trained network and re-fits only the classifier (``imbench.decouple``).
+#: Defaults are those of the official code (facebookresearch/classifier-balancing,
+#: ``config/ImageNet_LT/cls_crt.yaml`` and ``cls_lws.yaml``: SGD, lr 0.2, momentum 0.9, weight
+#: decay 5e-4, batch 512, cosine schedule to 0; 10 epochs for cRT, 5 for LWS; ``tau_norm.py``:
+#: τ over ``np.linspace(0, 2, 21)``).
+_STAGE2_TRAINING = {
+    "lr": Param("float", 0.2, lo=0.0, lo_open=True, nullable=True, doc="SGD learning rate"),
+    "momentum": Param(
+        "float", 0.9, lo=0.0, hi=1.0, hi_open=True, nullable=True, doc="SGD momentum"
+    ),
+    "weight_decay": Param("float", 5e-4, lo=0.0, nullable=True, doc="SGD weight decay"),
+    "batch_size": Param("int", 512, lo=2, nullable=True, doc="class-balanced batch size"),
+}
+STAGE2_PARAMS: dict[str, dict[str, Param]] = {
+    "crt": {
+        "epochs": Param(
+            "int", 10, lo=1, nullable=True, doc="epochs of classifier re-training (cached features)"
+        ),
+        **_STAGE2_TRAINING,
+    },
+    "lws": {
+        "epochs": Param(
+            "int", 5, lo=1, nullable=True, doc="epochs of learning the per-class scales"
+        ),
+        **_STAGE2_TRAINING,
+    },
+    "tau_norm": {
+        "tau": Param(
+            "float",
+            "fit",
+            lo=0.0,
+            nullable=True,
+            literals=("fit",),
+            doc="exponent τ of w_c / ||w_c||^τ; 'fit' = chosen on validation",
+        ),
+    },
+}
+#: Second-stage step id -> the task kinds where it has a meaning: one softmax over the classes
+#: (class-balanced sampling and the paper's classifiers are single-label constructions).
+STAGE2_KINDS: dict[str, tuple[str, ...]] = {"crt": _SINGLE, "lws": _SINGLE, "tau_norm": _SINGLE}
+STAGE2_DEFAULTS: dict[str, dict[str, object]] = {
+    step: {name: p.default for name, p in params.items()} for step, params in STAGE2_PARAMS.items()
+}
