@@ -111,6 +111,7 @@ def test_experiment_passes_check_config(name, models_checked_by_imbench):
                 "crt",
                 "tau_norm",
                 "lws",
+                "remix",
                 "focal_lmf",
                 "ldam_lmf",
             )

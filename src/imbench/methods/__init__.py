@@ -39,6 +39,9 @@ from .tables import (
     LOSS_DEFAULTS,
     LOSS_KINDS,
     LOSS_PARAMS,  # noqa: F401
+    MIXING_DEFAULTS,
+    MIXING_KINDS,
+    MIXING_PARAMS,
     POSTHOC_DEFAULTS,
     POSTHOC_KINDS,
     POSTHOC_PARAMS,
@@ -63,6 +66,7 @@ class Method:
     source: str = ""
     summary: str = ""
     stage2: str | None = None  # a second stage on the base cell's network (crt, lws, tau_norm)
+    mixing: str | None = None  # a mixing augmentation of the training step (mixup, remix)
 
     @property
     def trains(self) -> bool:
@@ -265,6 +269,22 @@ for _m in (
         summary="learnable weight scaling: per-class scales of the ce cell's frozen classifier, class-balanced sampling",
     ),
     Method(
+        "mixup",
+        "data",
+        "ce",
+        mixing="mixup",
+        source="Zhang et al. 2018",
+        summary="mixup: inputs mixed with lambda ~ Beta(1, 1), loss lambda CE(y_i) + (1 - lambda) CE(y_j)",
+    ),
+    Method(
+        "remix",
+        "data",
+        "ce",
+        mixing="remix",
+        source="Chou et al. 2020",
+        summary="remix: mixup inputs, the label moved to the minority class (count ratio >= 3, share < 0.5)",
+    ),
+    Method(
         "focal_lmf",
         "loss",
         "focal_lmf",
@@ -294,6 +314,8 @@ def method_kinds(name: str) -> tuple[str, ...]:
         kinds = tuple(k for k in kinds if k in POSTHOC_KINDS[m.posthoc])
     if m.stage2:
         kinds = tuple(k for k in kinds if k in STAGE2_KINDS[m.stage2])
+    if m.mixing:
+        kinds = tuple(k for k in kinds if k in MIXING_KINDS[m.mixing])
     return tuple(kinds)
 
 
@@ -311,6 +333,8 @@ def declared_params(name: str) -> dict[str, tuple[str, Param]]:
     out = {k: ("loss", p) for k, p in LOSS_PARAMS.get(m.loss, {}).items()}
     for k, p in SAMPLER_PARAMS.get(m.sampler, {}).items():
         out.setdefault(k, ("sampler", p))
+    for k, p in MIXING_PARAMS.get(m.mixing, {}).items():
+        out.setdefault(k, ("mixing", p))
     return out
 
 
@@ -321,6 +345,7 @@ def default_params(name: str) -> dict:
         return dict(STAGE2_DEFAULTS[m.stage2])
     params = dict(LOSS_DEFAULTS.get(m.loss, {}))
     params.update(SAMPLER_DEFAULTS.get(m.sampler, {}))
+    params.update(MIXING_DEFAULTS.get(m.mixing, {}))
     if m.posthoc:
         params.update(POSTHOC_DEFAULTS.get(m.posthoc, {}))
     return params
@@ -329,7 +354,8 @@ def default_params(name: str) -> dict:
 def split_params(name: str, params: dict | None) -> tuple[dict, dict, dict]:
     """Split user parameters of method ``name`` into (loss, sampler, post-hoc) parameters.
 
-    Unknown names raise one ``ValueError`` listing the method's parameters.
+    Unknown names raise one ``ValueError`` listing the method's parameters. A mixing method's own
+    parameters (``alpha``, ...) are in none of the three: :func:`build_mixer` takes them.
     """
     declared = declared_params(name)
     out: tuple[dict, dict, dict] = ({}, {}, {})
@@ -338,6 +364,8 @@ def split_params(name: str, params: dict | None) -> tuple[dict, dict, dict]:
             raise ValueError(
                 f"method {name!r} has no parameter {key!r}; its parameters: {sorted(declared)}"
             )
+        if declared[key][0] == "mixing":
+            continue
         out[("loss", "sampler", "posthoc").index(declared[key][0])][key] = value
     return out
 
@@ -367,6 +395,20 @@ def build_sampler(
     return make_batch_sampler(
         m.sampler, labels, batch_size, seed, num_epochs=num_epochs, **sampler_params
     )
+
+
+def build_mixer(name: str, class_counts, kind: str, seed: int, **params):
+    """The mixing step of method ``name`` (:class:`imbench.methods.mixing.Mixer`), or ``None``
+    for a method that does not mix."""
+    m = get_method(name)
+    if not m.mixing:
+        return None
+    from .mixing import Mixer
+
+    declared = declared_params(name)
+    own = {k: v for k, v in (params or {}).items() if declared.get(k, ("",))[0] == "mixing"}
+    split_params(name, params)  # unknown names raise here
+    return Mixer(m.mixing, class_counts, kind, seed, **own)
 
 
 def fit_posthoc(

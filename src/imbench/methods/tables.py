@@ -302,3 +302,30 @@ STAGE2_KINDS: dict[str, tuple[str, ...]] = {"crt": _SINGLE, "lws": _SINGLE, "tau
 STAGE2_DEFAULTS: dict[str, dict[str, object]] = {
     step: {name: p.default for name, p in params.items()} for step, params in STAGE2_PARAMS.items()
 }
+
+#: Mixing augmentation id -> its parameters (``imbench.methods.mixing``). ``α = 1``: the default of
+#: the official mixup code (facebookresearch/mixup-cifar10, ``--alpha 1.``) and Remix's value;
+#: ``κ = 3``, ``τ = 0.5``: Remix's (Chou et al. 2020).
+_MIX_ALPHA = Param("float", 1.0, lo=0.0, nullable=True, doc="λ ~ Beta(α, α); 0 = no mixing")
+MIXING_PARAMS: dict[str, dict[str, Param]] = {
+    "mixup": {"alpha": _MIX_ALPHA},
+    "remix": {
+        "alpha": _MIX_ALPHA,
+        "kappa": Param(
+            "float", 3.0, lo=1.0, nullable=True, doc="count ratio n_i/n_j from which remix relabels"
+        ),
+        "tau": Param(
+            "float",
+            0.5,
+            lo=0.0,
+            hi=1.0,
+            nullable=True,
+            doc="remix relabels towards the minority class when its mixing share is below 1 - τ",
+        ),
+    },
+}
+#: Mixing id -> the task kinds where it has a meaning (remix compares two images' class counts).
+MIXING_KINDS: dict[str, tuple[str, ...]] = {"mixup": KINDS, "remix": _SINGLE}
+MIXING_DEFAULTS: dict[str, dict[str, object]] = {
+    mix: {name: p.default for name, p in params.items()} for mix, params in MIXING_PARAMS.items()
+}
