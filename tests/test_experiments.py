@@ -112,6 +112,7 @@ def test_experiment_passes_check_config(name, models_checked_by_imbench):
                 "tau_norm",
                 "lws",
                 "remix",
+                "lade",
                 "focal_lmf",
                 "ldam_lmf",
             )

@@ -285,6 +285,13 @@ for _m in (
         summary="remix: mixup inputs, the label moved to the minority class (count ratio >= 3, share < 0.5)",
     ),
     Method(
+        "lade",
+        "loss",
+        "lade",
+        source="Hong et al. 2021",
+        summary="LADE: CE on z + log(pi) + 0.1 x the LADE regulariser (remine lambda 0.1); raw logits at test time (uniform target prior)",
+    ),
+    Method(
         "focal_lmf",
         "loss",
         "focal_lmf",

@@ -115,6 +115,14 @@ LOSS_PARAMS: dict[str, dict[str, Param]] = {
             "float", 1.0, nullable=True, doc="scale τ of the additive shift ι_c = τ log π_c"
         ),
     },
+    # LADE (Hong et al. 2021): the official configs' weight of the LADE regulariser (0.1) and its
+    # ``remine_lambda`` (0.1), hyperconnect/LADE config/*/lade.yaml.
+    "lade": {
+        "alpha": Param("float", 0.1, lo=0.0, nullable=True, doc="weight α of the LADE regulariser"),
+        "remine_lambda": Param(
+            "float", 0.1, lo=0.0, nullable=True, doc="λ of the ReMINE term λ T2²"
+        ),
+    },
 }
 
 #: Loss id -> its parameters with their defaults.
@@ -153,6 +161,7 @@ LOSS_KINDS: dict[str, tuple[str, ...]] = {
     "balanced_softmax": _SINGLE,
     "cb_ce": _SINGLE,
     "vs_loss": _SINGLE,
+    "lade": _SINGLE,
 }
 
 #: Loss id -> which per-class weights it applies (the ``class_weights`` of its module and of
@@ -177,6 +186,7 @@ LOSS_CLASS_WEIGHTS: dict[str, str] = {
     "balanced_softmax": "none",
     "cb_ce": "cb",
     "vs_loss": "none",
+    "lade": "none",
 }
 
 #: The (α, β) of LMF = α·LDAM + β·Focal that gave the best results in the LMF
