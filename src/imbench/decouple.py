@@ -15,8 +15,10 @@ is the choice that makes stage 2 cost seconds, and it is stated here and in docs
 
 Class-balanced sampling (:func:`class_balanced_epoch`). Every stage-2 epoch draws ``n_max`` images
 of each class (``K * n_max`` in all, the length of the official ``ClassAwareSampler`` epoch), each
-class's images cycled in a fresh random order, and the epoch shuffled. The official sampler picks
-a class at random for every 4 draws, so its per-class numbers match ours only in expectation.
+class's images cycled in a fresh random order, and the epoch shuffled. The official sampler also
+cycles through each class's images in a reshuffled order, but visits the classes in a reshuffled
+cycle, 4 consecutive draws per visit (``num_samples_cls: 4``): its per-class numbers equal ours up
+to one visit, and its batches hold runs of 4 images of one class where ours are shuffled.
 
 The three methods:
 
