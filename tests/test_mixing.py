@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -135,3 +136,36 @@ def test_registry_params_and_kinds():
         Mixer("remix", [3, 1], "multilabel", 0)
     with pytest.raises(ValueError, match="parameter 'alpha' of mixup"):
         build_mixer("mixup", [3, 1], "binary", 0, alpha=-1.0)
+
+
+def test_remix_training_resumes_to_identical_numbers(tiny_synthetic, tmp_path):
+    """The mixing draws are a function of (seed, epoch): a run killed after its first epoch and
+    resumed gives the numbers of an uninterrupted one, and mixing changes the training."""
+    from imbench.train import Settings, train_cell
+
+    def train(out, method="remix", log=lambda m: None):
+        s = Settings.from_dict(dict(epochs=2, batch_size=32, image_size=16, lr=3e-3, threads=1))
+        t = tiny_synthetic
+        return train_cell(
+            "synthetic", t["cache"], t["split"], "test_resnet", method, 0, s, out, log=log
+        )
+
+    class Killed(Exception):
+        pass
+
+    def die(msg):
+        if msg.startswith("epoch 1/"):
+            raise Killed
+
+    run = train(tmp_path / "full")
+    assert run["mixing_params"] == {"alpha": 1.0, "kappa": 3.0, "tau": 0.5}
+    with pytest.raises(Killed):
+        train(tmp_path / "resumed", log=die)
+    train(tmp_path / "resumed")
+    for name in ("predictions.csv", "history.csv"):
+        full = pd.read_csv(tmp_path / "full" / name).drop(columns="seconds", errors="ignore")
+        res = pd.read_csv(tmp_path / "resumed" / name).drop(columns="seconds", errors="ignore")
+        pd.testing.assert_frame_equal(full, res)
+    train(tmp_path / "ce", method="ce")
+    ce = pd.read_csv(tmp_path / "ce" / "history.csv")
+    assert not np.allclose(ce.train_loss, pd.read_csv(tmp_path / "full" / "history.csv").train_loss)
