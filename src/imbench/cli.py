@@ -376,18 +376,29 @@ def _dispatch(args) -> int:
         print(f"{args.method}: decision rule {json.dumps(run['decision_rule'])}")
     elif args.command == "decouple":
         from .decouple import run_decouple
+        from .gpu import gpu_lease
 
-        run_decouple(
-            args.method,
-            args.base_dir,
-            args.cache_dir,
-            args.split,
-            args.seed,
-            args.out_dir,
-            params=args.params,
-            threads=args.threads,
-            log=lambda message: print(message, flush=True),
-        )
+        def log(message):
+            print(message, flush=True)
+
+        from .io import read_json
+
+        # The network's forward pass runs on the base cell's device setting (auto: a GPU when
+        # there is one); on a machine with several GPUs the job leases one, as training does.
+        device = read_json(args.base_dir / "run.json").get("settings", {}).get("device")
+        lease = gpu_lease(log=log) if device != "cpu" else contextlib.nullcontext()
+        with lease:
+            run_decouple(
+                args.method,
+                args.base_dir,
+                args.cache_dir,
+                args.split,
+                args.seed,
+                args.out_dir,
+                params=args.params,
+                threads=args.threads,
+                log=log,
+            )
         print(f"{args.method}: second stage on {args.base_dir} written to {args.out_dir}")
     elif args.command == "evaluate":
         from .evaluate import evaluate_cell
