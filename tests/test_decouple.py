@@ -170,3 +170,52 @@ def test_config_checks():
         check_config(_config(split={"seed": 0, "fractions": [0.7, 0.15, 0.15], "cv_folds": 3}))
     with pytest.raises(ConfigError, match="method_params.tau_norm.tau"):
         check_config(_config(methods=["ce", "tau_norm"], method_params={"tau_norm": {"tau": -1}}))
+
+
+def test_run_decouple_on_a_trained_ce_cell(tiny_synthetic, tmp_path):
+    """The second stage writes a cell's files from the ce cell's saved network, the same bytes on
+    a rerun, and refuses another method's cell or other data in one line."""
+    import json
+
+    import pandas as pd
+
+    from imbench.decouple import run_decouple
+    from imbench.train import Settings, train_cell
+
+    t = tiny_synthetic
+    s = Settings.from_dict(dict(epochs=1, batch_size=32, image_size=16, lr=3e-3, threads=1))
+    ce = tmp_path / "ce"
+    train_cell("synthetic", t["cache"], t["split"], "test_resnet", "ce", 0, s, ce)
+    base = pd.read_csv(ce / "predictions.csv")
+    small = {"epochs": 2, "batch_size": 64}
+    for method, params in (("crt", small), ("lws", small), ("tau_norm", {})):
+        out = tmp_path / method
+        run = run_decouple(method, ce, t["cache"], t["split"], 0, out, params=params)
+        preds = pd.read_csv(out / "predictions.csv")
+        assert list(preds.columns) == list(base.columns)
+        assert preds[["split", "image_id", "label"]].equals(base[["split", "image_id", "label"]])
+        probs = preds.filter(like="prob_").to_numpy()
+        assert np.allclose(probs.sum(1), 1, atol=1e-4) and (preds.pred == probs.argmax(1)).all()
+        saved = json.loads((out / "run.json").read_text())
+        assert saved["method"] == method and saved["second_stage"]["step"] == method
+        assert (
+            saved["train_class_counts"]
+            == json.loads((ce / "run.json").read_text())["train_class_counts"]
+        )
+        again = tmp_path / f"{method}_again"
+        run_decouple(method, ce, t["cache"], t["split"], 0, again, params=params)
+        for name in ("predictions.csv", "run.json"):
+            a, b = (out / name).read_bytes(), (again / name).read_bytes()
+            if name == "run.json":  # the output folder is not recorded; everything else is equal
+                assert json.loads(a) == json.loads(b)
+            else:
+                assert a == b
+    assert run["second_stage"]["tau"] in TAU_GRID
+    with pytest.raises(ValueError, match="'crt' needs a 'ce' cell, this is a 'crt' cell"):
+        run_decouple("crt", tmp_path / "crt", t["cache"], t["split"], 0, tmp_path / "x")
+    other = tmp_path / "split.csv"
+    split = pd.read_csv(t["split"])
+    split.loc[split.index[0], "split"] = "test" if split.split.iloc[0] != "test" else "val"
+    split.to_csv(other, index=False)
+    with pytest.raises(ValueError, match="are not the data the base cell"):
+        run_decouple("crt", ce, t["cache"], other, 0, tmp_path / "y")
