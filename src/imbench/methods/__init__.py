@@ -4,6 +4,7 @@ A method is a combination of
 - a training **loss** (``losses.py``),
 - a batch **sampler** (``samplers.py``; ``shuffle`` = the plain one),
 - a classifier **head** (``linear`` or ``cosine``),
+- optionally a **mixing** step of every training batch (``mixing.py``: ``mixup``, ``remix``),
 - optionally a **post-hoc** decision rule fitted on validation predictions of another cell
   (``posthoc.py``), in which case the method trains nothing and reuses that cell,
 - or a **second stage** (``stage2``: decoupling, Kang et al. 2020, ``imbench.decouple``) that
