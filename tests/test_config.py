@@ -21,7 +21,13 @@ import yaml
 from imbench import plan
 from imbench.config import ConfigError, check_config, config_warnings, validate_config
 from imbench.methods import METHODS, declared_params, default_params, get_method
-from imbench.methods.tables import LOSS_PARAMS, POSTHOC_PARAMS, SAMPLER_PARAMS
+from imbench.methods.tables import (
+    LOSS_PARAMS,
+    MIXING_PARAMS,
+    POSTHOC_PARAMS,
+    SAMPLER_PARAMS,
+    STAGE2_PARAMS,
+)
 from imbench.params import Param
 from imbench.protocols import PROTOCOLS, resolve
 from imbench.settings import SETTING_RULES, Settings, setting_params
@@ -501,11 +507,16 @@ def test_every_method_parameter_is_declared():
             assert isinstance(p, Param)
             p.check(p.default)  # every default fits its own declaration
         m = get_method(name)
-        expected = (
-            set(POSTHOC_PARAMS[m.posthoc])
-            if m.posthoc
-            else set(LOSS_PARAMS[m.loss]) | set(SAMPLER_PARAMS[m.sampler])
-        )
+        if m.posthoc:
+            expected = set(POSTHOC_PARAMS[m.posthoc])
+        elif m.stage2:
+            expected = set(STAGE2_PARAMS[m.stage2])
+        else:
+            expected = (
+                set(LOSS_PARAMS[m.loss])
+                | set(SAMPLER_PARAMS[m.sampler])
+                | set(MIXING_PARAMS.get(m.mixing, {}))
+            )
         assert set(declared) == expected
 
 
@@ -649,6 +660,8 @@ def test_docs_list_every_declaration():
         ("loss", LOSS_PARAMS),
         ("sampler", SAMPLER_PARAMS),
         ("post-hoc rule", POSTHOC_PARAMS),
+        ("second stage", STAGE2_PARAMS),
+        ("mixing", MIXING_PARAMS),
     ):
         for owner, params in table.items():
             for key, p in params.items():

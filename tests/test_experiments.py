@@ -23,6 +23,8 @@ NAMES = ["lmf", "bbfl", "dong", "le2020", "all"]
 # The tasks of experiments/all.yaml: those of every dataset the registry puts in that grid.
 ALL_GRID = {task.name for spec in DATASETS.values() if spec.in_all_grid for task in spec.tasks}
 REAL_TASKS = [t for t in TASKS if t in ALL_GRID]
+# Grids on the embedded synthetic data that CI runs end to end (not paper grids: 2 seeds).
+EMBEDDED = ["longtail_demo"]
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +64,17 @@ def models_checked_by_imbench(monkeypatch):
 
 
 def test_every_experiment_file_is_there():
-    assert sorted(p.stem for p in EXPERIMENTS.glob("*.yaml")) == sorted(NAMES)
+    assert sorted(p.stem for p in EXPERIMENTS.glob("*.yaml")) == sorted(NAMES + EMBEDDED)
+
+
+@pytest.mark.parametrize("name", EMBEDDED)
+def test_embedded_experiment_is_valid(name, schema):
+    cfg = load(name)
+    validator = jsonschema.Draft202012Validator(schema)
+    assert not list(validator.iter_errors(cfg))
+    assert not list(validator.iter_errors(merged(name)))
+    assert cfg["experiment"] == name and cfg["tasks"] == ["synthetic"]
+    assert check_config(merged(name)) == []
 
 
 @pytest.mark.parametrize("name", NAMES)

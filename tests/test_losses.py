@@ -45,6 +45,7 @@ ALL_IDS = (
     "balanced_softmax",
     "cb_ce",
     "vs_loss",
+    "lade",
 )
 COMBOS = [(lid, kind) for lid in ALL_IDS for kind in LOSS_KINDS[lid]]
 
@@ -95,6 +96,8 @@ SPEC_DEFAULTS = {  # the SPEC/brief defaults, written out independently of LOSS_
     "balanced_softmax": {},  # Ren et al.: no parameter
     "cb_ce": {"beta": 0.9999},  # Cui et al.'s β for the long-tailed CIFAR softmax runs
     "vs_loss": {"gamma": 0.3, "tau": 1.0},  # orparask/VS-Loss losses.py: VSLoss(gamma=0.3, tau=1.0)
+    # hyperconnect/LADE config/*/lade.yaml: RouteWeightLoss weight 0.1, remine_lambda 0.1
+    "lade": {"alpha": 0.1, "remine_lambda": 0.1},
 }
 
 
@@ -189,6 +192,27 @@ def r_vs(z, y, counts, gamma, tau):
         row = torch.stack([z[i, j] / delta[j] + iota[j] for j in range(z.shape[1])])
         tot = tot - naive_logp(row)[int(y[i])]
     return tot / z.shape[0]
+
+
+def r_lade(z, y, counts, alpha, lam):
+    # hyperconnect/LADE: PriorCELoss (CE on z + log(prior + 1e-9)) + alpha * LADELoss, written one
+    # class at a time: T1_c = mean of z_ic over the batch's samples of c (sum / (b_c + 1e-8)),
+    # T2_c = log((1/B) sum_i exp(z_ic - log(prior_c + 1e-9) + log(1/K + 1e-9))),
+    # LADELoss = -sum_c prior_c (T1_c - T2_c - lam T2_c^2).
+    n_total, k, b = sum(counts), z.shape[1], z.shape[0]
+    prior = [c / n_total for c in counts]
+    shift = torch.tensor([math.log(q + 1e-9) for q in prior], dtype=z.dtype)
+    prior_ce = r_ce(z + shift, y)
+    reg = 0.0
+    for c in range(k):
+        members = [i for i in range(b) if int(y[i]) == c]
+        t1 = sum((z[i, c] for i in members), torch.zeros((), dtype=z.dtype)) / (len(members) + 1e-8)
+        terms = torch.stack(
+            [z[i, c] - math.log(prior[c] + 1e-9) + math.log(1.0 / k + 1e-9) for i in range(b)]
+        )
+        t2 = torch.log(torch.exp(terms).sum() / b)
+        reg = reg - prior[c] * (t1 - t2 - lam * t2**2)
+    return prior_ce + alpha * reg
 
 
 def r_sigmoid_elem(x, t, gamma):
@@ -291,6 +315,8 @@ def reference(loss_id, kind, z, y, counts, n_samples=None, drw_active=False, **p
         return r_cb_ce(z, y, ref_cb_w(counts, p["beta"]))
     if loss_id == "vs_loss":
         return r_vs(z, y, counts, p["gamma"], p["tau"])
+    if loss_id == "lade":
+        return r_lade(z, y, counts, p["alpha"], p["remine_lambda"])
     raise AssertionError(loss_id)
 
 
@@ -321,6 +347,11 @@ VARIANTS = {
     "ldam_lmf": [{"max_m": 0.3, "s": 1.0}],
     "cb_ce": [{"beta": 0.99}, {"beta": 0.0}],
     "vs_loss": [{"gamma": 0.0, "tau": 1.0}, {"gamma": 0.5, "tau": 0.0}, {"gamma": 0.2, "tau": 1.5}],
+    "lade": [
+        {"alpha": 0.0},
+        {"alpha": 1.0, "remine_lambda": 0.0},
+        {"alpha": 0.5, "remine_lambda": 2.0},
+    ],
 }
 REF_CASES = (
     [(lid, kind, {}) for lid, kind in COMBOS]
@@ -998,6 +1029,7 @@ NEEDS_NONZERO = {
     "balanced_softmax",
     "cb_ce",
     "vs_loss",
+    "lade",
 }
 
 
@@ -1261,3 +1293,25 @@ def test_vs_loss_needs_every_class_and_no_multilabel():
         make_loss("vs_loss", [5, 0, 3])
     with pytest.raises(ValueError, match=r"loss 'vs_loss' has no meaning for multilabel tasks"):
         make_loss("vs_loss", [5, 2, 3], "multilabel", n_samples=10)
+
+
+def test_lade_class_absent_from_the_batch():
+    # A class with no sample in the batch has T1_c = 0 (official: sum / (0 + 1e-8)) and still its
+    # T2_c; the batch here has no sample of class 3.
+    z = torch.tensor(
+        [[1.0, -0.5, 0.2, 0.3], [0.1, 2.0, -1.0, 0.0], [0.5, 0.5, 1.5, -2.0]],
+        dtype=torch.float64,
+        requires_grad=True,
+    )
+    y = torch.tensor([0, 1, 2])
+    loss = make_loss("lade", [50, 20, 7, 3], "multiclass")
+    assert_matches_reference(
+        lambda zz: loss(zz, y), lambda zz: r_lade(zz, y, [50, 20, 7, 3], 0.1, 0.1), z
+    )
+
+
+def test_lade_with_alpha_zero_is_balanced_softmax():
+    z, y = batch("multiclass")
+    lade = build("lade", "multiclass", alpha=0.0)
+    bs = build("balanced_softmax", "multiclass")
+    torch.testing.assert_close(lade(z, y), bs(z, y), rtol=1e-6, atol=1e-9)

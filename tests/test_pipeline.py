@@ -386,7 +386,12 @@ def test_paper_grids_plan_exactly_their_cells(name, tmp_path):
     assert jobs["train"] == expected["train"]
     assert jobs.get("ensemble", 0) == expected.get("ensemble", 0)
     assert jobs.get("posthoc", 0) == expected.get("posthoc", 0)
-    assert jobs["evaluate"] == expected.get("cells", expected["train"]) + expected.get("posthoc", 0)
+    assert jobs.get("decouple", 0) == expected.get("decouple", 0)
+    assert jobs["evaluate"] == (
+        expected.get("cells", expected["train"])
+        + expected.get("posthoc", 0)
+        + expected.get("decouple", 0)
+    )
 
 
 def test_image_level_split_is_planned_in_its_own_file_with_a_warning(tmp_path):

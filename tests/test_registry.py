@@ -28,6 +28,9 @@ SCHEMA = yaml.safe_load(
     ).read_text()
 )
 CONFIG = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
+LONGTAIL = yaml.safe_load(
+    (Path(__file__).resolve().parents[1] / "experiments" / "longtail_demo.yaml").read_text()
+)
 
 
 def test_schema_names_match_registries():
@@ -47,6 +50,8 @@ def test_default_grid_is_a_registered_selection():
     cfg = dict(CONFIG)
     assert check_config(cfg) == []
     assert set(cfg["methods"]) <= set(list_methods(variants=False))
+    # every other method runs in the embedded long-tail grid (experiments/longtail_demo.yaml)
+    assert LONGTAIL["methods"] == ["all"]
     assert set(list_methods()) - set(list_methods(variants=False)) == {"focal_lmf", "ldam_lmf"}
     assert len(CONFIG["seeds"]) >= 2
 

@@ -68,9 +68,10 @@ def test_profile_keys(profile):
     train = profile["set-resources"]["train"]
     assert train["gpu"] == 1
     assert train["slurm_partition"]
-    # Only training asks for a GPU.
+    # Only training and the second stage of decoupling (a forward pass of the network) ask for a GPU.
     assert [r for r, res in profile["set-resources"].items() if "gpu" in res or "gres" in res] == [
-        "train"
+        "train",
+        "decouple",
     ]
 
 

@@ -164,6 +164,18 @@ def get_args_parser() -> argparse.ArgumentParser:
     s.add_argument("--out-dir", required=True, type=Path)
     s.add_argument("--params", type=_json_arg, default={}, help="JSON object of method parameters")
 
+    s = sub.add_parser(
+        "decouple", help="second stage (crt, lws, tau_norm) on another cell's trained network"
+    )
+    s.add_argument("--method", required=True)
+    s.add_argument("--base-dir", required=True, type=Path, help="the first-stage (ce) cell")
+    s.add_argument("--cache-dir", required=True, type=Path)
+    s.add_argument("--split", required=True, type=Path)
+    s.add_argument("--seed", required=True, type=int)
+    s.add_argument("--out-dir", required=True, type=Path)
+    s.add_argument("--params", type=_json_arg, default={}, help="JSON object of method parameters")
+    s.add_argument("--threads", type=int, default=None, help="CPU threads")
+
     s = sub.add_parser("evaluate", help="metrics of one cell from its saved predictions")
     s.add_argument("--cell-dir", required=True, type=Path)
     s.add_argument(
@@ -362,6 +374,32 @@ def _dispatch(args) -> int:
 
         run = run_posthoc(args.method, args.base_dir, args.out_dir, **args.params)
         print(f"{args.method}: decision rule {json.dumps(run['decision_rule'])}")
+    elif args.command == "decouple":
+        from .decouple import run_decouple
+        from .gpu import gpu_lease
+
+        def log(message):
+            print(message, flush=True)
+
+        from .io import read_json
+
+        # The network's forward pass runs on the base cell's device setting (auto: a GPU when
+        # there is one); on a machine with several GPUs the job leases one, as training does.
+        device = read_json(args.base_dir / "run.json").get("settings", {}).get("device")
+        lease = gpu_lease(log=log) if device != "cpu" else contextlib.nullcontext()
+        with lease:
+            run_decouple(
+                args.method,
+                args.base_dir,
+                args.cache_dir,
+                args.split,
+                args.seed,
+                args.out_dir,
+                params=args.params,
+                threads=args.threads,
+                log=log,
+            )
+        print(f"{args.method}: second stage on {args.base_dir} written to {args.out_dir}")
     elif args.command == "evaluate":
         from .evaluate import evaluate_cell
 

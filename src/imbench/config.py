@@ -293,6 +293,12 @@ def check_config(config: dict) -> list[tuple[str, str, str]]:
                 "methods",
                 f"{m!r} reuses the predictions of {base!r}, which must be in 'methods' too",
             )
+        if get_method(m).stage2 and int((config.get("split") or {}).get("cv_folds") or 0):
+            raise _error(
+                "methods",
+                f"{m!r} is a second stage on one trained network per cell; it does not combine "
+                "with split.cv_folds (cells that are ensembles of fold models)",
+            )
     from .compare import check_evaluation
 
     try:

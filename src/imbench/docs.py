@@ -60,8 +60,15 @@ def method_index() -> list[str]:
 
 
 def parameter_table() -> list[str]:
-    """The ``parameters`` table: every declared parameter of the losses, samplers and post-hoc rules."""
-    from .methods.tables import LOSS_PARAMS, POSTHOC_PARAMS, SAMPLER_PARAMS
+    """The ``parameters`` table: every declared parameter of the losses, samplers, post-hoc rules,
+    second stages and mixing steps."""
+    from .methods.tables import (
+        LOSS_PARAMS,
+        MIXING_PARAMS,
+        POSTHOC_PARAMS,
+        SAMPLER_PARAMS,
+        STAGE2_PARAMS,
+    )
     from .plugins import plugin_file
 
     lines = ["| part | parameter | default | accepted |", "|---|---|---|---|"]
@@ -69,6 +76,8 @@ def parameter_table() -> list[str]:
         ("loss", LOSS_PARAMS),
         ("sampler", SAMPLER_PARAMS),
         ("post-hoc rule", POSTHOC_PARAMS),
+        ("second stage", STAGE2_PARAMS),
+        ("mixing", MIXING_PARAMS),
     ):
         for owner, params in table.items():
             if part == "loss" and plugin_file(owner):

@@ -44,7 +44,7 @@ from .data.cache import cache_fingerprint, file_sha256, load_cache
 from .data.multilabel import label_matrix
 from .data.tasks import get_task
 from .io import read_csv, write_csv, write_json, write_with
-from .methods import build_loss, build_sampler, get_method
+from .methods import build_loss, build_mixer, build_sampler, get_method
 from .models import MissingWeightsError, create_model
 from .settings import Settings  # a torch-free module (planning imports it); re-exported here
 
@@ -535,6 +535,9 @@ def train_cell(
         **settings.method_params,
     )
 
+    # mixup / remix: the inputs and targets of every batch are mixed (None for other methods)
+    mixer = build_mixer(method_name, counts.tolist(), kind, seed, **settings.method_params)
+
     cell_name = f"{task_name}/{model_name}/{method_name}/seed{seed}" + (
         f"/fold{fold}" if fold is not None else ""
     )
@@ -616,6 +619,8 @@ def train_cell(
         lr = set_lr(optimizer, epoch, settings)
         if hasattr(loss_fn, "set_epoch"):
             loss_fn.set_epoch(epoch, settings.epochs)
+        if mixer is not None:
+            mixer.set_epoch(epoch)
         gen = torch.Generator().manual_seed(
             int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
         )
@@ -643,10 +648,15 @@ def train_cell(
             else:  # pinned gather, asynchronous copy, conversion on the device
                 x = to_input(to_device(train.images, idx, device), settings, device, gen)
             y = to_device(train.labels, idx, device)
+            if mixer is not None:
+                x, mixed = mixer.mix(x, y)
             try:
                 with autocast(device, settings):
                     logits = step_model(x)
-                loss = loss_fn(logits.float(), y)
+                if mixer is None:
+                    loss = loss_fn(logits.float(), y)
+                else:
+                    loss = mixer.loss(loss_fn, logits.float(), mixed)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
             except torch.OutOfMemoryError:
@@ -731,6 +741,7 @@ def train_cell(
         "method_info": dataclasses.asdict(method),
         "loss_params": getattr(loss_fn, "params", {}),
         "sampler_params": getattr(sampler, "params", {}),
+        **({"mixing_params": mixer.params} if mixer is not None else {}),
         "train_class_counts": counts.tolist(),
         "samples_per_epoch": int(getattr(sampler, "num_samples", len(train))),
         "precision": precision_used(device, settings),

@@ -71,7 +71,9 @@ SPLIT_CSV = (
 )
 _SKIP = {(t, m) for t, m, _ in SKIPPED}
 TRAINED = [m for m in config["methods"] if get_method(m).trains]
-POSTHOC = [m for m in config["methods"] if not get_method(m).trains]
+POSTHOC = [m for m in config["methods"] if get_method(m).posthoc]
+# Second-stage (decoupling) methods: their own job on the base cell's saved network.
+DECOUPLED = [m for m in config["methods"] if get_method(m).stage2]
 
 
 def _alternatives(values):

@@ -96,6 +96,35 @@ rule posthoc:
         " --params {params.method_params:q} --out-dir $(dirname {output.run}) >> {log} 2> >(tee -a {log} >&2)"
 
 
+rule decouple:
+    # The second stage of crt / lws / tau_norm: the base (ce) cell's saved network, frozen; only
+    # the classifier is re-fitted (imbench.decouple). Rerunning it never retrains the base cell.
+    input:
+        weights=lambda wc: f"{base_cell(wc)}/best.pt",
+        run=lambda wc: f"{base_cell(wc)}/run.json",
+        images=train_images,
+        split=SPLIT_CSV,
+    output:
+        predictions="results/{experiment}/{task}/{model}/{method}/seed{seed}/predictions.csv",
+        run="results/{experiment}/{task}/{model}/{method}/seed{seed}/run.json",
+    log:
+        "results/{experiment}/{task}/{model}/{method}/seed{seed}/decouple.log",
+    benchmark:
+        "results/{experiment}/{task}/{model}/{method}/seed{seed}/benchmark.tsv"
+    wildcard_constraints:
+        method=_alternatives(DECOUPLED or ["-"]),
+    conda:
+        "../../envs/imbench.yaml"
+    threads: 1
+    params:
+        method_params=posthoc_params,
+    shell:
+        ": > {log}; imbench decouple --method {wildcards.method} --base-dir $(dirname {input.run})"
+        " --cache-dir $(dirname {input.images}) --split {input.split} --seed {wildcards.seed}"
+        " --params {params.method_params:q} --threads {threads} --out-dir $(dirname {output.run})"
+        " >> {log} 2> >(tee -a {log} >&2)"
+
+
 rule evaluate:
     input:
         predictions="results/{experiment}/{task}/{model}/{method}/seed{seed}/predictions.csv",

@@ -4,8 +4,11 @@ A method is a combination of
 - a training **loss** (``losses.py``),
 - a batch **sampler** (``samplers.py``; ``shuffle`` = the plain one),
 - a classifier **head** (``linear`` or ``cosine``),
+- optionally a **mixing** step of every training batch (``mixing.py``: ``mixup``, ``remix``),
 - optionally a **post-hoc** decision rule fitted on validation predictions of another cell
-  (``posthoc.py``), in which case the method trains nothing and reuses that cell.
+  (``posthoc.py``), in which case the method trains nothing and reuses that cell,
+- or a **second stage** (``stage2``: decoupling, Kang et al. 2020, ``imbench.decouple``) that
+  reuses another cell's trained network and re-fits only its classifier, in its own job.
 
 A **paper variant** (``variant_of`` set) is a baseline exactly as one paper's code builds it, where
 that differs from our method of the same name: ``focal_lmf`` and ``ldam_lmf`` are the LMF paper's
@@ -44,11 +47,17 @@ from .tables import (
     LOSS_DEFAULTS,
     LOSS_KINDS,
     LOSS_PARAMS,  # noqa: F401
+    MIXING_DEFAULTS,
+    MIXING_KINDS,
+    MIXING_PARAMS,
     POSTHOC_DEFAULTS,
     POSTHOC_KINDS,
     POSTHOC_PARAMS,
     SAMPLER_DEFAULTS,
     SAMPLER_PARAMS,
+    STAGE2_DEFAULTS,
+    STAGE2_KINDS,
+    STAGE2_PARAMS,
 )
 
 for _m in (
@@ -192,6 +201,56 @@ for _m in (
         summary="deferred re-sampling: plain shuffled epochs, class-balanced re-sampling from 80 % of epochs + CE",
     ),
     Method(
+        "crt",
+        "two-stage",
+        "ce",
+        base="ce",
+        stage2="crt",
+        source="Kang et al. 2020",
+        summary="classifier re-training: the ce cell's frozen features, a new linear classifier trained with class-balanced sampling",
+    ),
+    Method(
+        "tau_norm",
+        "two-stage",
+        "ce",
+        base="ce",
+        stage2="tau_norm",
+        source="Kang et al. 2020",
+        summary="tau-normalised classifier of the ce cell: w_c / ||w_c||^tau, no bias, tau chosen on validation",
+    ),
+    Method(
+        "lws",
+        "two-stage",
+        "ce",
+        base="ce",
+        stage2="lws",
+        source="Kang et al. 2020",
+        summary="learnable weight scaling: per-class scales of the ce cell's frozen classifier, class-balanced sampling",
+    ),
+    Method(
+        "mixup",
+        "data",
+        "ce",
+        mixing="mixup",
+        source="Zhang et al. 2018",
+        summary="mixup: inputs mixed with lambda ~ Beta(1, 1), loss lambda CE(y_i) + (1 - lambda) CE(y_j)",
+    ),
+    Method(
+        "remix",
+        "data",
+        "ce",
+        mixing="remix",
+        source="Chou et al. 2020",
+        summary="remix: mixup inputs, the label moved to the minority class (count ratio >= 3, share < 0.5)",
+    ),
+    Method(
+        "lade",
+        "loss",
+        "lade",
+        source="Hong et al. 2021",
+        summary="LADE: CE on z + log(pi) + 0.1 x the LADE regulariser (remine lambda 0.1); raw logits at test time (uniform target prior)",
+    ),
+    Method(
         "focal_lmf",
         "loss",
         "focal_lmf",
@@ -219,6 +278,10 @@ def method_kinds(name: str) -> tuple[str, ...]:
     kinds = LOSS_KINDS[m.loss]
     if m.posthoc:
         kinds = tuple(k for k in kinds if k in POSTHOC_KINDS[m.posthoc])
+    if m.stage2:
+        kinds = tuple(k for k in kinds if k in STAGE2_KINDS[m.stage2])
+    if m.mixing:
+        kinds = tuple(k for k in kinds if k in MIXING_KINDS[m.mixing])
     return tuple(kinds)
 
 
@@ -231,17 +294,24 @@ def declared_params(name: str) -> dict[str, tuple[str, Param]]:
     m = get_method(name)
     if m.posthoc:
         return {k: ("posthoc", p) for k, p in POSTHOC_PARAMS.get(m.posthoc, {}).items()}
+    if m.stage2:  # the second stage's parameters travel in the post-training slot
+        return {k: ("posthoc", p) for k, p in STAGE2_PARAMS[m.stage2].items()}
     out = {k: ("loss", p) for k, p in LOSS_PARAMS.get(m.loss, {}).items()}
     for k, p in SAMPLER_PARAMS.get(m.sampler, {}).items():
         out.setdefault(k, ("sampler", p))
+    for k, p in MIXING_PARAMS.get(m.mixing, {}).items():
+        out.setdefault(k, ("mixing", p))
     return out
 
 
 def default_params(name: str) -> dict:
     """Every parameter of method ``name`` with its default (loss, sampler and post-hoc parts)."""
     m = get_method(name)
+    if m.stage2:
+        return dict(STAGE2_DEFAULTS[m.stage2])
     params = dict(LOSS_DEFAULTS.get(m.loss, {}))
     params.update(SAMPLER_DEFAULTS.get(m.sampler, {}))
+    params.update(MIXING_DEFAULTS.get(m.mixing, {}))
     if m.posthoc:
         params.update(POSTHOC_DEFAULTS.get(m.posthoc, {}))
     return params
@@ -250,7 +320,8 @@ def default_params(name: str) -> dict:
 def split_params(name: str, params: dict | None) -> tuple[dict, dict, dict]:
     """Split user parameters of method ``name`` into (loss, sampler, post-hoc) parameters.
 
-    Unknown names raise one ``ValueError`` listing the method's parameters.
+    Unknown names raise one ``ValueError`` listing the method's parameters. A mixing method's own
+    parameters (``alpha``, ...) are in none of the three: :func:`build_mixer` takes them.
     """
     declared = declared_params(name)
     out: tuple[dict, dict, dict] = ({}, {}, {})
@@ -259,6 +330,8 @@ def split_params(name: str, params: dict | None) -> tuple[dict, dict, dict]:
             raise ValueError(
                 f"method {name!r} has no parameter {key!r}; its parameters: {sorted(declared)}"
             )
+        if declared[key][0] == "mixing":
+            continue
         out[("loss", "sampler", "posthoc").index(declared[key][0])][key] = value
     return out
 
@@ -288,6 +361,20 @@ def build_sampler(
     return make_batch_sampler(
         m.sampler, labels, batch_size, seed, num_epochs=num_epochs, **sampler_params
     )
+
+
+def build_mixer(name: str, class_counts, kind: str, seed: int, **params):
+    """The mixing step of method ``name`` (:class:`imbench.methods.mixing.Mixer`), or ``None``
+    for a method that does not mix."""
+    m = get_method(name)
+    if not m.mixing:
+        return None
+    from .mixing import Mixer
+
+    declared = declared_params(name)
+    own = {k: v for k, v in (params or {}).items() if declared.get(k, ("",))[0] == "mixing"}
+    split_params(name, params)  # unknown names raise here
+    return Mixer(m.mixing, class_counts, kind, seed, **own)
 
 
 def fit_posthoc(

@@ -75,6 +75,7 @@ __all__ = [
     "ClassBalancedFocalLoss",
     "ClassBalancedSoftmaxCE",
     "VSLoss",
+    "LADELoss",
 ]
 
 # The tables (parameters and defaults, task kinds, the LMF paper's α/β) are in the torch-free
@@ -567,6 +568,42 @@ class VSLoss(ImbalanceLoss):
         return F.cross_entropy(z * self._cast(self.scale, z) + self._cast(self.shift, z), y)
 
 
+class LADELoss(ImbalanceLoss):
+    """LADE (Hong et al., CVPR 2021), official form of hyperconnect/LADE.
+
+    ``PriorCE(z, y) + α · LADER(z, y)``, both on the raw logits z (official config: weights 1 and
+    α = 0.1, ``remine_lambda`` λ = 0.1, for ImageNet-LT and CIFAR-100-LT alike):
+
+    - PriorCE (``loss/PriorCELoss.py``): CE(z + log(π + 1e-9), y), batch mean, π_c = n_c / N;
+    - LADER (``loss/LADELoss.py``): for every class c, over the B samples of the batch,
+      ``T1_c = Σ_{i: y_i = c} z_ic / (b_c + 1e-8)`` (b_c = samples of c in the batch; T1_c = 0
+      when there are none), ``T2_c = logsumexp_i(z_ic - log(π_c + 1e-9) + log(1/K + 1e-9)) - log B``,
+      and ``LADER = -Σ_c π_c (T1_c - T2_c - λ T2_c²)``.
+
+    Test time: predictions are the raw logits' softmax, the paper's estimate under a uniform target
+    label distribution (its default; a known non-uniform test prior p_t would add log p_t).
+    """
+
+    def __init__(self, loss_id, kind, num_classes, params, prior: np.ndarray):
+        super().__init__(loss_id, kind, num_classes, params)
+        self.register_buffer("prior", _as_buffer(prior))
+        self.alpha = float(params["alpha"])
+        self.remine_lambda = float(params["remine_lambda"])
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        z, y = self._prepare(logits, targets)
+        prior = self._cast(self.prior, z)
+        log_prior = torch.log(prior + 1e-9)
+        prior_ce = F.cross_entropy(z + log_prior, y)
+        onehot = _one_hot(y, self.num_classes, z.dtype)  # (B, K)
+        per_class = onehot.sum(0)
+        first = (z * onehot).sum(0) / (per_class + 1e-8)
+        balanced = math.log(1.0 / self.num_classes + 1e-9)
+        second = torch.logsumexp(z - log_prior + balanced, dim=0) - math.log(z.shape[0])
+        estimate = first - second - self.remine_lambda * second**2
+        return prior_ce - self.alpha * (estimate * prior).sum()
+
+
 class ClassBalancedFocalLoss(ImbalanceLoss):
     """Class-balanced sigmoid focal loss, official form of Cui et al. 2019.
 
@@ -835,6 +872,9 @@ def _make_loss(
             scale=np.power(counts / counts.max(), p["gamma"]),
             shift=p["tau"] * np.log(counts / counts.sum()),
         )
+    if loss_id == "lade":
+        _require_nonzero(counts, "log π_c", ctx)
+        return LADELoss(*args, prior=counts / counts.sum())
     if loss_id == "focal_lmf":  # the LMF code's Focal baseline: AdeelH focal with α = the margins
         return SoftmaxFocalLoss(
             *args, gamma=p["gamma"], alpha=ldam_margins(counts, p["max_m"], ctx)

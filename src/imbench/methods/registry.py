@@ -18,14 +18,18 @@ class Method:
     sampler: str = "shuffle"
     head: str = "linear"
     posthoc: str | None = None
-    base: str | None = None  # for post-hoc methods: the method whose predictions are reused
+    base: str | None = None  # post-hoc / second-stage methods: the cell reused
     variant_of: str | None = None  # a paper's exact form of this method (paper variants only)
     source: str = ""
     summary: str = ""
+    stage2: str | None = None  # a second stage on the base cell's network (crt, lws, tau_norm)
+    mixing: str | None = None  # a mixing augmentation of the training step (mixup, remix)
 
     @property
     def trains(self) -> bool:
-        return self.posthoc is None
+        """Whether the method has a training job of its own (post-hoc and second-stage methods
+        reuse their base cell's; a second stage has its own, lighter ``decouple`` job)."""
+        return self.posthoc is None and self.stage2 is None
 
 
 METHODS: dict[str, Method] = {}

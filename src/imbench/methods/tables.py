@@ -114,6 +114,14 @@ LOSS_PARAMS: dict[str, dict[str, Param]] = {
             "float", 1.0, nullable=True, doc="scale τ of the additive shift ι_c = τ log π_c"
         ),
     },
+    # LADE (Hong et al. 2021): the official configs' weight of the LADE regulariser (0.1) and its
+    # ``remine_lambda`` (0.1), hyperconnect/LADE config/*/lade.yaml.
+    "lade": {
+        "alpha": Param("float", 0.1, lo=0.0, nullable=True, doc="weight α of the LADE regulariser"),
+        "remine_lambda": Param(
+            "float", 0.1, lo=0.0, nullable=True, doc="λ of the ReMINE term λ T2²"
+        ),
+    },
 }
 
 #: Loss id -> its parameters with their defaults.
@@ -152,6 +160,7 @@ LOSS_KINDS: dict[str, tuple[str, ...]] = {
     "balanced_softmax": _SINGLE,
     "cb_ce": _SINGLE,
     "vs_loss": _SINGLE,
+    "lade": _SINGLE,
 }
 
 #: Loss id -> which per-class weights it applies (the ``class_weights`` of its module and of
@@ -176,6 +185,7 @@ LOSS_CLASS_WEIGHTS: dict[str, str] = {
     "balanced_softmax": "none",
     "cb_ce": "cb",
     "vs_loss": "none",
+    "lade": "none",
 }
 
 #: The (α, β) of LMF = α·LDAM + β·Focal that gave the best results in the LMF
@@ -255,4 +265,76 @@ POSTHOC_KINDS: dict[str, tuple[str, ...]] = {
 }
 POSTHOC_DEFAULTS: dict[str, dict[str, object]] = {
     rule: {name: p.default for name, p in params.items()} for rule, params in POSTHOC_PARAMS.items()
+}
+
+#: Second-stage (decoupling) step id -> its parameters. A decoupled method (Kang et al. 2020)
+#: reuses its base cell's trained network and re-fits only the classifier (``imbench.decouple``).
+#: Defaults are those of the official code (facebookresearch/classifier-balancing,
+#: ``config/ImageNet_LT/cls_crt.yaml`` and ``cls_lws.yaml``: SGD, lr 0.2, momentum 0.9, weight
+#: decay 5e-4, batch 512, cosine schedule to 0; 10 epochs for cRT, 5 for LWS; ``tau_norm.py``:
+#: τ over ``np.linspace(0, 2, 21)``).
+_STAGE2_TRAINING = {
+    "lr": Param("float", 0.2, lo=0.0, lo_open=True, nullable=True, doc="SGD learning rate"),
+    "momentum": Param(
+        "float", 0.9, lo=0.0, hi=1.0, hi_open=True, nullable=True, doc="SGD momentum"
+    ),
+    "weight_decay": Param("float", 5e-4, lo=0.0, nullable=True, doc="SGD weight decay"),
+    "batch_size": Param("int", 512, lo=2, nullable=True, doc="class-balanced batch size"),
+}
+STAGE2_PARAMS: dict[str, dict[str, Param]] = {
+    "crt": {
+        "epochs": Param(
+            "int", 10, lo=1, nullable=True, doc="epochs of classifier re-training (cached features)"
+        ),
+        **_STAGE2_TRAINING,
+    },
+    "lws": {
+        "epochs": Param(
+            "int", 5, lo=1, nullable=True, doc="epochs of learning the per-class scales"
+        ),
+        **_STAGE2_TRAINING,
+    },
+    "tau_norm": {
+        "tau": Param(
+            "float",
+            "fit",
+            lo=0.0,
+            nullable=True,
+            literals=("fit",),
+            doc="exponent τ of w_c / ||w_c||^τ; 'fit' = chosen on validation",
+        ),
+    },
+}
+#: Second-stage step id -> the task kinds where it has a meaning: one softmax over the classes
+#: (class-balanced sampling and the paper's classifiers are single-label constructions).
+STAGE2_KINDS: dict[str, tuple[str, ...]] = {"crt": _SINGLE, "lws": _SINGLE, "tau_norm": _SINGLE}
+STAGE2_DEFAULTS: dict[str, dict[str, object]] = {
+    step: {name: p.default for name, p in params.items()} for step, params in STAGE2_PARAMS.items()
+}
+
+#: Mixing augmentation id -> its parameters (``imbench.methods.mixing``). ``α = 1``: the default of
+#: the official mixup code (facebookresearch/mixup-cifar10, ``--alpha 1.``) and Remix's value;
+#: ``κ = 3``, ``τ = 0.5``: Remix's (Chou et al. 2020).
+_MIX_ALPHA = Param("float", 1.0, lo=0.0, nullable=True, doc="λ ~ Beta(α, α); 0 = no mixing")
+MIXING_PARAMS: dict[str, dict[str, Param]] = {
+    "mixup": {"alpha": _MIX_ALPHA},
+    "remix": {
+        "alpha": _MIX_ALPHA,
+        "kappa": Param(
+            "float", 3.0, lo=1.0, nullable=True, doc="count ratio n_i/n_j from which remix relabels"
+        ),
+        "tau": Param(
+            "float",
+            0.5,
+            lo=0.0,
+            hi=1.0,
+            nullable=True,
+            doc="remix relabels towards the minority class when its mixing share is below 1 - τ",
+        ),
+    },
+}
+#: Mixing id -> the task kinds where it has a meaning (remix compares two images' class counts).
+MIXING_KINDS: dict[str, tuple[str, ...]] = {"mixup": KINDS, "remix": _SINGLE}
+MIXING_DEFAULTS: dict[str, dict[str, object]] = {
+    mix: {name: p.default for name, p in params.items()} for mix, params in MIXING_PARAMS.items()
 }
