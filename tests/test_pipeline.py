@@ -350,24 +350,26 @@ PAPER_GRIDS = {
 
 
 def _registry_grid(name: str) -> dict[str, int]:
-    """Trained and post-hoc cells of an experiment that lists its methods through the registry
+    """Trained, post-hoc and second-stage cells of an experiment that lists its methods through the registry
     (`methods: all`): every method on every task of a kind where it has a meaning."""
     from imbench.config import load_config
     from imbench.data.tasks import get_task
     from imbench.methods import get_method, method_kinds
 
     cfg = load_config([ROOT / "experiments" / f"{name}.yaml"], base=ROOT / "config.yaml")
-    out = {"train": 0, "posthoc": 0}
+    out = {"train": 0, "posthoc": 0, "decouple": 0}
     for task in cfg["tasks"]:
         for m in cfg["methods"]:
             if get_task(task).kind in method_kinds(m):
-                out["train" if get_method(m).trains else "posthoc"] += 1
+                method = get_method(m)
+                job = "train" if method.trains else "decouple" if method.stage2 else "posthoc"
+                out[job] += 1
     return {k: v * len(cfg["models"]) * len(cfg["seeds"]) for k, v in out.items()}
 
 
 # Every registered method: on the multi-label odir the single-label ones are skipped (drs runs there:
 # plain, then re-sampled by the rarest positive label); thresholding runs on every task, la_posthoc
-# on the 6 single-label ones.
+# on the 6 single-label ones, and the second stages crt, tau_norm and lws on those too.
 PAPER_GRIDS["all"] = _registry_grid("all")
 
 
