@@ -31,10 +31,13 @@ itself; its result is marked ``quick`` and never enters the BENCHMARKS.md table.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -44,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
 
 NAME = "gpu_check"
+SLACK_S = 15  # seconds beyond a stage's limit before it is interrupted
 REPO = benchlib.REPO
 
 
@@ -191,7 +195,7 @@ def stage_data_path(ctx) -> dict:
         if ctx["dry"]:
             argv += ["--quick", "--workers", "0", "--no-before"]
         else:
-            argv += ["--n-images", "1024", "--epochs", "3", "--baseline-epochs", "2"]
+            argv += ["--n-images", "512", "--epochs", "3", "--baseline-epochs", "2"]
         path = loader_throughput.main(argv)
         r = json.loads(Path(path).read_text())
         out[augment] = {f["name"]: f["value"] for f in r["figures"]}
@@ -311,14 +315,35 @@ def stage_packing(ctx) -> dict:
     return out
 
 
+# (name, function, time limit in s). The order puts the riskiest and slowest stage (compilation)
+# last; the result file is rewritten after every stage, so a run cut short keeps what it measured.
 STAGES = [
-    ("tests", stage_tests, 150),
-    ("throughput", stage_throughput, 150),
-    ("data_path", stage_data_path, 90),
-    ("compile", stage_compile, 150),
-    ("lmf", stage_lmf, 60),
-    ("packing", stage_packing, 120),
+    ("throughput", stage_throughput, 90),
+    ("lmf", stage_lmf, 45),
+    ("packing", stage_packing, 90),
+    ("data_path", stage_data_path, 100),
+    ("tests", stage_tests, 120),
+    ("compile", stage_compile, 120),
 ]
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float, name: str):
+    """Raise TimeoutError in the main thread after ``seconds`` (SIGALRM; no-op elsewhere)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGALRM"):
+        yield
+        return
+
+    def expire(signum, frame):
+        raise TimeoutError(f"stage {name} exceeded its {seconds:.0f} s limit")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def figures_of(results: dict, dry: bool) -> list[dict]:
@@ -417,29 +442,34 @@ def _main(args, argv) -> Path:
             t0 = time.perf_counter()
             print(f"[gpu_check] {name} ...", flush=True)
             try:
-                results[name] = fn(ctx)
+                with time_limit(limit + SLACK_S, name):  # subprocesses also enforce ``limit``
+                    results[name] = fn(ctx)
                 status[name] = {"ok": True}
             except Exception as exc:  # noqa: BLE001 - recorded; the other stages still run
                 status[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
                 traceback.print_exc()
             status[name]["seconds"] = round(time.perf_counter() - t0, 1)
             print(f"[gpu_check] {name}: {status[name]}", flush=True)
+            save(benchlib.load_summary([]))
         return {"stages": list(status)}
 
+    def save(load):
+        details = {
+            "dry_run": dry,
+            "sizes": s,
+            "status": status,
+            "results": results,
+            "all_ok": all(v["ok"] for v in status.values()),
+            "total_seconds": round(time.perf_counter() - t_all, 1),
+        }
+        figures = figures_of(results, dry) or [_placeholder()]
+        return benchlib.write_result(
+            NAME, "gpu_check.py", argv, args, figures, details, load, device
+        )
+
     samples = benchlib.repeat(run_all, 1, args, label=NAME)
-    figures = figures_of(results, dry)
-    details = {
-        "dry_run": dry,
-        "sizes": s,
-        "status": status,
-        "results": results,
-        "all_ok": all(v["ok"] for v in status.values()),
-        "total_seconds": round(time.perf_counter() - t_all, 1),
-    }
-    path = benchlib.write_result(
-        NAME, "gpu_check.py", argv, args, figures or [_placeholder()], details,
-        benchlib.load_summary(samples), device,
-    )  # fmt: skip
+    path = save(benchlib.load_summary(samples))
+    details = json.loads(Path(path).read_text())["details"]
     if not details["all_ok"]:
         failed = [k for k, v in status.items() if not v["ok"]]
         print(f"[gpu_check] FAILED stages: {failed} (details in {path})", file=sys.stderr)

@@ -70,3 +70,25 @@ def test_shell_wrapper_and_make_target():
     assert os.access(script, os.X_OK)
     subprocess.run(["bash", "-n", str(script)], check=True)
     assert "gpu-check:" in (ROOT / "Makefile").read_text()
+
+
+def test_a_stage_over_its_limit_is_recorded_and_the_rest_still_run(tmp_path, monkeypatch):
+    import time
+
+    m = _gpu_check()
+    monkeypatch.setattr(m, "SLACK_S", 0)
+    monkeypatch.setattr(m, "prepare", lambda work, s: {})
+    monkeypatch.setattr(
+        m, "STAGES", [("stuck", lambda ctx: time.sleep(30), 0.5), ("next", lambda ctx: {}, 5)]
+    )
+    t0 = time.monotonic()
+    path = m.main(
+        ["--dry-run", "--out", str(tmp_path / "r.json"), "--work-dir", str(tmp_path), *QUIET]
+    )
+    d = json.loads(Path(path).read_text())["details"]
+    assert time.monotonic() - t0 < 20
+    assert (
+        d["status"]["stuck"]["ok"] is False
+        and "exceeded its 0 s limit" in d["status"]["stuck"]["error"]
+    )
+    assert d["status"]["next"]["ok"] is True and d["all_ok"] is False
