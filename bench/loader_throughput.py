@@ -25,8 +25,9 @@ The OS file cache is warm (the JPEGs were just written or read): disk reads are 
 
 ``--augment standard``: the like-for-like comparison (result ``loader_throughput_standard``, with
 ``_cuda`` on a GPU). Both sides apply the same augmentation, the ``standard`` recipe of
-``imbench.augment`` (random resized crop of 40–100 % area, aspect 3/4–4/3, horizontal and vertical
-flips, rotation in [−90°, 90°], brightness/contrast/saturation in [0.7, 1.3], hue ±0.1):
+``imbench.augment`` (random resized crop of 40–100 % area, aspect 3/4–4/3; rotation in [−90°, 90°],
+shear in [−20°, 20°], scale in [0.8, 1.2]; horizontal and vertical flips;
+brightness/contrast/saturation in [0.7, 1.3], hue ±0.1):
 
 - imbench: per batch, the uint8 rows are gathered from the in-memory cache (into pinned memory and
   copied asynchronously on CUDA) and ``augment_batch`` augments and normalises the whole batch on
@@ -34,9 +35,10 @@ flips, rotation in [−90°, 90°], brightness/contrast/saturation in [0.7, 1.3]
 - imbench, host share: the same epochs with only the gather (and, on CUDA, the pinned copy): the
   work left to the host's cores when the device augments;
 - baseline: ImageFolder + PIL + DataLoader (``--workers``) with torchvision's
-  ``RandomResizedCrop(scale=(0.4, 1), ratio=(3/4, 4/3))``, ``RandomHorizontalFlip``,
-  ``RandomVerticalFlip``, ``RandomRotation(90)``, ``ColorJitter(0.3, 0.3, 0.3, 0.1)``,
-  ``ToTensor``, ``Normalize``: every image decoded and augmented by PIL every epoch.
+  ``RandomResizedCrop(scale=(0.4, 1), ratio=(3/4, 4/3))``, ``RandomAffine(90, scale=(0.8, 1.2),
+  shear=20)`` (PIL fills with black where imbench mirrors), ``RandomHorizontalFlip``,
+  ``RandomVerticalFlip``, ``ColorJitter(0.3, 0.3, 0.3, 0.1)``, ``ToTensor``, ``Normalize``: every
+  image decoded and augmented by PIL every epoch.
 
 The three run interleaved within each repeat.
 """
@@ -282,9 +284,9 @@ def standard_transform(size: int):
     return transforms.Compose(
         [
             transforms.RandomResizedCrop(size, scale=r.scale, ratio=r.ratio),
+            transforms.RandomAffine(r.degrees, scale=r.zoom, shear=r.shear),
             transforms.RandomHorizontalFlip(r.hflip),
             transforms.RandomVerticalFlip(r.vflip),
-            transforms.RandomRotation(r.degrees),
             transforms.ColorJitter(r.brightness, r.contrast, r.saturation, r.hue),
             transforms.ToTensor(),
             transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),

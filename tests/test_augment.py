@@ -32,6 +32,8 @@ def _params(n=1, **values):
         "contrast": 1.0,
         "saturation": 1.0,
         "hue": 0.0,
+        "zoom": 1.0,
+        "shear": 0.0,
     }
     base.update(values)
     return {k: torch.tensor([v] * n) for k, v in base.items()}
@@ -42,7 +44,9 @@ def _warp(img, params):
     grid = torch.nn.functional.affine_grid(
         A.affine_matrices(params, h, w), [n, c, h, w], align_corners=False
     )
-    return torch.nn.functional.grid_sample(img, A._clamp_to_edge(grid, h, w), align_corners=False)
+    return torch.nn.functional.grid_sample(
+        img, grid, padding_mode="reflection", align_corners=False
+    )
 
 
 def test_shape_dtype_layout_and_range():
@@ -100,6 +104,8 @@ def test_every_sample_gets_its_own_parameters():
     for name, width in (("brightness", r.brightness), ("saturation", r.saturation)):
         assert (p[name] - 1).abs().max() <= width + 1e-6 and p[name].std() > width / 3
     assert p["hue"].abs().max() <= r.hue + 1e-6
+    assert p["zoom"].min() >= r.zoom[0] and p["zoom"].max() <= r.zoom[1]
+    assert p["shear"].abs().max() <= r.shear and p["shear"].std() > r.shear / 3
 
 
 def test_identity_and_flips_read_pixel_centres():
@@ -123,6 +129,15 @@ def test_geometry_matches_torchvision():
     ours = _warp(img, _params(crop_w=0.5, crop_h=0.5, cx=0.5, cy=-0.5))
     ref = TF.resized_crop(img, 0, 8, 8, 8, [16, 16], antialias=False)
     torch.testing.assert_close(ours[..., 1:-1, 1:-1], ref[..., 1:-1, 1:-1])
+    # scaling by 2 about the centre: the central half of the image, enlarged
+    # (the outermost ring differs: resized_crop repeats the crop's edge, the warp reads beyond it)
+    ours = _warp(img, _params(zoom=2.0))
+    ref = TF.resized_crop(img, 4, 4, 8, 8, [16, 16], antialias=False)
+    torch.testing.assert_close(ours[..., 1:-1, 1:-1], ref[..., 1:-1, 1:-1])
+    # shear: torchvision's affine with the same horizontal shear reads the same pixels inside
+    ours = _warp(img, _params(shear=10.0))
+    ref = TF.affine(img, 0.0, [0, 0], 1.0, [10.0, 0.0], interpolation=TF.InterpolationMode.BILINEAR)
+    torch.testing.assert_close(ours[..., 4:-4, 4:-4], ref[..., 4:-4, 4:-4], atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize(

@@ -1,35 +1,37 @@
 """Batched training augmentation on the device, from the uint8 image cache.
 
-``augment: standard`` (a protocol setting) trains on randomly resized crops, horizontal and vertical
-flips, rotations and colour jitter, applied to a whole batch at once on the device the model
-trains on (the GPU, or the CPU), with **independent random parameters for every sample**. The
-existing values keep their behaviour: ``none`` (no augmentation) and ``flip`` (random horizontal
-and vertical flips, :func:`imbench.train.to_input`).
+``augment: standard`` (a protocol setting) trains on randomly resized crops, affine transformations
+(rotation, shear, scaling), horizontal and vertical flips and colour jitter, applied to a whole
+batch at once on the device the model trains on (the GPU, or the CPU), with **independent random
+parameters for every sample**. The existing values keep their behaviour: ``none`` (no
+augmentation) and ``flip`` (random horizontal and vertical flips, :func:`imbench.train.to_input`).
 
-The ``standard`` recipe (:data:`RECIPES`) follows the best-performing combination in Perez et al.,
-"Data Augmentation for Skin Lesion Analysis", ISIC Skin Image Analysis Workshop at MICCAI 2018
-(arXiv:1809.01442), which compared augmentations for dermoscopy classifiers on ISIC 2017: random
-resized crops covering 40–100 % of the image with aspect ratio 3/4–4/3, horizontal and vertical
-flips, rotation, and saturation, contrast and brightness factors in [0.7, 1.3] with a hue shift in
-[−0.1, 0.1]. Rotation here is uniform in [−90°, 90°] (with both flips this reaches every
-orientation; a lesion has none). The paper's shear and scale jitter are left out (the crop already
-varies scale).
+The ``standard`` recipe (:data:`RECIPES`) is the best-performing scenario ("basic set") of Perez et
+al., "Data Augmentation for Skin Lesion Analysis", ISIC Skin Image Analysis Workshop at MICCAI 2018
+(arXiv:1809.01442), which compared 13 augmentation scenarios for melanoma classification on ISIC
+2017, with the ranges of its code (github.com/fabioperez/skin-data-augmentation,
+``experiments/run-aug-scenarios.sh``, ``full-basic``): ``RandomResizedCrop`` with scale
+(0.4, 1) and aspect ratio 3/4–4/3; an affine transformation with rotation in [−90°, 90°], shear in
+[−20°, 20°] and scale in [0.8, 1.2], filling with the mirror image (imgaug's ``symmetric``); random
+horizontal and vertical flips; ``ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3,
+hue=0.1)``.
 
 How a batch is augmented (:func:`augment_batch`):
 
-1. **Parameters**: one ``torch.rand(n, 11, generator=generator)`` draw on the host per batch, so a
+1. **Parameters**: one ``torch.rand(n, 13, generator=generator)`` draw on the host per batch, so a
    batch's parameters are a pure function of the generator's state and are identical whatever the
    device. Per sample: crop area fraction ``a ~ U(scale)`` and log aspect ratio
    ``log r ~ U(log ratio)`` give the crop's width ``sqrt(a·r)`` and height ``sqrt(a/r)`` as
    fractions of the image's (clamped to 1, where torchvision's ``RandomResizedCrop`` would retry
    and finally fall back to a centre crop), its centre uniform over the positions that keep it
-   inside the image; a flip each way with probability ½; an angle ``U(−degrees, degrees)``;
-   brightness, contrast and saturation factors ``U(1 − x, 1 + x)``; a hue shift ``U(−hue, hue)``.
-2. **Geometry in one resampling**: crop, resize, flips and rotation compose into one affine map
-   per sample (output pixel → source pixel), applied by ``torch.nn.functional.affine_grid`` and
-   ``grid_sample`` (bilinear, zeros outside the source, as ``RandomRotation``'s fill 0). One
-   bilinear resampling, where torchvision's separate ``resized_crop`` and ``rotate`` resample
-   twice.
+   inside the image; an angle ``U(−degrees, degrees)``, a shear angle ``U(−shear, shear)`` and a
+   scale ``U(zoom)``; a flip each way with probability ½; brightness, contrast and saturation
+   factors ``U(1 − x, 1 + x)``; a hue shift ``U(−hue, hue)``.
+2. **Geometry in one resampling**: crop, resize, affine map and flips compose into one affine map
+   per sample (output pixel → source pixel, :func:`affine_matrices`), applied by
+   ``torch.nn.functional.affine_grid`` and ``grid_sample`` (bilinear; points outside the source
+   read its mirror image, ``padding_mode="reflection"``). One bilinear resampling, where a
+   per-image pipeline resamples twice (crop-resize, then the affine transformation).
 3. **Colour** with torchvision's formulas (``adjust_brightness``, ``adjust_contrast``,
    ``adjust_saturation``, ``adjust_hue``: blends with black, the mean grey level and the grey image,
    each clamped to [0, 1]; the hue shift in HSV), vectorised over per-sample factors, in the fixed
@@ -69,6 +71,8 @@ class Recipe:
     hflip: float = 0.5  # probability of a horizontal flip
     vflip: float = 0.5  # probability of a vertical flip
     degrees: float = 90.0  # rotation angle ~ U(-degrees, degrees)
+    zoom: tuple[float, float] = (0.8, 1.2)  # affine scale factor ~ U(zoom)
+    shear: float = 20.0  # horizontal shear angle ~ U(-shear, shear), degrees
     brightness: float = 0.3  # factor ~ U(1 - x, 1 + x)
     contrast: float = 0.3
     saturation: float = 0.3
@@ -82,7 +86,7 @@ RECIPES: dict[str, Recipe] = {
 }
 
 #: Number of uniform numbers drawn per sample (the columns of :func:`draw_params`'s draw).
-N_DRAWS = 11
+N_DRAWS = 13
 
 
 def is_batched(settings) -> bool:
@@ -117,6 +121,8 @@ def draw_params(
         "contrast": between(8, 1 - recipe.contrast, 1 + recipe.contrast),
         "saturation": between(9, 1 - recipe.saturation, 1 + recipe.saturation),
         "hue": between(10, -recipe.hue, recipe.hue),
+        "zoom": between(11, *recipe.zoom),
+        "shear": between(12, -recipe.shear, recipe.shear),
     }
     return {k: (v if v.dtype == torch.bool else v.float()) for k, v in params.items()}
 
@@ -125,38 +131,33 @@ def affine_matrices(params: dict[str, torch.Tensor], height: int, width: int) ->
     """(n, 2, 3) ``affine_grid`` matrices: output coordinates → source coordinates, both in
     ``[-1, 1]`` (``align_corners=False``).
 
-    An output point ``p`` is rotated by ``-angle`` about the centre (torchvision's ``rotate``
-    turns the image counter-clockwise by ``angle``), flipped, then scaled into the crop and moved to
-    its centre. The rotation is done in pixel units, so it stays a rotation on non-square images."""
+    The output is ``flip(affine(crop(source)))``, the order of the recipe's source: the crop
+    (resized to the output size), then the affine transformation about the centre (rotation by
+    ``angle`` counter-clockwise as torchvision's ``rotate``, horizontal shear by ``shear`` degrees,
+    scaling by ``zoom``), then the flips. The matrix maps backwards: an output point is flipped,
+    taken through the inverse affine map (in pixel units, so rotations stay rotations on
+    non-square images), then scaled into the crop and moved to its centre."""
     n = params["angle"].shape[0]
     theta = torch.deg2rad(params["angle"])
     cos, sin = torch.cos(theta), torch.sin(theta)
-    aspect = width / height  # pixel units: x·W/2, y·H/2
-    # rotation by -angle in pixel units, expressed in normalised coordinates
-    rot = torch.stack(
-        [
-            torch.stack([cos, -sin / aspect], -1),
-            torch.stack([sin * aspect, cos], -1),
-        ],
-        -2,
-    )  # (n, 2, 2); image y points down, so this turns the picture counter-clockwise
+    zeros, ones = torch.zeros(n), torch.ones(n)
+
+    def mat(a, b, c, d):
+        return torch.stack([torch.stack([a, b], -1), torch.stack([c, d], -1)], -2)
+
+    # inverse affine map in pixel units: zoom⁻¹ · shear⁻¹ · rotation(−angle); image y points down
+    rot_inv = mat(cos, -sin, sin, cos)
+    shear_inv = mat(ones, torch.tan(torch.deg2rad(params["shear"])), zeros, ones)  # as TF.affine
+    inverse = (shear_inv @ rot_inv) / params["zoom"].view(n, 1, 1)
+    to_pixels = torch.tensor([width / 2, height / 2])
+    inverse = inverse * to_pixels.view(1, 1, 2) / to_pixels.view(1, 2, 1)  # D⁻¹ · M · D
     flip = torch.ones(n, 2)
     flip[params["hflip"], 0] = -1
     flip[params["vflip"], 1] = -1
-    scale = torch.stack([params["crop_w"], params["crop_h"]], -1)
-    linear = (scale * flip).unsqueeze(-1) * rot  # diag(scale·flip) @ rot
+    crop = torch.stack([params["crop_w"], params["crop_h"]], -1)
+    linear = crop.unsqueeze(-1) * inverse * flip.unsqueeze(-2)  # crop · M · flip
     shift = torch.stack([params["cx"], params["cy"]], -1).unsqueeze(-1)
     return torch.cat([linear, shift], -1)
-
-
-def _clamp_to_edge(grid: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Points inside the image but beyond its outermost pixel centres move onto them (the edge
-    pixel's value, as ``resize`` gives there); points outside the image stay there and read zeros
-    (``rotate``'s fill). Without this, bilinear weights would blend the image's outermost half
-    pixel with the zero fill."""
-    edge = torch.tensor([1 - 1 / width, 1 - 1 / height], device=grid.device)
-    inside = grid.abs() <= 1
-    return torch.where(inside, torch.minimum(torch.maximum(grid, -edge), edge), grid)
 
 
 def _blend(a: torch.Tensor, b: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
@@ -202,8 +203,7 @@ def augment_batch(
         params = draw_params(n, RECIPES[settings.augment], generator)
         theta = affine_matrices(params, h, w).to(device)
         grid = F.affine_grid(theta, [n, c, h, w], align_corners=False)
-        grid = _clamp_to_edge(grid, h, w)
-        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
         if c == 3:
             x = color_jitter(x, params)
         else:  # grey images: brightness only
