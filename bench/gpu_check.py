@@ -7,7 +7,8 @@ and writes one result JSON (``bench/results/gpu_check.json``, a row of BENCHMARK
 
 Stages (each with its own time limit; a failing stage is recorded and the others still run):
 
-1. ``tests``: the CUDA-only tests (``pytest -m "not slow" -k "cuda or gpu" tests/``).
+1. ``tests``: the CUDA-only tests and the GPU lease tests (``pytest -m "not slow" -k "(cuda or
+   gpu) and not gpu_check" tests/``).
 2. ``throughput``: ResNet-50 at 224 px, batch 128, bf16 autocast, channels-last: imbench's training
    (``train_cell``, the second epoch's images/s, validation of a 64-image split included) against
    the same model, optimiser and precision on random tensors already on the device (the upper
@@ -117,10 +118,11 @@ def _history(out: Path) -> list[dict]:
 
 def stage_tests(ctx) -> dict:
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow"]
+    select = "(cuda or gpu) and not gpu_check"  # not this command's own smoke tests
     if ctx["dry"]:  # collect only, one file: checks the selection, runs nothing
-        cmd += ["--collect-only", "-k", "cuda or gpu", "tests/test_augment.py"]
+        cmd += ["--collect-only", "-k", select, "tests/test_augment.py"]
     else:
-        cmd += ["-rs", "-k", "cuda or gpu", "tests/"]
+        cmd += ["-rs", "-k", select, "tests/"]
     proc = subprocess.run(
         cmd, cwd=REPO, capture_output=True, text=True, timeout=ctx["limit"], env=ctx["env"]
     )
