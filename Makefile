@@ -14,7 +14,7 @@ CORES ?= all
 SNAKEMAKE_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup run report style test test-all lint clean
+.PHONY: setup run report style test test-all lint clean gpu-check
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,3 +48,8 @@ lint: style
 
 clean:
 	rm -rf results/*/ resources logs .snakemake
+
+# GPU acceptance check (bench/gpu_check.py): at most 8 minutes on one GPU; writes
+# bench/results/gpu_check.json and its rows in BENCHMARKS.md.
+gpu-check: $(STAMP)
+	PYTHON=$(BIN)/python bench/gpu_check.sh

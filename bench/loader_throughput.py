@@ -22,6 +22,25 @@ Each repeat runs several epochs of both; the first epoch of each is warm-up (the
 includes starting its workers) and is left out. images/s = images / seconds over the other epochs.
 With ``--device cuda`` both batches are also copied to the GPU (imbench runs ``to_input`` there).
 The OS file cache is warm (the JPEGs were just written or read): disk reads are not measured.
+
+``--augment standard``: the like-for-like comparison (result ``loader_throughput_standard``, with
+``_cuda`` on a GPU). Both sides apply the same augmentation, the ``standard`` recipe of
+``imbench.augment`` (random resized crop of 40–100 % area, aspect 3/4–4/3; rotation in [−90°, 90°],
+shear in [−20°, 20°], scale in [0.8, 1.2]; horizontal and vertical flips;
+brightness/contrast/saturation in [0.7, 1.3], hue ±0.1):
+
+- imbench: per batch, the uint8 rows are gathered from the in-memory cache (into pinned memory and
+  copied asynchronously on CUDA) and ``augment_batch`` augments and normalises the whole batch on
+  the device (``--device``; on the CPU with ``--threads`` torch threads);
+- imbench, host share: the same epochs with only the gather (and, on CUDA, the pinned copy): the
+  work left to the host's cores when the device augments;
+- baseline: ImageFolder + PIL + DataLoader (``--workers``) with torchvision's
+  ``RandomResizedCrop(scale=(0.4, 1), ratio=(3/4, 4/3))``, ``RandomAffine(90, scale=(0.8, 1.2),
+  shear=20)`` (PIL fills with black where imbench mirrors), ``RandomHorizontalFlip``,
+  ``RandomVerticalFlip``, ``ColorJitter(0.3, 0.3, 0.3, 0.1)``, ``ToTensor``, ``Normalize``: every
+  image decoded and augmented by PIL every epoch.
+
+The three run interleaved within each repeat.
 """
 
 from __future__ import annotations
@@ -169,19 +188,22 @@ def folder_tree(root: Path, work: Path) -> Path:
 
 
 def baseline_epochs(
-    tree: Path, epochs: int, batch_size: int, workers: int, size: int, device
+    tree: Path, epochs: int, batch_size: int, workers: int, size: int, device, augment="flip"
 ) -> list[tuple[int, float]]:
     import torch
     from torchvision import datasets, transforms
 
-    tf = transforms.Compose(
-        [
-            transforms.RandomResizedCrop(size),
-            transforms.RandomHorizontalFlip(),
-            transforms.ToTensor(),
-            transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-        ]
-    )
+    if augment == "standard":
+        tf = standard_transform(size)
+    else:
+        tf = transforms.Compose(
+            [
+                transforms.RandomResizedCrop(size),
+                transforms.RandomHorizontalFlip(),
+                transforms.ToTensor(),
+                transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+            ]
+        )
     ds = datasets.ImageFolder(str(tree), transform=tf)
     loader = torch.utils.data.DataLoader(
         ds,
@@ -208,6 +230,70 @@ def baseline_epochs(
     return out
 
 
+def device_augment_epochs(
+    cache: Path, epochs: int, batch_size: int, threads: int, device, host_only: bool = False
+) -> list[tuple[int, float]]:
+    """(images, seconds) per epoch of the ``standard`` recipe on the device: the gather (pinned,
+    asynchronous copy on CUDA) and ``augment_batch``; ``host_only``: the gather and copy only."""
+    import numpy as np
+    import torch
+
+    from imbench.augment import augment_batch
+    from imbench.data.cache import load_cache
+    from imbench.methods import build_sampler
+    from imbench.train import Settings, Split, to_device
+
+    torch.set_num_threads(threads)
+    images, index = load_cache(cache)
+    train = Split(images, index, np.arange(len(index)))
+    settings = Settings(
+        image_size=train.images.shape[1], batch_size=batch_size, augment="standard", threads=threads
+    )
+    sampler = build_sampler("ce", train.labels.numpy(), batch_size, seed=0)
+    out = []
+    x = y = None
+    for epoch in range(epochs):
+        t0 = time.perf_counter()
+        sampler.set_epoch(epoch)
+        gen = torch.Generator().manual_seed(
+            int(np.random.SeedSequence([0, epoch]).generate_state(1)[0])
+        )
+        n = 0
+        for idx in sampler:
+            if len(idx) < 2:
+                continue
+            idx = torch.as_tensor(np.asarray(idx), dtype=torch.long)
+            x = to_device(train.images, idx, device)
+            if not host_only:
+                x = augment_batch(x, settings, device, gen)
+            y = to_device(train.labels, idx, device)
+            n += len(idx)
+        benchlib.sync(device)
+        out.append((n, time.perf_counter() - t0))
+    del x, y
+    return out
+
+
+def standard_transform(size: int):
+    """torchvision's per-image version of the ``standard`` recipe (imbench.augment.RECIPES)."""
+    from torchvision import transforms
+
+    from imbench.augment import IMAGENET_MEAN, IMAGENET_STD, RECIPES
+
+    r = RECIPES["standard"]
+    return transforms.Compose(
+        [
+            transforms.RandomResizedCrop(size, scale=r.scale, ratio=r.ratio),
+            transforms.RandomAffine(r.degrees, scale=r.zoom, shear=r.shear),
+            transforms.RandomHorizontalFlip(r.hflip),
+            transforms.RandomVerticalFlip(r.vflip),
+            transforms.ColorJitter(r.brightness, r.contrast, r.saturation, r.hue),
+            transforms.ToTensor(),
+            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
+
+
 def rate(epochs: list[tuple[int, float]]) -> float:
     steady = epochs[1:] if len(epochs) > 1 else epochs
     return sum(n for n, _ in steady) / sum(t for _, t in steady)
@@ -232,6 +318,13 @@ def main(argv=None) -> Path:
         help="baseline epochs per repeat (first is warm-up)",
     )
     p.add_argument(
+        "--augment",
+        choices=("flip", "standard"),
+        default="flip",
+        help="flip: imbench's flip path against RandomResizedCrop+flip; standard: the same "
+        "augmentation on both sides (device augmentation against ImageFolder+PIL)",
+    )
+    p.add_argument(
         "--no-before",
         action="store_true",
         help="skip the measurement of the previous element-wise conversion",
@@ -253,6 +346,8 @@ def _main(args, argv) -> Path:
     cache = imbench_cache(root, args.work_dir, size)
     tree = folder_tree(root, args.work_dir)
     jpeg_bytes = [f.stat().st_size for f in (root / "images").glob("*.jpg")]
+    if args.augment == "standard":
+        return _standard(args, argv, device, n, w, h, size, epochs, b_epochs, repeats, cache, tree)
 
     def one():
         imb = imbench_epochs(cache, epochs, args.batch_size, args.threads, device)
@@ -328,6 +423,98 @@ def _main(args, argv) -> Path:
         "samples": samples,
     }
     name = NAME if device.type == "cpu" else f"{NAME}_{device.type}"
+    return benchlib.write_result(
+        name,
+        "loader_throughput.py",
+        argv,
+        args,
+        figures,
+        details,
+        benchlib.load_summary(samples),
+        device,
+    )
+
+
+def _standard(args, argv, device, n, w, h, size, epochs, b_epochs, repeats, cache, tree) -> Path:
+    """The like-for-like comparison of ``--augment standard`` (module docstring)."""
+
+    def one():
+        imb = device_augment_epochs(cache, epochs, args.batch_size, args.threads, device)
+        host = device_augment_epochs(
+            cache, epochs, args.batch_size, args.threads, device, host_only=True
+        )
+        base = baseline_epochs(
+            tree, b_epochs, args.batch_size, args.workers, size, device, augment="standard"
+        )
+        r_imb, r_host, r_base = rate(imb), rate(host), rate(base)
+        return {
+            "imbench_images_per_s": round(r_imb, 1),
+            "host_images_per_s": round(r_host, 1),
+            "baseline_images_per_s": round(r_base, 1),
+            "speedup": round(r_imb / r_base, 2),
+            "host_speedup": round(r_host / r_base, 2),
+            "imbench_epochs": [(k, round(t, 4)) for k, t in imb],
+            "host_epochs": [(k, round(t, 4)) for k, t in host],
+            "baseline_epochs": [(k, round(t, 4)) for k, t in base],
+        }
+
+    samples = benchlib.repeat(one, repeats, args, label=f"{NAME}_standard")
+    imb = benchlib.median([s["imbench_images_per_s"] for s in samples])
+    host = benchlib.median([s["host_images_per_s"] for s in samples])
+    base = benchlib.median([s["baseline_images_per_s"] for s in samples])
+    tag = f"{size} px, batch {args.batch_size}, {device.type}"
+    target = not args.quick
+    figures = [
+        {
+            "name": f"standard augmentation, imbench: cache → augment_batch on the device ({tag}, "
+            f"{args.threads} threads)",
+            "value": round(imb, 1),
+            "unit": "images/s",
+            "target": 3000 if target else None,
+            "op": ">=",
+        },
+        {
+            "name": f"standard augmentation, baseline: ImageFolder + PIL + the same torchvision "
+            f"transforms ({w}×{h} JPEG → {size} px, DataLoader {args.workers} workers)",
+            "value": round(base, 1),
+            "unit": "images/s",
+        },
+        {
+            "name": "standard augmentation: imbench / baseline",
+            "value": round(imb / base, 2),
+            "unit": "×",
+            "target": 5 if target else None,
+            "op": ">=",
+        },
+        {
+            "name": f"standard augmentation, imbench host share: gather{' + pinned copy' if device.type == 'cuda' else ''} "
+            f"only, the device augments ({tag})",
+            "value": round(host, 1),
+            "unit": "images/s",
+        },
+        {
+            "name": "standard augmentation: imbench host share / baseline",
+            "value": round(host / base, 2),
+            "unit": "×",
+        },
+    ]
+    details = {
+        "augment": "standard",
+        "n_images": n,
+        "jpeg_size": [w, h],
+        "image_size": size,
+        "batch_size": args.batch_size,
+        "threads": args.threads,
+        "workers": args.workers,
+        "device": str(device),
+        "imbench_epochs_per_repeat": epochs,
+        "baseline_epochs_per_repeat": b_epochs,
+        "warmup_epochs_dropped": 1,
+        "speedup_per_repeat": [s["speedup"] for s in samples],
+        "host_speedup_per_repeat": [s["host_speedup"] for s in samples],
+        "samples": samples,
+    }
+    name = f"{NAME}_standard" + ("" if device.type == "cpu" else f"_{device.type}")
     return benchlib.write_result(
         name,
         "loader_throughput.py",

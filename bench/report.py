@@ -28,6 +28,8 @@ ORDER = [
     "plain_loop_resnet50",
     "loader_throughput",
     "loader_throughput_cuda",
+    "loader_throughput_standard",
+    "loader_throughput_standard_cuda",
     "preprocessing",
     "planning",
 ]

@@ -162,3 +162,24 @@ def test_planning_quick(planning_run):
     r = _check(out, "planning")
     assert r["details"]["jobs"] > 0
     assert r["details"]["n_created_under_results"] == 0
+
+
+def test_loader_throughput_standard_quick(work):
+    """The like-for-like comparison: the same recipe on both sides, and the host share."""
+    out = _load("loader_throughput").main(
+        [
+            "--quick",
+            "--augment",
+            "standard",
+            "--out",
+            str(work / "loader_std.json"),
+            "--work-dir",
+            str(work / "data"),
+            *QUIET,
+        ]
+    )
+    r = _check(out, "loader_throughput_standard")
+    s = r["details"]["samples"][0]
+    assert s["imbench_epochs"] and s["host_epochs"] and s["baseline_epochs"]
+    names = [f["name"] for f in r["figures"]]
+    assert any("ImageFolder" in n for n in names) and any("host share" in n for n in names)

@@ -75,6 +75,15 @@ def test_profile_keys(profile):
     ]
 
 
+def test_failed_and_preempted_jobs_are_retried(profile):
+    """A failed job is submitted again and a pre-empted one is requeued by SLURM; both are
+    documented in docs/slurm.md."""
+    assert isinstance(profile["retries"], int) and profile["retries"] >= 1
+    assert profile["slurm-requeue"] is True
+    doc = (ROOT / "docs" / "slurm.md").read_text()
+    assert "## Retries and pre-emption" in doc and "--requeue" in doc
+
+
 def test_plugin_pinned_in_extra():
     import tomllib
 

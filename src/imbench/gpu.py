@@ -10,6 +10,15 @@ The pool is ``CUDA_VISIBLE_DEVICES`` when set (so under SLURM, which already han
 its devices, the lease picks among those — normally one, which makes it a no-op), else every device
 ``torch.cuda.device_count()`` sees. The leased device is published by rewriting
 ``CUDA_VISIBLE_DEVICES`` before CUDA initialises, so the job then simply uses ``cuda:0``.
+
+**Packing** (several small cells on one GPU): with ``slots_per_device`` = S > 1 (argument, or the
+environment variable ``IMBENCH_GPU_SLOTS``; default 1) every device has S slots, one lock file
+each (``gpu<id>.slot<k>.lock``), and a job leases one slot. Slots are filled across devices first
+(slot 0 of every device, then slot 1, ...), so a grid smaller than the pool still spreads over the
+devices, and at most S jobs share one. Snakemake's resources are integers (a fractional request
+such as ``gpu=0.25`` is truncated to 0, which removes the limit), so when packing, the ``gpu``
+resource counts slots: ``IMBENCH_GPU_SLOTS=4 snakemake --profile profiles/gpu --resources
+gpu=<devices × 4>`` (docs/slurm.md, "One machine with several GPUs").
 """
 
 from __future__ import annotations
@@ -36,6 +45,18 @@ def device_pool() -> list[str]:
         return []
 
 
+def slots_per_device(value: int | str | None = None) -> int:
+    """Jobs that may share one device: ``value``, else ``IMBENCH_GPU_SLOTS``, else 1."""
+    raw = value if value is not None else os.environ.get("IMBENCH_GPU_SLOTS", "1")
+    try:
+        slots = int(raw)
+    except (TypeError, ValueError):
+        slots = 0
+    if slots < 1 or str(raw).strip() != str(slots):
+        raise ValueError(f"IMBENCH_GPU_SLOTS: expected an integer >= 1, got {raw!r}")
+    return slots
+
+
 def default_lock_dir() -> Path:
     return Path(
         os.environ.get("IMBENCH_GPU_LOCK_DIR", Path(tempfile.gettempdir()) / "imbench-gpu-locks")
@@ -44,23 +65,33 @@ def default_lock_dir() -> Path:
 
 @contextlib.contextmanager
 def gpu_lease(
-    lock_dir: str | Path | None = None, timeout: float = 24 * 3600, poll: float = 2.0, log=print
+    lock_dir: str | Path | None = None,
+    timeout: float = 24 * 3600,
+    poll: float = 2.0,
+    log=print,
+    slots: int | None = None,
 ) -> Iterator[str | None]:
-    """Hold one device of the pool for the duration of the block; yields its id (None: no GPU).
+    """Hold one device of the pool (one of its slots when packing) for the duration of the block;
+    yields its id (None: no GPU).
 
-    With a pool of one device or none, nothing is locked. Otherwise the first free device is
-    taken; if all are busy (more jobs than ``--resources gpu``), it waits up to ``timeout`` s.
+    With no device, or one device and one slot, nothing is locked. Otherwise the first free slot is
+    taken (:func:`slots_per_device`); if all are busy (more jobs than ``--resources gpu``), it
+    waits up to ``timeout`` s.
     """
     pool = device_pool()
-    if len(pool) <= 1:
+    slots = slots_per_device(slots)
+    if not pool or (len(pool) == 1 and slots == 1):
         yield pool[0] if pool else None
         return
     lock_dir = Path(lock_dir or default_lock_dir())
     lock_dir.mkdir(parents=True, exist_ok=True)
+    # slot 0 of every device, then slot 1, ...: spread first, then share
+    candidates = [(dev, k) for k in range(slots) for dev in pool]
     deadline = time.monotonic() + timeout
     while True:
-        for dev in pool:
-            fh = open(lock_dir / f"gpu{dev}.lock", "a+")
+        for dev, k in candidates:
+            name = f"gpu{dev}.lock" if slots == 1 else f"gpu{dev}.slot{k}.lock"
+            fh = open(lock_dir / name, "a+")
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -68,7 +99,8 @@ def gpu_lease(
                 continue
             previous = os.environ.get("CUDA_VISIBLE_DEVICES")
             os.environ["CUDA_VISIBLE_DEVICES"] = dev
-            log(f"leased GPU {dev} (pool {','.join(pool)}, locks in {lock_dir})")
+            where = f"GPU {dev}" if slots == 1 else f"GPU {dev} slot {k + 1}/{slots}"
+            log(f"leased {where} (pool {','.join(pool)}, locks in {lock_dir})")
             try:
                 yield dev
             finally:
@@ -81,6 +113,7 @@ def gpu_lease(
             return
         if time.monotonic() > deadline:
             raise TimeoutError(
-                f"no free GPU among {pool} after {timeout:.0f} s (locks in {lock_dir})"
+                f"no free GPU among {pool} ({slots} slot(s) each) after {timeout:.0f} s "
+                f"(locks in {lock_dir})"
             )
         time.sleep(poll)

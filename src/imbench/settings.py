@@ -31,7 +31,7 @@ class Settings:
     step_gamma: float = 0.1  # step only
     image_size: int = 32
     normalize: str = "imagenet"  # imagenet | none
-    augment: str = "flip"  # none | flip
+    augment: str = "flip"  # none | flip | standard (imbench.augment)
     pretrained: bool = False
     drop_rate: float = 0.0
     eval_batch_size: int = 256
@@ -87,7 +87,7 @@ SETTING_RULES: dict[str, dict] = {
     "step_gamma": dict(lo=0.0, hi=1.0, lo_open=True),
     "image_size": dict(lo=8),
     "normalize": dict(choices=("imagenet", "none")),
-    "augment": dict(choices=("none", "flip")),
+    "augment": dict(choices=("none", "flip", "standard")),
     "drop_rate": dict(lo=0.0, hi=1.0, hi_open=True),
     "eval_batch_size": dict(lo=1),
     "threads": dict(lo=1),

@@ -40,6 +40,7 @@ import pandas as pd
 import torch
 
 from . import __version__
+from .augment import augment_batch, is_batched
 from .data.cache import cache_fingerprint, file_sha256, load_cache
 from .data.multilabel import label_matrix
 from .data.tasks import get_task
@@ -641,7 +642,9 @@ def train_cell(
             )
         for idx in batches:
             idx = torch.as_tensor(np.asarray(idx), dtype=torch.long)
-            if device.type == "cpu":  # convert straight from the split into the reused batch tensor
+            if is_batched(settings):  # a recipe of imbench.augment: per-sample, on the device
+                x = augment_batch(to_device(train.images, idx, device), settings, device, gen)
+            elif device.type == "cpu":  # straight from the split into the reused batch tensor
                 x = images_to_input(
                     train.images, idx, settings, gen, x_buffer(len(idx), C, size, size)
                 )
