@@ -27,6 +27,7 @@ import math
 import re
 from pathlib import Path
 
+from .data.imbalance import ImbalanceError, base_task, imbalance_settings, task_ratio
 from .data.tasks import TASKS, get_task
 from .methods import METHODS, declared_params, get_method, method_kinds, resolve_params
 from .methods.tables import check_loss_params
@@ -150,8 +151,13 @@ def check_config(config: dict) -> list[tuple[str, str, str]]:
     if "experiment" in config:
         _check_experiment(config["experiment"])
     for t in config["tasks"]:
-        if t not in TASKS:
+        try:
+            base = base_task(t)
+        except ImbalanceError as exc:
+            raise _error("tasks", str(exc)) from None
+        if base not in TASKS:
             raise _error("tasks", f"unknown task {t!r}; allowed: {sorted(TASKS)}")
+    _check_imbalance(config)
     for m in config["methods"]:
         if m not in METHODS:
             raise _error("methods", f"unknown method {m!r}; allowed: {list(METHODS)}")
@@ -191,6 +197,30 @@ def check_config(config: dict) -> list[tuple[str, str, str]]:
             if kind not in method_kinds(m):
                 skips.append((t, m, f"method {m!r} has no meaning for {kind} task {t!r}; skipped"))
     return skips
+
+
+def _check_imbalance(config: dict) -> None:
+    """The ``imbalance`` section and the task variants: ratios ≥ 1, single-label tasks only, no
+    cross-validation (:mod:`imbench.data.imbalance`)."""
+    try:
+        ratios = imbalance_settings(config)["ratio"]
+    except ImbalanceError as exc:
+        key, _, detail = str(exc).partition(": ")
+        raise _error(key, detail) from None
+    variants = [t for t in config["tasks"] if task_ratio(t) is not None]
+    if not ratios and not variants:
+        return
+    where = "imbalance" if ratios else "tasks"
+    for t in config["tasks"]:
+        if get_task(t).kind == "multilabel" and (ratios or task_ratio(t) is not None):
+            raise _error(
+                where,
+                f"task {t!r} is multi-label; the imbalance axis subsamples single-label tasks only",
+            )
+    if int((config.get("split") or {}).get("cv_folds", 0) or 0):
+        raise _error(
+            where, "the imbalance axis cannot be combined with split.cv_folds (a single split only)"
+        )
 
 
 def _check_experiment(name) -> None:

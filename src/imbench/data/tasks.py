@@ -68,6 +68,12 @@ def register_task(task: Task) -> Task:
 
 
 def get_task(name: str) -> Task:
+    """The task ``name``; a variant ``<task>@rho<ratio>`` (:mod:`imbench.data.imbalance`) is its
+    base task (same dataset, kind and classes; only its training split differs)."""
+    if "@" in name:
+        from .imbalance import base_task
+
+        name = base_task(name)
     try:
         return TASKS[name]
     except KeyError:

@@ -1,0 +1,146 @@
+"""The imbalance axis: training split subsampled to ratio ρ with the exponential profile."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from imbench.data.imbalance import (
+    ImbalanceError,
+    expand_tasks,
+    imbalance_settings,
+    parse_variant,
+    profile_targets,
+    subsample_split,
+    variant_name,
+    with_ratio_column,
+)
+
+
+def toy_split(train_counts, group_size=1, n_eval=3):
+    """Training images per class (``group_size`` images per group) plus ``n_eval`` val and test
+    images per class."""
+    rows = []
+    for c, n in enumerate(train_counts):
+        for i in range(n):
+            rows.append(("train", c, f"tr{c}_{i // group_size}"))
+        for s in ("val", "test"):
+            for i in range(n_eval):
+                rows.append((s, c, f"{s}{c}_{i}"))
+    df = pd.DataFrame(rows, columns=["split", "label", "group"])
+    df.insert(0, "image_id", [f"img{i:04d}" for i in range(len(df))])
+    return df
+
+
+def test_profile_matches_the_ldam_drw_formula():
+    # IMBALANCECIFAR10.get_img_num_per_cls: int(img_max * (1/ρ) ** (i / (K - 1)))
+    counts = [500] * 10
+    expected = [int(500 * (1 / 100) ** (i / 9)) for i in range(10)]
+    assert profile_targets(counts, 100).tolist() == expected
+    assert expected[0] == 500 and expected[-1] == 5
+
+
+def test_profile_ranks_classes_by_count_and_never_grows():
+    # ranks: class 1 (1000) → 0, class 2 (400) → 1, class 0 (300) → 2, class 3 (5) → 3
+    t = profile_targets([300, 1000, 400, 5], 10)
+    n = [int(1000 * 10 ** (-r / 3)) for r in range(4)]  # 1000, 464, 215, 100
+    assert t.tolist() == [n[2], n[0], min(400, n[1]), 5]
+    # ties by class index
+    assert profile_targets([100, 100, 100], 4).tolist() == [100, 50, 25]
+
+
+def test_exact_counts_on_toy_split_and_val_test_untouched():
+    split = toy_split([100, 80, 60, 40])
+    out, record = subsample_split(split, 27, seed=0)
+    train = out[out.split == "train"]
+    # targets 100 · 27^(−r/3) = 100, 33, 11, 3
+    assert np.bincount(train.label, minlength=4).tolist() == [100, 33, 11, 3]
+    assert record["train_counts"] == [100, 33, 11, 3]
+    assert record["train_counts_before"] == [100, 80, 60, 40]
+    assert record["achieved_ratio"] == pytest.approx(100 / 3)
+    # validation and test rows unchanged, dropped training images marked unused, same rows
+    for s in ("val", "test"):
+        pd.testing.assert_frame_equal(out[split.split == s], split[split.split == s])
+    assert set(out.split) == {"train", "val", "test", "unused"}
+    assert (out.split == "unused").sum() == 280 - 147
+    assert out.image_id.tolist() == split.image_id.tolist()
+    assert set(split.split[out.split == "unused"]) == {"train"}
+
+
+def test_class_with_fewer_than_its_target_keeps_all_and_ratio_is_recorded():
+    split = toy_split([200, 150, 2])
+    out, record = subsample_split(split, 10, seed=0)
+    # targets 200, 63, 20 → the last class keeps its 2
+    assert record["train_counts_target"] == [200, 63, 2]
+    assert record["train_counts"] == [200, 63, 2]
+    assert record["achieved_ratio"] == pytest.approx(100.0)
+
+
+def test_groups_are_kept_whole():
+    split = toy_split([120, 90, 60], group_size=3)
+    out, record = subsample_split(split, 10, seed=3)
+    train = split.split == "train"
+    per_group = pd.DataFrame({"g": split.group[train], "s": out.split[train]}).groupby("g").s
+    assert (per_group.nunique() == 1).all()
+    # first fit never overshoots a target (groups of 3: targets 120, 37, 12 → 120, 36, 12)
+    assert record["train_counts"] == [120, 36, 12]
+
+
+def test_deterministic_from_the_seed():
+    split = toy_split([100, 80, 60, 40])
+    a, _ = subsample_split(split, 20, seed=1)
+    b, _ = subsample_split(split, 20, seed=1)
+    c, _ = subsample_split(split, 20, seed=2)
+    assert a.split.tolist() == b.split.tolist()
+    assert a.split.tolist() != c.split.tolist()
+
+
+def test_group_with_several_classes_is_refused():
+    split = toy_split([10, 10])
+    split.loc[split.index[0], "group"] = "tr1_0"
+    with pytest.raises(ImbalanceError, match="group 'tr1_0' has images of several classes"):
+        subsample_split(split, 2)
+
+
+def test_multilabel_and_cv_are_refused():
+    with pytest.raises(ImbalanceError, match="multi-label"):
+        subsample_split(toy_split([10, 5]), 2, kind="multilabel")
+    with pytest.raises(ImbalanceError, match="cross-validation"):
+        subsample_split(toy_split([10, 5]).assign(cv_fold=0), 2)
+
+
+@pytest.mark.parametrize("bad", [0.5, 0, -3, "ten", None, True, float("nan"), [10]])
+def test_bad_ratio_is_one_error_naming_the_key(bad):
+    with pytest.raises(ImbalanceError, match=r"^imbalance\.ratio\[1\]: "):
+        imbalance_settings({"imbalance": {"ratio": [10, bad]}})
+
+
+def test_bad_sections():
+    with pytest.raises(ImbalanceError, match=r"^imbalance\.ratios: unknown key"):
+        imbalance_settings({"imbalance": {"ratios": [10]}})
+    with pytest.raises(ImbalanceError, match=r"^imbalance\.seed: "):
+        imbalance_settings({"imbalance": {"ratio": [10], "seed": -1}})
+    with pytest.raises(ImbalanceError, match=r"^imbalance\.ratio: .* twice"):
+        imbalance_settings({"imbalance": {"ratio": [10, 10.0]}})
+    with pytest.raises(ImbalanceError, match=r"^task 'synthetic@rho0\.5'"):
+        parse_variant("synthetic@rho0.5")
+    with pytest.raises(ImbalanceError, match=r"^task 'synthetic@50'"):
+        parse_variant("synthetic@50")
+
+
+def test_variants_and_ratio_column():
+    assert variant_name("synthetic", 50) == "synthetic@rho50"
+    assert variant_name("synthetic", 12.5) == "synthetic@rho12.5"
+    assert parse_variant("ham10000@rho200") == ("ham10000", 200.0)
+    assert parse_variant("ham10000") == ("ham10000", None)
+    cfg = {"imbalance": {"ratio": [10, 100]}}
+    assert expand_tasks(["synthetic", "ham10000@rho5"], cfg) == [
+        "synthetic@rho10",
+        "synthetic@rho100",
+        "ham10000@rho5",
+    ]
+    assert expand_tasks(["synthetic"], {}) == ["synthetic"]
+    df = pd.DataFrame({"task": ["a@rho10", "a"], "x": [1, 2]})
+    assert with_ratio_column(df).columns.tolist() == ["task", "ratio", "x"]
+    assert with_ratio_column(df)["ratio"].tolist() == ["10", ""]
