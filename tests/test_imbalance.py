@@ -144,3 +144,100 @@ def test_variants_and_ratio_column():
     df = pd.DataFrame({"task": ["a@rho10", "a"], "x": [1, 2]})
     assert with_ratio_column(df).columns.tolist() == ["task", "ratio", "x"]
     assert with_ratio_column(df)["ratio"].tolist() == ["10", ""]
+
+
+# ----------------------------------------------------------------------------- configuration
+
+
+def _cfg(**over):
+    cfg = {
+        "experiment": "x",
+        "tasks": ["synthetic"],
+        "models": ["test_resnet"],
+        "methods": ["ce"],
+        "seeds": [0],
+        "protocol": "demo",
+    }
+    return {**cfg, **over}
+
+
+@pytest.mark.parametrize(
+    "over, expected",
+    [
+        ({"imbalance": {"ratio": [10, 0.5]}}, r"config key 'imbalance\.ratio\[1\]': 0\.5 must be"),
+        (
+            {"imbalance": {"ratio": ["x"]}},
+            r"config key 'imbalance\.ratio\[0\]': 'x' is not a number",
+        ),
+        ({"tasks": ["synthetic@rho0.5"]}, r"config key 'tasks': task 'synthetic@rho0\.5'"),
+        ({"tasks": ["nosuch@rho5"]}, r"config key 'tasks': unknown task 'nosuch@rho5'"),
+        (
+            {"tasks": ["synthetic_ml"], "imbalance": {"ratio": [10]}},
+            r"config key 'imbalance': task 'synthetic_ml' is multi-label",
+        ),
+        (
+            {"imbalance": {"ratio": [10]}, "split": {"cv_folds": 5}},
+            r"config key 'imbalance': .*split\.cv_folds",
+        ),
+        (
+            {"evaluation": {"shot_thresholds": [100, 20]}},
+            r"evaluation\.shot_thresholds': expected \[low, high\]",
+        ),
+        (
+            {"evaluation": {"shot_thresholds": [0.1, 20]}},
+            r"evaluation\.shot_thresholds': .* mixes a fraction",
+        ),
+    ],
+)
+def test_bad_settings_stop_planning_with_one_line(over, expected):
+    from imbench.config import ConfigError, check_config
+
+    with pytest.raises(ConfigError, match=expected) as err:
+        check_config(_cfg(**over))
+    assert "\n" not in str(err.value)
+
+
+def test_variants_pass_the_configuration_checks():
+    from imbench.config import check_config
+    from imbench.data.tasks import get_task
+
+    assert check_config(_cfg(tasks=["synthetic@rho50"])) == []
+    assert check_config(_cfg(imbalance={"ratio": [10, 100]})) == []
+    assert get_task("synthetic@rho50") is get_task("synthetic")
+
+
+# ----------------------------------------------------------------------------- shot groups
+
+
+def test_shot_groups_and_recalls():
+    from imbench.metrics import shot_group, shot_recalls
+
+    counts = [500, 101, 100, 20, 19, 3]
+    assert shot_group(counts) == ["many", "many", "medium", "medium", "few", "few"]
+    rec = shot_recalls(counts, [0.9, 0.7, 0.5, 0.3, 0.2, None])
+    assert rec["many"] == pytest.approx(0.8) and rec["medium"] == pytest.approx(0.4)
+    assert rec["few"] == pytest.approx(0.2)  # a class without a recall is left out
+    assert (rec["n_many"], rec["n_medium"], rec["n_few"]) == (2, 2, 2)
+    # fractions of the largest class: few < 50, many > 250
+    assert shot_group(counts, [0.1, 0.5]) == ["many", "medium", "medium", "few", "few", "few"]
+    assert np.isnan(shot_recalls([5, 3], [1.0, 0.5])["many"])
+
+
+def test_shots_table_has_ratio_and_groups_per_cell():
+    from imbench.aggregate import shots_long, shots_table
+
+    cells = [
+        {
+            "task": "synthetic@rho10",
+            "model": "m",
+            "method": "ce",
+            "seed": 0,
+            "train_class_counts": [200, 50, 5],
+            "test": {"per_class": [{"recall": 1.0}, {"recall": 0.5}, {"recall": 0.0}]},
+        }
+    ]
+    t = shots_table(cells)
+    assert t.columns[:2].tolist() == ["task", "ratio"] and t.ratio.tolist() == ["10"]
+    assert t[["many", "medium", "few"]].iloc[0].tolist() == [1.0, 0.5, 0.0]
+    long = shots_long(t, "x")
+    assert long.metric.tolist() == ["many_shot_recall", "medium_shot_recall", "few_shot_recall"]

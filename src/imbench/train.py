@@ -547,6 +547,7 @@ def train_cell(
             head=method.head,
             pretrained=settings.pretrained,
             drop_rate=settings.drop_rate,
+            freeze_backbone=settings.linear_probe,
         ).to(device)
     except MissingWeightsError as exc:
         raise MissingWeightsError(f"cell {cell_name}: {exc}") from None
