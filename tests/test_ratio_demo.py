@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 
 import numpy as np
 import pandas as pd
@@ -73,3 +74,43 @@ def test_nothing_left_to_do_and_cache_is_shared(demo_run):
     assert "Nothing to be done" in proc.stdout + proc.stderr
     # one cache and one base split for the base task, none per variant
     assert [p.name for p in (demo_run / "resources" / "cache").iterdir()] == ["synthetic"]
+
+
+def test_ratio_sweep_plans_one_split_per_variant_and_shared_data():
+    """experiments/ratio_sweep.yaml: every (task, ratio) is a task variant with its own subsampled
+    split; index, base split and cache are the base task's, once."""
+    from test_pipeline import SNAKEMAKE, planned_jobs
+
+    proc = subprocess.run(
+        [*SNAKEMAKE, "-n", "--configfile", "experiments/ratio_sweep.yaml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    jobs = planned_jobs(proc.stdout)
+    cfg = yaml.safe_load((ROOT / "experiments" / "ratio_sweep.yaml").read_text())
+    n_variants = len(cfg["tasks"]) * len(cfg["imbalance"]["ratio"])
+    assert jobs["imbalance_split"] == n_variants
+    assert jobs["split"] == jobs["index"] == jobs["cache"] == len(cfg["tasks"])
+    assert jobs["train"] == n_variants * (len(cfg["methods"]) - 1) * len(cfg["seeds"])
+    assert "ham10000@rho200" in proc.stdout and "isic2019@rho10" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "imbalance, expected",
+    [
+        ({"ratio": [10, 0.5]}, "config key 'imbalance.ratio[1]': 0.5 must be a finite number ≥ 1"),
+        ({"ratio": ["ten"]}, "config key 'imbalance.ratio[0]': 'ten' is not a number"),
+        ({"ratios": [10]}, "config key 'imbalance.ratios': unknown key"),
+    ],
+)
+def test_bad_imbalance_stops_the_workflow_with_one_line(tmp_path, imbalance, expected):
+    cfg = yaml.safe_load(DEMO.read_text())
+    cfg["imbalance"] = imbalance
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    proc = smk(tmp_path, "-n", "--configfile", "config.yaml", check=False)
+    assert proc.returncode != 0
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if expected in line]
+    assert len(lines) == 1, proc.stderr[-2000:]
