@@ -239,5 +239,6 @@ def test_shots_table_has_ratio_and_groups_per_cell():
     t = shots_table(cells)
     assert t.columns[:2].tolist() == ["task", "ratio"] and t.ratio.tolist() == ["10"]
     assert t[["many", "medium", "few"]].iloc[0].tolist() == [1.0, 0.5, 0.0]
+    assert t.achieved_ratio.tolist() == [40.0]
     long = shots_long(t, "x")
     assert long.metric.tolist() == ["many_shot_recall", "medium_shot_recall", "few_shot_recall"]

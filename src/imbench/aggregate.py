@@ -89,8 +89,9 @@ SHOT_METRICS = {g: f"{g}_shot_recall" for g in SHOT_GROUPS}
 
 def shots_table(cells: list[dict], thresholds=SHOT_THRESHOLDS) -> pd.DataFrame:
     """Per cell: test recall averaged over its many-, medium- and few-shot classes (by the cell's
-    own training counts, so a subsampled task variant has its own groups) and the number of classes
-    in each group (:func:`imbench.metrics.shot_recalls`); ``ratio`` from the task variant."""
+    own training counts, so a subsampled task variant has its own groups), the number of classes
+    in each group (:func:`imbench.metrics.shot_recalls`), ``ratio`` (asked for: the task variant's)
+    and ``achieved_ratio`` (of the cell's training counts; a class never grows, so it can differ)."""
     rows = []
     for c in cells:
         rec = [pc["recall"] for pc in c["test"]["per_class"]]
@@ -100,10 +101,17 @@ def shots_table(cells: list[dict], thresholds=SHOT_THRESHOLDS) -> pd.DataFrame:
                 **shot_recalls(c["train_class_counts"], rec, thresholds),
                 "low": float(thresholds[0]),
                 "high": float(thresholds[1]),
+                "achieved_ratio": achieved_ratio(c["train_class_counts"]),
             }
         )
-    cols = [*KEYS, *SHOT_GROUPS, *(f"n_{g}" for g in SHOT_GROUPS), "low", "high"]
+    cols = [*KEYS, *SHOT_GROUPS, *(f"n_{g}" for g in SHOT_GROUPS), "low", "high", "achieved_ratio"]
     return with_ratio_column(pd.DataFrame(rows, columns=cols))
+
+
+def achieved_ratio(counts) -> float:
+    """n_max / n_min of the classes present in a cell's training split (NaN without two classes)."""
+    nz = [n for n in counts if n > 0]
+    return float(max(nz) / min(nz)) if len(nz) >= 2 else float("nan")
 
 
 def shots_long(shots: pd.DataFrame, experiment: str) -> pd.DataFrame:
