@@ -132,6 +132,10 @@ def test_bad_sections():
 def test_variants_and_ratio_column():
     assert variant_name("synthetic", 50) == "synthetic@rho50"
     assert variant_name("synthetic", 12.5) == "synthetic@rho12.5"
+    assert variant_name("synthetic", 12.3456789) == "synthetic@rho12.3456789"
+    assert parse_variant(variant_name("s", 1 / 0.03))[1] == 1 / 0.03  # the name keeps every digit
+    with pytest.raises(ImbalanceError, match=r"^imbalance\.ratio\[0\]: 1e\+16 is too large"):
+        imbalance_settings({"imbalance": {"ratio": [1e16]}})
     assert parse_variant("ham10000@rho200") == ("ham10000", 200.0)
     assert parse_variant("ham10000") == ("ham10000", None)
     cfg = {"imbalance": {"ratio": [10, 100]}}

@@ -68,13 +68,18 @@ def check_ratio(value, key: str = "imbalance.ratio") -> float:
 
 
 def ratio_text(ratio: float) -> str:
-    """The ratio as it appears in a variant's name: ``50``, ``12.5``."""
-    return f"{float(ratio):g}"
+    """The ratio as it appears in a variant's name: ``50``, ``12.5`` (every digit of the number, so
+    the name gives back exactly the ratio)."""
+    text = repr(float(ratio))
+    return text[:-2] if text.endswith(".0") else text
 
 
-def variant_name(task: str, ratio) -> str:
+def variant_name(task: str, ratio, key: str = "imbalance.ratio") -> str:
     """``synthetic@rho50``: the task ``task`` subsampled to ratio ``ratio``."""
-    return f"{task}{VARIANT_SEP}{ratio_text(check_ratio(ratio))}"
+    name = f"{task}{VARIANT_SEP}{ratio_text(check_ratio(ratio, key))}"
+    if not _VARIANT.match(name):  # 1e+16: no plain decimal form
+        raise ImbalanceError(f"{key}: {ratio!r} is too large for a task name (at most 1e15)")
+    return name
 
 
 def parse_variant(name: str) -> tuple[str, float | None]:
@@ -132,6 +137,8 @@ def imbalance_settings(config: dict) -> dict:
     if not isinstance(ratios, list):
         ratios = [ratios]
     checked = [check_ratio(r, f"imbalance.ratio[{i}]") for i, r in enumerate(ratios)]
+    for i, r in enumerate(checked):
+        variant_name("t", r, f"imbalance.ratio[{i}]")
     if len(set(checked)) != len(checked):
         raise ImbalanceError(f"imbalance.ratio: {ratios} lists a ratio twice")
     seed = section.get("seed", 0)
@@ -168,7 +175,9 @@ def profile_targets(counts, ratio: float) -> np.ndarray:
     rank = np.empty(K, dtype=np.int64)
     rank[order] = np.arange(K)
     n_max = int(counts.max())
-    targets = np.array([int(n_max * ratio ** (-(r / (K - 1)))) for r in rank], dtype=np.int64)
+    # the expression of LDAM-DRW's IMBALANCECIFAR.get_img_num_per_cls, imb_factor = 1 / ρ
+    imb_factor = 1.0 / ratio
+    targets = np.array([int(n_max * (imb_factor ** (r / (K - 1.0)))) for r in rank], dtype=np.int64)
     return np.minimum(np.maximum(targets, 1), counts)
 
 
