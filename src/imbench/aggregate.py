@@ -457,6 +457,7 @@ def make_figures(
                 ls="-" if meth == "ce" else "--",
             )
         ax.set_xscale("log")
+        ax.minorticks_off()  # only the grid's ratios are labelled
         ax.set_xlabel("training images of the class (log scale)")
         ax.set_title(f"{task} / {model}", pad=28)
         for _, r in agg[(agg.model == model)].drop_duplicates("class").iterrows():
@@ -635,6 +636,7 @@ def ratio_figure(
                 m.index, m["mean"], yerr=m["std"].fillna(0), marker="o", capsize=3, label=meth
             )
         ax.set_xscale("log")
+        ax.minorticks_off()  # only the grid's ratios are labelled
         ax.set_xticks(
             sorted(part["ratio"].unique()), [f"{r:g}" for r in sorted(part["ratio"].unique())]
         )
