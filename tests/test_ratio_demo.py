@@ -44,6 +44,14 @@ def test_ratio_demo_runs_end_to_end(demo_run):
     assert "## Recall by training-set size" in md and "| method | many | medium | few |" in md
 
 
+def test_ratio_figure_is_in_the_report(demo_run):
+    report = demo_run / "results" / "ratio_demo" / "report.html"
+    smk(demo_run, "--configfile", "config.yaml", "--report", str(report.relative_to(demo_run)))
+    html = report.read_text(errors="replace")
+    for name in ("ratio_sweep.png", "synthetic@rho400_shots.png"):
+        assert f"image/png;charset=utf8;filename={name};base64," in html, name
+
+
 def test_variant_splits_subsample_training_only(demo_run):
     prepared = demo_run / "resources" / "prepared" / "synthetic"
     (base_csv,) = [p for p in prepared.glob("split_*.csv") if "@" not in p.name]

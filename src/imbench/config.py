@@ -75,10 +75,19 @@ def check_schema(config: dict, schema_path: str | Path | None = None) -> None:
     )
     if error is None:
         return
+    alternative = ""
+    if error.validator == "anyOf":  # a name or another form (a task or its variant): name the names
+        enum = [e for e in error.context if e.validator == "enum"]
+        if enum:
+            alternative = f" (or {error.schema['x-or']})" if "x-or" in error.schema else ""
+            error = enum[0]
     key = ".".join(str(p) for p in error.absolute_path) or "(top level)"
     detail = error.message
     if error.validator == "enum":
-        detail = f"{error.instance!r} is not allowed; allowed values: {error.validator_value}"
+        detail = (
+            f"{error.instance!r} is not allowed; allowed values: {error.validator_value}"
+            + alternative
+        )
     elif error.validator == "additionalProperties":
         detail = f"{error.message}; allowed keys: {sorted(error.schema.get('properties', {}))}"
     elif error.validator == "pattern":
