@@ -246,3 +246,20 @@ def test_shots_table_has_ratio_and_groups_per_cell():
     assert t.achieved_ratio.tolist() == [40.0]
     long = shots_long(t, "x")
     assert long.metric.tolist() == ["many_shot_recall", "medium_shot_recall", "few_shot_recall"]
+
+
+def test_a_cell_trains_on_the_subsampled_images_only(tiny_synthetic, tmp_path):
+    from imbench.train import Settings, train_cell
+
+    split = pd.read_csv(tiny_synthetic["split"], dtype={"image_id": str, "group": str})
+    out, record = subsample_split(split, 20, seed=0, num_classes=7)
+    path = tmp_path / "split@rho20.csv"
+    out.to_csv(path, index=False)
+    s = Settings.from_dict(dict(epochs=1, batch_size=32, image_size=16, threads=1))
+    run = train_cell(
+        "synthetic@rho20", tiny_synthetic["cache"], path, "test_resnet", "ce", 0, s, tmp_path / "c"
+    )
+    assert run["train_class_counts"] == record["train_counts"]
+    assert run["task"] == "synthetic@rho20"
+    preds = pd.read_csv(tmp_path / "c" / "predictions.csv")
+    assert len(preds) == (split.split != "train").sum()  # validation and test as in the base split
