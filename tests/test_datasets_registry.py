@@ -111,7 +111,7 @@ def test_schema_names_come_from_the_registries():
     from imbench.config import ConfigError, check_schema, schema_with_plugins
 
     props = schema_with_plugins()["properties"]
-    assert props["tasks"]["items"]["enum"] == list(TASKS)
+    assert props["tasks"]["items"]["anyOf"][0]["enum"] == list(TASKS)
     assert sorted(props["download"]["properties"]) == sorted(registry.DATASETS)
     import yaml
 

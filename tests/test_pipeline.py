@@ -66,8 +66,8 @@ def test_grid_outputs(tiny_run):
     summary = pd.read_csv(res / "tables" / "summary.csv")
     assert set(summary.method) == {"ce", "ros", "thresholding", "bbfl"}
     assert (res / "tables" / "synthetic.md").read_text().count(" [") >= 4  # mean [low, high] cells
-    # 5 summary figures + t-SNE + Grad-CAM + the critical-difference diagram
-    assert len(list((res / "figures").glob("*.png"))) == 8
+    # 6 summary figures (with many/medium/few shots) + t-SNE + Grad-CAM + the critical-difference diagram
+    assert len(list((res / "figures").glob("*.png"))) == 9
     assert (res / "tables" / "ranking.md").is_file() and (res / "tables" / "ranking.csv").is_file()
     for ext in ("md", "tex"):
         assert (res / "tables" / f"synthetic.{ext}").is_file()
@@ -206,7 +206,7 @@ def test_report(tiny_run):
     smk(tiny_run, "--configfile", "config.yaml", "--report", str(report.relative_to(tiny_run)))
     html = report.read_text(errors="replace")
     figures = sorted(p.name for p in (tiny_run / "results" / "tiny" / "figures").glob("*.png"))
-    assert len(figures) == 8  # 5 summary figures, t-SNE, Grad-CAM, critical-difference diagram
+    assert len(figures) == 9  # 6 summary figures, t-SNE, Grad-CAM, critical-difference diagram
     for name in figures:
         m = re.search(
             rf"image/png;charset=utf8;filename={re.escape(name)};base64,([A-Za-z0-9+/=]+)", html

@@ -39,7 +39,7 @@ def test_schema_names_match_registries():
     assert "enum" not in props["methods"]["items"]
     assert props["methods"]["items"]["x-registry"] == "methods"
     loaded = schema_with_plugins()["properties"]
-    assert loaded["tasks"]["items"]["enum"] == list(TASKS)
+    assert loaded["tasks"]["items"]["anyOf"][0]["enum"] == list(TASKS)
     assert sorted(loaded["download"]["properties"]) == sorted(dataset_names())
     assert sorted(props["protocol"]["enum"]) == sorted(PROTOCOLS)
 

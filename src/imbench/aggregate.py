@@ -33,7 +33,9 @@ import numpy as np
 import pandas as pd
 
 from .compare import KEYS, LOWER_IS_BETTER
+from .data.imbalance import parse_variant, task_ratio, with_ratio_column
 from .io import atomic_path, read_csv, read_json, write_csv, write_text
+from .metrics import SHOT_GROUPS, SHOT_THRESHOLDS, shot_recalls
 from .stats import summarise_seeds
 
 
@@ -79,6 +81,97 @@ def per_class_table(cells: list[dict]) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows)
+
+
+#: The metric names of the many/medium/few-shot recalls in ``summary.csv`` (test split).
+SHOT_METRICS = {g: f"{g}_shot_recall" for g in SHOT_GROUPS}
+
+
+def shots_table(cells: list[dict], thresholds=SHOT_THRESHOLDS) -> pd.DataFrame:
+    """Per cell: test recall averaged over its many-, medium- and few-shot classes (by the cell's
+    own training counts, so a subsampled task variant has its own groups), the number of classes
+    in each group (:func:`imbench.metrics.shot_recalls`), ``ratio`` (asked for: the task variant's)
+    and ``achieved_ratio`` (of the cell's training counts; a class never grows, so it can differ)."""
+    rows = []
+    for c in cells:
+        rec = [pc["recall"] for pc in c["test"]["per_class"]]
+        rows.append(
+            {
+                **{k: c[k] for k in KEYS},
+                **shot_recalls(c["train_class_counts"], rec, thresholds),
+                "low": float(thresholds[0]),
+                "high": float(thresholds[1]),
+                "achieved_ratio": achieved_ratio(c["train_class_counts"]),
+            }
+        )
+    cols = [*KEYS, *SHOT_GROUPS, *(f"n_{g}" for g in SHOT_GROUPS), "low", "high", "achieved_ratio"]
+    return with_ratio_column(pd.DataFrame(rows, columns=cols))
+
+
+def achieved_ratio(counts) -> float:
+    """n_max / n_min of the classes present in a cell's training split (NaN without two classes)."""
+    nz = [n for n in counts if n > 0]
+    return float(max(nz) / min(nz)) if len(nz) >= 2 else float("nan")
+
+
+def shots_long(shots: pd.DataFrame, experiment: str) -> pd.DataFrame:
+    """The shot recalls as rows of the long table's form (split ``test``, metric ``<group>_shot_recall``)."""
+    rows = []
+    for _, r in shots.iterrows():
+        for g in SHOT_GROUPS:
+            rows.append(
+                {
+                    "experiment": experiment,
+                    **{k: r[k] for k in KEYS},
+                    "split": "test",
+                    "metric": SHOT_METRICS[g],
+                    "value": r[g],
+                }
+            )
+    return pd.DataFrame(rows, columns=["experiment", *KEYS, "split", "metric", "value"])
+
+
+def shots_markdown(
+    task: str, summary: pd.DataFrame, shots: pd.DataFrame, methods: list[str], models: list[str]
+) -> str:
+    """``## Recall by training-set size``: per model, methods × many/medium/few (test recall averaged
+    over the classes of each group; mean [95 % interval over seeds])."""
+    sub = shots[shots.task == task]
+    if sub.empty:
+        return ""
+    low, high = sub["low"].iloc[0], sub["high"].iloc[0]
+    if high < 1:
+        rule = f"fractions {low:g} and {high:g} of the largest class's training count"
+    else:
+        rule = f"> {high:g} training images many, < {low:g} few, the rest medium"
+    n = {g: int(sub[f"n_{g}"].max()) for g in SHOT_GROUPS}
+    parts = [
+        "## Recall by training-set size (many / medium / few shots)",
+        "",
+        f"Test recall averaged over the classes of each group ({rule}; classes per group: "
+        + ", ".join(f"{g} {n[g]}" for g in SHOT_GROUPS)
+        + "); mean [95 % interval] over seeds; – where a group has no class.",
+        "",
+    ]
+    for model in models:
+        if len(models) > 1:
+            parts += [f"### {model}", ""]
+        parts += ["| method | many | medium | few |", "|---|---|---|---|"]
+        for meth in methods:
+            cells = []
+            for g in SHOT_GROUPS:
+                row = summary[
+                    (summary.task == task)
+                    & (summary.model == model)
+                    & (summary.method == meth)
+                    & (summary.metric == SHOT_METRICS[g])
+                ]
+                cells.append(interval_text(row.iloc[0]) if len(row) else "n/a")
+            if all(c == "n/a" for c in cells):
+                continue
+            parts.append(f"| {meth} | " + " | ".join(cells) + " |")
+        parts.append("")
+    return "\n".join(parts)
 
 
 def bootstrap_table(cells: list[dict]) -> pd.DataFrame:
@@ -364,6 +457,7 @@ def make_figures(
                 ls="-" if meth == "ce" else "--",
             )
         ax.set_xscale("log")
+        ax.minorticks_off()  # only the grid's ratios are labelled
         ax.set_xlabel("training images of the class (log scale)")
         ax.set_title(f"{task} / {model}", pad=28)
         for _, r in agg[(agg.model == model)].drop_duplicates("class").iterrows():
@@ -476,11 +570,90 @@ def make_figures(
     return written
 
 
+def shots_figure(
+    task: str, shots: pd.DataFrame, methods: list[str], models: list[str], path: Path
+) -> None:
+    """Bars: test recall of the many/medium/few-shot classes per method (mean over seeds; one panel
+    per model)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sub = shots[shots.task == task]
+    fig, axes = plt.subplots(
+        1, len(models), figsize=(max(5.0, 0.5 * len(methods) + 2) * len(models), 3.8), squeeze=False
+    )
+    width = 0.8 / len(SHOT_GROUPS)
+    for ax, model in zip(axes[0], models):
+        part = sub[sub.model == model].groupby("method")[list(SHOT_GROUPS)].mean()
+        part = part.reindex([m for m in methods if m in part.index])
+        x = np.arange(len(part))
+        for i, g in enumerate(SHOT_GROUPS):
+            ax.bar(x + (i - 1) * width, part[g].to_numpy(), width, label=g)
+        ax.set_xticks(x, part.index, rotation=45, ha="right")
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("test recall")
+        ax.set_title(f"{task} / {model}")
+    axes[0][-1].legend(title="classes", fontsize=8)
+    fig.tight_layout()
+    _savefig(fig, path)
+    plt.close(fig)
+
+
+#: The figure of the headline metric against the imbalance ratio (grids with task variants only).
+RATIO_FIGURE = "ratio_sweep.png"
+
+
+def ratio_figure(
+    long: pd.DataFrame, specs: dict, methods: list[str], models: list[str], path: Path
+) -> None:
+    """The headline test metric against the imbalance ratio ρ, one line per method (mean over seeds,
+    error bars: standard deviation over seeds), one panel per base task and model (log ρ axis)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = []
+    for task, spec in specs.items():
+        base, ratio = parse_variant(task)
+        if ratio is None:
+            continue
+        sel = long[(long.task == task) & (long.split == "test") & (long.metric == spec["headline"])]
+        for _, r in sel.iterrows():
+            rows.append({"base": base, "ratio": ratio, "headline": spec["headline"], **r})
+    df = pd.DataFrame(rows)
+    panels = [(b, m) for b in dict.fromkeys(df["base"]) for m in models]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.0 * len(panels), 3.8), squeeze=False)
+    for ax, (base, model) in zip(axes[0], panels):
+        part = df[(df.base == base) & (df.model == model)]
+        for meth in methods:
+            m = part[part.method == meth].groupby("ratio")["value"].agg(["mean", "std"])
+            if m.empty:
+                continue
+            ax.errorbar(
+                m.index, m["mean"], yerr=m["std"].fillna(0), marker="o", capsize=3, label=meth
+            )
+        ax.set_xscale("log")
+        ax.minorticks_off()  # only the grid's ratios are labelled
+        ax.set_xticks(
+            sorted(part["ratio"].unique()), [f"{r:g}" for r in sorted(part["ratio"].unique())]
+        )
+        ax.set_xlabel("imbalance ratio ρ = n_max / n_min (training)")
+        ax.set_ylabel(f"test {part['headline'].iloc[0] if len(part) else ''}")
+        ax.set_title(f"{base} / {model}")
+    axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    _savefig(fig, path)
+    plt.close(fig)
+
+
 def figure_names(task: str) -> list[str]:
     """The figures aggregation writes for ``task`` (no confusion matrices for multi-label tasks)."""
     from .data.tasks import get_task
 
-    names = ["heatmap", "methods", "per_class_recall", "training_curves"]
+    names = ["heatmap", "methods", "per_class_recall", "training_curves", "shots"]
     if get_task(task).kind != "multilabel":
         names.append("confusion")
     return [f"{task}_{n}.png" for n in names]
@@ -576,17 +749,21 @@ def aggregate(
         cells, load_test_predictions(cells), specs, n_boot=n_boot, seed=boot_seed
     )
     paired = paired_table(reps, alpha=alpha)
+    # The many/medium/few-shot recalls join the summary as test-split metrics (after the others).
+    shots = shots_table(cells, tuple(evaluation.get("shot_thresholds") or SHOT_THRESHOLDS))
+    long_shots = pd.concat([long, shots_long(shots, experiment)], ignore_index=True)
     summary = add_intervals(
-        summarise_seeds(long, ["task", "model", "method", "split", "metric"]),
-        long,
+        summarise_seeds(long_shots, ["task", "model", "method", "split", "metric"]),
+        long_shots,
         reps,
         alpha=alpha,
     )
     write_csv(table_dir / "metrics_long.csv", long)
-    write_csv(table_dir / "summary.csv", summary)
+    write_csv(table_dir / "summary.csv", with_ratio_column(summary))
     write_csv(table_dir / "per_class.csv", per_class)
     write_csv(table_dir / "bootstrap.csv", bootstrap_table(cells))
-    write_csv(table_dir / "paired_vs_ce.csv", paired)
+    write_csv(table_dir / "paired_vs_ce.csv", with_ratio_column(paired))
+    write_csv(table_dir / "shots.csv", shots)
 
     rank = ranking(long, specs, methods, alpha=alpha)
     write_csv(table_dir / "ranking.csv", rank["table"])
@@ -635,6 +812,7 @@ def aggregate(
             n_boot=n_boot,
             steps=steps,
         )
+        md += "\n" + shots_markdown(task, summary, shots, methods, models)
         write_text(table_dir / f"{task}.md", md + "\n")
         marks = significance_marks(paired, task, headline, alpha)
         tex = [
@@ -658,4 +836,7 @@ def aggregate(
                 ]
         write_text(table_dir / f"{task}.tex", "\n".join(tex))
         make_figures(task, long, per_class, cells, headline, methods, models, fig_dir)
+        shots_figure(task, shots, methods, models, fig_dir / f"{task}_shots.png")
+    if any(task_ratio(t) is not None for t in specs):
+        ratio_figure(long, specs, methods, models, fig_dir / RATIO_FIGURE)
     print(f"aggregated {len(cells)} cells into {table_dir} and {fig_dir}", flush=True)

@@ -109,6 +109,15 @@ def get_args_parser() -> argparse.ArgumentParser:
         "it lets one lesion's or patient's images fall into several splits",
     )
 
+    s = sub.add_parser(
+        "imbalance", help="subsample a split's training images to an imbalance ratio"
+    )
+    s.add_argument("--split", required=True, type=Path, help="the base split CSV")
+    s.add_argument("--out", required=True, type=Path)
+    s.add_argument("--task", required=True, help="the task (or its variant <task>@rho<ratio>)")
+    s.add_argument("--ratio", required=True, help="imbalance ratio n_max / n_min (≥ 1)")
+    s.add_argument("--seed", type=int, default=0)
+
     s = sub.add_parser("cache", help="decode + resize every image once into a uint8 array")
     s.add_argument("--index", required=True, type=Path, help="index CSV of the task")
     s.add_argument("--raw", required=True, type=Path, help="folder the index paths are relative to")
@@ -317,6 +326,15 @@ def _dispatch(args) -> int:
         print(pd.crosstab(out.label_name, out.split, margins=True).to_string())
         if args.cv_folds:
             print(pd.crosstab(out.label_name, out.cv_fold, margins=True).to_string())
+    elif args.command == "imbalance":
+        from .data.imbalance import write_imbalanced_split
+
+        rec = write_imbalanced_split(args.split, args.out, args.ratio, args.seed, args.task)
+        print(
+            f"{args.task}: training images {rec['n_train_before']} -> {rec['n_train']}; "
+            f"per class {rec['train_counts_before']} -> {rec['train_counts']} "
+            f"(ratio asked {rec['ratio']:g}, achieved {rec['achieved_ratio']:.4g})"
+        )
     elif args.command == "cache":
         import pandas as pd
 

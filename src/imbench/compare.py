@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .metrics import HEADLINE as DEFAULT_HEADLINE
-from .metrics import KINDS, metric_names, scalar_fn, weighted_fn
+from .metrics import KINDS, check_shot_thresholds, metric_names, scalar_fn, weighted_fn
 from .stats import holm, n_groups, replicate_values, seed_t_interval, seeds_tests_mean
 
 KEYS = ["task", "model", "method", "seed"]
@@ -76,6 +76,8 @@ def check_evaluation(spec: dict | None, kinds) -> None:
     for the task kinds of the grid."""
     spec = spec or {}
     kinds = list(dict.fromkeys(kinds))
+    if spec.get("shot_thresholds") is not None:
+        check_shot_thresholds(spec["shot_thresholds"])
     for key in EVALUATION_KEYS:
         value = spec.get(key)
         if value is None:

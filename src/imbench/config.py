@@ -32,6 +32,7 @@ import math
 import re
 from pathlib import Path
 
+from .data.imbalance import ImbalanceError, base_task, imbalance_settings, task_ratio
 from .data.tasks import TASKS, get_task
 from .methods import (
     METHOD_GROUPS,
@@ -87,10 +88,19 @@ def check_schema(config: dict, schema_path: str | Path | None = None) -> None:
     )
     if error is None:
         return
+    alternative = ""
+    if error.validator == "anyOf":  # a name or another form (a task or its variant): name the names
+        enum = [e for e in error.context if e.validator == "enum"]
+        if enum:
+            alternative = f" (or {error.schema['x-or']})" if "x-or" in error.schema else ""
+            error = enum[0]
     key = ".".join(str(p) for p in error.absolute_path) or "(top level)"
     detail = error.message
     if error.validator == "enum":
-        detail = f"{error.instance!r} is not allowed; allowed values: {error.validator_value}"
+        detail = (
+            f"{error.instance!r} is not allowed; allowed values: {error.validator_value}"
+            + alternative
+        )
     elif error.validator == "x-registry":
         detail = error.message
     elif error.validator == "additionalProperties":
@@ -246,8 +256,8 @@ def _registry_names(schema: dict) -> None:
     from .data.registry import dataset_names
 
     props = schema.get("properties", {})
-    if "tasks" in props:
-        props["tasks"].setdefault("items", {})["enum"] = list(TASKS)
+    if "tasks" in props:  # a registered task (the first form of anyOf) or its imbalance variant
+        props["tasks"]["items"]["anyOf"][0] = {"enum": list(TASKS)}
     if "download" in props:
         props["download"]["properties"] = {d: {"type": "object"} for d in dataset_names()}
         props["download"]["additionalProperties"] = False
@@ -265,8 +275,13 @@ def check_config(config: dict) -> list[tuple[str, str, str]]:
     if "experiment" in config:
         _check_experiment(config["experiment"])
     for t in config["tasks"]:
-        if t not in TASKS:
+        try:
+            base = base_task(t)
+        except ImbalanceError as exc:
+            raise _error("tasks", str(exc)) from None
+        if base not in TASKS:
             raise _error("tasks", f"unknown task {t!r}; allowed: {sorted(TASKS)}")
+    _check_imbalance(config)
     for m in config["methods"]:
         if m not in METHODS:
             raise _error("methods", f"unknown method {m!r}; allowed: {list(METHODS)}")
@@ -308,6 +323,30 @@ def check_config(config: dict) -> list[tuple[str, str, str]]:
     from .grid import skips
 
     return skips(config)
+
+
+def _check_imbalance(config: dict) -> None:
+    """The ``imbalance`` section and the task variants: ratios ≥ 1, single-label tasks only, no
+    cross-validation (:mod:`imbench.data.imbalance`)."""
+    try:
+        ratios = imbalance_settings(config)["ratio"]
+    except ImbalanceError as exc:
+        key, _, detail = str(exc).partition(": ")
+        raise _error(key, detail) from None
+    variants = [t for t in config["tasks"] if task_ratio(t) is not None]
+    if not ratios and not variants:
+        return
+    where = "imbalance" if ratios else "tasks"
+    for t in config["tasks"]:
+        if get_task(t).kind == "multilabel" and (ratios or task_ratio(t) is not None):
+            raise _error(
+                where,
+                f"task {t!r} is multi-label; the imbalance axis subsamples single-label tasks only",
+            )
+    if int((config.get("split") or {}).get("cv_folds", 0) or 0):
+        raise _error(
+            where, "the imbalance axis cannot be combined with split.cv_folds (a single split only)"
+        )
 
 
 def _check_experiment(name) -> None:

@@ -5,7 +5,8 @@ configuration checks (:func:`imbench.config.check_config`: the skips it reports)
 ``imbench plan`` (:mod:`imbench.plan`: the cells it prices):
 
 - a **cell** is one (task, model, method, seed) of ``tasks × models × methods × seeds``, in that
-  nesting order;
+  nesting order, where each task of an ``imbalance.ratio`` grid stands for its variants
+  ``<task>@rho<ratio>``;
 - a method whose task kinds (:func:`imbench.methods.method_kinds`) do not include a task's kind
   has no meaning there: its cells of that task are **skipped**, with one note per (task, method);
 - a model's **image size** is ``model_image_size[model]`` when given, else the protocol's
@@ -20,7 +21,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-__all__ = ["cells", "image_size", "image_sizes", "skip_note", "skips"]
+__all__ = ["cells", "image_size", "image_sizes", "skip_note", "skips", "tasks"]
+
+
+def tasks(config: dict) -> list[str]:
+    """The grid's task names: each configured task, or its variants ``<task>@rho<ratio>`` at every
+    ratio of ``imbalance.ratio`` (:func:`imbench.data.imbalance.expand_tasks`; idempotent)."""
+    if not config.get("imbalance"):
+        return list(config["tasks"])
+    from .data.imbalance import expand_tasks
+
+    return expand_tasks(config["tasks"], config)
 
 
 def skip_note(task: str, method: str, kind: str) -> str:
@@ -34,7 +45,7 @@ def skips(config: dict) -> list[tuple[str, str, str]]:
     from .methods import method_kinds
 
     out = []
-    for task in config["tasks"]:
+    for task in tasks(config):
         kind = get_task(task).kind
         for method in config["methods"]:
             if kind not in method_kinds(method):
@@ -50,7 +61,7 @@ def cells(config: dict, skipped: set | None = None) -> Iterator[tuple[str, str, 
     """
     if skipped is None:
         skipped = {(t, m) for t, m, _ in skips(config)}
-    for task in config["tasks"]:
+    for task in tasks(config):
         for model in config["models"]:
             for method in config["methods"]:
                 if (task, method) in skipped:

@@ -806,3 +806,59 @@ def compute_metrics(
         "n_classes_used": used,
         "n": int(probs.shape[0]),
     }
+
+
+# ----------------------------------------------------------------------------- many/medium/few shots
+
+#: Training-count thresholds of the shot groups (Liu et al., CVPR 2019, "Large-Scale Long-Tailed
+#: Recognition in an Open World", ImageNet-LT): many-shot classes have more than 100 training
+#: images, medium-shot 20–100, few-shot fewer than 20 (config ``evaluation.shot_thresholds``).
+SHOT_THRESHOLDS = (20, 100)
+SHOT_GROUPS = ("many", "medium", "few")
+
+
+def check_shot_thresholds(value, key: str = "evaluation.shot_thresholds") -> tuple[float, float]:
+    """``[low, high]`` with 0 < low ≤ high: absolute training counts, or, when both are below 1,
+    fractions of the largest class's training count. One ``ValueError`` line naming ``key``."""
+    ok = (
+        isinstance(value, list | tuple)
+        and len(value) == 2
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+        and all(math.isfinite(v) and v > 0 for v in value)
+        and value[0] <= value[1]
+    )
+    if not ok:
+        raise ValueError(
+            f"config key '{key}': expected [low, high] with 0 < low <= high (training images; "
+            f"both below 1: fractions of the largest class), got {value!r}"
+        )
+    if (value[0] < 1) != (value[1] < 1):
+        raise ValueError(
+            f"config key '{key}': {list(value)} mixes a fraction (< 1) with a count (>= 1)"
+        )
+    return float(value[0]), float(value[1])
+
+
+def shot_group(counts, thresholds=SHOT_THRESHOLDS) -> list[str]:
+    """``many``/``medium``/``few`` of each class from its training count: many when count > high,
+    few when count < low, medium otherwise (so 20–100 inclusive is medium at the default). With
+    thresholds below 1 the bounds are those fractions of the largest count."""
+    low, high = check_shot_thresholds(list(thresholds))
+    counts = np.asarray(counts, dtype=float)
+    if high < 1:
+        top = counts.max() if len(counts) else 0.0
+        low, high = low * top, high * top
+    return ["many" if n > high else "few" if n < low else "medium" for n in counts]
+
+
+def shot_recalls(counts, recalls, thresholds=SHOT_THRESHOLDS) -> dict:
+    """Mean recall over the classes of each shot group (NaN for an empty group; classes without a
+    recall are left out) and the number of classes in each: ``{"many": .., "n_many": .., ...}``."""
+    groups = np.array(shot_group(counts, thresholds))
+    rec = np.array([np.nan if r is None else float(r) for r in recalls], dtype=float)
+    out = {}
+    for g in SHOT_GROUPS:
+        sel = rec[(groups == g) & ~np.isnan(rec)]
+        out[g] = float(sel.mean()) if len(sel) else float("nan")
+        out[f"n_{g}"] = int((groups == g).sum())
+    return out

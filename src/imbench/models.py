@@ -138,6 +138,23 @@ class Classifier(nn.Module):
         self.backbone = backbone
         self.neck = neck
         self.head = head
+        self.backbone_frozen = False
+
+    def freeze_backbone(self) -> Classifier:
+        """Linear probe (setting ``linear_probe``): the backbone's parameters get no gradient (so no
+        optimiser step or weight decay changes them) and the backbone stays in eval mode under
+        ``train()`` (its batch-norm statistics and dropout stay fixed); the neck and head train."""
+        for p in self.backbone.parameters():
+            p.requires_grad_(False)
+        self.backbone_frozen = True
+        self.backbone.eval()
+        return self
+
+    def train(self, mode: bool = True) -> Classifier:
+        super().train(mode)
+        if self.backbone_frozen:
+            self.backbone.eval()
+        return self
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.backbone(x)
@@ -464,8 +481,11 @@ def create_model(
     head: str = "linear",
     pretrained: bool = False,
     drop_rate: float = 0.0,
+    freeze_backbone: bool = False,
 ) -> Classifier:
     """Build model ``name`` (any form of the module docstring) with a fresh ``head`` for ``num_classes``.
+
+    ``freeze_backbone``: a linear probe (:meth:`Classifier.freeze_backbone`).
 
     ``pretrained``: ImageNet weights from the local cache (downloaded into it when allowed);
     missing weights that cannot be fetched raise :class:`MissingWeightsError`. ``drop_rate``:
@@ -487,7 +507,8 @@ def create_model(
         if head == "linear"
         else CosineClassifier(n_feat, num_classes)
     )
-    return Classifier(backbone, layer, neck)
+    model = Classifier(backbone, layer, neck)
+    return model.freeze_backbone() if freeze_backbone else model
 
 
 def _le2020_neck(width: int, drop_rate: float) -> tuple[nn.Module, int]:

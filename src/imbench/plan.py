@@ -40,7 +40,8 @@ from .config import load_config, merge_config  # noqa: F401  (the configuration 
 
 
 def task_counts(task: str, config: dict | None = None) -> tuple[dict[str, int], dict | None, str]:
-    """(class → image count, official split sizes or None, provenance) of ``task``.
+    """(class → image count, official split sizes or None, provenance) of ``task`` (of its base
+    task for a variant ``<task>@rho<ratio>``).
 
     The counts are declared with the task in its dataset's spec (:mod:`imbench.data.registry`):
     the published ones (DATASETS.md, verified on the real metadata files) before the pipeline's own
@@ -56,8 +57,14 @@ def task_counts(task: str, config: dict | None = None) -> tuple[dict[str, int], 
 
 
 def split_sizes(task: str, config: dict) -> tuple[dict[str, int], int, int]:
-    """(training count per sampling class, validation size, test size) of ``task`` under ``config``."""
+    """(training count per sampling class, validation size, test size) of ``task`` under ``config``.
+
+    A task variant ``<task>@rho<ratio>`` has the base task's sizes with its training counts cut to the
+    imbalance profile (:func:`imbench.data.imbalance.profile_targets`; groups ignored)."""
+    from .data.imbalance import parse_variant, profile_targets
+
     counts, official, _ = task_counts(task, config)
+    ratio = parse_variant(task)[1]
     total = sum(counts.values())
     if official:  # the task's own split: fractions do not apply
         f_train = official["train"] / total
@@ -68,6 +75,8 @@ def split_sizes(task: str, config: dict) -> tuple[dict[str, int], int, int]:
         f_train = fr[0] / s
         n_val, n_test = round(total * fr[1] / s), round(total * fr[2] / s)
     train = {c: max(1, round(k * f_train)) for c, k in counts.items()}
+    if ratio is not None:
+        train = dict(zip(train, (int(n) for n in profile_targets(list(train.values()), ratio))))
     return train, n_val, n_test
 
 
@@ -115,6 +124,10 @@ THROUGHPUT: dict[str, tuple[float, int, str]] = {
         "proxy: mobilenetv2_100 (mobilenetv1_100 is not in the table)",
     ),
     "resnet10t": (6318.6, 176, "resnet10t"),
+    "convnext_tiny": (819.2, 224, "convnext_tiny"),
+    "vit_small_patch16_224": (1057.9, 224, "vit_small_patch16_224"),
+    "swin_tiny_patch4_window7_224": (648.7, 224, "swin_tiny_patch4_window7_224"),
+    "efficientnet_b0": (1751.7, 224, "efficientnet_b0"),
 }
 #: Forward-only (validation, test) images per second relative to training: a forward pass is about a
 #: third of forward + backward.
@@ -261,6 +274,9 @@ def make_plan(config: dict, user_ips: dict | None = None) -> Plan:
 
     # The workflow's checks, the same as `snakemake -n` runs: one line naming the key.
     _, warnings = validate_config(config)
+    from .data.imbalance import expand_tasks
+
+    config = {**config, "tasks": expand_tasks(config["tasks"], config)}  # the imbalance axis
     settings = resolve(config["protocol"], config.get("protocol_overrides"))
     seeds = len(config["seeds"])
     plan = Plan(

@@ -51,6 +51,9 @@ class Settings:
         0  # stop after this many epochs without a better validation macro-F1; 0 = off
     )
     tta: str = "none"  # test-time augmentation of the final predictions: none | flips (mean over 4 flip views)
+    # linear probe: the backbone is frozen (no gradient, kept in eval mode, so its batch-norm
+    # statistics and dropout do not change either); only the classifier (and le2020's neck) trains.
+    linear_probe: bool = False
     method_params: dict = field(default_factory=dict)
 
     @classmethod

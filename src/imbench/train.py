@@ -431,9 +431,10 @@ def load_split(cache_dir: str | Path, split_path: str | Path):
                 f"{split_path}: its {col} column does not match {Path(cache_dir) / 'index.csv'} "
                 "(the split and the cache were made from different indexes; rebuild them)"
             )
-    bad = sorted(set(split["split"].astype(str)) - {"train", "val", "test"})
+    # "unused": a training image the imbalance axis left out (imbench.data.imbalance)
+    bad = sorted(set(split["split"].astype(str)) - {"train", "val", "test", "unused"})
     if bad:
-        raise ValueError(f"{split_path}: split values {bad} are not train/val/test")
+        raise ValueError(f"{split_path}: split values {bad} are not train/val/test/unused")
     index = index.copy()
     index["split"] = split["split"].to_numpy()
     for col in ("cv_fold", "grouped"):
@@ -461,7 +462,7 @@ def split_rows(index: pd.DataFrame, fold: int | None = None) -> dict[str, np.nda
             f"fold {fold} is not in the split's cv_fold column (folds {sorted(set(cv[cv >= 0]))})"
         )
     return {
-        "train": np.flatnonzero((split != "test") & (cv != fold)),
+        "train": np.flatnonzero((split != "test") & (split != "unused") & (cv != fold)),
         "val": np.flatnonzero(cv == fold),
         "test": np.flatnonzero(split == "test"),
     }
@@ -550,6 +551,7 @@ def train_cell(
             head=method.head,
             pretrained=settings.pretrained,
             drop_rate=settings.drop_rate,
+            freeze_backbone=settings.linear_probe,
         ).to(device)
     except MissingWeightsError as exc:
         raise MissingWeightsError(f"cell {cell_name}: {exc}") from None

@@ -32,7 +32,16 @@ rule aggregate:
             category="ranking",
             labels={"figure": "critical difference"},
         ),
-        figures=[report_figure(t, f) for t in config["tasks"] for f in figure_names(t)],
+        figures=[report_figure(t, f) for t in config["tasks"] for f in figure_names(t)]
+        + [
+            report(
+                f"results/{EXP}/figures/{f}",
+                caption="../report/ratio_sweep.rst",
+                category="imbalance ratio",
+                labels={"figure": "headline against the imbalance ratio"},
+            )
+            for f in ratio_figure_names()
+        ],
     log:
         f"logs/{EXP}/aggregate.log",
     conda:
@@ -49,8 +58,8 @@ rule aggregate:
 rule explain:
     input:
         cells=explain_cells,
-        images=f"{cache_dir('{task}', config['models'][0])}/images.npy",
-        split=SPLIT_CSV,
+        images=lambda wc: f"{cache_dir(wc.task, config['models'][0])}/images.npy",
+        split=split_csv,
     output:
         figures=[
             report_figure("{task}", f"{{task}}_{k}.png")

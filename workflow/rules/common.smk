@@ -34,6 +34,19 @@ def _validate_config():
     return skips
 
 
+def _expand_imbalance():
+    # The imbalance axis: each task runs as its variants <task>@rho<ratio> (imbench.data.imbalance).
+    from imbench.data.imbalance import ImbalanceError, expand_tasks
+
+    try:
+        config["tasks"] = expand_tasks(config["tasks"], config)
+    except ImbalanceError as exc:
+        key, _, detail = str(exc).partition(": ")
+        _config_error(f"config key '{key}': {detail}")
+
+
+if config.get("imbalance"):
+    _expand_imbalance()
 SKIPPED = _validate_config()
 for _task, _method, _note in SKIPPED:
     print(f"imbench: {_note}", file=sys.stderr)
@@ -69,6 +82,21 @@ SPLIT_CSV = (
     + (f"_cv{FOLDS}" if FOLDS else "")
     + ".csv"
 )
+IMBALANCE_SEED = int((config.get("imbalance") or {}).get("seed", 0))
+
+
+def split_csv(wildcards):
+    """The split file of a cell's task; for a variant <task>@rho<ratio>, the base task's split with
+    its training images subsampled (rule imbalance_split)."""
+    from imbench.data.imbalance import parse_variant, ratio_text
+
+    base, ratio = parse_variant(wildcards.task)
+    path = SPLIT_CSV.format(task=base)
+    if ratio is None:
+        return path
+    return f"{path[: -len('.csv')]}@rho{ratio_text(ratio)}_seed{IMBALANCE_SEED}.csv"
+
+
 _SKIP = {(t, m) for t, m, _ in SKIPPED}
 TRAINED = [m for m in config["methods"] if get_method(m).trains]
 POSTHOC = [m for m in config["methods"] if get_method(m).posthoc]
@@ -84,7 +112,9 @@ def _alternatives(values):
 
 wildcard_constraints:
     experiment=_alternatives([EXP]),
-    task=_alternatives(config["tasks"]),
+    task=_alternatives(
+        list(dict.fromkeys([*config["tasks"], *(get_task(t).name for t in config["tasks"])]))
+    ),
     model=_alternatives(config["models"]),
     seed=r"\d+",
     size=r"\d+",
@@ -153,7 +183,10 @@ def image_size(model):
 
 
 def cache_dir(task, model):
-    return f"resources/cache/{task}/{image_size(model)}px-{CACHE_MODE}"
+    # a task variant <task>@rho<ratio> shares its base task's cache
+    from imbench.data.imbalance import base_task
+
+    return f"resources/cache/{base_task(task)}/{image_size(model)}px-{CACHE_MODE}"
 
 
 def train_images(wildcards):
@@ -214,13 +247,23 @@ def aggregate_outputs():
     ]
     out += [f"results/{EXP}/tables/{t}.{ext}" for t in config["tasks"] for ext in ("md", "tex")]
     out += [f"results/{EXP}/figures/{f}" for t in config["tasks"] for f in figure_names(t)]
+    out += [f"results/{EXP}/figures/{f}" for f in ratio_figure_names()]
     out += [f"results/{EXP}/figures/{f}" for t in config["tasks"] for f in explain_figures(t)]
     return out
+
+
+def ratio_figure_names():
+    """The figure of the headline metric against the imbalance ratio, when the grid has variants."""
+    from imbench.aggregate import RATIO_FIGURE
+    from imbench.data.imbalance import task_ratio
+
+    return [RATIO_FIGURE] if any(task_ratio(t) is not None for t in config["tasks"]) else []
 
 
 TABLES = [
     "metrics_long.csv",
     "summary.csv",
+    "shots.csv",
     "per_class.csv",
     "bootstrap.csv",
     "paired_vs_ce.csv",
@@ -319,7 +362,11 @@ def base_cell(wildcards):
 
 def aggregate_settings(wildcards):
     ev = config.get("evaluation", {})
-    spec = {k: ev[k] for k in ("headline", "tested", "metrics") if ev.get(k) is not None}
+    spec = {
+        k: ev[k]
+        for k in ("headline", "tested", "metrics", "shot_thresholds")
+        if ev.get(k) is not None
+    }
     return json.dumps(
         {
             "n_boot": ev.get("n_boot", 1000),

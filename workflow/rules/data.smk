@@ -93,6 +93,27 @@ rule split_cv:
         " >> {log} 2> >(tee -a {log} >&2)"
 
 
+rule imbalance_split:
+    # A task variant's split (<task>@rho<ratio>): the base split with its training images
+    # subsampled to the imbalance ratio; <split>.json records the per-class training counts.
+    input:
+        "resources/prepared/{task}/{split}.csv",
+    output:
+        split="resources/prepared/{task}/{split}@rho{ratio}_seed{iseed}.csv",
+        record="resources/prepared/{task}/{split}@rho{ratio}_seed{iseed}.json",
+    log:
+        "logs/data/imbalance_{task}_{split}@rho{ratio}_seed{iseed}.log",
+    wildcard_constraints:
+        split=r"split_[^/@]+",
+        ratio=r"[0-9]+(\.[0-9]+)?",
+        iseed=r"\d+",
+    conda:
+        "../../envs/imbench.yaml"
+    shell:
+        ": > {log}; imbench imbalance --split {input} --out {output.split} --task {wildcards.task}"
+        " --ratio {wildcards.ratio} --seed {wildcards.iseed} >> {log} 2> >(tee -a {log} >&2)"
+
+
 rule cache:
     input:
         index="resources/prepared/{task}/index.csv",

@@ -15,7 +15,7 @@ rule train:
     input:
         images=train_images,
         fingerprint=train_cache_fingerprint,
-        split=SPLIT_CSV,
+        split=split_csv,
         plugin=train_plugin,
     output:
         predictions=f"{TRAIN_DIR}/predictions.csv",
@@ -129,7 +129,7 @@ rule evaluate:
     input:
         predictions="results/{experiment}/{task}/{model}/{method}/seed{seed}/predictions.csv",
         run="results/{experiment}/{task}/{model}/{method}/seed{seed}/run.json",
-        split=SPLIT_CSV,
+        split=split_csv,
     output:
         "results/{experiment}/{task}/{model}/{method}/seed{seed}/metrics.json",
     log:

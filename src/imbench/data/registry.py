@@ -191,7 +191,11 @@ def dataset_names() -> list[str]:
 
 
 def get_task(name: str) -> Task:
+    """The task ``name``; a variant ``<task>@rho<ratio>`` (:mod:`imbench.data.imbalance`, which
+    checks the ratio's form) is its base task: same dataset, kind and classes; only its training
+    split differs."""
     _ensure()
+    name = name.partition("@")[0]
     try:
         return TASKS[name]
     except KeyError:
