@@ -51,6 +51,9 @@ class Settings:
         0  # stop after this many epochs without a better validation macro-F1; 0 = off
     )
     tta: str = "none"  # test-time augmentation of the final predictions: none | flips (mean over 4 flip views)
+    # Minimum minutes between two checkpoint writes (and always after the last epoch); 0 = after
+    # every epoch. Not part of a checkpoint's identity: it changes when, not what, is computed.
+    checkpoint_every_min: float = 10.0
     method_params: dict = field(default_factory=dict)
 
     @classmethod
@@ -97,6 +100,7 @@ SETTING_RULES: dict[str, dict] = {
     "grad_clip": dict(lo=0.0),
     "early_stopping": dict(lo=0),
     "tta": dict(choices=("none", "flips")),
+    "checkpoint_every_min": dict(lo=0.0),
 }
 
 _ANNOTATION_TYPES = {"int": "int", "float": "float", "bool": "bool", "str": "str", "dict": "dict"}

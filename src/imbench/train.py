@@ -13,13 +13,21 @@ the epoch with the best validation macro-F1, and writes into ``out_dir``:
   :func:`resolved_block` and docs/methods.md);
 - ``best.pt``: the best epoch's model weights.
 
-A killed run resumes from ``checkpoint.pt`` (model, optimizer, scheduler, epoch, best-so-far and
-history, written atomically after every epoch) when started again with the same settings and the
-same data: the checkpoint's identity covers the cell, the resolved settings and the content of
-what it trains on (the cache's fingerprint, see ``imbench.data.cache``, and the SHA-256 of the
-split file), so a checkpoint of other settings, other pixels, labels or split assignment is
-reported in one line, removed and training starts from scratch.
-Per-epoch randomness (sampler draws, augmentation) is a pure function of (seed, epoch), so a resumed
+The loop has the shape of torchvision's reference training script: :func:`train_one_epoch` (with
+:func:`train_step`, one optimiser step per batch), :func:`evaluate` (one validation pass per
+epoch; the best epoch's validation probabilities are the ones written, no extra pass), the
+learning-rate schedule as a ``torch.optim.lr_scheduler.LambdaLR`` of :func:`lr_factor`, a
+:class:`imbench.checkpoint.Checkpoint` and a :class:`CellOutputs` writer; the predictions file's
+format belongs to :mod:`imbench.predictions`.
+
+A killed run resumes from ``checkpoint.pt`` (see :mod:`imbench.checkpoint`: written atomically at
+most every ``checkpoint_every_min`` minutes and after the last epoch) when started again with the
+same settings and the same data: the checkpoint's identity covers the cell, the resolved settings
+and the content of what it trains on (the cache's fingerprint, see ``imbench.data.cache``, and the
+SHA-256 of the split file), so a checkpoint of other settings, other pixels, labels or split
+assignment is reported in one line, removed and training starts from scratch.
+Per-epoch randomness (sampler draws, augmentation) is a pure function of (seed, epoch) and the
+global random state is restored from the checkpoint, so a resumed
 run produces exactly the numbers of an uninterrupted one on the CPU.
 """
 
@@ -27,7 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import os
 import platform
@@ -38,14 +45,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.metrics import f1_score
 
 from . import __version__
+from .checkpoint import Checkpoint
 from .data.cache import cache_fingerprint, file_sha256, load_cache
 from .data.multilabel import label_matrix
 from .data.tasks import get_task
 from .io import read_csv, write_csv, write_json, write_with
 from .methods import build_loss, build_sampler, get_method
 from .models import MissingWeightsError, create_model
+from .predictions import default_decision, predictions_frame, write_predictions
 from .settings import Settings  # a torch-free module (planning imports it); re-exported here
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -248,28 +258,21 @@ def predict(
 
 
 def selection_f1(labels: np.ndarray, probs: np.ndarray, kind: str) -> float:
-    """The checkpoint-selection metric: macro-F1 of the default decision (argmax, or 0.5 per label)."""
-    if kind != "multilabel":
-        return macro_f1(labels, probs, probs.shape[1])
-    pred = probs >= 0.5
-    y = labels.astype(bool)
-    tp = (pred & y).sum(0)
-    denom = pred.sum(0) + y.sum(0)
-    return float(np.divide(2 * tp, denom, out=np.zeros(len(tp)), where=denom > 0).mean())
-
-
-def macro_f1(labels: np.ndarray, probs: np.ndarray, num_classes: int) -> float:
-    """Macro-F1 of the argmax over all ``num_classes`` classes; a class never true and never
-    predicted counts 0 (scikit-learn's ``f1_score(average='macro', zero_division=0)``, computed
-    here from the confusion counts so a training job need not import scikit-learn)."""
-    pred = probs.argmax(1)
-    cm = np.bincount(labels * num_classes + pred, minlength=num_classes**2).reshape(
-        num_classes, num_classes
+    """The checkpoint-selection metric: scikit-learn's macro-F1 of the default decision (argmax
+    over all the task's classes, or prob ≥ 0.5 per label); a class never true and never predicted
+    counts 0 (``zero_division=0``)."""
+    pred = default_decision(probs, kind == "multilabel")
+    if kind == "multilabel":
+        return float(f1_score(labels.astype(int), pred, average="macro", zero_division=0))
+    return float(
+        f1_score(labels, pred, labels=np.arange(probs.shape[1]), average="macro", zero_division=0)
     )
-    tp = np.diag(cm).astype(float)
-    denom = cm.sum(0) + cm.sum(1)  # 2·TP + FP + FN
-    f1 = np.divide(2 * tp, denom, out=np.zeros(num_classes), where=denom > 0)
-    return float(f1.mean())
+
+
+def evaluate(model, split: Split, settings: Settings, device: torch.device, kind: str):
+    """One validation pass: ``(probabilities, selection macro-F1)`` of ``split``."""
+    probs = predict(model, split, settings, device, kind)
+    return probs, selection_f1(split.labels.numpy(), probs, kind)
 
 
 # ----------------------------------------------------------------------------- optimisation
@@ -320,7 +323,9 @@ def make_optimizer(model, s: Settings):
 
 
 def lr_factor(epoch: int, s: Settings) -> float:
-    """Learning-rate multiplier for a 0-based epoch (applied per epoch)."""
+    """Learning-rate multiplier of a 0-based epoch: linear warm-up over ``warmup_epochs`` epochs
+    ((e + 1) / (W + 1)), then cosine from 1 to 0 over the remaining epochs (``cosine``), × γ every
+    ``step_size`` epochs (``step``) or 1 (``none``)."""
     if epoch < s.warmup_epochs:
         return (epoch + 1) / (s.warmup_epochs + 1)
     if s.scheduler == "cosine":
@@ -331,11 +336,10 @@ def lr_factor(epoch: int, s: Settings) -> float:
     return 1.0
 
 
-def set_lr(optimizer, epoch: int, s: Settings) -> float:
-    lr = s.lr * lr_factor(epoch, s)
-    for g in optimizer.param_groups:
-        g["lr"] = lr
-    return lr
+def make_scheduler(optimizer, s: Settings) -> torch.optim.lr_scheduler.LambdaLR:
+    """The per-epoch schedule: ``LambdaLR`` with :func:`lr_factor`, stepped once after every epoch
+    (epoch e trains at ``lr × lr_factor(e)``)."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(lr_factor, s=s))
 
 
 # ----------------------------------------------------------------------------- environment
@@ -379,10 +383,6 @@ def hardware(device: torch.device) -> dict:
     return info
 
 
-def settings_hash(payload: dict) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
-
-
 # ----------------------------------------------------------------------------- main
 
 
@@ -395,15 +395,6 @@ def data_fingerprint(cache_dir: str | Path, split_path: str | Path, log=None) ->
         "cache_mode": cache.get("mode"),
         "split_sha256": file_sha256(split_path),
     }
-
-
-def checkpoint_mismatch(old, new: dict) -> str:
-    """Why a checkpoint of identity ``old`` is not resumed for identity ``new`` (a few words)."""
-    if not isinstance(old, dict):
-        return "it records no comparable identity (written by an older version)"
-    names = {"data": "other data (cache or split content)", "settings": "other settings"}
-    differs = [names.get(k, f"another {k}") for k in new if old.get(k) != new[k]]
-    return "it was written for " + (", ".join(differs) if differs else "another identity")
 
 
 def load_split(cache_dir: str | Path, split_path: str | Path):
@@ -466,6 +457,96 @@ def split_rows(index: pd.DataFrame, fold: int | None = None) -> dict[str, np.nda
     }
 
 
+def train_step(
+    model, loss_fn, optimizer, x: torch.Tensor, y: torch.Tensor, settings: Settings, device
+) -> torch.Tensor:
+    """One optimiser step on the input batch ``x`` with targets ``y``; returns the (detached) mean
+    loss. ``model`` is the module that runs the forward pass (compiled or not); the gradient norm
+    is clipped over the optimiser's parameters when ``grad_clip`` > 0."""
+    with autocast(device, settings):
+        logits = model(x)
+    loss = loss_fn(logits.float(), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if settings.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+    optimizer.step()
+    return loss.detach()
+
+
+def train_one_epoch(
+    model,
+    loss_fn,
+    optimizer,
+    train: Split,
+    batches,
+    settings: Settings,
+    device: torch.device,
+    generator: torch.Generator,
+    x_buffer: InputBuffer,
+) -> tuple[float, int, int]:
+    """Train over ``batches`` (index lists of ``train``): ``(mean loss, images, steps)``.
+
+    Each batch is turned into the model's input (random flips from ``generator``, normalisation)
+    and passed to :func:`train_step`. The loss is summed on the device, so there is no host
+    synchronisation per step."""
+    model.train()
+    total = torch.zeros((), device=device)
+    n_seen = n_steps = 0
+    size, C = train.images.shape[1], train.images.shape[3]
+    for idx in batches:
+        idx = torch.as_tensor(np.asarray(idx), dtype=torch.long)
+        if device.type == "cpu":  # convert straight from the split into the reused batch tensor
+            x = images_to_input(
+                train.images, idx, settings, generator, x_buffer(len(idx), C, size, size)
+            )
+        else:  # pinned gather, asynchronous copy, conversion on the device
+            x = to_input(to_device(train.images, idx, device), settings, device, generator)
+        y = to_device(train.labels, idx, device)
+        loss = train_step(model, loss_fn, optimizer, x, y, settings, device)
+        total += loss * len(idx)
+        n_seen += len(idx)
+        n_steps += 1
+    return float(total) / max(1, n_seen), n_seen, n_steps
+
+
+def cpu_copy(state: dict) -> dict:
+    """A host copy of a state dict: one copy per tensor on any device (``.to("cpu", copy=True)``)."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The host generator of an epoch's augmentation draws: a pure function of (seed, epoch)."""
+    return torch.Generator().manual_seed(
+        int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+    )
+
+
+class CellOutputs:
+    """Writes a cell's outputs (``best.pt``, ``history.csv``, ``predictions.csv``, ``run.json``),
+    each through a temporary name; the caller writes them only once training has finished."""
+
+    def __init__(self, out_dir: Path):
+        self.dir = out_dir
+
+    def weights(self, state: dict) -> None:
+        write_with(self.dir / "best.pt", functools.partial(torch.save, state))
+
+    def history(self, history: list[dict]) -> None:
+        write_csv(self.dir / "history.csv", pd.DataFrame(history))
+
+    def predictions(self, frames: list[pd.DataFrame]) -> None:
+        write_predictions(self.dir / "predictions.csv", pd.concat(frames, ignore_index=True))
+
+    def run(self, run: dict) -> None:
+        write_json(self.dir / "run.json", run)
+
+
+#: Settings that change how a cell runs but not what it computes: not part of the checkpoint
+#: identity, so changing them keeps a checkpoint usable.
+NOT_IN_IDENTITY = ("checkpoint_every_min",)
+
+
 def train_cell(
     task_name: str,
     cache_dir: str | Path,
@@ -495,12 +576,16 @@ def train_cell(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     kind, K = task.kind, task.num_classes
+    cell_name = f"{task_name}/{model_name}/{method_name}/seed{seed}" + (
+        f"/fold{fold}" if fold is not None else ""
+    )
 
     torch.set_num_threads(settings.threads)
     device = resolve_device(settings.device)
     if settings.deterministic and device.type == "cpu":
         torch.use_deterministic_algorithms(True)
 
+    # data
     images, index = load_split(cache_dir, split_path)
     data = data_fingerprint(cache_dir, split_path, log=log)
     if images.shape[1] != settings.image_size:
@@ -515,14 +600,12 @@ def train_cell(
     for name, sp in splits.items():
         if len(sp) == 0:
             raise ValueError(f"{cache_dir}/index.csv: the {name} split is empty")
-    train = splits["train"]
-    if kind == "multilabel":
-        train_labels = train.labels.numpy().astype(np.int64)
-        counts = train_labels.sum(0)  # positives per label
-    else:
-        train_labels = train.labels.numpy()
-        counts = np.bincount(train_labels, minlength=K)
+    train, val = splits["train"], splits["val"]
+    train_labels = train.labels.numpy().astype(np.int64) if kind == "multilabel" else None
+    train_labels = train.labels.numpy() if train_labels is None else train_labels
+    counts = train_labels.sum(0) if kind == "multilabel" else np.bincount(train_labels, minlength=K)
 
+    # method, model, optimiser, schedule
     loss_fn = build_loss(
         method_name, counts.tolist(), kind=kind, n_samples=len(train), **settings.method_params
     ).to(device)
@@ -533,10 +616,6 @@ def train_cell(
         seed,
         num_epochs=settings.epochs,
         **settings.method_params,
-    )
-
-    cell_name = f"{task_name}/{model_name}/{method_name}/seed{seed}" + (
-        f"/fold{fold}" if fold is not None else ""
     )
     torch.manual_seed(seed)
     try:
@@ -552,14 +631,18 @@ def train_cell(
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, settings)
+    scheduler = make_scheduler(optimizer, settings)
     step_model = torch.compile(model) if settings.compile else model
 
+    # resume
     identity = {
         "task": task_name,
         "model": model_name,
         "method": method_name,
         "seed": seed,
-        "settings": dataclasses.asdict(settings),
+        "settings": {
+            k: v for k, v in dataclasses.asdict(settings).items() if k not in NOT_IN_IDENTITY
+        },
         "n_train": len(train),
         "data": data,
     }
@@ -567,41 +650,39 @@ def train_cell(
         identity["fold"] = fold
     if plugins:
         identity["plugins"] = [dict(p) for p in plugins]
-    ident_hash = settings_hash(identity)
-    ckpt_path = out_dir / "checkpoint.pt"
-    start_epoch, best_f1, best_epoch, best_state, history = 0, -1.0, -1, None, []
-    ckpt = None
-    if ckpt_path.exists():
-        try:  # weights_only: a checkpoint never runs pickled code
-            ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
-        except Exception as exc:  # truncated or corrupt: never trust it
-            log(
-                f"ignoring unreadable checkpoint {ckpt_path} ({type(exc).__name__}: {exc}); starting from scratch"
-            )
-            ckpt_path.unlink()
-    if ckpt is not None and ckpt.get("identity_hash") != ident_hash:
-        log(
-            f"ignoring {ckpt_path}: {checkpoint_mismatch(ckpt.get('identity'), identity)}; "
-            "training from scratch"
+    ckpt = Checkpoint(out_dir / "checkpoint.pt", identity, settings.checkpoint_every_min, log)
+    start_epoch, best_f1, best_epoch, best_state, best_val_probs, history = (
+        0,
+        -1.0,
+        -1,
+        None,
+        None,
+        [],
+    )
+    state = ckpt.load(device)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, best_f1, best_epoch = state["epoch"] + 1, state["best_f1"], state["best_epoch"]
+        best_state = cpu_copy(
+            model.state_dict() if state["best_state"] is None else state["best_state"]
         )
-        ckpt_path.unlink(missing_ok=True)
-        ckpt = None
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        start_epoch, best_f1, best_epoch = ckpt["epoch"] + 1, ckpt["best_f1"], ckpt["best_epoch"]
-        best_state, history = ckpt["best_state"], json.loads(ckpt["history"])
-        log(f"resuming from {ckpt_path} after epoch {start_epoch} of {settings.epochs}")
+        best_val_probs, history = (
+            state["best_val_probs"].cpu().numpy(),
+            json.loads(state["history"]),
+        )
+        log(f"resuming from {ckpt.path} after epoch {start_epoch} of {settings.epochs}")
 
-    use_bar = sys.stderr.isatty()
+    # training
     steps = (
         baseline_steps_per_epoch(len(train), settings.batch_size)
         if settings.budget == "steps"
         else None
     )
-    size, C = train.images.shape[1], train.images.shape[3]
     x_buffer = InputBuffer()
     train_seconds = sum(h["seconds"] for h in history)
+    epoch, saved_epoch = start_epoch - 1, start_epoch - 1
     for epoch in range(start_epoch, settings.epochs):
         if (
             settings.early_stopping
@@ -611,21 +692,16 @@ def train_cell(
             log(
                 f"early stopping: no better validation macro-F1 for {settings.early_stopping} epochs"
             )
+            epoch -= 1
             break
         t0 = time.time()
-        lr = set_lr(optimizer, epoch, settings)
+        lr = optimizer.param_groups[0]["lr"]
         if hasattr(loss_fn, "set_epoch"):
             loss_fn.set_epoch(epoch, settings.epochs)
-        gen = torch.Generator().manual_seed(
-            int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
-        )
-        model.train()
-        total = torch.zeros((), device=device)
-        n_seen = n_steps = 0
         # One-sample batches (N ≡ 1 mod B) cannot be batch-normalised in training mode; they are
         # skipped and not counted in the epoch's images or steps.
         batches = epoch_batches(sampler, epoch, settings, steps)
-        if use_bar:
+        if sys.stderr.isatty():
             from tqdm import tqdm
 
             batches = tqdm(
@@ -634,35 +710,25 @@ def train_cell(
                 desc=f"epoch {epoch + 1}/{settings.epochs}",
                 leave=False,
             )
-        for idx in batches:
-            idx = torch.as_tensor(np.asarray(idx), dtype=torch.long)
-            if device.type == "cpu":  # convert straight from the split into the reused batch tensor
-                x = images_to_input(
-                    train.images, idx, settings, gen, x_buffer(len(idx), C, size, size)
-                )
-            else:  # pinned gather, asynchronous copy, conversion on the device
-                x = to_input(to_device(train.images, idx, device), settings, device, gen)
-            y = to_device(train.labels, idx, device)
-            try:
-                with autocast(device, settings):
-                    logits = step_model(x)
-                loss = loss_fn(logits.float(), y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-            except torch.OutOfMemoryError:
-                raise RuntimeError(
-                    f"cell {cell_name}: out of {device.type} memory at batch size "
-                    f"{settings.batch_size}; lower batch_size in protocol_overrides"
-                ) from None
-            if settings.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
-            optimizer.step()
-            total += loss.detach() * len(idx)  # no host sync per step
-            n_seen += len(idx)
-            n_steps += 1
-        train_loss = float(total) / max(1, n_seen)
-        val_probs = predict(model, splits["val"], settings, device, kind)
-        val_f1 = selection_f1(splits["val"].labels.numpy(), val_probs, kind)
+        try:
+            train_loss, n_seen, n_steps = train_one_epoch(
+                step_model,
+                loss_fn,
+                optimizer,
+                train,
+                batches,
+                settings,
+                device,
+                epoch_generator(seed, epoch),
+                x_buffer,
+            )
+        except torch.OutOfMemoryError:
+            raise RuntimeError(
+                f"cell {cell_name}: out of {device.type} memory at batch size "
+                f"{settings.batch_size}; lower batch_size in protocol_overrides"
+            ) from None
+        scheduler.step()
+        val_probs, val_f1 = evaluate(model, val, settings, device, kind)
         seconds = time.time() - t0
         train_seconds += seconds
         if not np.isfinite(train_loss):
@@ -672,7 +738,7 @@ def train_cell(
             )
         if val_f1 > best_f1:
             best_f1, best_epoch = val_f1, epoch
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            best_state, best_val_probs = cpu_copy(model.state_dict()), val_probs
         history.append(
             {
                 "epoch": epoch + 1,
@@ -684,31 +750,49 @@ def train_cell(
                 "steps": n_steps,
             }
         )
-        state = {
-            "identity_hash": ident_hash,
-            "identity": identity,
-            "epoch": epoch,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "best_f1": best_f1,
-            "best_epoch": best_epoch,
-            "best_state": best_state,
-            "history": json.dumps(history),
-        }
-        write_with(ckpt_path, functools.partial(torch.save, state))
+        if ckpt.due() or epoch == settings.epochs - 1:
+            save_checkpoint(
+                ckpt,
+                epoch,
+                model,
+                optimizer,
+                scheduler,
+                best_f1,
+                best_epoch,
+                best_state,
+                best_val_probs,
+                history,
+            )
+            saved_epoch = epoch
         log(
             f"epoch {epoch + 1}/{settings.epochs} loss {train_loss:.4f} val_macro_f1 {val_f1:.4f} "
             f"lr {lr:.2e} {seconds:.1f}s"
         )
+    if saved_epoch < epoch:  # stopped early after an epoch that was not written
+        save_checkpoint(
+            ckpt,
+            epoch,
+            model,
+            optimizer,
+            scheduler,
+            best_f1,
+            best_epoch,
+            best_state,
+            best_val_probs,
+            history,
+        )
 
-    train_images = sum(h["images"] for h in history)
-    optimizer_steps = sum(int(h.get("steps", 0)) for h in history)
+    # outputs: the best epoch's weights, its validation predictions, the test predictions
     model.load_state_dict(best_state)
-    write_with(out_dir / "best.pt", functools.partial(torch.save, best_state))
+    outputs = CellOutputs(out_dir)
+    outputs.weights(best_state)
     frames = []
     for name in ("val", "test"):
         sp = splits[name]
-        probs = predict(model, sp, settings, device, kind, tta=settings.tta)
+        if name == "val" and settings.tta == "none":
+            probs = best_val_probs  # predicted by the best epoch's validation pass
+        else:
+            probs = predict(model, sp, settings, device, kind, tta=settings.tta)
         frames.append(
             predictions_frame(
                 name,
@@ -720,12 +804,12 @@ def train_cell(
                 multilabel=kind == "multilabel",
             )
         )
-    write_csv(out_dir / "history.csv", pd.DataFrame(history))
-    write_csv(
-        out_dir / "predictions.csv", pd.concat(frames, ignore_index=True), float_format="%.6g"
-    )
+    outputs.history(history)
+    outputs.predictions(frames)
+    train_images = sum(h["images"] for h in history)
     run = {
         **identity,
+        "settings": dataclasses.asdict(settings),
         "kind": kind,
         "classes": list(task.classes),
         "method_info": dataclasses.asdict(method),
@@ -734,7 +818,7 @@ def train_cell(
         "train_class_counts": counts.tolist(),
         "samples_per_epoch": int(getattr(sampler, "num_samples", len(train))),
         "precision": precision_used(device, settings),
-        "optimizer_steps": optimizer_steps,
+        "optimizer_steps": sum(int(h.get("steps", 0)) for h in history),
         "resolved": resolved_block(
             settings, method, loss_fn, sampler, model_name, index, fold, device, history, steps
         ),
@@ -748,13 +832,42 @@ def train_cell(
             "train_images_per_second": round(train_images / train_seconds, 1)
             if train_seconds
             else None,
+            "checkpoint_seconds": round(ckpt.seconds, 3),
+            "checkpoint_writes": ckpt.writes,
         },
-        "identity_hash": ident_hash,
+        "identity_hash": ckpt.hash,
         "split_file": str(split_path),
     }
-    write_json(out_dir / "run.json", run)
-    ckpt_path.unlink(missing_ok=True)  # the run is complete; best.pt holds the weights
+    outputs.run(run)
+    ckpt.remove()  # the run is complete; best.pt holds the weights
     return run
+
+
+def save_checkpoint(
+    ckpt: Checkpoint,
+    epoch: int,
+    model,
+    optimizer,
+    scheduler,
+    best_f1: float,
+    best_epoch: int,
+    best_state: dict,
+    best_val_probs: np.ndarray,
+    history: list[dict],
+) -> None:
+    """Write the resume point after 0-based ``epoch`` (see :mod:`imbench.checkpoint`); the best
+    weights only when they are not the current model's."""
+    ckpt.save(
+        epoch=epoch,
+        model=model.state_dict(),
+        optimizer=optimizer.state_dict(),
+        scheduler=scheduler.state_dict(),
+        best_f1=best_f1,
+        best_epoch=best_epoch,
+        best_state=None if best_epoch == epoch else best_state,
+        best_val_probs=torch.from_numpy(best_val_probs),
+        history=json.dumps(history),
+    )
 
 
 def pretrained_weights(model_name: str, pretrained: bool) -> str | None:
@@ -835,35 +948,3 @@ def resolved_block(
         "pretrained": bool(settings.pretrained),
         "pretrained_weights": pretrained_weights(model_name, settings.pretrained),
     }
-
-
-def predictions_frame(
-    split: str,
-    image_id,
-    group,
-    labels: np.ndarray,
-    probs: np.ndarray,
-    classes,
-    pred: np.ndarray | None = None,
-    multilabel: bool = False,
-) -> pd.DataFrame:
-    """The predictions table of one split.
-
-    Single-label: ``label``, ``prob_<class>``…, ``pred`` (default decision: argmax).
-    Multi-label: ``label_<class>``…, ``prob_<class>``…, ``pred_<class>``… (default: prob ≥ 0.5).
-    """
-    df = pd.DataFrame({"split": split, "image_id": image_id, "group": group})
-    if multilabel:
-        for j, c in enumerate(classes):
-            df[f"label_{c}"] = labels[:, j].astype(int)
-    else:
-        df["label"] = labels
-    for j, c in enumerate(classes):
-        df[f"prob_{c}"] = probs[:, j]
-    if multilabel:
-        decision = (probs >= 0.5).astype(int) if pred is None else pred
-        for j, c in enumerate(classes):
-            df[f"pred_{c}"] = decision[:, j]
-    else:
-        df["pred"] = probs.argmax(1) if pred is None else pred
-    return df
