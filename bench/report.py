@@ -26,6 +26,7 @@ ORDER = [
     "loop_overhead_cuda",
     "plain_loop",
     "plain_loop_resnet50",
+    "checkpoint_cost",
     "loader_throughput",
     "loader_throughput_cuda",
     "preprocessing",

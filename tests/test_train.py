@@ -730,3 +730,75 @@ def test_checkpoint_interval_is_not_part_of_the_identity(tiny_synthetic, tmp_pat
     messages = []
     _train(tiny_synthetic, tmp_path / "x", epochs=2, checkpoint_every_min=5, log=messages.append)
     assert any(m.startswith("resuming from") for m in messages)
+
+
+# ----------------------------------------------------------------------------- CPU path settings
+
+
+def test_memory_format_and_deterministic_mode_resolve_per_device():
+    from imbench.train import (
+        AUTO_DETERMINISTIC,
+        AUTO_MEMORY_FORMAT,
+        deterministic_used,
+        memory_format_used,
+    )
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    auto = Settings()
+    assert (auto.memory_format, auto.deterministic) == ("auto", "auto")
+    assert memory_format_used(cpu, auto) == AUTO_MEMORY_FORMAT["cpu"]
+    assert memory_format_used(cuda, auto) == AUTO_MEMORY_FORMAT["cuda"] == "channels_last"
+    assert deterministic_used(cpu, auto) is AUTO_DETERMINISTIC["cpu"]
+    assert deterministic_used(cuda, Settings(deterministic=True)) is False  # CPU only
+    assert memory_format_used(cpu, Settings(memory_format="channels_last")) == "channels_last"
+    assert deterministic_used(cpu, Settings(deterministic=True)) is True
+    with pytest.raises(ValueError, match="setting memory_format: expected one of"):
+        Settings.from_dict({"memory_format": "nhwc"})
+    with pytest.raises(ValueError, match="setting deterministic: expected true, false"):
+        Settings.from_dict({"deterministic": "yes"})
+
+
+@pytest.mark.parametrize(
+    "memory_format, deterministic", [("channels_last", True), ("contiguous", False)]
+)
+def test_cpu_layout_and_determinism_are_applied_and_recorded(
+    memory_format, deterministic, tiny_synthetic, tmp_path, monkeypatch
+):
+    import imbench.train as T
+
+    seen = []
+    real = T.train_step
+
+    def spy(model, loss_fn, optimizer, x, y, settings, device):
+        fmt = torch.channels_last if memory_format == "channels_last" else torch.contiguous_format
+        seen.append(
+            x.is_contiguous(memory_format=fmt)
+            and next(p for p in model.parameters() if p.dim() == 4).is_contiguous(memory_format=fmt)
+            and torch.are_deterministic_algorithms_enabled() == deterministic
+        )
+        return real(model, loss_fn, optimizer, x, y, settings, device)
+
+    monkeypatch.setattr(T, "train_step", spy)
+    try:
+        run = _train(
+            tiny_synthetic,
+            tmp_path / "c",
+            epochs=1,
+            memory_format=memory_format,
+            deterministic=deterministic,
+        )
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert seen and all(seen)
+    assert run["resolved"]["memory_format"] == memory_format
+    assert run["resolved"]["deterministic"] is deterministic
+    assert run["settings"]["memory_format"] == memory_format
+
+
+def test_auto_is_recorded_as_resolved(tiny_synthetic, tmp_path):
+    from imbench.train import AUTO_DETERMINISTIC, AUTO_MEMORY_FORMAT
+
+    run = _train(tiny_synthetic, tmp_path / "c", epochs=1)
+    assert run["settings"]["memory_format"] == "auto" and run["settings"]["deterministic"] == "auto"
+    assert run["resolved"]["memory_format"] == AUTO_MEMORY_FORMAT["cpu"]
+    assert run["resolved"]["deterministic"] is AUTO_DETERMINISTIC["cpu"]

@@ -37,7 +37,12 @@ class Settings:
     eval_batch_size: int = 256
     threads: int = 1
     device: str = "auto"  # auto | cpu | cuda
-    deterministic: bool = True  # CPU only: torch.use_deterministic_algorithms
+    # CPU only: torch.use_deterministic_algorithms; auto = the measured faster choice per device
+    # (imbench.train.AUTO_DETERMINISTIC). run.json's resolved block records the value used.
+    deterministic: bool | str = "auto"
+    # Memory layout of the model and its input batches: channels_last | contiguous (NCHW) | auto
+    # (the measured faster one per device: imbench.train.AUTO_MEMORY_FORMAT).
+    memory_format: str = "auto"
     # bf16: bf16 autocast of the forward pass on CUDA (losses in fp32); fp32: full fp32. The CPU
     # always trains in fp32; run.json records the precision used.
     precision: str = "bf16"  # bf16 | fp32
@@ -95,6 +100,8 @@ SETTING_RULES: dict[str, dict] = {
     "eval_batch_size": dict(lo=1),
     "threads": dict(lo=1),
     "device": dict(choices=("auto", "cpu", "cuda")),
+    "deterministic": dict(choices=("auto",)),
+    "memory_format": dict(choices=("auto", "channels_last", "contiguous")),
     "precision": dict(choices=("bf16", "fp32")),
     "budget": dict(choices=("epochs", "steps")),
     "grad_clip": dict(lo=0.0),

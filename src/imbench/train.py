@@ -105,16 +105,18 @@ def to_input(
     horizontally when its first number is < 0.5 and vertically when its second is. Values: x / 255,
     then (x − mean) / std with ImageNet's constants when ``normalize`` is ``imagenet``.
 
-    On the CPU the result has NCHW shape and NHWC (channels-last) memory, and is computed by
-    :func:`images_to_input` (uint8 flips of the chosen samples, one conversion, normalisation in
-    place); ``out``, a float tensor of the result's shape and layout, is written into instead of
-    allocating one. On CUDA the batch (a host tensor, best one from :func:`to_device`, or one already
-    on the device) is converted on the device, in channels-last memory; ``out`` is ignored.
+    The result has NCHW shape and the memory layout of :func:`memory_format_used` (channels-last
+    or contiguous NCHW). On the CPU it is computed by :func:`images_to_input` (uint8 flips of the
+    chosen samples, one conversion, normalisation in place); ``out``, a float tensor of the
+    result's shape, is written into instead of allocating one (its layout is kept). On CUDA the
+    batch (a host tensor, best one from :func:`to_device`, or one already on the device) is
+    converted on the device; ``out`` is ignored.
     """
+    fmt = torch_memory_format(memory_format_used(device, settings))
     if device.type == "cpu":
         n, h, w, c = batch_u8.shape
         if out is None:
-            out = torch.empty((n, c, h, w), memory_format=torch.channels_last)
+            out = torch.empty((n, c, h, w), memory_format=fmt)
         return images_to_input(batch_u8, torch.arange(n), settings, generator, out)
     x = batch_u8.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
     if generator is not None and settings.augment == "flip":
@@ -129,7 +131,7 @@ def to_input(
     if settings.normalize == "imagenet":
         mean, std = _normalization(device)
         x = (x - mean) / std
-    return x.contiguous(memory_format=torch.channels_last)
+    return x.contiguous(memory_format=fmt)
 
 
 @functools.cache
@@ -150,11 +152,13 @@ def images_to_input(
 ) -> torch.Tensor:
     """CPU: rows ``idx`` of the uint8 NHWC ``images`` as :func:`to_input` returns them, in ``out``.
 
-    ``out`` is a float tensor of shape (len(idx), C, H, W) with channels-last memory (a batch
+    ``out`` is a float tensor of shape (len(idx), C, H, W), channels-last or contiguous (a batch
     buffer reused between steps). Each image is flipped as uint8 and converted straight into its
-    slot, so the batch is never gathered or allocated; the normalisation then runs in place on the
-    (N·H, W·C) row view with the per-channel constants tiled along a row, which gives the same
-    float operations (x / 255, − mean, / std) in the same order as the element-wise form.
+    slot, so the batch is never gathered or allocated; the normalisation then runs in place:
+    channels-last, on the (N·H, W·C) row view with the per-channel constants tiled along a row;
+    contiguous, with (1, C, 1, 1) constants. Both give the same float operations (x / 255,
+    − mean, / std) in the same order as the element-wise form, so the values do not depend on the
+    layout.
     """
     flip = generator is not None and settings.augment == "flip"
     draws = (torch.rand(len(idx), 2, generator=generator) < 0.5).tolist() if flip else None
@@ -166,7 +170,13 @@ def images_to_input(
             src = src.flip(0)
         out[j].copy_(src.permute(2, 0, 1))
     n, c, h, w = out.shape
-    rows = out.permute(0, 2, 3, 1).view(n * h, w * c)  # raises if out is not channels-last
+    if not out.is_contiguous(memory_format=torch.channels_last) or c == 1:
+        out.div_(255)  # contiguous NCHW
+        if settings.normalize == "imagenet":
+            out.sub_(torch.tensor(IMAGENET_MEAN[:c]).view(1, c, 1, 1))
+            out.div_(torch.tensor(IMAGENET_STD[:c]).view(1, c, 1, 1))
+        return out
+    rows = out.permute(0, 2, 3, 1).view(n * h, w * c)
     rows.div_(255)
     if settings.normalize == "imagenet":
         rows.sub_(torch.tensor(IMAGENET_MEAN[:c]).repeat(w))
@@ -200,13 +210,42 @@ class InputBuffer:
     Reusing it is safe in a training loop: a batch is read by the forward pass only, and the
     backward pass that holds it ends before the next batch is written."""
 
-    def __init__(self):
+    def __init__(self, memory_format: torch.memory_format = torch.channels_last):
         self._buf = None
+        self.memory_format = memory_format
 
     def __call__(self, n: int, c: int, h: int, w: int) -> torch.Tensor:
         if self._buf is None or self._buf.shape[0] < n or self._buf.shape[1:] != (c, h, w):
-            self._buf = torch.empty((n, c, h, w), memory_format=torch.channels_last)
+            self._buf = torch.empty((n, c, h, w), memory_format=self.memory_format)
         return self._buf[:n]
+
+
+#: What ``memory_format: auto`` and ``deterministic: auto`` resolve to per device type, chosen from
+#: measurements against a plain PyTorch loop (BENCHMARKS.md, "Against a plain PyTorch loop").
+AUTO_MEMORY_FORMAT = {"cpu": "contiguous", "cuda": "channels_last"}
+AUTO_DETERMINISTIC = {"cpu": False, "cuda": False}
+
+
+def memory_format_used(device: torch.device, settings: Settings) -> str:
+    """The memory layout of the model and of its input batches: ``channels_last`` or
+    ``contiguous`` (NCHW); ``auto`` is :data:`AUTO_MEMORY_FORMAT` of the device type."""
+    if settings.memory_format != "auto":
+        return settings.memory_format
+    return AUTO_MEMORY_FORMAT.get(device.type, "contiguous")
+
+
+def torch_memory_format(name: str) -> torch.memory_format:
+    return torch.channels_last if name == "channels_last" else torch.contiguous_format
+
+
+def deterministic_used(device: torch.device, settings: Settings) -> bool:
+    """Whether ``torch.use_deterministic_algorithms`` is on for the cell: ``deterministic`` as set
+    (true applies on the CPU only), ``auto`` is :data:`AUTO_DETERMINISTIC` of the device type."""
+    if device.type != "cpu":
+        return False
+    if settings.deterministic == "auto":
+        return AUTO_DETERMINISTIC.get(device.type, False)
+    return bool(settings.deterministic)
 
 
 def precision_used(device: torch.device, settings: Settings) -> str:
@@ -582,8 +621,9 @@ def train_cell(
 
     torch.set_num_threads(settings.threads)
     device = resolve_device(settings.device)
-    if settings.deterministic and device.type == "cpu":
-        torch.use_deterministic_algorithms(True)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(deterministic_used(device, settings))
+    memory_format = torch_memory_format(memory_format_used(device, settings))
 
     # data
     images, index = load_split(cache_dir, split_path)
@@ -628,8 +668,7 @@ def train_cell(
         ).to(device)
     except MissingWeightsError as exc:
         raise MissingWeightsError(f"cell {cell_name}: {exc}") from None
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = model.to(memory_format=memory_format)
     optimizer = make_optimizer(model, settings)
     scheduler = make_scheduler(optimizer, settings)
     step_model = torch.compile(model) if settings.compile else model
@@ -680,7 +719,7 @@ def train_cell(
         if settings.budget == "steps"
         else None
     )
-    x_buffer = InputBuffer()
+    x_buffer = InputBuffer(memory_format)
     train_seconds = sum(h["seconds"] for h in history)
     epoch, saved_epoch = start_epoch - 1, start_epoch - 1
     for epoch in range(start_epoch, settings.epochs):
@@ -945,6 +984,8 @@ def resolved_block(
         "normalize": settings.normalize,
         "augment": settings.augment,
         "tta": settings.tta,
+        "memory_format": memory_format_used(device, settings),
+        "deterministic": deterministic_used(device, settings),
         "pretrained": bool(settings.pretrained),
         "pretrained_weights": pretrained_weights(model_name, settings.pretrained),
     }
