@@ -222,7 +222,7 @@ class InputBuffer:
 
 #: What ``memory_format: auto`` and ``deterministic: auto`` resolve to per device type, chosen from
 #: measurements against a plain PyTorch loop (BENCHMARKS.md, "Against a plain PyTorch loop").
-AUTO_MEMORY_FORMAT = {"cpu": "contiguous", "cuda": "channels_last"}
+AUTO_MEMORY_FORMAT = {"cpu": "channels_last", "cuda": "channels_last"}
 AUTO_DETERMINISTIC = {"cpu": False, "cuda": False}
 
 
