@@ -603,13 +603,15 @@ def test_validation_is_predicted_once_per_epoch_and_reused(tiny_synthetic, tmp_p
     n_val, n_test = (split.split == "val").sum(), (split.split == "test").sum()
     assert calls == [n_val] * 3 + [n_test]
     # the same numbers as a fresh prediction with the best weights
-    from imbench.train import Split, load_split, split_rows
+    from imbench.train import Split, load_split, memory_format_used, split_rows, torch_memory_format
 
-    model = create_model("test_resnet", 7)
+    cpu, s = torch.device("cpu"), Settings.from_dict({**TINY, "epochs": 3})
+    model = create_model("test_resnet", 7)  # in the layout the cell used
+    model = model.to(memory_format=torch_memory_format(memory_format_used(cpu, s)))
     model.load_state_dict(torch.load(tmp_path / "c" / "best.pt", weights_only=True))
     images, index = load_split(tiny_synthetic["cache"], tiny_synthetic["split"])
     val = Split(images, index, split_rows(index)["val"])
-    again = real(model, val, Settings.from_dict({**TINY, "epochs": 3}), torch.device("cpu"), "x")
+    again = real(model, val, s, cpu, "x")
     preds = pd.read_csv(tmp_path / "c" / "predictions.csv")
     got = preds[preds.split == "val"].filter(like="prob_").to_numpy()
     np.testing.assert_array_equal(got, pd.read_csv(_csv(again)).to_numpy())

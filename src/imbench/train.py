@@ -586,6 +586,85 @@ class CellOutputs:
 NOT_IN_IDENTITY = ("checkpoint_every_min",)
 
 
+@dataclasses.dataclass
+class Progress:
+    """Where training stands: the epochs' history rows and the best epoch so far (0-based; -1
+    before any) with its validation macro-F1, host copy of the weights and validation
+    probabilities. What a checkpoint carries besides the model, optimiser and scheduler."""
+
+    history: list = dataclasses.field(default_factory=list)
+    best_f1: float = -1.0
+    best_epoch: int = -1
+    best_state: dict | None = None
+    best_val_probs: np.ndarray | None = None
+
+    @property
+    def epochs_done(self) -> int:
+        return len(self.history)
+
+    def record(self, epoch: int, row: dict, val_f1: float, val_probs: np.ndarray, model) -> None:
+        """Add epoch ``epoch``'s history row; keep its weights and probabilities if it is the best."""
+        if val_f1 > self.best_f1:
+            self.best_f1, self.best_epoch = val_f1, epoch
+            self.best_state, self.best_val_probs = cpu_copy(model.state_dict()), val_probs
+        self.history.append(row)
+
+    def stops_early(self, epoch: int, patience: int) -> bool:
+        """Early stopping: no better validation macro-F1 for ``patience`` epochs (0 = never)."""
+        return bool(patience) and self.best_epoch >= 0 and epoch - self.best_epoch > patience
+
+    def save(self, ckpt: Checkpoint, model, optimizer, scheduler) -> None:
+        """Write the resume point after the last epoch done (see :mod:`imbench.checkpoint`); the
+        best weights only when they are not the current model's."""
+        epoch = self.epochs_done - 1
+        ckpt.save(
+            epoch=epoch,
+            model=model.state_dict(),
+            optimizer=optimizer.state_dict(),
+            scheduler=scheduler.state_dict(),
+            best_f1=self.best_f1,
+            best_epoch=self.best_epoch,
+            best_state=None if self.best_epoch == epoch else self.best_state,
+            best_val_probs=torch.from_numpy(self.best_val_probs),
+            history=json.dumps(self.history),
+        )
+
+    @classmethod
+    def resume(cls, state: dict, model, optimizer, scheduler) -> Progress:
+        """Load a checkpoint's states into the model, optimiser and scheduler; its progress."""
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        best = model.state_dict() if state["best_state"] is None else state["best_state"]
+        return cls(
+            history=json.loads(state["history"]),
+            best_f1=state["best_f1"],
+            best_epoch=state["best_epoch"],
+            best_state=cpu_copy(best),
+            best_val_probs=state["best_val_probs"].cpu().numpy(),
+        )
+
+
+def load_cell_data(cache_dir, split_path, settings: Settings, task, fold, log):
+    """The cell's images and index, the fingerprint of its data and its train/val/test splits,
+    checked: the cached size is the protocol's and no split is empty."""
+    images, index = load_split(cache_dir, split_path)
+    data = data_fingerprint(cache_dir, split_path, log=log)
+    if images.shape[1] != settings.image_size:
+        raise ValueError(
+            f"{cache_dir}: cached images are {images.shape[1]} px but the protocol asks for "
+            f"{settings.image_size} px"
+        )
+    splits = {
+        name: Split(images, index, rows, task.kind, task.classes)
+        for name, rows in split_rows(index, fold).items()
+    }
+    for name, sp in splits.items():
+        if len(sp) == 0:
+            raise ValueError(f"{cache_dir}/index.csv: the {name} split is empty")
+    return index, data, splits
+
+
 def train_cell(
     task_name: str,
     cache_dir: str | Path,
@@ -625,25 +704,14 @@ def train_cell(
         torch.use_deterministic_algorithms(deterministic_used(device, settings))
     memory_format = torch_memory_format(memory_format_used(device, settings))
 
-    # data
-    images, index = load_split(cache_dir, split_path)
-    data = data_fingerprint(cache_dir, split_path, log=log)
-    if images.shape[1] != settings.image_size:
-        raise ValueError(
-            f"{cache_dir}: cached images are {images.shape[1]} px but the protocol asks for "
-            f"{settings.image_size} px"
-        )
-    splits = {
-        name: Split(images, index, rows, kind, task.classes)
-        for name, rows in split_rows(index, fold).items()
-    }
-    for name, sp in splits.items():
-        if len(sp) == 0:
-            raise ValueError(f"{cache_dir}/index.csv: the {name} split is empty")
+    index, data, splits = load_cell_data(cache_dir, split_path, settings, task, fold, log)
     train, val = splits["train"], splits["val"]
-    train_labels = train.labels.numpy().astype(np.int64) if kind == "multilabel" else None
-    train_labels = train.labels.numpy() if train_labels is None else train_labels
-    counts = train_labels.sum(0) if kind == "multilabel" else np.bincount(train_labels, minlength=K)
+    train_labels = train.labels.numpy()
+    if kind == "multilabel":
+        train_labels = train_labels.astype(np.int64)
+        counts = train_labels.sum(0)  # positives per label
+    else:
+        counts = np.bincount(train_labels, minlength=K)
 
     # method, model, optimiser, schedule
     loss_fn = build_loss(
@@ -690,28 +758,10 @@ def train_cell(
     if plugins:
         identity["plugins"] = [dict(p) for p in plugins]
     ckpt = Checkpoint(out_dir / "checkpoint.pt", identity, settings.checkpoint_every_min, log)
-    start_epoch, best_f1, best_epoch, best_state, best_val_probs, history = (
-        0,
-        -1.0,
-        -1,
-        None,
-        None,
-        [],
-    )
     state = ckpt.load(device)
+    progress = Progress() if state is None else Progress.resume(state, model, optimizer, scheduler)
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch, best_f1, best_epoch = state["epoch"] + 1, state["best_f1"], state["best_epoch"]
-        best_state = cpu_copy(
-            model.state_dict() if state["best_state"] is None else state["best_state"]
-        )
-        best_val_probs, history = (
-            state["best_val_probs"].cpu().numpy(),
-            json.loads(state["history"]),
-        )
-        log(f"resuming from {ckpt.path} after epoch {start_epoch} of {settings.epochs}")
+        log(f"resuming from {ckpt.path} after epoch {progress.epochs_done} of {settings.epochs}")
 
     # training
     steps = (
@@ -720,18 +770,12 @@ def train_cell(
         else None
     )
     x_buffer = InputBuffer(memory_format)
-    train_seconds = sum(h["seconds"] for h in history)
-    epoch, saved_epoch = start_epoch - 1, start_epoch - 1
-    for epoch in range(start_epoch, settings.epochs):
-        if (
-            settings.early_stopping
-            and best_epoch >= 0
-            and epoch - best_epoch > settings.early_stopping
-        ):
+    saved = progress.epochs_done
+    for epoch in range(progress.epochs_done, settings.epochs):
+        if progress.stops_early(epoch, settings.early_stopping):
             log(
                 f"early stopping: no better validation macro-F1 for {settings.early_stopping} epochs"
             )
-            epoch -= 1
             break
         t0 = time.time()
         lr = optimizer.param_groups[0]["lr"]
@@ -769,83 +813,39 @@ def train_cell(
         scheduler.step()
         val_probs, val_f1 = evaluate(model, val, settings, device, kind)
         seconds = time.time() - t0
-        train_seconds += seconds
         if not np.isfinite(train_loss):
             raise FloatingPointError(
                 f"cell {cell_name}: training loss is {train_loss} at epoch {epoch + 1} "
                 f"(lower the learning rate or check the method's parameters)"
             )
-        if val_f1 > best_f1:
-            best_f1, best_epoch = val_f1, epoch
-            best_state, best_val_probs = cpu_copy(model.state_dict()), val_probs
-        history.append(
-            {
-                "epoch": epoch + 1,
-                "train_loss": train_loss,
-                "val_macro_f1": val_f1,
-                "lr": lr,
-                "seconds": round(seconds, 3),
-                "images": n_seen,
-                "steps": n_steps,
-            }
-        )
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
+            "val_macro_f1": val_f1,
+            "lr": lr,
+            "seconds": round(seconds, 3),
+            "images": n_seen,
+            "steps": n_steps,
+        }
+        progress.record(epoch, row, val_f1, val_probs, model)
         if ckpt.due() or epoch == settings.epochs - 1:
-            save_checkpoint(
-                ckpt,
-                epoch,
-                model,
-                optimizer,
-                scheduler,
-                best_f1,
-                best_epoch,
-                best_state,
-                best_val_probs,
-                history,
-            )
-            saved_epoch = epoch
+            progress.save(ckpt, model, optimizer, scheduler)
+            saved = progress.epochs_done
         log(
             f"epoch {epoch + 1}/{settings.epochs} loss {train_loss:.4f} val_macro_f1 {val_f1:.4f} "
             f"lr {lr:.2e} {seconds:.1f}s"
         )
-    if saved_epoch < epoch:  # stopped early after an epoch that was not written
-        save_checkpoint(
-            ckpt,
-            epoch,
-            model,
-            optimizer,
-            scheduler,
-            best_f1,
-            best_epoch,
-            best_state,
-            best_val_probs,
-            history,
-        )
+    if saved < progress.epochs_done:  # stopped early after an epoch that was not written
+        progress.save(ckpt, model, optimizer, scheduler)
 
     # outputs: the best epoch's weights, its validation predictions, the test predictions
-    model.load_state_dict(best_state)
+    model.load_state_dict(progress.best_state)
     outputs = CellOutputs(out_dir)
-    outputs.weights(best_state)
-    frames = []
-    for name in ("val", "test"):
-        sp = splits[name]
-        if name == "val" and settings.tta == "none":
-            probs = best_val_probs  # predicted by the best epoch's validation pass
-        else:
-            probs = predict(model, sp, settings, device, kind, tta=settings.tta)
-        frames.append(
-            predictions_frame(
-                name,
-                sp.image_id,
-                sp.group,
-                sp.labels.numpy(),
-                probs,
-                task.classes,
-                multilabel=kind == "multilabel",
-            )
-        )
-    outputs.history(history)
-    outputs.predictions(frames)
-    train_images = sum(h["images"] for h in history)
+    outputs.weights(progress.best_state)
+    outputs.history(progress.history)
+    outputs.predictions(final_predictions(model, splits, progress, settings, device, task))
+    history = progress.history
+    train_seconds = sum(h["seconds"] for h in history)
     run = {
         **identity,
         "settings": dataclasses.asdict(settings),
@@ -861,14 +861,14 @@ def train_cell(
         "resolved": resolved_block(
             settings, method, loss_fn, sampler, model_name, index, fold, device, history, steps
         ),
-        "best_epoch": best_epoch + 1,
-        "best_val_macro_f1": best_f1,
+        "best_epoch": progress.best_epoch + 1,
+        "best_val_macro_f1": progress.best_f1,
         "versions": versions(),
         "hardware": hardware(device),
         "timings": {
             "wall_seconds": round(time.time() - t_start, 3),
             "train_seconds": round(train_seconds, 3),
-            "train_images_per_second": round(train_images / train_seconds, 1)
+            "train_images_per_second": round(sum(h["images"] for h in history) / train_seconds, 1)
             if train_seconds
             else None,
             "checkpoint_seconds": round(ckpt.seconds, 3),
@@ -882,31 +882,31 @@ def train_cell(
     return run
 
 
-def save_checkpoint(
-    ckpt: Checkpoint,
-    epoch: int,
-    model,
-    optimizer,
-    scheduler,
-    best_f1: float,
-    best_epoch: int,
-    best_state: dict,
-    best_val_probs: np.ndarray,
-    history: list[dict],
-) -> None:
-    """Write the resume point after 0-based ``epoch`` (see :mod:`imbench.checkpoint`); the best
-    weights only when they are not the current model's."""
-    ckpt.save(
-        epoch=epoch,
-        model=model.state_dict(),
-        optimizer=optimizer.state_dict(),
-        scheduler=scheduler.state_dict(),
-        best_f1=best_f1,
-        best_epoch=best_epoch,
-        best_state=None if best_epoch == epoch else best_state,
-        best_val_probs=torch.from_numpy(best_val_probs),
-        history=json.dumps(history),
-    )
+def final_predictions(
+    model, splits: dict, progress: Progress, settings: Settings, device, task
+) -> list[pd.DataFrame]:
+    """The predictions tables of the validation and test splits with the best weights (loaded in
+    ``model``). Validation without TTA: the best epoch's own validation probabilities (the same
+    weights, so the same numbers; no second pass)."""
+    frames = []
+    for name in ("val", "test"):
+        sp = splits[name]
+        if name == "val" and settings.tta == "none":
+            probs = progress.best_val_probs
+        else:
+            probs = predict(model, sp, settings, device, task.kind, tta=settings.tta)
+        frames.append(
+            predictions_frame(
+                name,
+                sp.image_id,
+                sp.group,
+                sp.labels.numpy(),
+                probs,
+                task.classes,
+                multilabel=task.kind == "multilabel",
+            )
+        )
+    return frames
 
 
 def pretrained_weights(model_name: str, pretrained: bool) -> str | None:
