@@ -23,6 +23,7 @@ import benchlib  # noqa: E402
 START, END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
 ORDER = [
     "loop_overhead",
+    "loop_overhead_resnet18_run2",
     "loop_overhead_resnet50",
     "loop_overhead_cuda",
     "plain_loop",
