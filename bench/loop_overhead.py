@@ -1,37 +1,37 @@
-"""Loop overhead: images/s of imbench's training loop against a bare PyTorch loop.
+"""Loop overhead: images/s of imbench's training loop against a plain PyTorch loop and the LMF loop.
 
-Both loops train the same model (built by ``imbench.models.create_model`` from the same seed) on
-the same in-memory uint8 images, with the same batch size, optimiser (the demo protocol's AdamW),
-precision, thread count and determinism flag, and both do the same work per epoch:
+CPU (the default): three loops train the same timm model (built by
+``imbench.models.create_model`` from the same seed, each its own copy and optimiser: the demo
+protocol's AdamW, batch 32, 1 thread, no augmentation on any side) on the same images:
 
-- training: shuffle, gather a uint8 batch, convert to float NCHW, random horizontal and vertical
-  flips per sample, ImageNet normalisation, forward, cross-entropy, backward, optimiser step;
-- validation: one pass over the validation split in eval mode (batches of ``eval_batch_size``),
-  softmax, macro-F1.
+- **imbench**: the real ``imbench.train.train_cell`` (method ``ce``) with its settings as a cell
+  resolves them (``memory_format: auto``, ``deterministic: auto``), on the ``imbench cache`` of the
+  images; its per-epoch images/s come from ``history.csv``;
+- **plain**: the loop of the PyTorch tutorials (``bench/plain_loop.py``'s ``plain_epochs``): float32
+  NCHW tensors in memory normalised once, ``TensorDataset`` + ``DataLoader(shuffle=True)``, default
+  global flags; it copies no imbench setting;
+- **LMF**: the training loop of the LMF paper's official code with the same model
+  (``ImageFolder`` over the JPEGs, PIL decoding, ``Resize((size, size))`` + ``ToTensor``,
+  ``DataLoader(shuffle=True)``), see :func:`lmf_epochs`.
 
-imbench's loop is the real one: ``imbench.train.train_cell`` on a cache written in the format of
-``imbench cache`` (random pixels; the pixel values do not change the cost), method ``ce``. Its
-per-epoch images/s are read from ``history.csv`` (``images / seconds``; ``seconds`` covers the
-training steps *and* the validation pass, which is why the bare loop times the same validation
-pass). The bare loop is a plain ``for idx in randperm(n).split(batch)`` loop written here.
+Each epoch of every loop includes one validation pass (imbench's ``seconds`` do). The images are a
+synthetic HAM10000-format tree of 600×450 JPEGs; imbench and the plain loop read its cache at the
+setting's size, the LMF loop decodes and resizes the JPEGs every epoch, as its code does.
 
-The two loops run *interleaved epoch by epoch* in one process: the bare loop is a generator that
-runs one epoch per ``next()``, and it is advanced from ``train_cell``'s per-epoch log callback,
-which runs after the epoch's timed span (steps, validation) has ended. A repeat is therefore
-``A1 B1 A2 B2 …`` (imbench first) or ``B1 A1 B2 A2 …`` (bare first; the order alternates between
-repeats), and each epoch k ≥ 2 gives one paired ratio (imbench / bare images/s) of two epochs run
-seconds apart. The speed of a shared virtual machine drifts by ±10 % or more within a minute;
-whole runs timed back to back (the previous form of this benchmark) spread their ratios from 0.74
-to 1.24, while adjacent epochs see the same machine. The figure is the median of all paired epoch
-ratios; the ratio of the two loops' total images/s is in the JSON too.
+The loops run *interleaved epoch by epoch* in one process: the plain and LMF loops are generators
+that run one epoch per ``next()``, advanced from ``train_cell``'s per-epoch log callback (after
+the epoch's timed span), in an order that alternates between epochs. Epoch 1 of every loop is
+warm-up and is dropped; each later epoch gives one paired ratio (imbench / plain, LMF / plain,
+imbench / LMF) of epochs run seconds apart on the same machine, and the figures are the medians
+of those pairs over all repeats. The machine's load during every repeat is in the JSON.
 
-Epoch 1 of every run is warm-up and is left out. Time spent by ``train_cell`` outside its epochs
-(loading the cache, checkpoint writes, the final validation and test predictions, writing files) is
-reported separately as ``outside_epochs_s``.
+Settings: ``--setting MODEL:PX:N_TRAIN`` (repeatable); default ``resnet18:64:256`` and
+``resnet50:224:32`` (one step per epoch: a resnet50 step of 32 images at 224 px takes seconds on
+one thread), 4 epochs, 3 repeats. ``--quick``: ``test_resnet:32:32``, 2 epochs, 1 repeat.
 
-CPU default: timm ``test_resnet`` at 32 px, batch 64, 1 thread (the demo protocol). With
-``--device cuda`` the defaults become ResNet-50 at 224 px with bf16 autocast and channels-last,
-as ``train_cell`` runs on a GPU; that run gives the GPU images/s figure.
+CUDA (``--device cuda``): ResNet-50 at 224 px with bf16 autocast and channels-last, imbench
+against a bare loop with imbench's own settings (:func:`bare_epochs`, :func:`interleaved`): that
+run gives the GPU images/s figure.
 """
 
 from __future__ import annotations
@@ -251,15 +251,188 @@ def interleaved(
     }
 
 
+# ----------------------------------------------------------------------------- against plain and LMF loops
+
+
+def jpeg_setup(work: Path, n_train: int, n_val: int, n_test: int, size: int):
+    """The same images for the three loops: a synthetic HAM10000-format tree of 600×450 JPEGs
+    (``benchlib.synthetic_jpegs``), imbench's cache of it at ``size`` px (``squash``, as ``imbench
+    cache``), a split file (the first ``n_train`` images train, the next ``n_val`` val, the rest
+    test) and, for the LMF loop, class-per-folder trees of symbolic links to the train and val
+    JPEGs (``ImageFolder``'s layout). Returns (cache, split_csv, train_tree, val_tree)."""
+    import os
+
+    import pandas as pd
+
+    from imbench.data.cache import build_cache
+
+    n = n_train + n_val + n_test
+    root = benchlib.synthetic_jpegs(work, n, 600, 450)
+    index = benchlib.jpeg_index(root)
+    cache = work / f"{root.name}_cache_{size}px"
+    if not (cache / "index.csv").exists():
+        build_cache(index, root, cache, size=size, mode="squash", workers=1)
+    split = ["train"] * n_train + ["val"] * n_val + ["test"] * (len(index) - n_train - n_val)
+    split_csv = cache / f"split_{n_train}_{n_val}.csv"
+    if not split_csv.exists():
+        frame = pd.DataFrame(
+            {"image_id": index["image_id"], "group": index["group"], "split": split}
+        )
+        frame.to_csv(split_csv, index=False)
+    trees = []
+    for part in ("train", "val"):
+        tree = work / f"{root.name}_folders_{n_train}_{n_val}" / part
+        done = tree / ".complete"
+        if not done.exists():
+            for row, s in zip(index.itertuples(index=False), split):
+                if s != part:
+                    continue
+                d = tree / row.label_name
+                d.mkdir(parents=True, exist_ok=True)
+                link = d / Path(row.path).name
+                if not link.exists():
+                    os.symlink((root / row.path).resolve(), link)
+            done.touch()
+        trees.append(tree)
+    return cache, split_csv, trees[0], trees[1]
+
+
+def lmf_epochs(train_tree: Path, val_tree: Path, model_name: str, settings, seed: int):
+    """The training loop of the LMF paper's official code with the same model: ``ImageFolder`` +
+    PIL decoding + ``Resize((size, size))`` + ``ToTensor`` (no normalisation, no augmentation: the
+    ``lmf`` protocol) read by a ``DataLoader(batch_size, shuffle=True)`` (no workers: the same one
+    core as the other loops), ``model.train()``, forward, cross-entropy, ``zero_grad``, backward,
+    step; then a validation pass over its own ``ImageFolder``. A generator that runs one epoch per
+    ``next()`` and yields ``(training images, seconds)``. The optimiser is the other loops' (the
+    demo protocol's AdamW), so only the data path and the loop differ."""
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.data import DataLoader
+    from torchvision import datasets, transforms
+
+    from imbench.models import create_model
+
+    size = settings.image_size
+    tf = transforms.Compose([transforms.Resize((size, size)), transforms.ToTensor()])
+    train_set = datasets.ImageFolder(str(train_tree), transform=tf)
+    val_set = datasets.ImageFolder(str(val_tree), transform=tf)
+    train_loader = DataLoader(
+        train_set,
+        batch_size=settings.batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    val_loader = DataLoader(val_set, batch_size=settings.eval_batch_size)
+    torch.manual_seed(seed)
+    model = create_model(model_name, 7, pretrained=False)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
+    )
+    while True:
+        previous = torch.are_deterministic_algorithms_enabled()
+        torch.use_deterministic_algorithms(False)
+        try:
+            t0 = time.perf_counter()
+            model.train()
+            seen = 0
+            for x, y in train_loader:
+                if len(y) < 2:
+                    continue
+                loss = F.cross_entropy(model(x), y)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                seen += len(y)
+            model.eval()
+            with torch.no_grad():
+                for x, _ in val_loader:
+                    model(x).softmax(1)
+            seconds = time.perf_counter() - t0
+        finally:
+            torch.use_deterministic_algorithms(previous)
+        yield seen, seconds
+
+
+def against_plain(work: Path, model: str, size: int, n_train: int, settings, rotate: int) -> dict:
+    """One repeat: imbench's epochs (``train_cell`` with the settings as resolved, ``auto``
+    included), each followed by one epoch of the plain loop and one of the LMF loop (their order
+    alternating), all on the same images."""
+    import plain_loop
+
+    n_val = max(8, n_train // 4)
+    cache, split_csv, train_tree, val_tree = jpeg_setup(work, n_train, n_val, 16, size)
+    gens = {
+        "plain": plain_loop.plain_epochs(cache, split_csv, model, settings, 0, False, False),
+        "lmf": lmf_epochs(train_tree, val_tree, model, settings, 0),
+    }
+    runs = {name: [] for name in gens}
+
+    def after_imbench_epoch():
+        k = len(runs["plain"])
+        if k >= settings.epochs:
+            return
+        names = list(gens) if (k + rotate) % 2 == 0 else list(gens)[::-1]
+        for name in names:
+            runs[name].append(next(gens[name]))
+
+    imb = run_imbench(
+        cache,
+        split_csv,
+        model,
+        settings,
+        work / "loop_run",
+        seed=0,
+        after_epoch=after_imbench_epoch,
+    )
+    while len(runs["plain"]) < settings.epochs:
+        after_imbench_epoch()
+    steady = slice(1, None) if settings.epochs > 1 else slice(None)
+    rates = {"imbench": [n / t for n, t in zip(imb["epoch_images"], imb["epoch_seconds"])]}
+    rates.update({name: [n / t for n, t in r] for name, r in runs.items()})
+    pairs = {
+        "imbench/plain": (rates["imbench"], rates["plain"]),
+        "lmf/plain": (rates["lmf"], rates["plain"]),
+        "imbench/lmf": (rates["imbench"], rates["lmf"]),
+    }
+    return {
+        "images_per_s": {k: round(benchlib.median(v[steady]), 2) for k, v in rates.items()},
+        "epoch_ratios": {
+            k: [round(x / y, 4) for x, y in zip(a[steady], b[steady])]
+            for k, (a, b) in pairs.items()
+        },
+        "epochs": {
+            "imbench": {"seconds": imb["epoch_seconds"], "images": imb["epoch_images"]},
+            **{
+                k: {"seconds": [round(t, 3) for _, t in r], "images": [n for n, _ in r]}
+                for k, r in runs.items()
+            },
+        },
+    }
+
+
+def parse_setting(text: str) -> tuple[str, int, int]:
+    try:
+        model, px, n = text.split(":")
+        return model, int(px), int(n)
+    except ValueError:
+        raise SystemExit(
+            f"--setting {text!r}: expected MODEL:PIXELS:N_TRAIN, e.g. resnet18:64:256"
+        ) from None
+
+
 def main(argv=None) -> Path:
     p = benchlib.parser(__doc__.split("\n\n")[0])
     p.add_argument(
-        "--model", default=None, help="timm model (default: test_resnet on CPU, resnet50 on CUDA)"
+        "--setting",
+        action="append",
+        default=None,
+        metavar="MODEL:PX:N_TRAIN",
+        help="CPU: model, image size and training images (repeatable; default resnet18:64:256 "
+        "and resnet50:224:32)",
     )
-    p.add_argument(
-        "--image-size", type=int, default=None, help="pixels (default: 32 on CPU, 224 on CUDA)"
-    )
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--model", default=None, help="CUDA: timm model (default resnet50)")
+    p.add_argument("--image-size", type=int, default=None, help="CUDA: pixels (default 224)")
+    p.add_argument("--batch-size", type=int, default=None, help="default 32 (CPU), 64 (CUDA)")
     p.add_argument(
         "--threads",
         type=int,
@@ -267,17 +440,131 @@ def main(argv=None) -> Path:
         help="torch threads (the demo protocol and the workflow's train rule use 1)",
     )
     p.add_argument("--epochs", type=int, default=None, help="epochs per run, the first is warm-up")
-    p.add_argument("--n-train", type=int, default=None)
-    p.add_argument("--n-val", type=int, default=None)
+    p.add_argument("--n-train", type=int, default=None, help="CUDA: training images")
+    p.add_argument("--n-val", type=int, default=None, help="CUDA: validation images")
     args = p.parse_args(argv)
     return benchlib.run_restoring(_main, args, argv)
 
 
 def _main(args, argv) -> Path:
+    import torch
+
     from imbench.protocols import resolve
+    from imbench.train import deterministic_used, memory_format_used
 
     device = benchlib.resolve_device(args.device)
-    cuda = device.type == "cuda"
+    if device.type == "cuda":
+        return _main_cuda(args, argv, device)
+    if args.quick:
+        setups = [parse_setting(s) for s in (args.setting or ["test_resnet:32:32"])]
+        epochs, repeats = args.epochs or 2, args.repeats or 1
+    else:
+        setups = [
+            parse_setting(s) for s in (args.setting or ["resnet18:64:256", "resnet50:224:32"])
+        ]
+        epochs, repeats = args.epochs or 4, args.repeats or 3
+    batch = args.batch_size or 32
+    cpu = torch.device("cpu")
+    figures, per_setting, all_samples = [], [], []
+    for model, size, n_train in setups:
+        settings = resolve(
+            "demo",
+            {
+                "epochs": epochs,
+                "image_size": size,
+                "batch_size": batch,
+                "threads": args.threads,
+                "device": "cpu",
+                "pretrained": False,
+                "augment": "none",
+            },
+        )
+        state = {"i": 0}
+
+        def one(state=state, model=model, size=size, n_train=n_train, settings=settings):
+            state["i"] += 1
+            return against_plain(args.work_dir, model, size, n_train, settings, state["i"])
+
+        samples = benchlib.repeat(one, repeats, args, label=f"{NAME} {model} {size}px")
+        all_samples.extend(samples)
+        ratios = {
+            k: [r for s in samples for r in s["epoch_ratios"][k]]
+            for k in samples[0]["epoch_ratios"]
+        }
+        rates = {k: [s["images_per_s"][k] for s in samples] for k in samples[0]["images_per_s"]}
+        medians = {k: round(benchlib.median(v), 4) for k, v in ratios.items()}
+        tag = (
+            f"{model} {size}px cpu, batch {batch}, {args.threads} thread"
+            f"{'s' if args.threads > 1 else ''}"
+        )
+        n_pairs = len(ratios["imbench/plain"])
+        figures += [
+            {
+                "name": f"imbench / plain PyTorch loop images/s, median of {n_pairs} interleaved "
+                f"epoch pairs ({tag})",
+                "value": medians["imbench/plain"],
+                "unit": "ratio",
+                "target": 0.95,
+                "op": ">=",
+            },
+            {
+                "name": f"LMF official loop (ImageFolder + PIL + DataLoader) / plain ({tag})",
+                "value": medians["lmf/plain"],
+                "unit": "ratio",
+            },
+            {
+                "name": f"imbench / LMF official loop ({tag})",
+                "value": medians["imbench/lmf"],
+                "unit": "ratio",
+            },
+            {
+                "name": f"imbench training loop ({tag})",
+                "value": benchlib.median(rates["imbench"]),
+                "unit": "images/s",
+            },
+            {
+                "name": f"plain PyTorch loop ({tag})",
+                "value": benchlib.median(rates["plain"]),
+                "unit": "images/s",
+            },
+            {
+                "name": f"LMF official loop ({tag})",
+                "value": benchlib.median(rates["lmf"]),
+                "unit": "images/s",
+            },
+        ]
+        per_setting.append(
+            {
+                "model": model,
+                "image_size": size,
+                "n_train": n_train,
+                "memory_format_used": memory_format_used(cpu, settings),
+                "deterministic_used": deterministic_used(cpu, settings),
+                "median_epoch_ratios": medians,
+                "epoch_ratio_quartiles": {k: benchlib.quartiles(v) for k, v in ratios.items()},
+                "median_images_per_s": {k: benchlib.median(v) for k, v in rates.items()},
+                "samples": samples,
+            }
+        )
+    details = {
+        "batch_size": batch,
+        "threads": args.threads,
+        "epochs_per_run": epochs,
+        "warmup_epochs_dropped": 1,
+        "repeats_per_setting": repeats,
+        "augment": "none (all three loops)",
+        "settings": per_setting,
+    }
+    return benchlib.write_result(
+        NAME, "loop_overhead.py", argv, args, figures, details, benchlib.load_summary(all_samples)
+    )
+
+
+def _main_cuda(args, argv, device) -> Path:
+    """GPU: imbench against the bare loop (imbench's own settings), ResNet-50 at 224 px."""
+    from imbench.protocols import resolve
+
+    cuda = True
     model = args.model or ("resnet50" if cuda else "test_resnet")
     size = args.image_size or (224 if cuda else 32)
     if args.quick:
@@ -295,7 +582,7 @@ def _main(args, argv) -> Path:
         {
             "epochs": epochs,
             "image_size": size,
-            "batch_size": args.batch_size,
+            "batch_size": (args.batch_size or 64),
             "threads": args.threads,
             "device": device.type,
             "pretrained": False,
@@ -320,7 +607,7 @@ def _main(args, argv) -> Path:
     figures = [
         {
             "name": f"loop overhead: imbench / bare images/s, median of {len(epoch_ratios)} interleaved epoch pairs "
-            f"({len(samples)} runs; {tag}, batch {args.batch_size}, "
+            f"({len(samples)} runs; {tag}, batch {(args.batch_size or 64)}, "
             f"{args.threads} thread{'s' if args.threads > 1 else ''})",
             "value": ratio,
             "unit": "ratio",
@@ -334,7 +621,7 @@ def _main(args, argv) -> Path:
         "model": model,
         "image_size": size,
         "device": str(device),
-        "batch_size": args.batch_size,
+        "batch_size": (args.batch_size or 64),
         "threads": args.threads,
         "epochs_per_run": epochs,
         "warmup_epochs_dropped": 1,

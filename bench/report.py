@@ -23,9 +23,12 @@ import benchlib  # noqa: E402
 START, END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
 ORDER = [
     "loop_overhead",
+    "loop_overhead_resnet18_run2",
+    "loop_overhead_resnet50",
     "loop_overhead_cuda",
     "plain_loop",
     "plain_loop_resnet50",
+    "checkpoint_cost",
     "loader_throughput",
     "loader_throughput_cuda",
     "loader_throughput_standard",

@@ -114,7 +114,21 @@ BAD = [
     (_over(eval_batch_size=0), "protocol_overrides.eval_batch_size", r"expected an integer ≥ 1"),
     (_over(threads=0), "protocol_overrides.threads", r"expected an integer ≥ 1"),
     (_over(device="gpu"), "protocol_overrides.device", r"expected one of 'auto', 'cpu', 'cuda'"),
-    (_over(deterministic="no"), "protocol_overrides.deterministic", r"expected true or false"),
+    (
+        _over(deterministic="no"),
+        "protocol_overrides.deterministic",
+        r"expected true, false or one of 'auto', got 'no'",
+    ),
+    (
+        _over(memory_format="nhwc"),
+        "protocol_overrides.memory_format",
+        r"expected one of 'auto', 'channels_last', 'contiguous', got 'nhwc'",
+    ),
+    (
+        _over(checkpoint_every_min=-1),
+        "protocol_overrides.checkpoint_every_min",
+        r"expected a number ≥ 0, got -1",
+    ),
     (_over(precision="fp16"), "protocol_overrides.precision", r"expected one of 'bf16', 'fp32'"),
     (_over(budget="time"), "protocol_overrides.budget", r"expected one of 'epochs', 'steps'"),
     (_over(amp="off"), "protocol_overrides.amp", r"unknown training setting 'amp'"),

@@ -44,11 +44,12 @@ def gen(seed=7):
     return torch.Generator().manual_seed(seed)
 
 
+@pytest.mark.parametrize("memory_format", ["channels_last", "contiguous"])
 @pytest.mark.parametrize("augment", ["flip", "none"])
 @pytest.mark.parametrize("normalize", ["imagenet", "none"])
 @pytest.mark.parametrize("with_generator", [True, False])
-def test_to_input_matches_reference_bit_for_bit(augment, normalize, with_generator):
-    s = Settings(augment=augment, normalize=normalize)
+def test_to_input_matches_reference_bit_for_bit(augment, normalize, with_generator, memory_format):
+    s = Settings(augment=augment, normalize=normalize, memory_format=memory_format)
     u8 = images(h=10, w=14)  # not square: height and width flips must not be swapped
     g1, g2 = (gen(), gen()) if with_generator else (None, None)
     got = to_input(u8, s, torch.device("cpu"), g1)
@@ -56,7 +57,8 @@ def test_to_input_matches_reference_bit_for_bit(augment, normalize, with_generat
     assert got.shape == want.shape == (16, 3, 10, 14)
     assert got.dtype == torch.float32
     assert torch.equal(got, want)
-    assert got.is_contiguous(memory_format=torch.channels_last)
+    fmt = torch.channels_last if memory_format == "channels_last" else torch.contiguous_format
+    assert got.is_contiguous(memory_format=fmt)
     if with_generator:  # the same random draws were consumed
         assert torch.equal(torch.rand(3, generator=g1), torch.rand(3, generator=g2))
 
@@ -113,10 +115,15 @@ def test_buffer_is_reused_and_regrown():
         assert torch.equal(got, reference(u8, s, gen()))
 
 
-def test_out_must_be_channels_last():
-    u8 = images(n=2)
-    with pytest.raises(RuntimeError):
-        images_to_input(u8, torch.arange(2), Settings(), None, torch.empty(2, 3, 12, 12))
+def test_the_layout_of_out_does_not_change_the_values():
+    u8 = images(n=6)
+    s = Settings(augment="flip", normalize="imagenet")
+    cl = images_to_input(
+        u8, torch.arange(6), s, gen(), InputBuffer(torch.channels_last)(6, 3, 12, 12)
+    )
+    nchw = images_to_input(u8, torch.arange(6), s, gen(), torch.empty(6, 3, 12, 12))
+    assert nchw.is_contiguous() and cl.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(cl, nchw)
 
 
 def test_to_device_on_the_cpu_is_a_plain_gather():

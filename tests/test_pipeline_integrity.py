@@ -30,7 +30,12 @@ def test_killed_training_is_not_resumed_on_regenerated_data(tmp_path):
         methods=["ce"],
         seeds=[0],
         explain={"enabled": False},
-        protocol_overrides={"epochs": 6, "image_size": 16, "batch_size": 32},
+        protocol_overrides={
+            "epochs": 6,
+            "image_size": 16,
+            "batch_size": 32,
+            "checkpoint_every_min": 0,  # a checkpoint after every epoch: one to kill the job on
+        },
     )
     cell = tmp_path / "results" / "tiny" / "synthetic" / "test_resnet" / "ce" / "seed0"
     cmd = [

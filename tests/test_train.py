@@ -14,7 +14,7 @@ from imbench.methods import build_loss, build_sampler, get_method, list_methods,
 from imbench.models import create_model
 from imbench.train import Settings, train_cell
 
-TINY = dict(epochs=2, batch_size=32, image_size=16, lr=3e-3, threads=1)
+TINY = dict(epochs=2, batch_size=32, image_size=16, lr=3e-3, threads=1, checkpoint_every_min=0)
 
 
 def _train(tiny, out, method="ce", seed=0, log=lambda m: None, **over):
@@ -155,18 +155,37 @@ def test_posthoc_method_does_not_train(tiny_synthetic, tmp_path):
         _train(tiny_synthetic, tmp_path / "t", method="thresholding")
 
 
+def _hand_written_selection_f1(labels, probs, kind):
+    """The selection metric as it was computed before scikit-learn's f1_score (the reference)."""
+    if kind == "multilabel":
+        pred, y = probs >= 0.5, labels.astype(bool)
+        tp, denom = (pred & y).sum(0), pred.sum(0) + y.sum(0)
+        return float(np.divide(2 * tp, denom, out=np.zeros(len(tp)), where=denom > 0).mean())
+    k = probs.shape[1]
+    cm = np.bincount(labels * k + probs.argmax(1), minlength=k * k).reshape(k, k)
+    denom = cm.sum(0) + cm.sum(1)
+    return float(np.divide(2 * np.diag(cm), denom, out=np.zeros(k), where=denom > 0).mean())
+
+
 @pytest.mark.parametrize("seed", range(5))
-def test_macro_f1_matches_sklearn(seed):
+def test_selection_f1_is_sklearn_and_equals_the_hand_written_one(seed):
+    """Bit-equal to the former hand-written macro-F1, so model selection picks the same epochs."""
     from sklearn.metrics import f1_score
 
-    from imbench.train import macro_f1
+    from imbench.train import selection_f1
 
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 5, 60)
     labels[labels == 3] = 0  # class 3 absent from the labels
-    probs = rng.dirichlet(np.ones(6), 60)  # 6 classes: class 5 never true
+    probs = rng.dirichlet(np.ones(6), 60).astype(np.float32)  # 6 classes: class 5 never true
     ref = f1_score(labels, probs.argmax(1), labels=list(range(6)), average="macro", zero_division=0)
-    assert macro_f1(labels, probs, 6) == pytest.approx(ref)
+    got = selection_f1(labels, probs, "multiclass")
+    assert got == ref == _hand_written_selection_f1(labels, probs, "multiclass")
+    y = (rng.random((40, 4)) < 0.3).astype(np.float32)
+    y[:, 2] = 0  # a label never true
+    p = rng.random((40, 4)).astype(np.float32)
+    p[:, 2] = 0.1  # ... and never predicted: counts 0
+    assert selection_f1(y, p, "multilabel") == _hand_written_selection_f1(y, p, "multilabel")
 
 
 def test_early_stopping_and_grad_clip(tiny_synthetic, tmp_path):
@@ -525,3 +544,263 @@ def test_drs_trains_as_ce_until_its_switch(tiny_synthetic, tmp_path):
         drs["sampler_params"] == {"drs_start": 0.5, "beta": 0.9999} and ce["sampler_params"] == {}
     )
     assert drs["resolved"]["sampler"] == "drs"
+
+
+# ----------------------------------------------------------------------------- loop structure
+
+
+def _old_lr_factor(epoch, s):
+    """The hand-written per-epoch schedule the scheduler replaces (the reference)."""
+    if epoch < s.warmup_epochs:
+        return (epoch + 1) / (s.warmup_epochs + 1)
+    if s.scheduler == "cosine":
+        span = max(1, s.epochs - s.warmup_epochs)
+        return float(0.5 * (1 + np.cos(np.pi * (epoch - s.warmup_epochs) / span)))
+    if s.scheduler == "step":
+        return float(s.step_gamma ** (epoch // s.step_size))
+    return 1.0
+
+
+@pytest.mark.parametrize(
+    "over",
+    [
+        dict(scheduler="cosine", epochs=12, warmup_epochs=0, lr=3e-3),
+        dict(scheduler="cosine", epochs=30, warmup_epochs=2, lr=3e-4),
+        dict(scheduler="step", epochs=100, step_size=30, step_gamma=0.1, lr=1e-4),
+        dict(scheduler="step", epochs=9, step_size=2, step_gamma=0.5, warmup_epochs=1, lr=0.1),
+        dict(scheduler="none", epochs=5, warmup_epochs=3, lr=1e-3),
+    ],
+)
+def test_scheduler_gives_exactly_the_hand_written_learning_rates(over):
+    from imbench.train import make_optimizer, make_scheduler
+
+    s = Settings.from_dict(over)
+    opt = make_optimizer(torch.nn.Linear(2, 2), s)
+    sched = make_scheduler(opt, s)
+    got = []
+    for _ in range(s.epochs):
+        got.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert got == [s.lr * _old_lr_factor(e, s) for e in range(s.epochs)]
+
+
+def test_validation_is_predicted_once_per_epoch_and_reused(tiny_synthetic, tmp_path, monkeypatch):
+    """No extra validation pass after training: the val rows are the best epoch's own predictions,
+    identical to predicting the validation split again with best.pt."""
+    import imbench.train as T
+
+    calls = []
+    real = T.predict
+
+    def counting(model, split, *a, **k):
+        calls.append(len(split))
+        return real(model, split, *a, **k)
+
+    monkeypatch.setattr(T, "predict", counting)
+    run = _train(tiny_synthetic, tmp_path / "c", epochs=3)
+    split = pd.read_csv(tiny_synthetic["split"])
+    n_val, n_test = (split.split == "val").sum(), (split.split == "test").sum()
+    assert calls == [n_val] * 3 + [n_test]
+    # the same numbers as a fresh prediction with the best weights
+    from imbench.train import Split, load_split, memory_format_used, split_rows, torch_memory_format
+
+    cpu, s = torch.device("cpu"), Settings.from_dict({**TINY, "epochs": 3})
+    model = create_model("test_resnet", 7)  # in the layout the cell used
+    model = model.to(memory_format=torch_memory_format(memory_format_used(cpu, s)))
+    model.load_state_dict(torch.load(tmp_path / "c" / "best.pt", weights_only=True))
+    images, index = load_split(tiny_synthetic["cache"], tiny_synthetic["split"])
+    val = Split(images, index, split_rows(index)["val"])
+    again = real(model, val, s, cpu, "x")
+    preds = pd.read_csv(tmp_path / "c" / "predictions.csv")
+    got = preds[preds.split == "val"].filter(like="prob_").to_numpy()
+    np.testing.assert_array_equal(got, pd.read_csv(_csv(again)).to_numpy())
+    assert run["best_epoch"] >= 1
+
+
+def _csv(probs):
+    """Probabilities as they go through predictions.csv (6 significant digits)."""
+    import io
+
+    buf = io.StringIO()
+    pd.DataFrame(probs).to_csv(buf, index=False, float_format="%.6g")
+    buf.seek(0)
+    return buf
+
+
+def test_cpu_copy_copies_once_and_shares_nothing():
+    from imbench.train import cpu_copy
+
+    state = torch.nn.Linear(3, 2).state_dict()
+    copy = cpu_copy(state)
+    for k, v in state.items():
+        assert torch.equal(copy[k], v) and copy[k].data_ptr() != v.data_ptr()
+        assert copy[k].device.type == "cpu"
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def test_checkpoints_are_written_at_most_every_n_minutes(tiny_synthetic, tmp_path):
+    """The default interval writes one checkpoint in a short run (after the last epoch); 0 writes
+    after every epoch."""
+    run = _train(tiny_synthetic, tmp_path / "a", epochs=3, checkpoint_every_min=10)
+    assert run["timings"]["checkpoint_writes"] == 1
+    assert run["settings"]["checkpoint_every_min"] == 10
+    run = _train(tiny_synthetic, tmp_path / "b", epochs=3, checkpoint_every_min=0)
+    assert run["timings"]["checkpoint_writes"] == 3
+    for name in ("predictions.csv", "history.csv"):
+        a = pd.read_csv(tmp_path / "a" / name).drop(columns="seconds", errors="ignore")
+        b = pd.read_csv(tmp_path / "b" / name).drop(columns="seconds", errors="ignore")
+        pd.testing.assert_frame_equal(a, b)
+
+
+def test_kill_after_an_unwritten_epoch_resumes_from_the_last_written_one(
+    tiny_synthetic, tmp_path, monkeypatch
+):
+    """Checkpoint after epoch 1 only, killed after epoch 3 (not written): the rerun resumes after
+    epoch 1 and ends with the numbers of an uninterrupted run. Dropout draws from the global
+    random state, which the checkpoint restores."""
+    import imbench.checkpoint as C
+
+    over = dict(method="ldam_drw", epochs=4, drop_rate=0.3, checkpoint_every_min=1000)
+    _train(tiny_synthetic, tmp_path / "full", **over)
+
+    written = []
+
+    def due_once(self):
+        written.append(1)
+        return len(written) == 1  # after epoch 1 only
+
+    def die_after_third(msg):
+        if msg.startswith("epoch 3/"):
+            raise Killed
+
+    monkeypatch.setattr(C.Checkpoint, "due", due_once)
+    with pytest.raises(Killed):
+        _train(tiny_synthetic, tmp_path / "resumed", log=die_after_third, **over)
+    state = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 0
+    monkeypatch.undo()
+    messages = []
+    _train(tiny_synthetic, tmp_path / "resumed", log=messages.append, **over)
+    assert any("after epoch 1 of 4" in m for m in messages)
+    assert [m.split()[1] for m in messages if m.startswith("epoch ")] == ["2/4", "3/4", "4/4"]
+    for name in ("predictions.csv", "history.csv"):
+        a = pd.read_csv(tmp_path / "full" / name).drop(columns="seconds", errors="ignore")
+        b = pd.read_csv(tmp_path / "resumed" / name).drop(columns="seconds", errors="ignore")
+        pd.testing.assert_frame_equal(a, b)
+    a = torch.load(tmp_path / "full" / "best.pt", weights_only=True)
+    b = torch.load(tmp_path / "resumed" / "best.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_checkpoint_holds_only_what_resume_needs(tiny_synthetic, tmp_path):
+    def die(msg):
+        if msg.startswith("epoch 2/"):
+            raise Killed
+
+    with pytest.raises(Killed):
+        _train(tiny_synthetic, tmp_path / "x", epochs=3, log=die)
+    state = torch.load(tmp_path / "x" / "checkpoint.pt", weights_only=True)
+    assert set(state) == {
+        "identity_hash",
+        "identity",
+        "rng",
+        "epoch",
+        "model",
+        "optimizer",
+        "scheduler",
+        "best_f1",
+        "best_epoch",
+        "best_state",
+        "best_val_probs",
+        "history",
+    }
+    # the best weights are stored apart only when they are not the current model's
+    assert (state["best_state"] is None) == (state["best_epoch"] == state["epoch"])
+    assert "checkpoint_every_min" not in state["identity"]["settings"]
+
+
+def test_checkpoint_interval_is_not_part_of_the_identity(tiny_synthetic, tmp_path):
+    def die(msg):
+        if msg.startswith("epoch 1/"):
+            raise Killed
+
+    with pytest.raises(Killed):
+        _train(tiny_synthetic, tmp_path / "x", epochs=2, log=die)
+    messages = []
+    _train(tiny_synthetic, tmp_path / "x", epochs=2, checkpoint_every_min=5, log=messages.append)
+    assert any(m.startswith("resuming from") for m in messages)
+
+
+# ----------------------------------------------------------------------------- CPU path settings
+
+
+def test_memory_format_and_deterministic_mode_resolve_per_device():
+    from imbench.train import (
+        AUTO_DETERMINISTIC,
+        AUTO_MEMORY_FORMAT,
+        deterministic_used,
+        memory_format_used,
+    )
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    auto = Settings()
+    assert (auto.memory_format, auto.deterministic) == ("auto", "auto")
+    assert memory_format_used(cpu, auto) == AUTO_MEMORY_FORMAT["cpu"]
+    assert memory_format_used(cuda, auto) == AUTO_MEMORY_FORMAT["cuda"] == "channels_last"
+    assert deterministic_used(cpu, auto) is AUTO_DETERMINISTIC["cpu"]
+    assert deterministic_used(cuda, Settings(deterministic=True)) is False  # CPU only
+    assert memory_format_used(cpu, Settings(memory_format="channels_last")) == "channels_last"
+    assert deterministic_used(cpu, Settings(deterministic=True)) is True
+    with pytest.raises(ValueError, match="setting memory_format: expected one of"):
+        Settings.from_dict({"memory_format": "nhwc"})
+    with pytest.raises(ValueError, match="setting deterministic: expected true, false"):
+        Settings.from_dict({"deterministic": "yes"})
+
+
+@pytest.mark.parametrize(
+    "memory_format, deterministic", [("channels_last", True), ("contiguous", False)]
+)
+def test_cpu_layout_and_determinism_are_applied_and_recorded(
+    memory_format, deterministic, tiny_synthetic, tmp_path, monkeypatch
+):
+    import imbench.train as T
+
+    seen = []
+    real = T.train_step
+
+    def spy(model, loss_fn, optimizer, x, y, settings, device, mixer=None):
+        fmt = torch.channels_last if memory_format == "channels_last" else torch.contiguous_format
+        seen.append(
+            x.is_contiguous(memory_format=fmt)
+            and next(p for p in model.parameters() if p.dim() == 4).is_contiguous(memory_format=fmt)
+            and torch.are_deterministic_algorithms_enabled() == deterministic
+        )
+        return real(model, loss_fn, optimizer, x, y, settings, device, mixer)
+
+    monkeypatch.setattr(T, "train_step", spy)
+    try:
+        run = _train(
+            tiny_synthetic,
+            tmp_path / "c",
+            epochs=1,
+            memory_format=memory_format,
+            deterministic=deterministic,
+        )
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert seen and all(seen)
+    assert run["resolved"]["memory_format"] == memory_format
+    assert run["resolved"]["deterministic"] is deterministic
+    assert run["settings"]["memory_format"] == memory_format
+
+
+def test_auto_is_recorded_as_resolved(tiny_synthetic, tmp_path):
+    from imbench.train import AUTO_DETERMINISTIC, AUTO_MEMORY_FORMAT
+
+    run = _train(tiny_synthetic, tmp_path / "c", epochs=1)
+    assert run["settings"]["memory_format"] == "auto" and run["settings"]["deterministic"] == "auto"
+    assert run["resolved"]["memory_format"] == AUTO_MEMORY_FORMAT["cpu"]
+    assert run["resolved"]["deterministic"] is AUTO_DETERMINISTIC["cpu"]

@@ -133,7 +133,7 @@ def check_evaluation(spec: dict | None, kinds) -> None:
 
 def load_test_predictions(cells: list[dict]) -> dict[str, dict]:
     """Each cell's test predictions (``read_predictions``), keyed by cell folder."""
-    from .evaluate import read_predictions
+    from .predictions import read_predictions
 
     return {
         c["dir"]: read_predictions(

@@ -27,6 +27,13 @@ import numpy as np
 import pandas as pd
 
 from .io import read_json, write_csv, write_json
+from .predictions import (
+    ID_COLUMNS,
+    default_decision,
+    prediction_columns,
+    read_table,
+    write_predictions,
+)
 
 SAME = ("task", "model", "method", "seed", "kind", "classes", "settings")
 
@@ -56,12 +63,10 @@ def ensemble_folds(fold_dirs, out_dir) -> dict:
 
     kind, classes = runs[0]["kind"], list(runs[0]["classes"])
     multilabel = kind == "multilabel"
-    prob_cols = [f"prob_{c}" for c in classes]
-    tables = [
-        pd.read_csv(d / "predictions.csv", dtype={"image_id": str, "group": str}) for d in fold_dirs
-    ]
+    _, prob_cols, pred_cols = prediction_columns(classes, multilabel)
+    tables = [read_table(d / "predictions.csv") for d in fold_dirs]
     for d, t in zip(fold_dirs, tables):
-        missing = [c for c in ["split", "image_id", "group", *prob_cols] if c not in t.columns]
+        missing = [c for c in [*ID_COLUMNS, *prob_cols] if c not in t.columns]
         if missing:
             raise ValueError(f"{d / 'predictions.csv'}: missing columns {missing}")
 
@@ -85,11 +90,8 @@ def ensemble_folds(fold_dirs, out_dir) -> dict:
         raise ValueError("ensemble: a validation image of a fold is also a test image")
 
     table = pd.concat([val, test], ignore_index=True)
-    probs = table[prob_cols].to_numpy(dtype=float)
-    if multilabel:
-        table[[f"pred_{c}" for c in classes]] = (probs >= 0.5).astype(int)
-    else:
-        table["pred"] = probs.argmax(1)
+    decision = default_decision(table[prob_cols].to_numpy(dtype=float), multilabel)
+    table[pred_cols] = decision if multilabel else decision[:, None]
 
     counts = np.sum([r["train_class_counts"] for r in runs], axis=0)
     if np.any(counts % (k - 1)):
@@ -148,6 +150,6 @@ def ensemble_folds(fold_dirs, out_dir) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     if histories:
         write_csv(out_dir / "history.csv", pd.concat(histories, ignore_index=True))
-    write_csv(out_dir / "predictions.csv", table, float_format="%.6g")
+    write_predictions(out_dir / "predictions.csv", table)
     write_json(out_dir / "run.json", run)
     return run

@@ -16,96 +16,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from .data.cache import file_sha256
-from .io import read_csv, read_json, write_csv, write_json
+from .io import read_csv, read_json, write_json
 from .methods import fit_posthoc, get_method
 from .metrics import HEADLINE, compute_metrics, scalar_fn
+from .predictions import prediction_columns, read_predictions, read_table, write_predictions
 from .stats import bootstrap_ci
 
 PRIMARY_SPLIT = "test"
-
-
-def prediction_columns(classes, multilabel: bool) -> tuple[list[str], list[str], list[str]]:
-    """(label, probability, decision) column names of a predictions table."""
-    prob = [f"prob_{c}" for c in classes]
-    if multilabel:
-        return [f"label_{c}" for c in classes], prob, [f"pred_{c}" for c in classes]
-    return ["label"], prob, ["pred"]
-
-
-def read_predictions(
-    path: str | Path, classes, multilabel: bool = False
-) -> dict[str, dict[str, np.ndarray]]:
-    """Read a predictions table into per-split arrays ``label``, ``probs``, ``pred``, ``group``.
-
-    ``label``/``pred`` are 1-D class ids (single-label) or (N, K) 0/1 matrices (multi-label).
-    """
-    path = Path(path)
-    df = read_csv(path, dtype={"image_id": str, "group": str})
-    check_predictions(df, path, classes, multilabel)
-    label_cols, prob_cols, pred_cols = prediction_columns(classes, multilabel)
-    out = {}
-    for split, part in df.groupby("split", sort=False):
-        label = part[label_cols].to_numpy().astype(int)
-        pred = part[pred_cols].to_numpy().astype(int)
-        out[split] = {
-            "image_id": part["image_id"].to_numpy(),
-            "group": part["group"].to_numpy(),
-            "label": label if multilabel else label[:, 0],
-            "probs": part[prob_cols].to_numpy(dtype=float),
-            "pred": pred if multilabel else pred[:, 0],
-        }
-    return out
-
-
-PROB_SUM_TOLERANCE = 1e-3  # |Σ p − 1| per row; probabilities are written with 6 significant digits
-
-
-def check_predictions(df: pd.DataFrame, path: str | Path, classes, multilabel: bool) -> None:
-    """Raise ``ValueError`` (one line naming ``path`` and the first bad row) unless ``df`` is a
-    well-formed predictions table: every column, no empty value, split ``val``/``test``, each
-    image once, labels and decisions valid class ids (0/1 per class for multi-label), probabilities
-    finite in [0, 1] and, single-label, summing to 1 per row."""
-    label_cols, prob_cols, pred_cols = prediction_columns(classes, multilabel)
-    missing = [
-        c
-        for c in ["split", "image_id", "group", *label_cols, *prob_cols, *pred_cols]
-        if c not in df.columns
-    ]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}")
-
-    def fail(mask, what):
-        rows = np.flatnonzero(np.asarray(mask))
-        if len(rows):
-            raise ValueError(
-                f"{path}: {what} in {len(rows)} row(s), first data row {rows[0] + 1} "
-                f"(image_id {df['image_id'].iloc[rows[0]]!r})"
-            )
-
-    needed = ["split", "image_id", *label_cols, *prob_cols, *pred_cols]
-    fail(df[needed].isna().any(axis=1), "an empty value (a truncated or damaged file?)")
-    fail(~df["split"].isin(["val", "test"]), "a split other than val/test")
-    fail(df["image_id"].duplicated(), "an image_id listed twice")
-    n = len(classes)
-    allowed = (0, 1) if multilabel else range(n)
-    for cols, what in ((label_cols, "label"), (pred_cols, "decision")):
-        values = df[cols].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
-        bad = ~np.isin(values, list(allowed)).all(axis=1)
-        fail(bad, f"a {what} that is not " + ("0 or 1" if multilabel else f"a class id 0..{n - 1}"))
-    probs = df[prob_cols].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
-    fail(
-        ~(np.isfinite(probs) & (probs >= 0) & (probs <= 1)).all(axis=1),
-        "a probability outside [0, 1]",
-    )
-    if not multilabel:
-        fail(
-            np.abs(probs.sum(axis=1) - 1) > PROB_SUM_TOLERANCE,
-            "class probabilities not summing to 1",
-        )
 
 
 def check_against_split(
@@ -149,7 +69,7 @@ def check_cell_inputs(cell_dir: Path, run: dict, split_path: str | Path | None) 
             "(retrain it)"
         )
     path = cell_dir / "predictions.csv"
-    df = read_csv(path, dtype={"image_id": str, "group": str})
+    df = read_table(path)
     split = read_csv(split_path, dtype={"image_id": str, "group": str})
     for col in ("image_id", "split"):
         if col not in split.columns:
@@ -216,7 +136,7 @@ def run_posthoc(method_name: str, base_dir: str | Path, out_dir: str | Path, **p
     kind, classes = base_run["kind"], base_run["classes"]
     multilabel = kind == "multilabel"
     preds = read_predictions(base_dir / "predictions.csv", classes, multilabel)  # checked first
-    table = read_csv(base_dir / "predictions.csv", dtype={"image_id": str, "group": str})
+    table = read_table(base_dir / "predictions.csv")
     val = preds["val"]  # the rule sees validation rows only
     counts = base_run["train_class_counts"]
     rule = fit_posthoc(
@@ -240,6 +160,6 @@ def run_posthoc(method_name: str, base_dir: str | Path, out_dir: str | Path, **p
             "decision_rule": rule.to_dict(),
         }
     )
-    write_csv(out_dir / "predictions.csv", table, float_format="%.6g")
+    write_predictions(out_dir / "predictions.csv", table)
     write_json(out_dir / "run.json", run)
     return run

@@ -37,7 +37,12 @@ class Settings:
     eval_batch_size: int = 256
     threads: int = 1
     device: str = "auto"  # auto | cpu | cuda
-    deterministic: bool = True  # CPU only: torch.use_deterministic_algorithms
+    # CPU only: torch.use_deterministic_algorithms; auto = the measured faster choice per device
+    # (imbench.train.AUTO_DETERMINISTIC). run.json's resolved block records the value used.
+    deterministic: bool | str = "auto"
+    # Memory layout of the model and its input batches: channels_last | contiguous (NCHW) | auto
+    # (the measured faster one per device: imbench.train.AUTO_MEMORY_FORMAT).
+    memory_format: str = "auto"
     # bf16: bf16 autocast of the forward pass on CUDA (losses in fp32); fp32: full fp32. The CPU
     # always trains in fp32; run.json records the precision used.
     precision: str = "bf16"  # bf16 | fp32
@@ -54,6 +59,9 @@ class Settings:
     # linear probe: the backbone is frozen (no gradient, kept in eval mode, so its batch-norm
     # statistics and dropout do not change either); only the classifier (and le2020's neck) trains.
     linear_probe: bool = False
+    # Minimum minutes between two checkpoint writes (and always after the last epoch); 0 = after
+    # every epoch. Not part of a checkpoint's identity: it changes when, not what, is computed.
+    checkpoint_every_min: float = 10.0
     method_params: dict = field(default_factory=dict)
 
     @classmethod
@@ -95,11 +103,14 @@ SETTING_RULES: dict[str, dict] = {
     "eval_batch_size": dict(lo=1),
     "threads": dict(lo=1),
     "device": dict(choices=("auto", "cpu", "cuda")),
+    "deterministic": dict(choices=("auto",)),
+    "memory_format": dict(choices=("auto", "channels_last", "contiguous")),
     "precision": dict(choices=("bf16", "fp32")),
     "budget": dict(choices=("epochs", "steps")),
     "grad_clip": dict(lo=0.0),
     "early_stopping": dict(lo=0),
     "tta": dict(choices=("none", "flips")),
+    "checkpoint_every_min": dict(lo=0.0),
 }
 
 _ANNOTATION_TYPES = {"int": "int", "float": "float", "bool": "bool", "str": "str", "dict": "dict"}

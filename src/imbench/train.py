@@ -13,13 +13,21 @@ the epoch with the best validation macro-F1, and writes into ``out_dir``:
   :func:`resolved_block` and docs/methods.md);
 - ``best.pt``: the best epoch's model weights.
 
-A killed run resumes from ``checkpoint.pt`` (model, optimizer, scheduler, epoch, best-so-far and
-history, written atomically after every epoch) when started again with the same settings and the
-same data: the checkpoint's identity covers the cell, the resolved settings and the content of
-what it trains on (the cache's fingerprint, see ``imbench.data.cache``, and the SHA-256 of the
-split file), so a checkpoint of other settings, other pixels, labels or split assignment is
-reported in one line, removed and training starts from scratch.
-Per-epoch randomness (sampler draws, augmentation) is a pure function of (seed, epoch), so a resumed
+The loop has the shape of torchvision's reference training script: :func:`train_one_epoch` (with
+:func:`train_step`, one optimiser step per batch), :func:`evaluate` (one validation pass per
+epoch; the best epoch's validation probabilities are the ones written, no extra pass), the
+learning-rate schedule as a ``torch.optim.lr_scheduler.LambdaLR`` of :func:`lr_factor`, a
+:class:`imbench.checkpoint.Checkpoint` and a :class:`CellOutputs` writer; the predictions file's
+format belongs to :mod:`imbench.predictions`.
+
+A killed run resumes from ``checkpoint.pt`` (see :mod:`imbench.checkpoint`: written atomically at
+most every ``checkpoint_every_min`` minutes and after the last epoch) when started again with the
+same settings and the same data: the checkpoint's identity covers the cell, the resolved settings
+and the content of what it trains on (the cache's fingerprint, see ``imbench.data.cache``, and the
+SHA-256 of the split file), so a checkpoint of other settings, other pixels, labels or split
+assignment is reported in one line, removed and training starts from scratch.
+Per-epoch randomness (sampler draws, augmentation) is a pure function of (seed, epoch) and the
+global random state is restored from the checkpoint, so a resumed
 run produces exactly the numbers of an uninterrupted one on the CPU.
 """
 
@@ -27,7 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import os
 import platform
@@ -38,15 +45,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.metrics import f1_score
 
 from . import __version__
 from .augment import augment_batch, is_batched
+from .checkpoint import Checkpoint
 from .data.cache import cache_fingerprint, file_sha256, load_cache
 from .data.multilabel import label_matrix
 from .data.tasks import get_task
 from .io import read_csv, write_csv, write_json, write_with
 from .methods import build_loss, build_mixer, build_sampler, get_method
 from .models import MissingWeightsError, create_model
+from .predictions import default_decision, predictions_frame, write_predictions
 from .settings import Settings  # a torch-free module (planning imports it); re-exported here
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -96,16 +106,18 @@ def to_input(
     horizontally when its first number is < 0.5 and vertically when its second is. Values: x / 255,
     then (x − mean) / std with ImageNet's constants when ``normalize`` is ``imagenet``.
 
-    On the CPU the result has NCHW shape and NHWC (channels-last) memory, and is computed by
-    :func:`images_to_input` (uint8 flips of the chosen samples, one conversion, normalisation in
-    place); ``out``, a float tensor of the result's shape and layout, is written into instead of
-    allocating one. On CUDA the batch (a host tensor, best one from :func:`to_device`, or one already
-    on the device) is converted on the device, in channels-last memory; ``out`` is ignored.
+    The result has NCHW shape and the memory layout of :func:`memory_format_used` (channels-last
+    or contiguous NCHW). On the CPU it is computed by :func:`images_to_input` (uint8 flips of the
+    chosen samples, one conversion, normalisation in place); ``out``, a float tensor of the
+    result's shape, is written into instead of allocating one (its layout is kept). On CUDA the
+    batch (a host tensor, best one from :func:`to_device`, or one already on the device) is
+    converted on the device; ``out`` is ignored.
     """
+    fmt = torch_memory_format(memory_format_used(device, settings))
     if device.type == "cpu":
         n, h, w, c = batch_u8.shape
         if out is None:
-            out = torch.empty((n, c, h, w), memory_format=torch.channels_last)
+            out = torch.empty((n, c, h, w), memory_format=fmt)
         return images_to_input(batch_u8, torch.arange(n), settings, generator, out)
     x = batch_u8.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
     if generator is not None and settings.augment == "flip":
@@ -120,7 +132,7 @@ def to_input(
     if settings.normalize == "imagenet":
         mean, std = _normalization(device)
         x = (x - mean) / std
-    return x.contiguous(memory_format=torch.channels_last)
+    return x.contiguous(memory_format=fmt)
 
 
 @functools.cache
@@ -141,11 +153,13 @@ def images_to_input(
 ) -> torch.Tensor:
     """CPU: rows ``idx`` of the uint8 NHWC ``images`` as :func:`to_input` returns them, in ``out``.
 
-    ``out`` is a float tensor of shape (len(idx), C, H, W) with channels-last memory (a batch
+    ``out`` is a float tensor of shape (len(idx), C, H, W), channels-last or contiguous (a batch
     buffer reused between steps). Each image is flipped as uint8 and converted straight into its
-    slot, so the batch is never gathered or allocated; the normalisation then runs in place on the
-    (N·H, W·C) row view with the per-channel constants tiled along a row, which gives the same
-    float operations (x / 255, − mean, / std) in the same order as the element-wise form.
+    slot, so the batch is never gathered or allocated; the normalisation then runs in place:
+    channels-last, on the (N·H, W·C) row view with the per-channel constants tiled along a row;
+    contiguous, with (1, C, 1, 1) constants. Both give the same float operations (x / 255,
+    − mean, / std) in the same order as the element-wise form, so the values do not depend on the
+    layout.
     """
     flip = generator is not None and settings.augment == "flip"
     draws = (torch.rand(len(idx), 2, generator=generator) < 0.5).tolist() if flip else None
@@ -157,7 +171,13 @@ def images_to_input(
             src = src.flip(0)
         out[j].copy_(src.permute(2, 0, 1))
     n, c, h, w = out.shape
-    rows = out.permute(0, 2, 3, 1).view(n * h, w * c)  # raises if out is not channels-last
+    if not out.is_contiguous(memory_format=torch.channels_last) or c == 1:
+        out.div_(255)  # contiguous NCHW
+        if settings.normalize == "imagenet":
+            out.sub_(torch.tensor(IMAGENET_MEAN[:c]).view(1, c, 1, 1))
+            out.div_(torch.tensor(IMAGENET_STD[:c]).view(1, c, 1, 1))
+        return out
+    rows = out.permute(0, 2, 3, 1).view(n * h, w * c)
     rows.div_(255)
     if settings.normalize == "imagenet":
         rows.sub_(torch.tensor(IMAGENET_MEAN[:c]).repeat(w))
@@ -191,13 +211,42 @@ class InputBuffer:
     Reusing it is safe in a training loop: a batch is read by the forward pass only, and the
     backward pass that holds it ends before the next batch is written."""
 
-    def __init__(self):
+    def __init__(self, memory_format: torch.memory_format = torch.channels_last):
         self._buf = None
+        self.memory_format = memory_format
 
     def __call__(self, n: int, c: int, h: int, w: int) -> torch.Tensor:
         if self._buf is None or self._buf.shape[0] < n or self._buf.shape[1:] != (c, h, w):
-            self._buf = torch.empty((n, c, h, w), memory_format=torch.channels_last)
+            self._buf = torch.empty((n, c, h, w), memory_format=self.memory_format)
         return self._buf[:n]
+
+
+#: What ``memory_format: auto`` and ``deterministic: auto`` resolve to per device type, chosen from
+#: measurements against a plain PyTorch loop (BENCHMARKS.md, "Against a plain PyTorch loop").
+AUTO_MEMORY_FORMAT = {"cpu": "channels_last", "cuda": "channels_last"}
+AUTO_DETERMINISTIC = {"cpu": False, "cuda": False}
+
+
+def memory_format_used(device: torch.device, settings: Settings) -> str:
+    """The memory layout of the model and of its input batches: ``channels_last`` or
+    ``contiguous`` (NCHW); ``auto`` is :data:`AUTO_MEMORY_FORMAT` of the device type."""
+    if settings.memory_format != "auto":
+        return settings.memory_format
+    return AUTO_MEMORY_FORMAT.get(device.type, "contiguous")
+
+
+def torch_memory_format(name: str) -> torch.memory_format:
+    return torch.channels_last if name == "channels_last" else torch.contiguous_format
+
+
+def deterministic_used(device: torch.device, settings: Settings) -> bool:
+    """Whether ``torch.use_deterministic_algorithms`` is on for the cell: ``deterministic`` as set
+    (true applies on the CPU only), ``auto`` is :data:`AUTO_DETERMINISTIC` of the device type."""
+    if device.type != "cpu":
+        return False
+    if settings.deterministic == "auto":
+        return AUTO_DETERMINISTIC.get(device.type, False)
+    return bool(settings.deterministic)
 
 
 def precision_used(device: torch.device, settings: Settings) -> str:
@@ -249,28 +298,21 @@ def predict(
 
 
 def selection_f1(labels: np.ndarray, probs: np.ndarray, kind: str) -> float:
-    """The checkpoint-selection metric: macro-F1 of the default decision (argmax, or 0.5 per label)."""
-    if kind != "multilabel":
-        return macro_f1(labels, probs, probs.shape[1])
-    pred = probs >= 0.5
-    y = labels.astype(bool)
-    tp = (pred & y).sum(0)
-    denom = pred.sum(0) + y.sum(0)
-    return float(np.divide(2 * tp, denom, out=np.zeros(len(tp)), where=denom > 0).mean())
-
-
-def macro_f1(labels: np.ndarray, probs: np.ndarray, num_classes: int) -> float:
-    """Macro-F1 of the argmax over all ``num_classes`` classes; a class never true and never
-    predicted counts 0 (scikit-learn's ``f1_score(average='macro', zero_division=0)``, computed
-    here from the confusion counts so a training job need not import scikit-learn)."""
-    pred = probs.argmax(1)
-    cm = np.bincount(labels * num_classes + pred, minlength=num_classes**2).reshape(
-        num_classes, num_classes
+    """The checkpoint-selection metric: scikit-learn's macro-F1 of the default decision (argmax
+    over all the task's classes, or prob ≥ 0.5 per label); a class never true and never predicted
+    counts 0 (``zero_division=0``)."""
+    pred = default_decision(probs, kind == "multilabel")
+    if kind == "multilabel":
+        return float(f1_score(labels.astype(int), pred, average="macro", zero_division=0))
+    return float(
+        f1_score(labels, pred, labels=np.arange(probs.shape[1]), average="macro", zero_division=0)
     )
-    tp = np.diag(cm).astype(float)
-    denom = cm.sum(0) + cm.sum(1)  # 2·TP + FP + FN
-    f1 = np.divide(2 * tp, denom, out=np.zeros(num_classes), where=denom > 0)
-    return float(f1.mean())
+
+
+def evaluate(model, split: Split, settings: Settings, device: torch.device, kind: str):
+    """One validation pass: ``(probabilities, selection macro-F1)`` of ``split``."""
+    probs = predict(model, split, settings, device, kind)
+    return probs, selection_f1(split.labels.numpy(), probs, kind)
 
 
 # ----------------------------------------------------------------------------- optimisation
@@ -321,7 +363,9 @@ def make_optimizer(model, s: Settings):
 
 
 def lr_factor(epoch: int, s: Settings) -> float:
-    """Learning-rate multiplier for a 0-based epoch (applied per epoch)."""
+    """Learning-rate multiplier of a 0-based epoch: linear warm-up over ``warmup_epochs`` epochs
+    ((e + 1) / (W + 1)), then cosine from 1 to 0 over the remaining epochs (``cosine``), × γ every
+    ``step_size`` epochs (``step``) or 1 (``none``)."""
     if epoch < s.warmup_epochs:
         return (epoch + 1) / (s.warmup_epochs + 1)
     if s.scheduler == "cosine":
@@ -332,11 +376,10 @@ def lr_factor(epoch: int, s: Settings) -> float:
     return 1.0
 
 
-def set_lr(optimizer, epoch: int, s: Settings) -> float:
-    lr = s.lr * lr_factor(epoch, s)
-    for g in optimizer.param_groups:
-        g["lr"] = lr
-    return lr
+def make_scheduler(optimizer, s: Settings) -> torch.optim.lr_scheduler.LambdaLR:
+    """The per-epoch schedule: ``LambdaLR`` with :func:`lr_factor`, stepped once after every epoch
+    (epoch e trains at ``lr × lr_factor(e)``)."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(lr_factor, s=s))
 
 
 # ----------------------------------------------------------------------------- environment
@@ -380,10 +423,6 @@ def hardware(device: torch.device) -> dict:
     return info
 
 
-def settings_hash(payload: dict) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
-
-
 # ----------------------------------------------------------------------------- main
 
 
@@ -396,15 +435,6 @@ def data_fingerprint(cache_dir: str | Path, split_path: str | Path, log=None) ->
         "cache_mode": cache.get("mode"),
         "split_sha256": file_sha256(split_path),
     }
-
-
-def checkpoint_mismatch(old, new: dict) -> str:
-    """Why a checkpoint of identity ``old`` is not resumed for identity ``new`` (a few words)."""
-    if not isinstance(old, dict):
-        return "it records no comparable identity (written by an older version)"
-    names = {"data": "other data (cache or split content)", "settings": "other settings"}
-    differs = [names.get(k, f"another {k}") for k in new if old.get(k) != new[k]]
-    return "it was written for " + (", ".join(differs) if differs else "another identity")
 
 
 def load_split(cache_dir: str | Path, split_path: str | Path):
@@ -468,6 +498,194 @@ def split_rows(index: pd.DataFrame, fold: int | None = None) -> dict[str, np.nda
     }
 
 
+def train_step(
+    model,
+    loss_fn,
+    optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    settings: Settings,
+    device,
+    mixer=None,
+) -> torch.Tensor:
+    """One optimiser step on the input batch ``x`` with targets ``y``; returns the (detached) mean
+    loss. ``model`` is the module that runs the forward pass (compiled or not); the gradient norm
+    is clipped over the optimiser's parameters when ``grad_clip`` > 0. ``mixer`` (mixup, remix:
+    :mod:`imbench.methods.mixing`) mixes the batch and its targets first, and gives the loss."""
+    if mixer is not None:
+        x, mixed = mixer.mix(x, y)
+    with autocast(device, settings):
+        logits = model(x)
+    if mixer is None:
+        loss = loss_fn(logits.float(), y)
+    else:
+        loss = mixer.loss(loss_fn, logits.float(), mixed)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if settings.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+    optimizer.step()
+    return loss.detach()
+
+
+def train_one_epoch(
+    model,
+    loss_fn,
+    optimizer,
+    train: Split,
+    batches,
+    settings: Settings,
+    device: torch.device,
+    generator: torch.Generator,
+    x_buffer: InputBuffer,
+    mixer=None,
+) -> tuple[float, int, int]:
+    """Train over ``batches`` (index lists of ``train``): ``(mean loss, images, steps)``.
+
+    Each batch is turned into the model's input (random flips from ``generator``, or a batched
+    recipe of :mod:`imbench.augment`; normalisation) and passed to :func:`train_step`. The loss is summed on the device, so there is no host
+    synchronisation per step."""
+    model.train()
+    total = torch.zeros((), device=device)
+    n_seen = n_steps = 0
+    size, C = train.images.shape[1], train.images.shape[3]
+    for idx in batches:
+        idx = torch.as_tensor(np.asarray(idx), dtype=torch.long)
+        if is_batched(settings):  # a recipe of imbench.augment: per-sample, on the device
+            x = augment_batch(to_device(train.images, idx, device), settings, device, generator)
+            x = x.contiguous(
+                memory_format=torch_memory_format(memory_format_used(device, settings))
+            )
+        elif device.type == "cpu":  # straight from the split into the reused batch tensor
+            x = images_to_input(
+                train.images, idx, settings, generator, x_buffer(len(idx), C, size, size)
+            )
+        else:  # pinned gather, asynchronous copy, conversion on the device
+            x = to_input(to_device(train.images, idx, device), settings, device, generator)
+        y = to_device(train.labels, idx, device)
+        loss = train_step(model, loss_fn, optimizer, x, y, settings, device, mixer)
+        total += loss * len(idx)
+        n_seen += len(idx)
+        n_steps += 1
+    return float(total) / max(1, n_seen), n_seen, n_steps
+
+
+def cpu_copy(state: dict) -> dict:
+    """A host copy of a state dict: one copy per tensor on any device (``.to("cpu", copy=True)``)."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The host generator of an epoch's augmentation draws: a pure function of (seed, epoch)."""
+    return torch.Generator().manual_seed(
+        int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+    )
+
+
+class CellOutputs:
+    """Writes a cell's outputs (``best.pt``, ``history.csv``, ``predictions.csv``, ``run.json``),
+    each through a temporary name; the caller writes them only once training has finished."""
+
+    def __init__(self, out_dir: Path):
+        self.dir = out_dir
+
+    def weights(self, state: dict) -> None:
+        write_with(self.dir / "best.pt", functools.partial(torch.save, state))
+
+    def history(self, history: list[dict]) -> None:
+        write_csv(self.dir / "history.csv", pd.DataFrame(history))
+
+    def predictions(self, frames: list[pd.DataFrame]) -> None:
+        write_predictions(self.dir / "predictions.csv", pd.concat(frames, ignore_index=True))
+
+    def run(self, run: dict) -> None:
+        write_json(self.dir / "run.json", run)
+
+
+#: Settings that change how a cell runs but not what it computes: not part of the checkpoint
+#: identity, so changing them keeps a checkpoint usable.
+NOT_IN_IDENTITY = ("checkpoint_every_min",)
+
+
+@dataclasses.dataclass
+class Progress:
+    """Where training stands: the epochs' history rows and the best epoch so far (0-based; -1
+    before any) with its validation macro-F1, host copy of the weights and validation
+    probabilities. What a checkpoint carries besides the model, optimiser and scheduler."""
+
+    history: list = dataclasses.field(default_factory=list)
+    best_f1: float = -1.0
+    best_epoch: int = -1
+    best_state: dict | None = None
+    best_val_probs: np.ndarray | None = None
+
+    @property
+    def epochs_done(self) -> int:
+        return len(self.history)
+
+    def record(self, epoch: int, row: dict, val_f1: float, val_probs: np.ndarray, model) -> None:
+        """Add epoch ``epoch``'s history row; keep its weights and probabilities if it is the best."""
+        if val_f1 > self.best_f1:
+            self.best_f1, self.best_epoch = val_f1, epoch
+            self.best_state, self.best_val_probs = cpu_copy(model.state_dict()), val_probs
+        self.history.append(row)
+
+    def stops_early(self, epoch: int, patience: int) -> bool:
+        """Early stopping: no better validation macro-F1 for ``patience`` epochs (0 = never)."""
+        return bool(patience) and self.best_epoch >= 0 and epoch - self.best_epoch > patience
+
+    def save(self, ckpt: Checkpoint, model, optimizer, scheduler) -> None:
+        """Write the resume point after the last epoch done (see :mod:`imbench.checkpoint`); the
+        best weights only when they are not the current model's."""
+        epoch = self.epochs_done - 1
+        ckpt.save(
+            epoch=epoch,
+            model=model.state_dict(),
+            optimizer=optimizer.state_dict(),
+            scheduler=scheduler.state_dict(),
+            best_f1=self.best_f1,
+            best_epoch=self.best_epoch,
+            best_state=None if self.best_epoch == epoch else self.best_state,
+            best_val_probs=torch.from_numpy(self.best_val_probs),
+            history=json.dumps(self.history),
+        )
+
+    @classmethod
+    def resume(cls, state: dict, model, optimizer, scheduler) -> Progress:
+        """Load a checkpoint's states into the model, optimiser and scheduler; its progress."""
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        best = model.state_dict() if state["best_state"] is None else state["best_state"]
+        return cls(
+            history=json.loads(state["history"]),
+            best_f1=state["best_f1"],
+            best_epoch=state["best_epoch"],
+            best_state=cpu_copy(best),
+            best_val_probs=state["best_val_probs"].cpu().numpy(),
+        )
+
+
+def load_cell_data(cache_dir, split_path, settings: Settings, task, fold, log):
+    """The cell's images and index, the fingerprint of its data and its train/val/test splits,
+    checked: the cached size is the protocol's and no split is empty."""
+    images, index = load_split(cache_dir, split_path)
+    data = data_fingerprint(cache_dir, split_path, log=log)
+    if images.shape[1] != settings.image_size:
+        raise ValueError(
+            f"{cache_dir}: cached images are {images.shape[1]} px but the protocol asks for "
+            f"{settings.image_size} px"
+        )
+    splits = {
+        name: Split(images, index, rows, task.kind, task.classes)
+        for name, rows in split_rows(index, fold).items()
+    }
+    for name, sp in splits.items():
+        if len(sp) == 0:
+            raise ValueError(f"{cache_dir}/index.csv: the {name} split is empty")
+    return index, data, splits
+
+
 def train_cell(
     task_name: str,
     cache_dir: str | Path,
@@ -497,34 +715,26 @@ def train_cell(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     kind, K = task.kind, task.num_classes
+    cell_name = f"{task_name}/{model_name}/{method_name}/seed{seed}" + (
+        f"/fold{fold}" if fold is not None else ""
+    )
 
     torch.set_num_threads(settings.threads)
     device = resolve_device(settings.device)
-    if settings.deterministic and device.type == "cpu":
-        torch.use_deterministic_algorithms(True)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(deterministic_used(device, settings))
+    memory_format = torch_memory_format(memory_format_used(device, settings))
 
-    images, index = load_split(cache_dir, split_path)
-    data = data_fingerprint(cache_dir, split_path, log=log)
-    if images.shape[1] != settings.image_size:
-        raise ValueError(
-            f"{cache_dir}: cached images are {images.shape[1]} px but the protocol asks for "
-            f"{settings.image_size} px"
-        )
-    splits = {
-        name: Split(images, index, rows, kind, task.classes)
-        for name, rows in split_rows(index, fold).items()
-    }
-    for name, sp in splits.items():
-        if len(sp) == 0:
-            raise ValueError(f"{cache_dir}/index.csv: the {name} split is empty")
-    train = splits["train"]
+    index, data, splits = load_cell_data(cache_dir, split_path, settings, task, fold, log)
+    train, val = splits["train"], splits["val"]
+    train_labels = train.labels.numpy()
     if kind == "multilabel":
-        train_labels = train.labels.numpy().astype(np.int64)
+        train_labels = train_labels.astype(np.int64)
         counts = train_labels.sum(0)  # positives per label
     else:
-        train_labels = train.labels.numpy()
         counts = np.bincount(train_labels, minlength=K)
 
+    # method, model, optimiser, schedule
     loss_fn = build_loss(
         method_name, counts.tolist(), kind=kind, n_samples=len(train), **settings.method_params
     ).to(device)
@@ -539,10 +749,6 @@ def train_cell(
 
     # mixup / remix: the inputs and targets of every batch are mixed (None for other methods)
     mixer = build_mixer(method_name, counts.tolist(), kind, seed, **settings.method_params)
-
-    cell_name = f"{task_name}/{model_name}/{method_name}/seed{seed}" + (
-        f"/fold{fold}" if fold is not None else ""
-    )
     torch.manual_seed(seed)
     try:
         model = create_model(
@@ -555,17 +761,20 @@ def train_cell(
         ).to(device)
     except MissingWeightsError as exc:
         raise MissingWeightsError(f"cell {cell_name}: {exc}") from None
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = model.to(memory_format=memory_format)
     optimizer = make_optimizer(model, settings)
+    scheduler = make_scheduler(optimizer, settings)
     step_model = torch.compile(model) if settings.compile else model
 
+    # resume
     identity = {
         "task": task_name,
         "model": model_name,
         "method": method_name,
         "seed": seed,
-        "settings": dataclasses.asdict(settings),
+        "settings": {
+            k: v for k, v in dataclasses.asdict(settings).items() if k not in NOT_IN_IDENTITY
+        },
         "n_train": len(train),
         "data": data,
     }
@@ -573,67 +782,36 @@ def train_cell(
         identity["fold"] = fold
     if plugins:
         identity["plugins"] = [dict(p) for p in plugins]
-    ident_hash = settings_hash(identity)
-    ckpt_path = out_dir / "checkpoint.pt"
-    start_epoch, best_f1, best_epoch, best_state, history = 0, -1.0, -1, None, []
-    ckpt = None
-    if ckpt_path.exists():
-        try:  # weights_only: a checkpoint never runs pickled code
-            ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
-        except Exception as exc:  # truncated or corrupt: never trust it
-            log(
-                f"ignoring unreadable checkpoint {ckpt_path} ({type(exc).__name__}: {exc}); starting from scratch"
-            )
-            ckpt_path.unlink()
-    if ckpt is not None and ckpt.get("identity_hash") != ident_hash:
-        log(
-            f"ignoring {ckpt_path}: {checkpoint_mismatch(ckpt.get('identity'), identity)}; "
-            "training from scratch"
-        )
-        ckpt_path.unlink(missing_ok=True)
-        ckpt = None
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        start_epoch, best_f1, best_epoch = ckpt["epoch"] + 1, ckpt["best_f1"], ckpt["best_epoch"]
-        best_state, history = ckpt["best_state"], json.loads(ckpt["history"])
-        log(f"resuming from {ckpt_path} after epoch {start_epoch} of {settings.epochs}")
+    ckpt = Checkpoint(out_dir / "checkpoint.pt", identity, settings.checkpoint_every_min, log)
+    state = ckpt.load(device)
+    progress = Progress() if state is None else Progress.resume(state, model, optimizer, scheduler)
+    if state is not None:
+        log(f"resuming from {ckpt.path} after epoch {progress.epochs_done} of {settings.epochs}")
 
-    use_bar = sys.stderr.isatty()
+    # training
     steps = (
         baseline_steps_per_epoch(len(train), settings.batch_size)
         if settings.budget == "steps"
         else None
     )
-    size, C = train.images.shape[1], train.images.shape[3]
-    x_buffer = InputBuffer()
-    train_seconds = sum(h["seconds"] for h in history)
-    for epoch in range(start_epoch, settings.epochs):
-        if (
-            settings.early_stopping
-            and best_epoch >= 0
-            and epoch - best_epoch > settings.early_stopping
-        ):
+    x_buffer = InputBuffer(memory_format)
+    saved = progress.epochs_done
+    for epoch in range(progress.epochs_done, settings.epochs):
+        if progress.stops_early(epoch, settings.early_stopping):
             log(
                 f"early stopping: no better validation macro-F1 for {settings.early_stopping} epochs"
             )
             break
         t0 = time.time()
-        lr = set_lr(optimizer, epoch, settings)
+        lr = optimizer.param_groups[0]["lr"]
         if hasattr(loss_fn, "set_epoch"):
             loss_fn.set_epoch(epoch, settings.epochs)
         if mixer is not None:
             mixer.set_epoch(epoch)
-        gen = torch.Generator().manual_seed(
-            int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
-        )
-        model.train()
-        total = torch.zeros((), device=device)
-        n_seen = n_steps = 0
         # One-sample batches (N ≡ 1 mod B) cannot be batch-normalised in training mode; they are
         # skipped and not counted in the epoch's images or steps.
         batches = epoch_batches(sampler, epoch, settings, steps)
-        if use_bar:
+        if sys.stderr.isatty():
             from tqdm import tqdm
 
             batches = tqdm(
@@ -642,105 +820,63 @@ def train_cell(
                 desc=f"epoch {epoch + 1}/{settings.epochs}",
                 leave=False,
             )
-        for idx in batches:
-            idx = torch.as_tensor(np.asarray(idx), dtype=torch.long)
-            if is_batched(settings):  # a recipe of imbench.augment: per-sample, on the device
-                x = augment_batch(to_device(train.images, idx, device), settings, device, gen)
-            elif device.type == "cpu":  # straight from the split into the reused batch tensor
-                x = images_to_input(
-                    train.images, idx, settings, gen, x_buffer(len(idx), C, size, size)
-                )
-            else:  # pinned gather, asynchronous copy, conversion on the device
-                x = to_input(to_device(train.images, idx, device), settings, device, gen)
-            y = to_device(train.labels, idx, device)
-            if mixer is not None:
-                x, mixed = mixer.mix(x, y)
-            try:
-                with autocast(device, settings):
-                    logits = step_model(x)
-                if mixer is None:
-                    loss = loss_fn(logits.float(), y)
-                else:
-                    loss = mixer.loss(loss_fn, logits.float(), mixed)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-            except torch.OutOfMemoryError:
-                raise RuntimeError(
-                    f"cell {cell_name}: out of {device.type} memory at batch size "
-                    f"{settings.batch_size}; lower batch_size in protocol_overrides"
-                ) from None
-            if settings.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
-            optimizer.step()
-            total += loss.detach() * len(idx)  # no host sync per step
-            n_seen += len(idx)
-            n_steps += 1
-        train_loss = float(total) / max(1, n_seen)
-        val_probs = predict(model, splits["val"], settings, device, kind)
-        val_f1 = selection_f1(splits["val"].labels.numpy(), val_probs, kind)
+        try:
+            train_loss, n_seen, n_steps = train_one_epoch(
+                step_model,
+                loss_fn,
+                optimizer,
+                train,
+                batches,
+                settings,
+                device,
+                epoch_generator(seed, epoch),
+                x_buffer,
+                mixer,
+            )
+        except torch.OutOfMemoryError:
+            raise RuntimeError(
+                f"cell {cell_name}: out of {device.type} memory at batch size "
+                f"{settings.batch_size}; lower batch_size in protocol_overrides"
+            ) from None
+        scheduler.step()
+        val_probs, val_f1 = evaluate(model, val, settings, device, kind)
         seconds = time.time() - t0
-        train_seconds += seconds
         if not np.isfinite(train_loss):
             raise FloatingPointError(
                 f"cell {cell_name}: training loss is {train_loss} at epoch {epoch + 1} "
                 f"(lower the learning rate or check the method's parameters)"
             )
-        if val_f1 > best_f1:
-            best_f1, best_epoch = val_f1, epoch
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        history.append(
-            {
-                "epoch": epoch + 1,
-                "train_loss": train_loss,
-                "val_macro_f1": val_f1,
-                "lr": lr,
-                "seconds": round(seconds, 3),
-                "images": n_seen,
-                "steps": n_steps,
-            }
-        )
-        state = {
-            "identity_hash": ident_hash,
-            "identity": identity,
-            "epoch": epoch,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "best_f1": best_f1,
-            "best_epoch": best_epoch,
-            "best_state": best_state,
-            "history": json.dumps(history),
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
+            "val_macro_f1": val_f1,
+            "lr": lr,
+            "seconds": round(seconds, 3),
+            "images": n_seen,
+            "steps": n_steps,
         }
-        write_with(ckpt_path, functools.partial(torch.save, state))
+        progress.record(epoch, row, val_f1, val_probs, model)
+        if ckpt.due() or epoch == settings.epochs - 1:
+            progress.save(ckpt, model, optimizer, scheduler)
+            saved = progress.epochs_done
         log(
             f"epoch {epoch + 1}/{settings.epochs} loss {train_loss:.4f} val_macro_f1 {val_f1:.4f} "
             f"lr {lr:.2e} {seconds:.1f}s"
         )
+    if saved < progress.epochs_done:  # stopped early after an epoch that was not written
+        progress.save(ckpt, model, optimizer, scheduler)
 
-    train_images = sum(h["images"] for h in history)
-    optimizer_steps = sum(int(h.get("steps", 0)) for h in history)
-    model.load_state_dict(best_state)
-    write_with(out_dir / "best.pt", functools.partial(torch.save, best_state))
-    frames = []
-    for name in ("val", "test"):
-        sp = splits[name]
-        probs = predict(model, sp, settings, device, kind, tta=settings.tta)
-        frames.append(
-            predictions_frame(
-                name,
-                sp.image_id,
-                sp.group,
-                sp.labels.numpy(),
-                probs,
-                task.classes,
-                multilabel=kind == "multilabel",
-            )
-        )
-    write_csv(out_dir / "history.csv", pd.DataFrame(history))
-    write_csv(
-        out_dir / "predictions.csv", pd.concat(frames, ignore_index=True), float_format="%.6g"
-    )
+    # outputs: the best epoch's weights, its validation predictions, the test predictions
+    model.load_state_dict(progress.best_state)
+    outputs = CellOutputs(out_dir)
+    outputs.weights(progress.best_state)
+    outputs.history(progress.history)
+    outputs.predictions(final_predictions(model, splits, progress, settings, device, task))
+    history = progress.history
+    train_seconds = sum(h["seconds"] for h in history)
     run = {
         **identity,
+        "settings": dataclasses.asdict(settings),
         "kind": kind,
         "classes": list(task.classes),
         "method_info": dataclasses.asdict(method),
@@ -750,27 +886,56 @@ def train_cell(
         "train_class_counts": counts.tolist(),
         "samples_per_epoch": int(getattr(sampler, "num_samples", len(train))),
         "precision": precision_used(device, settings),
-        "optimizer_steps": optimizer_steps,
+        "optimizer_steps": sum(int(h.get("steps", 0)) for h in history),
         "resolved": resolved_block(
             settings, method, loss_fn, sampler, model_name, index, fold, device, history, steps
         ),
-        "best_epoch": best_epoch + 1,
-        "best_val_macro_f1": best_f1,
+        "best_epoch": progress.best_epoch + 1,
+        "best_val_macro_f1": progress.best_f1,
         "versions": versions(),
         "hardware": hardware(device),
         "timings": {
             "wall_seconds": round(time.time() - t_start, 3),
             "train_seconds": round(train_seconds, 3),
-            "train_images_per_second": round(train_images / train_seconds, 1)
+            "train_images_per_second": round(sum(h["images"] for h in history) / train_seconds, 1)
             if train_seconds
             else None,
+            "checkpoint_seconds": round(ckpt.seconds, 3),
+            "checkpoint_writes": ckpt.writes,
         },
-        "identity_hash": ident_hash,
+        "identity_hash": ckpt.hash,
         "split_file": str(split_path),
     }
-    write_json(out_dir / "run.json", run)
-    ckpt_path.unlink(missing_ok=True)  # the run is complete; best.pt holds the weights
+    outputs.run(run)
+    ckpt.remove()  # the run is complete; best.pt holds the weights
     return run
+
+
+def final_predictions(
+    model, splits: dict, progress: Progress, settings: Settings, device, task
+) -> list[pd.DataFrame]:
+    """The predictions tables of the validation and test splits with the best weights (loaded in
+    ``model``). Validation without TTA: the best epoch's own validation probabilities (the same
+    weights, so the same numbers; no second pass)."""
+    frames = []
+    for name in ("val", "test"):
+        sp = splits[name]
+        if name == "val" and settings.tta == "none":
+            probs = progress.best_val_probs
+        else:
+            probs = predict(model, sp, settings, device, task.kind, tta=settings.tta)
+        frames.append(
+            predictions_frame(
+                name,
+                sp.image_id,
+                sp.group,
+                sp.labels.numpy(),
+                probs,
+                task.classes,
+                multilabel=task.kind == "multilabel",
+            )
+        )
+    return frames
 
 
 def pretrained_weights(model_name: str, pretrained: bool) -> str | None:
@@ -836,38 +1001,8 @@ def resolved_block(
         "normalize": settings.normalize,
         "augment": settings.augment,
         "tta": settings.tta,
+        "memory_format": memory_format_used(device, settings),
+        "deterministic": deterministic_used(device, settings),
         "pretrained": bool(settings.pretrained),
         "pretrained_weights": pretrained_weights(model_name, settings.pretrained),
     }
-
-
-def predictions_frame(
-    split: str,
-    image_id,
-    group,
-    labels: np.ndarray,
-    probs: np.ndarray,
-    classes,
-    pred: np.ndarray | None = None,
-    multilabel: bool = False,
-) -> pd.DataFrame:
-    """The predictions table of one split.
-
-    Single-label: ``label``, ``prob_<class>``…, ``pred`` (default decision: argmax).
-    Multi-label: ``label_<class>``…, ``prob_<class>``…, ``pred_<class>``… (default: prob ≥ 0.5).
-    """
-    df = pd.DataFrame({"split": split, "image_id": image_id, "group": group})
-    if multilabel:
-        for j, c in enumerate(classes):
-            df[f"label_{c}"] = labels[:, j].astype(int)
-    else:
-        df["label"] = labels
-    for j, c in enumerate(classes):
-        df[f"prob_{c}"] = probs[:, j]
-    if multilabel:
-        decision = (probs >= 0.5).astype(int) if pred is None else pred
-        for j, c in enumerate(classes):
-            df[f"pred_{c}"] = decision[:, j]
-    else:
-        df["pred"] = probs.argmax(1) if pred is None else pred
-    return df
