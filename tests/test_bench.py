@@ -168,7 +168,7 @@ def test_report_table(work, tmp_path):
     assert _load("report").main(["--results", str(results), "--file", str(doc)]) == 0
     text = doc.read_text()
     assert "before" in text and "after" in text and "\nold\n" not in text
-    assert "loop overhead" in text and "build_cache" not in text
+    assert "imbench / plain PyTorch loop" in text and "build_cache" not in text
 
 
 def test_planning_quick(planning_run):
