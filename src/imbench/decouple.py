@@ -13,12 +13,21 @@ classifier is then trained on these cached features. The official code keeps the
 augmentation in stage 2 and recomputes the frozen features of every augmented batch; caching them
 is the choice that makes stage 2 cost seconds, and it is stated here and in docs/methods.md.
 
-Class-balanced sampling (:func:`class_balanced_epoch`). Every stage-2 epoch draws ``n_max`` images
-of each class (``K * n_max`` in all, the length of the official ``ClassAwareSampler`` epoch), each
-class's images cycled in a fresh random order, and the epoch shuffled. The official sampler also
+Class-balanced sampling (:func:`class_balanced_epoch`). Every stage-2 epoch draws from a sequence of
+``n_max`` images of each class (``K * n_max`` in all, the length of the official
+``ClassAwareSampler``), each class's images cycled in a fresh random order, and the sequence
+shuffled. As in the official training loop (``run_networks.py``: ``epoch_steps = int(N_train /
+batch_size)``, "instead of oversampled data number"), an epoch stops after ``⌊N / batch_size⌋``
+batches, N the number of training images, so an epoch sees about N images, N/K per class; we run
+at least one batch where N < batch_size (the official loop would run none). The official sampler also
 cycles through each class's images in a reshuffled order, but visits the classes in a reshuffled
 cycle, 4 consecutive draws per visit (``num_samples_cls: 4``): its per-class numbers equal ours up
 to one visit, and its batches hold runs of 4 images of one class where ours are shuffled.
+
+Batch normalisation. The official stage 2 puts the frozen network in training mode, so its batch
+normalisation layers re-estimate their running statistics on the class-balanced batches (only the
+gradients are switched off); here the features are computed once with the stage-1 statistics, and
+stage 2 changes no statistic of the network.
 
 The three methods:
 
@@ -154,8 +163,10 @@ def train_classifier(
 ) -> tuple[dict, list[dict]]:
     """Train ``head``'s trainable parameters on cached features with class-balanced sampling.
 
-    SGD, cosine learning rate per epoch ``lr * (1 + cos(pi e / E)) / 2``; returns the state of the
-    epoch with the best validation balanced accuracy (ties: the earlier epoch) and the history.
+    SGD, cosine learning rate per epoch ``lr * (1 + cos(pi e / E)) / 2``; each epoch is
+    ``max(1, ⌊N / batch_size⌋)`` batches of the class-balanced sequence (the official epoch length,
+    N = ``len(labels)``). Returns the state of the epoch with the best validation balanced accuracy
+    (ties: the earlier epoch) and the history.
     """
     params = [p for p in head.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
@@ -167,6 +178,7 @@ def train_classifier(
             g["lr"] = epoch_lr
         rng = np.random.default_rng(np.random.SeedSequence([seed, epoch]))
         order = torch.as_tensor(class_balanced_epoch(labels, num_classes, rng))
+        order = order[: max(1, len(labels) // batch_size) * batch_size]  # the official epoch_steps
         head.train()
         total, seen = 0.0, 0
         for start in range(0, len(order), batch_size):

@@ -241,7 +241,7 @@ for _m in (
         "ce",
         mixing="remix",
         source="Chou et al. 2020",
-        summary="remix: mixup inputs, the label moved to the minority class (count ratio >= 3, share < 0.5)",
+        summary="remix: mixup inputs, the label moved to the minority class (count ratio >= 3, majority share < 0.5)",
     ),
     Method(
         "lade",

@@ -100,7 +100,7 @@ LOSS_PARAMS: dict[str, dict[str, Param]] = {
     # code (jiawei-ren/BalancedMetaSoftmax, loss/BalancedSoftmaxLoss.py).
     "balanced_softmax": {},
     "cb_ce": {"beta": _CB_BETA},
-    # VS loss (Kini et al. 2021): the defaults of the official VSLoss (orparask/VS-Loss, losses.py:
+    # VS loss (Kini et al. 2021): the defaults of the official VSLoss (orparask/VS-Loss, class_imbalance/losses.py:
     # ``VSLoss(cls_num_list, gamma=0.3, tau=1.0)``).
     "vs_loss": {
         "gamma": Param(
@@ -329,7 +329,7 @@ MIXING_PARAMS: dict[str, dict[str, Param]] = {
             lo=0.0,
             hi=1.0,
             nullable=True,
-            doc="remix relabels towards the minority class when its mixing share is below 1 - τ",
+            doc="remix gives the minority label when the majority image's mixing share λ is below τ",
         ),
     },
 }

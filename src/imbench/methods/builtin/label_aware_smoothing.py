@@ -17,9 +17,10 @@ in [0, 1], the profile ``shape`` is (paper Eq. 2, the official code's three clos
 
 Choices, where the paper or its code leave room:
 
-- Defaults ε_1 = 0.3, ε_K = 0.0, concave: the official configurations
-  (``config/*/*_stage2_mislas.yaml``: ``smooth_head: 0.3``, ``smooth_tail: 0.0``) and the code's
-  default shape.
+- Defaults ε_1 = 0.3, ε_K = 0.0, concave: the values of the official ImageNet-LT, iNaturalist 2018
+  and CIFAR-10 (ρ = 100) and CIFAR-100 (ρ = 50) configurations (``config/*/*_stage2_mislas.yaml``)
+  and the code's default shape; the other official configurations use 0.1–0.4 at the head and
+  0–0.1 at the tail.
 - MiSLAS applies the loss in its second stage (the classifier re-trained after a mixup-trained
   first stage, with shifted batch-norm statistics). Here it is the loss of the whole training,
   as every loss method of the benchmark; the two-stage recipe is not reproduced.
