@@ -126,6 +126,8 @@ def register_dataset(spec: DatasetSpec) -> DatasetSpec:
             raise ValueError(
                 f"register_dataset expects an imbench.DatasetSpec, got {type(spec).__name__}"
             )
+        if spec.name in _datasets.DATASETS:
+            raise ValueError(f"dataset {spec.name!r} exists already; choose another name")
         if not spec.tasks:
             raise ValueError(f"dataset {spec.name!r}: declares no tasks")
         for task in spec.tasks:
@@ -141,8 +143,6 @@ def register_dataset(spec: DatasetSpec) -> DatasetSpec:
                 raise ValueError(f"task {task.name!r}: needs at least two classes")
         if not callable(spec.prepare):
             raise ValueError(f"dataset {spec.name!r}: prepare must be a function")
-        if spec.name in _datasets.DATASETS:
-            raise ValueError(f"dataset {spec.name!r} exists already; choose another name")
         _datasets.register_dataset(spec)
     except ValueError as exc:
         raise _plugin_error(exc) from None
