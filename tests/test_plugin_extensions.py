@@ -333,3 +333,75 @@ def test_snakemake_runs_a_grid_of_the_plugin_dataset_model_and_loss(tmp_path):
     summary = pd.read_csv(tmp_path / "results" / "ext" / "tables" / "summary.csv")
     assert set(summary.task) == {"stripes"} and set(summary.method) == {"ce", "poly1"}
     assert (tmp_path / "results" / "ext" / "figures" / "stripes_gradcam.png").is_file()
+
+
+FAILING_PARTS = """
+import imbench
+
+
+def build(root):
+    if "columns" in str(root):
+        import pandas as pd
+
+        return pd.DataFrame({"image_id": ["a"], "path": ["a.png"]})
+    return {}["no such key"]
+
+
+def backbone(spec, pretrained, drop_rate, label):
+    raise RuntimeError("no GPU kernel for this layer")
+
+
+imbench.register_dataset(imbench.DatasetSpec(
+    name="mine", title="mine", prepare=lambda out, opts, base_urls: 1 / 0, licence="",
+    homepage="", source="", tasks=(imbench.Task(name="mine", dataset="mine", kind="binary",
+    classes=("rest", "x"), group_key="g", build=build),),
+))
+imbench.register_model_family(imbench.ModelFamily(
+    source="mynet", pattern="mynet_<n>", names=r"mynet_\\d+", backbone=backbone))
+"""
+
+
+def test_a_failing_plugin_function_is_one_line_naming_the_file(tmp_path, capsys):
+    from imbench.models import create_model
+
+    path = tmp_path / "parts.py"
+    path.write_text(FAILING_PARTS)
+    args = ["--plugins", str(path)]
+    for raw, expected in (
+        ("raw", "task 'mine': build failed: KeyError: 'no such key'"),
+        ("columns", "task 'mine': build returned DataFrame without the index column(s) ['label'"),
+    ):
+        (tmp_path / raw).mkdir()
+        argv = [
+            "index",
+            "--task",
+            "mine",
+            "--raw",
+            str(tmp_path / raw),
+            "--out",
+            str(tmp_path / "x.csv"),
+            *args,
+        ]
+        assert cli_main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"imbench index: error: plug-in {path}: ")
+        assert expected in err[0]
+    assert cli_main(["download", "mine", "--out", str(tmp_path / "out"), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"imbench download mine: error: plug-in {path}: dataset 'mine': prepare failed: "
+        "ZeroDivisionError: division by zero"
+    ]
+    with pytest.raises(plugins.PluginError, match=r"model family 'mynet': backbone failed: "):
+        create_model("mynet_3", 2)
+
+
+def test_the_download_section_of_a_plugin_dataset_is_checked():
+    from imbench.data.download import cli_args
+
+    cfg = _stripes_config(download={"stripes": {"source": "/data/mine"}})
+    assert validate_config(cfg) == ([], [])
+    assert cli_args("stripes", cfg["download"]["stripes"]) == ["--source", "/data/mine"]
+    # the workflow checks each download section while it plans (download.smk, cli_args)
+    with pytest.raises(ValueError, match=r"sauce"):
+        cli_args("stripes", {"sauce": "/data/mine"})

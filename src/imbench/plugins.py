@@ -143,6 +143,8 @@ def register_dataset(spec: DatasetSpec) -> DatasetSpec:
                 raise ValueError(f"task {task.name!r}: needs at least two classes")
         if not callable(spec.prepare):
             raise ValueError(f"dataset {spec.name!r}: prepare must be a function")
+        if _loading:
+            spec = _guarded_dataset(spec, _loading[-1])
         _datasets.register_dataset(spec)
     except ValueError as exc:
         raise _plugin_error(exc) from None
@@ -151,12 +153,82 @@ def register_dataset(spec: DatasetSpec) -> DatasetSpec:
     return spec
 
 
+#: The columns of a task's index (:mod:`imbench.data.tasks`); a plug-in's ``build`` must return them.
+INDEX_COLUMNS = ("image_id", "path", "label", "label_name", "group")
+
+
+def _guarded(fn, what: str, origin: str):
+    """``fn`` of a plug-in, with any failure turned into one :class:`PluginError` line naming the
+    file (a :class:`~imbench.data.errors.DatasetError` or ``OSError`` is already one line naming
+    what is wrong and passes unchanged)."""
+    from .data.errors import DatasetError
+
+    def call(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (DatasetError, OSError, PluginError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - user code: one line naming the file
+            raise PluginError(
+                f"plug-in {origin}: {what} failed: {type(exc).__name__}: {exc}"
+            ) from None
+
+    return call
+
+
+def _guarded_dataset(spec: DatasetSpec, origin: str) -> DatasetSpec:
+    """``spec`` with its recipe, its tasks' builders and counts guarded (:func:`_guarded`), and each
+    builder's result checked for the index columns."""
+    import dataclasses
+
+    def checked_build(task: Task):
+        build = _guarded(task.build, f"task {task.name!r}: build", origin)
+
+        def run(*args, **kwargs):
+            built = build(*args, **kwargs)
+            index = built[0] if isinstance(built, tuple) else built
+            columns = list(getattr(index, "columns", []))
+            missing = [c for c in INDEX_COLUMNS if c not in columns]
+            if missing:
+                raise PluginError(
+                    f"plug-in {origin}: task {task.name!r}: build returned "
+                    f"{type(index).__name__} without the index column(s) {missing}; expected a "
+                    f"pandas DataFrame with {list(INDEX_COLUMNS)}"
+                )
+            return built
+
+        return run
+
+    tasks = tuple(
+        dataclasses.replace(
+            t,
+            build=checked_build(t),
+            counts=_guarded(t.counts, f"task {t.name!r}: counts", origin) if t.counts else None,
+        )
+        for t in spec.tasks
+    )
+    prepare = _guarded(spec.prepare, f"dataset {spec.name!r}: prepare", origin)
+    return dataclasses.replace(spec, prepare=prepare, tasks=tasks)
+
+
 def register_model_family(family: ModelFamily) -> ModelFamily:
     """Register a model family (``imbench.register_model_family``; docs/extending.md): its names
     (``family.names``, a regular expression) become model names of the configuration, built by
     ``family.backbone``. A bad declaration is one :class:`PluginError` line naming the plug-in
     file. Returns ``family``."""
     try:
+        if _loading and isinstance(family, ModelFamily) and callable(family.backbone):
+            import dataclasses
+
+            what = f"model family {family.source!r}"
+            family = dataclasses.replace(
+                family,
+                **{
+                    f: _guarded(getattr(family, f), f"{what}: {f}", _loading[-1])
+                    for f in ("backbone", "weights_file", "download", "input_size", "weights_id")
+                    if callable(getattr(family, f))
+                },
+            )
         _register_family(family)
     except ValueError as exc:
         raise _plugin_error(exc) from None

@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         check_out(args.out, args.force)
         options = {o.name: getattr(args, o.name) for o in spec.options}
         spec.prepare(args.out, opts, tuple(args.base_url or spec.base_urls), **options)
-    except (DatasetError, OSError) as exc:
+    except (DatasetError, OSError, PluginError) as exc:
         print(f"imbench download {args.dataset}: error: {exc}", file=sys.stderr)
         return 2
     return 0
