@@ -1,7 +1,9 @@
 """Model names: parsing and checking every form a configuration may use, without building a model.
 
 The forms (``<timm name>``, ``<arch>.torchvision[_<WEIGHTS>]``, ``le2020_<model>``) are described
-in the docstring of :mod:`imbench.models`, which re-exports everything here.
+in the docstring of :mod:`imbench.models`, which re-exports everything here. A plug-in adds a form
+with :func:`register_model_family` (``imbench.register_model_family``): its names, a regular
+expression, are tried before the package's forms and may not match a name of theirs.
 
 The workflow checks the configured model names while it plans, and importing timm or torchvision
 (hence torch) costs seconds there. Names are therefore first looked up in lists stored with the

@@ -535,7 +535,8 @@ def _timm_weights_id(spec: ModelSpec) -> str:
 
 
 #: ``ModelSpec.source`` -> its family. A new family is one entry here, and its name form in
-#: :func:`imbench.model_names.parse_model_name` (which runs at planning time, without torch).
+#: :func:`imbench.model_names.parse_model_name` (which runs at planning time, without torch); a
+#: plug-in registers its own with ``imbench.register_model_family`` (docs/extending.md).
 FAMILIES: dict[str, ModelFamily] = {
     f.source: f
     for f in (
