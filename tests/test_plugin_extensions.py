@@ -324,6 +324,17 @@ def test_snakemake_passes_the_plugins_to_the_jobs_that_need_them(tmp_path):
         assert words in line, line
     weights = smk(tmp_path, "-n", "-p", "prefetch_weights", "--configfile", "ext.yaml")
     assert f"imbench weights --models tinycnn_w8 --plugins {MODEL}" in weights.stdout
+    # a task variant's subsampling and a second stage on a plug-in model load them too
+    cfg = yaml.safe_load((tmp_path / "ext.yaml").read_text())
+    cfg.update(methods=["ce", "crt"], imbalance={"ratio": [4]})
+    (tmp_path / "ext.yaml").write_text(yaml.safe_dump(cfg))
+    lines = smk(tmp_path, "-n", "-p", "--configfile", "ext.yaml").stdout.splitlines()
+    for command, files in (
+        ("imbench imbalance", [DATASET]),
+        ("imbench decouple", [DATASET, MODEL]),
+    ):
+        line = next(x for x in lines if command in x)
+        assert f"--plugins {' '.join(files)} --plugin-sha256" in line, line
 
 
 @pytest.mark.slow
