@@ -25,6 +25,8 @@ def _json_arg(text: str) -> dict:
 
 
 def get_args_parser() -> argparse.ArgumentParser:
+    from .plugins import add_plugin_arguments
+
     p = argparse.ArgumentParser(prog="imbench", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -84,6 +86,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="an image that does not decode: leave it out and list it (default) or stop",
     )
     s.add_argument("--workers", type=int, default=None, help="processes decoding the images")
+    add_plugin_arguments(s)  # a plug-in's dataset
 
     s = sub.add_parser("split", help="grouped stratified train/val/test split")
     s.add_argument("--index", required=True, type=Path)
@@ -117,6 +120,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     s.add_argument("--task", required=True, help="the task (or its variant <task>@rho<ratio>)")
     s.add_argument("--ratio", required=True, help="imbalance ratio n_max / n_min (≥ 1)")
     s.add_argument("--seed", type=int, default=0)
+    add_plugin_arguments(s)  # a plug-in's dataset
 
     s = sub.add_parser("cache", help="decode + resize every image once into a uint8 array")
     s.add_argument("--index", required=True, type=Path, help="index CSV of the task")
@@ -145,20 +149,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--settings", type=_json_arg, default={}, help="JSON object of training settings"
     )
     s.add_argument("--threads", type=int, default=None, help="CPU threads (overrides the settings)")
-    s.add_argument(
-        "--plugins",
-        type=Path,
-        nargs="+",
-        default=[],
-        help="plug-in files to load first (docs/plugins.md); recorded in run.json",
-    )
-    s.add_argument(
-        "--plugin-sha256",
-        nargs="+",
-        default=[],
-        help="the SHA-256 each plug-in file had when the workflow planned; a file changed "
-        "since then stops the job",
-    )
+    add_plugin_arguments(s)  # recorded in run.json
     s.add_argument("--out-dir", required=True, type=Path)
 
     s = sub.add_parser("ensemble", help="one cell from its cross-validation fold models")
@@ -184,6 +175,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     s.add_argument("--out-dir", required=True, type=Path)
     s.add_argument("--params", type=_json_arg, default={}, help="JSON object of method parameters")
     s.add_argument("--threads", type=int, default=None, help="CPU threads")
+    add_plugin_arguments(s)  # a plug-in's dataset or model family
 
     s = sub.add_parser("evaluate", help="metrics of one cell from its saved predictions")
     s.add_argument("--cell-dir", required=True, type=Path)
@@ -250,6 +242,11 @@ def _described(exc: BaseException) -> BaseException:
 
 
 def _dispatch(args) -> int:
+    plugins = []
+    if getattr(args, "plugins", None):  # index, imbalance, train, decouple: before anything else
+        from .plugins import load_job_plugins
+
+        plugins = load_job_plugins(args.plugins, args.plugin_sha256)
     if args.command == "synth":
         from .data.synthetic import generate
 
@@ -344,16 +341,8 @@ def _dispatch(args) -> int:
         path = build_cache(index, args.raw, args.out_dir, args.size, args.mode, args.workers)
         print(f"cached {len(index)} images at {args.size} px ({args.mode}) in {path}")
     elif args.command == "train":
-        from .plugins import load_plugins
         from .train import Settings, train_cell
 
-        plugins = load_plugins([str(p) for p in args.plugins])
-        for loaded, planned in zip(plugins, args.plugin_sha256):
-            if loaded["sha256"] != planned:
-                raise ValueError(
-                    f"plug-in {loaded['path']} changed since the workflow planned this job "
-                    f"(SHA-256 {loaded['sha256'][:12]}…, planned {planned[:12]}…); plan again"
-                )
         settings = Settings.from_dict(args.settings)
         if args.threads:
             settings.threads = args.threads

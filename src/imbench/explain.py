@@ -593,11 +593,20 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="image sampling and t-SNE seed")
     p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int, default=1, help="CPU threads (torch and t-SNE)")
+    from .plugins import add_plugin_arguments
+
+    add_plugin_arguments(p)  # plug-ins' datasets and model families
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .plugins import PluginError, load_job_plugins
+
     args = get_args_parser().parse_args(argv)
+    try:
+        load_job_plugins(args.plugins, args.plugin_sha256)
+    except PluginError as exc:
+        raise SystemExit(f"imbench explain: error: {exc}") from None
     torch.set_num_threads(args.threads)
     runs = {c: read_json(c / "run.json") for c in args.cells}
     tasks = sorted({r["task"] for r in runs.values()})

@@ -1,7 +1,9 @@
 """Model names: parsing and checking every form a configuration may use, without building a model.
 
 The forms (``<timm name>``, ``<arch>.torchvision[_<WEIGHTS>]``, ``le2020_<model>``) are described
-in the docstring of :mod:`imbench.models`, which re-exports everything here.
+in the docstring of :mod:`imbench.models`, which re-exports everything here. A plug-in adds a form
+with :func:`register_model_family` (``imbench.register_model_family``): its names, a regular
+expression, are tried before the package's forms and may not match a name of theirs.
 
 The workflow checks the configured model names while it plans, and importing timm or torchvision
 (hence torch) costs seconds there. Names are therefore first looked up in lists stored with the
@@ -19,6 +21,8 @@ from __future__ import annotations
 
 import functools
 import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +36,9 @@ NAME_LISTS = Path(__file__).resolve().parent / "resources" / "model_names.json"
 
 __all__ = [
     "LE2020_PREFIX",
+    "REGISTERED_FAMILIES",
     "TORCHVISION_TAG",
+    "ModelFamily",
     "ModelSpec",
     "base_name",
     "is_model",
@@ -44,7 +50,7 @@ __all__ = [
 class ModelSpec:
     """A parsed model name.
 
-    ``source``: ``timm`` | ``torchvision`` | ``le2020``. ``arch``: the timm name (with its tag) or
+    ``source``: ``timm`` | ``torchvision`` | ``le2020`` | a registered family's. ``arch``: the timm name (with its tag) or
     the torchvision architecture. ``weights``: the torchvision weights enum member (``DEFAULT``
     resolved). ``inner``: for ``le2020``, the spec of the backbone.
     """
@@ -60,6 +66,113 @@ class ModelSpec:
         """The spec of the network that holds the pretrained weights: the inner model of a family
         that wraps another (``le2020``), else the spec itself."""
         return self.inner.backbone if self.inner is not None else self
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """Everything that depends on where a model comes from, for one family of model names.
+
+    ``source``: the ``ModelSpec.source`` its names parse to (:func:`parse_model_name`;
+    ``pattern`` says the name form in words). ``backbone(spec, pretrained, drop_rate, label)``
+    builds the pooled-feature network (a ``torch.nn.Module`` with the attribute ``num_features``,
+    the width of its output); ``weights_file(spec)`` says where its pretrained weights
+    are published and cached (:func:`imbench.models.weights_location`,
+    :func:`imbench.models.weights_available`); ``download(spec)`` fetches them into the cache;
+    ``input_size(spec)`` is the native input size; ``weights_id(spec)`` names the weights in
+    ``run.json``. A family that wraps another (``neck`` set) has its inner model's backbone,
+    weights and input size, and adds ``neck(feature_width, drop_rate) -> (module, width)`` before
+    the head.
+
+    ``names``: a regular expression the whole model name matches, for a family registered with
+    :func:`register_model_family` (a plug-in's); the package's own families (timm, torchvision,
+    ``le2020_``) are parsed by :func:`parse_model_name` itself and leave it empty. A registered
+    family may leave ``weights_file``, ``download``, ``input_size`` and ``weights_id`` unset: it
+    then has no published weights (``pretrained: true`` stops its training job with one line),
+    its native input size is 224 px and ``run.json`` names its weights ``<source>:<name>``.
+
+    This module imports nothing heavy, so a family is declared (and its names checked) while the
+    workflow plans; the functions it holds import torch when they run.
+    """
+
+    source: str
+    pattern: str
+    backbone: Callable | None = None
+    weights_file: Callable | None = None
+    download: Callable | None = None
+    input_size: Callable | None = None
+    weights_id: Callable | None = None
+    neck: Callable | None = None
+    names: str = ""
+
+
+#: The package's own families' sources (their builders live in :mod:`imbench.models`).
+BUILTIN_SOURCES = ("timm", "torchvision", "le2020")
+#: ``ModelSpec.source`` -> a family registered by :func:`register_model_family` (plug-ins).
+REGISTERED_FAMILIES: dict[str, ModelFamily] = {}
+_SOURCE = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+
+def register_model_family(family: ModelFamily) -> ModelFamily:
+    """Register a model family whose names match ``family.names`` (a regular expression).
+
+    Its names are then accepted wherever a model name is (``models``, ``model_image_size``,
+    ``imbench plan``, ``imbench weights``) and built by :func:`imbench.models.create_model` with
+    ``family.backbone``; ``le2020_<name>`` wraps them as it wraps any model. Raises one
+    ``ValueError`` for a bad declaration, a source that exists already, or a name form that
+    takes a name of an existing family (its example, the ``pattern``, is not checked).
+    """
+    if not isinstance(family, ModelFamily):
+        raise ValueError(
+            f"register_model_family expects an imbench.ModelFamily, got {type(family).__name__}"
+        )
+    src = family.source
+    if not isinstance(src, str) or not _SOURCE.fullmatch(src):
+        raise ValueError(
+            f"model family {src!r}: source must be a letter followed by letters, digits or '_'"
+        )
+    if src in BUILTIN_SOURCES or src in REGISTERED_FAMILIES:
+        where = "in imbench" if src in BUILTIN_SOURCES else "already"
+        raise ValueError(f"model family {src!r} exists {where}; choose another source name")
+    if not callable(family.backbone):
+        raise ValueError(
+            f"model family {src!r}: backbone must be a function "
+            "(spec, pretrained, drop_rate, label) -> torch.nn.Module"
+        )
+    if family.neck is not None:
+        raise ValueError(f"model family {src!r}: a registered family cannot set neck")
+    for field in ("weights_file", "download", "input_size", "weights_id"):
+        value = getattr(family, field)
+        if value is not None and not callable(value):
+            raise ValueError(f"model family {src!r}: {field} must be a function of the spec")
+    if not isinstance(family.names, str) or not family.names:
+        raise ValueError(
+            f"model family {src!r}: names must be a regular expression of its model names"
+        )
+    try:
+        regex = re.compile(family.names)
+    except re.error as exc:
+        raise ValueError(f"model family {src!r}: names {family.names!r}: {exc}") from None
+    # Registered families are tried first: their names must not hide a timm or torchvision name
+    # (checked against the stored name lists; the prefix le2020_ is the wrapping family's).
+    timm_names = (_stored_lists().get("timm") or {}).get("models", [])
+    tv_names = (_stored_lists().get("torchvision") or {}).get("models", {})
+    for name in [LE2020_PREFIX + "x", *timm_names, *(f"{a}.{TORCHVISION_TAG}" for a in tv_names)]:
+        if regex.fullmatch(name):
+            raise ValueError(
+                f"model family {src!r}: names {family.names!r} matches the existing model name "
+                f"{name!r}; give the family's names a prefix of their own"
+            )
+    for other in REGISTERED_FAMILIES.values():
+        if re.fullmatch(other.names, family.pattern) or regex.fullmatch(other.pattern):
+            raise ValueError(
+                f"model family {src!r}: its names overlap those of family {other.source!r}"
+            )
+    REGISTERED_FAMILIES[src] = family
+    return family
+
+
+def unregister_model_family(source: str) -> None:
+    REGISTERED_FAMILIES.pop(source, None)
 
 
 # ----------------------------------------------------------------------------- stored name lists
@@ -170,6 +283,9 @@ def parse_model_name(name: str) -> ModelSpec:
     """Parse any model-name form (module docstring); unknown names raise one ``ValueError``."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"model name must be a non-empty string, got {name!r}")
+    for fam in REGISTERED_FAMILIES.values():
+        if re.fullmatch(fam.names, name):
+            return ModelSpec(name, fam.source, name)
     if name.startswith(LE2020_PREFIX):
         inner_name = name[len(LE2020_PREFIX) :]
         if inner_name.startswith(LE2020_PREFIX):
@@ -215,6 +331,7 @@ def parse_model_name(name: str) -> ModelSpec:
         raise ValueError(
             f"unknown model {name!r}: not a timm model name (timm.list_models()), nor "
             f"<arch>.{TORCHVISION_TAG}[_<WEIGHTS>] or {LE2020_PREFIX}<model>"
+            + "".join(f", nor {f.pattern}" for f in REGISTERED_FAMILIES.values())
         )
     if tag:
         try:

@@ -53,10 +53,10 @@ downloaded (``HF_HUB_OFFLINE=1``, or the download fails), :func:`create_model` r
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -69,7 +69,9 @@ from torch import nn
 from .model_names import (  # noqa: F401  (re-exported)
     _TV_UNSUPPORTED,
     LE2020_PREFIX,
+    REGISTERED_FAMILIES,
     TORCHVISION_TAG,
+    ModelFamily,
     ModelSpec,
     _torchvision_archs,
     _tv_weights_enum,
@@ -521,30 +523,6 @@ def _le2020_neck(width: int, drop_rate: float) -> tuple[nn.Module, int]:
 # ----------------------------------------------------------------------------- model families
 
 
-@dataclass(frozen=True)
-class ModelFamily:
-    """Everything that depends on where a model comes from, for one family of model names.
-
-    ``source``: the ``ModelSpec.source`` its names parse to (:func:`parse_model_name`;
-    ``pattern`` says the name form in words). ``backbone(spec, pretrained, drop_rate, label)``
-    builds the pooled-feature network; ``weights_file(spec)`` says where its pretrained weights
-    are published and cached (:func:`weights_location`, :func:`weights_available`);
-    ``download(spec)`` fetches them into the cache; ``input_size(spec)`` is the native input size;
-    ``weights_id(spec)`` names the weights in ``run.json``. A family that wraps another (``neck``
-    set) has its inner model's backbone, weights and input size, and adds
-    ``neck(feature_width, drop_rate) -> (module, width)`` before the head.
-    """
-
-    source: str
-    pattern: str
-    backbone: Callable | None = None
-    weights_file: Callable | None = None
-    download: Callable | None = None
-    input_size: Callable | None = None
-    weights_id: Callable | None = None
-    neck: Callable | None = None
-
-
 def _torchvision_weights_id(spec: ModelSpec) -> str:
     return f"torchvision:{spec.arch}.{spec.weights}"
 
@@ -557,7 +535,8 @@ def _timm_weights_id(spec: ModelSpec) -> str:
 
 
 #: ``ModelSpec.source`` -> its family. A new family is one entry here, and its name form in
-#: :func:`imbench.model_names.parse_model_name` (which runs at planning time, without torch).
+#: :func:`imbench.model_names.parse_model_name` (which runs at planning time, without torch); a
+#: plug-in registers its own with ``imbench.register_model_family`` (docs/extending.md).
 FAMILIES: dict[str, ModelFamily] = {
     f.source: f
     for f in (
@@ -585,8 +564,35 @@ FAMILIES: dict[str, ModelFamily] = {
 
 
 def family(spec: ModelSpec) -> ModelFamily:
-    """The :class:`ModelFamily` of a parsed model name."""
-    return FAMILIES[spec.source]
+    """The :class:`ModelFamily` of a parsed model name: a package family of :data:`FAMILIES`, or
+    one registered by a plug-in (:func:`imbench.model_names.register_model_family`) with its unset
+    parts filled in (:func:`_completed`)."""
+    fam = FAMILIES.get(spec.source)
+    return fam if fam is not None else _completed(REGISTERED_FAMILIES[spec.source])
+
+
+def _completed(fam: ModelFamily) -> ModelFamily:
+    """A registered family with defaults for what it leaves unset: no published weights (so
+    ``pretrained`` raises :class:`MissingWeightsError` through :func:`_with_weights`), a native
+    input size of :data:`DEFAULT_INPUT_SIZE`, weights named ``<source>:<model name>``."""
+    build = fam.backbone
+
+    def backbone(spec, pretrained, drop_rate, label):
+        if pretrained:
+            return _with_weights(label, lambda: build(spec, pretrained, drop_rate, label))
+        return build(spec, pretrained, drop_rate, label)
+
+    def no_download(spec):
+        raise MissingWeightsError(f"model {spec.name!r} has no published pretrained weights")
+
+    return dataclasses.replace(
+        fam,
+        backbone=backbone,
+        weights_file=fam.weights_file or (lambda spec: _WeightsFile("none")),
+        download=fam.download or no_download,
+        input_size=fam.input_size or (lambda spec: DEFAULT_INPUT_SIZE),
+        weights_id=fam.weights_id or (lambda spec: f"{fam.source}:{spec.arch}"),
+    )
 
 
 def pretrained_weights_id(name: str) -> str:
@@ -626,12 +632,22 @@ def get_args_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="only report what is cached; exit 1 if anything is missing",
     )
+    from .plugins import add_plugin_arguments
+
+    add_plugin_arguments(p)  # plug-ins' model families
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     """``imbench weights --models NAME... [--check]`` / ``--configfile experiments/x.yaml``."""
     args = get_args_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    from .plugins import PluginError, load_job_plugins
+
+    try:
+        load_job_plugins(args.plugins, args.plugin_sha256)
+    except PluginError as exc:
+        print(f"imbench weights: error: {exc}", file=sys.stderr)
+        return 2
     names = list(args.models)
     if args.configfile:
         from .config import load_config

@@ -314,7 +314,10 @@ def explain_args(wildcards, input):
     ]
     if EXPLAIN.get("gradcam_method"):
         opts += ["--gradcam-method", EXPLAIN["gradcam_method"]]
-    return " ".join(opts)
+    from imbench.plugins import plugin_args, plugins_for
+
+    plugins = plugin_args(plugins_for(task=wildcards.task, models=[config["models"][0]]))
+    return " ".join(opts) + (f" {plugins}" if plugins else "")
 
 
 def train_settings(wildcards):
@@ -328,27 +331,40 @@ def train_settings(wildcards):
     return json.dumps(settings, sort_keys=True)
 
 
-def train_plugin(wildcards):
-    """The plug-in file that registered the cell's method (an input of its training job, so an
-    edited plug-in retrains the cells that use it); none for a built-in method."""
-    from imbench.plugins import plugin_file
+def _job_plugins(wildcards):
+    """The plug-in files a job loads (imbench.plugins.plugins_for): the one that registered the
+    job's method, its task's dataset (or its dataset) and its model's family; none for a job of
+    the package's own parts only."""
+    from imbench.plugins import plugins_for
 
-    path = plugin_file(wildcards.method)
-    return [path] if path else []
+    model = getattr(wildcards, "model", None)
+    return plugins_for(
+        method=getattr(wildcards, "method", None),
+        task=getattr(wildcards, "task", None),
+        dataset=getattr(wildcards, "dataset", None),
+        models=[model] if model else (),
+    )
 
 
-def train_plugin_args(wildcards):
-    """``--plugins <file>`` for a plug-in method's training job, with the file's SHA-256 (a params
-    value: a changed content retrains the cell even when the file's time stamp does not say so)."""
-    import shlex
+def job_plugin(wildcards):
+    """The plug-in files of a job, as its inputs: an edited plug-in reruns the jobs that load it
+    (training cells of its method, dataset, or model family; that dataset's data stages)."""
+    return _job_plugins(wildcards)
 
-    from imbench.plugins import LOADED, plugin_file
 
-    path = plugin_file(wildcards.method)
-    if not path:
-        return ""
-    sha = next(p["sha256"] for p in LOADED.values() if p["path"] == path)
-    return f"--plugins {shlex.quote(path)} --plugin-sha256 {sha}"
+def job_plugin_args(wildcards):
+    """``--plugins <files> --plugin-sha256 <hashes>`` of a job (a params value: a changed content
+    reruns the job even when the file's time stamp does not say so); "" for none."""
+    from imbench.plugins import plugin_args
+
+    return plugin_args(_job_plugins(wildcards))
+
+
+def models_plugin_args():
+    """``--plugins ...`` of every model family plug-in of the grid (`imbench weights`)."""
+    from imbench.plugins import plugin_args, plugins_for
+
+    return plugin_args(plugins_for(models=config["models"]))
 
 
 def posthoc_params(wildcards):

@@ -26,6 +26,7 @@ rule synthetic_data:
 rule index:
     input:
         raw=raw_dir,
+        plugin=job_plugin,
     output:
         index="resources/prepared/{task}/index.csv",
         exclusions="resources/prepared/{task}/exclusions.csv",
@@ -36,9 +37,11 @@ rule index:
     threads: 16  # decodes every image once; scaled down to --cores
     params:
         undecodable=config["index"]["undecodable"],
+        plugin=job_plugin_args,
     shell:
         "imbench index --task {wildcards.task} --raw {input.raw} --out {output.index}"
-        " --exclusions {output.exclusions} --undecodable {params.undecodable} --workers {threads} > {log} 2>&1"
+        " --exclusions {output.exclusions} --undecodable {params.undecodable} --workers {threads}"
+        " {params.plugin} > {log} 2>&1"
 
 
 # The split's settings are in its file name (seed, fractions, grouping, cross-validation folds),
@@ -97,7 +100,8 @@ rule imbalance_split:
     # A task variant's split (<task>@rho<ratio>): the base split with its training images
     # subsampled to the imbalance ratio; <split>.json records the per-class training counts.
     input:
-        "resources/prepared/{task}/{split}.csv",
+        base="resources/prepared/{task}/{split}.csv",
+        plugin=job_plugin,
     output:
         split="resources/prepared/{task}/{split}@rho{ratio}_seed{iseed}.csv",
         record="resources/prepared/{task}/{split}@rho{ratio}_seed{iseed}.json",
@@ -109,9 +113,12 @@ rule imbalance_split:
         iseed=r"\d+",
     conda:
         "../../envs/imbench.yaml"
+    params:
+        plugin=job_plugin_args,
     shell:
-        ": > {log}; imbench imbalance --split {input} --out {output.split} --task {wildcards.task}"
-        " --ratio {wildcards.ratio} --seed {wildcards.iseed} >> {log} 2> >(tee -a {log} >&2)"
+        ": > {log}; imbench imbalance --split {input.base} --out {output.split} --task {wildcards.task}"
+        " --ratio {wildcards.ratio} --seed {wildcards.iseed} {params.plugin}"
+        " >> {log} 2> >(tee -a {log} >&2)"
 
 
 rule cache:

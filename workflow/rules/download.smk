@@ -26,6 +26,8 @@ localrules:
 
 
 rule download:
+    input:
+        plugin=job_plugin,
     output:
         directory("resources/raw/{dataset}"),
     log:
@@ -37,5 +39,7 @@ rule download:
     params:
         args=lambda wildcards: download_args(wildcards.dataset),
         undecodable=config["index"]["undecodable"],
+        plugin=job_plugin_args,
     shell:
-        "imbench download {wildcards.dataset} --out {output} --undecodable {params.undecodable} {params.args} > {log} 2>&1"
+        "imbench download {wildcards.dataset} --out {output} --undecodable {params.undecodable}"
+        " {params.args} {params.plugin} > {log} 2>&1"

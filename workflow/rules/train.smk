@@ -16,7 +16,7 @@ rule train:
         images=train_images,
         fingerprint=train_cache_fingerprint,
         split=split_csv,
-        plugin=train_plugin,
+        plugin=job_plugin,
     output:
         predictions=f"{TRAIN_DIR}/predictions.csv",
         history=f"{TRAIN_DIR}/history.csv",
@@ -34,7 +34,7 @@ rule train:
     threads: 1
     params:
         settings=train_settings,
-        plugin=train_plugin_args,
+        plugin=job_plugin_args,
         fold="--fold {fold}" if FOLDS else "",  # a plain pattern: no function call per job
     shell:
         ": > {log}; imbench train --task {wildcards.task} --cache-dir $(dirname {input.images}) --split {input.split}"
@@ -104,6 +104,7 @@ rule decouple:
         run=lambda wc: f"{base_cell(wc)}/run.json",
         images=train_images,
         split=SPLIT_CSV,
+        plugin=job_plugin,
     output:
         predictions="results/{experiment}/{task}/{model}/{method}/seed{seed}/predictions.csv",
         run="results/{experiment}/{task}/{model}/{method}/seed{seed}/run.json",
@@ -118,10 +119,12 @@ rule decouple:
     threads: 1
     params:
         method_params=posthoc_params,
+        plugin=job_plugin_args,
     shell:
         ": > {log}; imbench decouple --method {wildcards.method} --base-dir $(dirname {input.run})"
         " --cache-dir $(dirname {input.images}) --split {input.split} --seed {wildcards.seed}"
-        " --params {params.method_params:q} --threads {threads} --out-dir $(dirname {output.run})"
+        " --params {params.method_params:q} --threads {threads} {params.plugin}"
+        " --out-dir $(dirname {output.run})"
         " >> {log} 2> >(tee -a {log} >&2)"
 
 
@@ -158,5 +161,6 @@ rule prefetch_weights:
         "../../envs/imbench.yaml"
     params:
         models=" ".join(config["models"]),
+        plugin=models_plugin_args(),
     shell:
-        "imbench weights --models {params.models} > {log} 2>&1"
+        "imbench weights --models {params.models} {params.plugin} > {log} 2>&1"

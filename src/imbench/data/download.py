@@ -55,6 +55,9 @@ def get_args_parser() -> argparse.ArgumentParser:
         description="download, verify and unpack a dataset into its raw folder",
     )
     p.add_argument("dataset", choices=dataset_names())
+    from ..plugins import add_plugin_arguments
+
+    add_plugin_arguments(p)  # a plug-in's dataset (loaded by main before this parser is built)
     p.add_argument(
         "--out", required=True, type=Path, help="raw folder to create, e.g. resources/raw/ham10000"
     )
@@ -160,6 +163,14 @@ def _parse_hashes(items: Sequence[str]) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ..plugins import PluginError, preload_job_plugins
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        preload_job_plugins(argv)
+    except PluginError as exc:
+        print(f"imbench download: error: {exc}", file=sys.stderr)
+        return 2
     args = get_args_parser().parse_args(argv)
     spec = get_dataset(args.dataset)
     try:
@@ -177,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         check_out(args.out, args.force)
         options = {o.name: getattr(args, o.name) for o in spec.options}
         spec.prepare(args.out, opts, tuple(args.base_url or spec.base_urls), **options)
-    except (DatasetError, OSError) as exc:
+    except (DatasetError, OSError, PluginError) as exc:
         print(f"imbench download {args.dataset}: error: {exc}", file=sys.stderr)
         return 2
     return 0
