@@ -15,7 +15,8 @@ from PIL import Image
 from imbench.data.cache import CacheMismatch, build_cache, cache_fingerprint
 from imbench.train import Settings, train_cell
 
-TINY = dict(epochs=2, batch_size=32, image_size=16, lr=3e-3, threads=1)
+# A checkpoint after every epoch (checkpoint_every_min 0): the tests kill runs after the first.
+TINY = dict(epochs=2, batch_size=32, image_size=16, lr=3e-3, threads=1, checkpoint_every_min=0)
 
 
 class Killed(Exception):
