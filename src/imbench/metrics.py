@@ -179,11 +179,6 @@ def _labels(probs: np.ndarray) -> np.ndarray:
     return np.arange(probs.shape[1])
 
 
-def _both_classes(positive: np.ndarray) -> bool:
-    n_pos = int(np.count_nonzero(positive))
-    return 0 < n_pos < positive.size
-
-
 # --------------------------------------------------------------------------- hand-written
 #
 # Kept in NumPy where scikit-learn has no equivalent (ECE) or where its value differs from the
@@ -454,12 +449,16 @@ def _fast_balanced_accuracy(y_true, probs, y_pred):
     return float(np.mean(hits[present] / support[present]))
 
 
-#: Bootstrap-speed versions of scalar metrics that have no replicate-weight form below, or
-#: whose replicate-weight form rounds differently on one replicate.
+def _fast_mean_f2(y_true, probs, y_pred):
+    return float(np.mean(_sample_f2(y_true, y_pred)))
+
+
+#: :func:`scalar_fn`'s function where it is not the replicate-weight form with one replicate
+#: (whose weighted mean rounds differently from scikit-learn's plain mean).
 _FAST: dict[str, dict[str, Callable]] = {
     "multiclass": {"balanced_accuracy": _fast_balanced_accuracy},
     "binary": {},
-    "multilabel": {"mean_f2": _ml_mean_f2},
+    "multilabel": {"mean_f2": _fast_mean_f2},
 }
 
 
@@ -482,8 +481,8 @@ def scalar_fn(kind: str, name: str) -> Callable[[np.ndarray, np.ndarray, np.ndar
             return weighted(y_true, probs, y_pred, np.ones((1, len(y_true))))[0]
 
     else:
-        f = _POINT[kind][name]
-    return lambda y_true, probs, y_pred: _point(f, y_true, probs, y_pred)
+        return point_fn(kind, name)
+    return lambda y_true, probs, y_pred: _clean(f(y_true, probs, y_pred))
 
 
 # --------------------------------------------------------------------------- replicate weights
@@ -580,16 +579,23 @@ def _w_bin(name: str):
     return fn
 
 
+def _sample_f2(y_true, y_pred) -> np.ndarray:
+    """Per sample F2 = 5TP / (5TP + 4FN + FP); 1.0 with no true and no predicted label."""
+    t = y_true.astype(bool)
+    p = y_pred.astype(bool)
+    tp, fn, fp = (t & p).sum(axis=1), (t & ~p).sum(axis=1), (~t & p).sum(axis=1)
+    den = 5.0 * tp + 4.0 * fn + fp
+    f2 = np.ones(den.shape)
+    np.divide(5.0 * tp, den, out=f2, where=den > 0)
+    return f2
+
+
 def _w_ml(name: str):
     def fn(y_true, probs, y_pred, w):
         t = y_true.astype(bool)
         p = y_pred.astype(bool)
         if name == "mean_f2":
-            tp, fn_, fp = (t & p).sum(axis=1), (t & ~p).sum(axis=1), (~t & p).sum(axis=1)
-            den = 5.0 * tp + 4.0 * fn_ + fp
-            f2 = np.ones(den.shape)
-            np.divide(5.0 * tp, den, out=f2, where=den > 0)
-            return (w @ f2) / w.sum(axis=1)
+            return (w @ _sample_f2(y_true, y_pred)) / w.sum(axis=1)
         tp, fp, fn_ = (
             (w @ (t & p).astype(float)),
             (w @ (~t & p).astype(float)),
