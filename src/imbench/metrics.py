@@ -69,17 +69,18 @@ Conventions (the choices a reader of the tables needs to know):
 ``top_k_accuracy_score``, ``fbeta_score``, ``precision_recall_fscore_support``,
 ``confusion_matrix``) with the None conventions above added around them. Five
 stay hand-written, each tested against scikit-learn to 1e-12: ECE (no
-scikit-learn equivalent), and the ROC AUC, average precision, log-loss and ODIR
-kappa, whose scikit-learn values differ from the exact ones in the last bits
-(scikit-learn's trapezoidal AUC, its order of summation, its clipping before
-renormalising), which would change published tables.
+scikit-learn equivalent), the ROC AUC, average precision and ODIR kappa, whose
+scikit-learn values differ from the exact ones in the last bits (trapezoidal
+AUC, another order of summation), which would change published tables, and the
+log-loss, which renormalises each row first (the stored rows sum to 1 only
+within ``ROW_SUM_TOL``; scikit-learn no longer renormalises, it warns).
 
 :func:`scalar_fn` returns a single-metric function without input validation,
 for the bootstrap loops of :mod:`imbench.stats`; :func:`weighted_fn` computes a
 metric on many bootstrap replicates at once. scikit-learn's input checks cost
 about a millisecond a call, more than the metric, so the metrics that can be
 bootstrapped have NumPy fast paths (the replicate-weight forms, the AUC and ODIR
-functions, a bincount balanced accuracy) giving exactly :func:`compute_metrics`'
+functions, a bincount balanced accuracy, the per-sample F2) giving exactly :func:`compute_metrics`'
 values; :func:`point_fn` is the scikit-learn version the tests compare them with.
 """
 
@@ -184,9 +185,9 @@ def _labels(probs: np.ndarray) -> np.ndarray:
 # Kept in NumPy where scikit-learn has no equivalent (ECE) or where its value differs from the
 # exact one in the last bits, which would change the published tables: the AUC (scikit-learn
 # integrates the ROC curve with the trapezoidal rule; here the Mann-Whitney count gives the
-# same value exactly rounded), average precision (same sum, another order), log-loss
-# (scikit-learn clips before it renormalises) and the ODIR kappa (exact integer arithmetic).
-# The tests check each against scikit-learn to 1e-12.
+# same value exactly rounded), average precision (same sum, another order) and the ODIR kappa
+# (exact integer arithmetic); and the log-loss, which renormalises rows first. The tests check
+# each against scikit-learn to 1e-12.
 
 
 def _auc(positive: np.ndarray, score: np.ndarray) -> float | None:
@@ -231,8 +232,9 @@ def _ap(positive: np.ndarray, score: np.ndarray) -> float | None:
 
 def _log_loss(y_true, probs, y_pred):
     """sklearn's ``log_loss(labels=range(K))`` of the renormalised rows: mean −log p_true,
-    p clipped to [eps, 1 − eps] (rows are renormalised first; validation tolerates
-    ``ROW_SUM_TOL``)."""
+    p clipped to [eps, 1 − eps]. Rows are renormalised first (validation tolerates
+    ``ROW_SUM_TOL``, e.g. float16-stored softmax rows); scikit-learn >= 1.5 uses them as
+    they are and warns."""
     p = probs[np.arange(probs.shape[0]), y_true] / probs.sum(axis=1)
     eps = np.finfo(np.float64).eps
     return float(-np.mean(np.log(np.clip(p, eps, 1 - eps))))
