@@ -16,6 +16,7 @@ from imbench.compare import check_evaluation, ranking, resolve_evaluation
 from imbench.config import load_config
 from imbench.data.tasks import get_task
 from imbench.methods import method_kinds
+from imbench.metrics import KINDS, metric_names
 from imbench.stats import _Resampler, seeds_tests_mean, smallest_adjusted_p
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -328,6 +329,25 @@ def test_replicates_pair_methods_on_the_same_lesions_whatever_the_row_order():
         assert sorted(groups[a.rows(da)]) == sorted(groups[perm][b.rows(db)])
 
 
+def _resampling_case(kind):
+    """Predictions of 40 rows in 15 groups: group resamples miss classes (the undefined cases)."""
+    rng = np.random.default_rng(1)
+    n, k = 40, {"multiclass": 5, "binary": 2, "multilabel": 4}[kind]
+    groups = rng.integers(0, 15, n)
+    if kind == "multilabel":
+        y = (rng.random((n, k)) < 0.3).astype(int)
+        pred = (rng.random((n, k)) < 0.3).astype(int)
+        probs = rng.random((n, k))
+    else:
+        y = rng.choice(k, n, p=np.linspace(3, 1, k) / np.linspace(3, 1, k).sum())
+        y[:2] = 0  # class 0 present; small resamples still miss classes (the undefined cases)
+        pred = np.where(rng.random(n) < 0.5, y, rng.integers(0, k, n))
+        probs = rng.dirichlet(np.ones(k), n)
+        probs[:, 0] = probs[:, 1]  # ties in the scores (top-k tie rule)
+        probs /= probs.sum(axis=1, keepdims=True)
+    return (y, probs, pred), groups
+
+
 @pytest.mark.parametrize(
     "kind, name",
     [
@@ -350,25 +370,12 @@ def test_replicates_pair_methods_on_the_same_lesions_whatever_the_row_order():
     + [("multilabel", m) for m in ("mean_f2", "macro_f1", "micro_f1")],
 )
 def test_weighted_replicates_equal_the_metric_on_resampled_rows(kind, name):
-    from imbench.metrics import scalar_fn, weighted_fn
+    from imbench.metrics import point_fn, scalar_fn, weighted_fn
     from imbench.stats import replicate_values
 
-    rng = np.random.default_rng(1)
-    n, k = 40, {"multiclass": 5, "binary": 2, "multilabel": 4}[kind]
-    groups = rng.integers(0, 15, n)
-    if kind == "multilabel":
-        y = (rng.random((n, k)) < 0.3).astype(int)
-        pred = (rng.random((n, k)) < 0.3).astype(int)
-        probs = rng.random((n, k))
-    else:
-        y = rng.choice(k, n, p=np.linspace(3, 1, k) / np.linspace(3, 1, k).sum())
-        y[:2] = 0  # class 0 present; small resamples still miss classes (the undefined cases)
-        pred = np.where(rng.random(n) < 0.5, y, rng.integers(0, k, n))
-        probs = rng.dirichlet(np.ones(k), n)
-        probs[:, 0] = probs[:, 1]  # ties in the scores (top-k tie rule)
-        probs /= probs.sum(axis=1, keepdims=True)
-    arrays = (y, probs, pred)
-    slow = replicate_values(scalar_fn(kind, name), arrays, groups, n_boot=60, seed=4)
+    arrays, groups = _resampling_case(kind)
+    # the scikit-learn point estimate of each explicitly resampled replicate
+    slow = replicate_values(point_fn(kind, name), arrays, groups, n_boot=60, seed=4)
     fast = replicate_values(
         scalar_fn(kind, name),
         arrays,
@@ -379,3 +386,18 @@ def test_weighted_replicates_equal_the_metric_on_resampled_rows(kind, name):
         chunk=7,
     )
     np.testing.assert_allclose(fast, slow, rtol=1e-12, atol=1e-12, equal_nan=True)
+
+
+@pytest.mark.parametrize(
+    "kind, name", [(kind, name) for kind in KINDS for name in metric_names(kind)]
+)
+def test_bootstrap_fast_paths_equal_sklearn_on_resampled_rows(kind, name):
+    """``scalar_fn`` (what bootstrap intervals recompute per replicate) gives exactly the
+    reported point estimate of every resampled replicate, classes missing included."""
+    from imbench.metrics import point_fn, scalar_fn
+    from imbench.stats import replicate_values
+
+    arrays, groups = _resampling_case(kind)
+    slow = replicate_values(point_fn(kind, name), arrays, groups, n_boot=40, seed=5)
+    fast = replicate_values(scalar_fn(kind, name), arrays, groups, n_boot=40, seed=5)
+    np.testing.assert_array_equal(fast, slow)

@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from imbench.metrics import HEADLINE, KINDS, compute_metrics, metric_names, scalar_fn
+from imbench.metrics import (
+    HEADLINE,
+    KINDS,
+    compute_metrics,
+    metric_names,
+    point_fn,
+    scalar_fn,
+    weighted_fn,
+)
 
 NAMES7 = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
 ODIR8 = list("NDGCAHMO")
@@ -451,3 +459,133 @@ def test_validation_errors_other_kinds():
             np.array([], dtype=int),
             list("abc"),
         )
+
+
+# ---------------------------------------------------------------------- hand-written and fast paths
+
+
+def _random_case(kind, seed, k=None, ties=False, float32=False, n=None):
+    rng = np.random.default_rng(seed)
+    n = n or int(rng.integers(20, 300))
+    if kind == "multilabel":
+        k = k or 6
+        y = (rng.random((n, k)) < 0.3).astype(int)
+        probs = rng.random((n, k))
+        if ties:
+            probs = np.round(probs, 1)
+        pred = (probs > 0.4).astype(int)
+        return y, probs, pred, [f"c{i}" for i in range(k)]
+    k = 2 if kind == "binary" else (k or 7)
+    y = rng.choice(k, n, p=rng.dirichlet(np.ones(k)))
+    probs = _softmax_probs(rng, n, k, round_to=1 if ties else None)
+    if float32:
+        probs = probs.astype(np.float32).astype(np.float64)
+    pred = np.where(rng.random(n) < 0.6, y, rng.integers(0, k, n))
+    return y, probs, pred, [f"c{i}" for i in range(k)]
+
+
+CASES = [
+    (s, k, t, f) for s in range(4) for k in (3, 11) for t in (False, True) for f in (False, True)
+]
+
+
+@pytest.mark.parametrize("seed,k,ties,float32", CASES)
+def test_hand_written_metrics_equal_sklearn(seed, k, ties, float32):
+    """AUC, AP, log-loss and the ODIR kappa are NumPy (exact rounding); scikit-learn agrees to
+    1e-12."""
+    close = {"rel": 1e-12, "abs": 1e-12}
+    y, probs, pred, names = _random_case("multiclass", seed, k, ties, float32)
+    r = compute_metrics("multiclass", y, probs, pred, names)
+    for c, entry in enumerate(r["per_class"]):
+        col = (y == c).astype(int)
+        if 0 < col.sum() < len(col):
+            assert entry["auc"] == pytest.approx(skm.roc_auc_score(col, probs[:, c]), **close)
+        else:
+            assert entry["auc"] is None
+    # rows off 1 by float32 storage: the log-loss of the renormalised rows
+    stored = np.clip(probs, 1e-6, 1).astype(np.float32).astype(np.float64)
+    ll = compute_metrics("multiclass", y, stored, pred, names)["scalars"]["log_loss"]
+    renormalised = stored / stored.sum(axis=1, keepdims=True)
+    assert ll == pytest.approx(skm.log_loss(y, renormalised, labels=np.arange(k)), **close)
+
+    y, probs, pred, names = _random_case("multilabel", seed, k, ties)
+    r = compute_metrics("multilabel", y, probs, pred, names)
+    for c, entry in enumerate(r["per_class"]):
+        if y[:, c].any():
+            ap = skm.average_precision_score(y[:, c], probs[:, c])
+            assert entry["ap"] == pytest.approx(ap, **close)
+    kappa, f1, auc, score = _official_odir(y, probs)
+    s = r["scalars"]
+    assert s["odir_kappa"] == pytest.approx(kappa, **close)
+    assert s["odir_f1"] == pytest.approx(f1, **close)
+    assert s["odir_auc"] == pytest.approx(auc, **close)
+    assert s["odir_score"] == pytest.approx(score, **close)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("seed,k,ties,float32", CASES)
+def test_scalar_fn_is_bit_identical_to_compute_metrics(kind, seed, k, ties, float32):
+    """The bootstrap fast paths reproduce the reported point estimates exactly (the tables and
+    the paired comparisons read one or the other)."""
+    y, probs, pred, names = _random_case(kind, seed, k, ties, float32)
+    scalars = compute_metrics(kind, y, probs, pred, names)["scalars"]
+    for name in metric_names(kind):
+        assert scalar_fn(kind, name)(y, probs, pred) == scalars[name], name
+        assert point_fn(kind, name)(y, probs, pred) == scalars[name], name
+
+
+def _sk_weighted(kind, name, y, probs, pred, w):
+    """scikit-learn's value of ``name`` with ``sample_weight=w`` (NaN where undefined)."""
+    labels = np.arange(probs.shape[1])
+    kw = {"sample_weight": w, "zero_division": 0}
+    if kind == "multilabel":
+        if name == "mean_f2":
+            return skm.fbeta_score(
+                y, pred, beta=2, average="samples", sample_weight=w, zero_division=1.0
+            )
+        return skm.f1_score(y, pred, average=name.split("_")[0], **kw)
+    if name == "accuracy":
+        return skm.accuracy_score(y, pred, sample_weight=w)
+    if name == "balanced_accuracy":
+        return skm.balanced_accuracy_score(y, pred, sample_weight=w)
+    if name.startswith("top"):
+        k = int(name[3])
+        return skm.top_k_accuracy_score(y, probs, k=k, labels=labels, sample_weight=w)
+    if kind == "binary":
+        if name in ("sensitivity", "specificity"):
+            label = 1 if name == "sensitivity" else 0
+            if w[y == label].sum() == 0:
+                return np.nan
+            return skm.recall_score(y, pred, labels=[0, 1], pos_label=label, **kw)
+        score = {"f1": skm.f1_score, "precision": skm.precision_score}[name]
+        return score(y, pred, labels=[0, 1], pos_label=1, **kw)
+    average, metric = name.split("_")
+    score = {"f1": skm.f1_score, "precision": skm.precision_score, "recall": skm.recall_score}
+    if average == "weighted" and w[np.isin(y, labels)].sum() == 0:
+        return np.nan
+    return score[metric](y, pred, labels=labels, average=average, **kw)
+
+
+WEIGHTED_METRICS = [
+    (kind, name) for kind in KINDS for name in metric_names(kind) if weighted_fn(kind, name)
+]
+
+
+@pytest.mark.parametrize("kind,name", WEIGHTED_METRICS)
+def test_weighted_fast_paths_equal_sklearn_sample_weight(kind, name):
+    """Every replicate-weight metric equals scikit-learn's with ``sample_weight`` = the
+    replicate's row multiplicities, including replicates that miss classes."""
+    y, probs, pred, _ = _random_case(kind, 3, k=5, n=40)
+    if kind != "multilabel":
+        probs[:, 0] = probs[:, 1]  # tied scores (top-k tie rule)
+        probs /= probs.sum(axis=1, keepdims=True)
+    rng = np.random.default_rng(8)
+    w = rng.multinomial(len(y), np.ones(len(y)) / len(y), size=30).astype(float)
+    w[0] = 1.0  # the full set
+    w[1, :] = 0.0
+    w[1, :3] = 2.0  # a tiny replicate: most classes missing
+    got = weighted_fn(kind, name)(y, probs, pred, w)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = [_sk_weighted(kind, name, y, probs, pred, row) for row in w]
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, equal_nan=True)

@@ -64,19 +64,34 @@ Conventions (the choices a reader of the tables needs to know):
   flattened accuracy at 0.5; we keep that quirk for comparability with the
   challenge leaderboard (our own ``micro_f1`` is the usual positive-label one).
 
+**Implementation.** Point estimates come from scikit-learn (``accuracy_score``,
+``balanced_accuracy_score``, ``f1_score``/``precision_score``/``recall_score``,
+``top_k_accuracy_score``, ``fbeta_score``, ``precision_recall_fscore_support``,
+``confusion_matrix``) with the None conventions above added around them. Five
+stay hand-written, each tested against scikit-learn to 1e-12: ECE (no
+scikit-learn equivalent), the ROC AUC, average precision and ODIR kappa, whose
+scikit-learn values differ from the exact ones in the last bits (trapezoidal
+AUC, another order of summation), which would change published tables, and the
+log-loss, which renormalises each row first (the stored rows sum to 1 only
+within ``ROW_SUM_TOL``; scikit-learn no longer renormalises, it warns).
+
 :func:`scalar_fn` returns a single-metric function without input validation,
-for use inside :mod:`imbench.stats` bootstrap loops. For speed there, every
-metric is computed with NumPy from counts, sorts and binary searches rather than
-by calling scikit-learn (whose input checks cost milliseconds per call); the
-tests check each one against the scikit-learn function it reproduces.
+for the bootstrap loops of :mod:`imbench.stats`; :func:`weighted_fn` computes a
+metric on many bootstrap replicates at once. scikit-learn's input checks cost
+about a millisecond a call, more than the metric, so the metrics that can be
+bootstrapped have NumPy fast paths (the replicate-weight forms, the AUC and ODIR
+functions, a bincount balanced accuracy, the per-sample F2) giving exactly :func:`compute_metrics`'
+values; :func:`point_fn` is the scikit-learn version the tests compare them with.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from sklearn import metrics as skm
 
 from .kinds import KINDS
 
@@ -93,6 +108,7 @@ ECE_BINS = 15
 ROW_SUM_TOL = 1e-2
 #: Probability threshold of the official ODIR score.
 ODIR_THRESHOLD = 0.5
+ODIR_PARTS = ("odir_score", "odir_kappa", "odir_f1", "odir_auc")
 
 _SCALARS = {
     "multiclass": (
@@ -147,20 +163,6 @@ def metric_names(kind: str) -> list[str]:
 # --------------------------------------------------------------------------- helpers
 
 
-def _ratio(num: float, den: float, undefined: float | None = 0.0) -> float | None:
-    """num / den, or ``undefined`` when den == 0 (sklearn's zero_division)."""
-    return float(num) / float(den) if den > 0 else undefined
-
-
-def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    """Elementwise num / den with 0 where den == 0 (zero_division=0)."""
-    num = np.asarray(num, dtype=float)
-    den = np.asarray(den, dtype=float)
-    out = np.zeros(np.broadcast(num, den).shape)
-    np.divide(num, den, out=out, where=den > 0)
-    return out
-
-
 def _clean(x) -> float | None:
     """A plain float, or None for None/NaN/inf."""
     if x is None:
@@ -174,13 +176,26 @@ def _mean_defined(values: Sequence[float | None]) -> tuple[float | None, int]:
     return (float(np.mean(defined)) if defined else None), len(defined)
 
 
+def _labels(probs: np.ndarray) -> np.ndarray:
+    return np.arange(probs.shape[1])
+
+
+# --------------------------------------------------------------------------- hand-written
+#
+# Kept in NumPy where scikit-learn has no equivalent (ECE) or where its value differs from the
+# exact one in the last bits, which would change the published tables: the AUC (scikit-learn
+# integrates the ROC curve with the trapezoidal rule; here the Mann-Whitney count gives the
+# same value exactly rounded), average precision (same sum, another order) and the ODIR kappa
+# (exact integer arithmetic); and the log-loss, which renormalises rows first. The tests check
+# each against scikit-learn to 1e-12.
+
+
 def _auc(positive: np.ndarray, score: np.ndarray) -> float | None:
     """ROC AUC as the Mann-Whitney probability P(s+ > s-) + P(s+ = s-) / 2.
 
-    Identical to sklearn's trapezoidal ``roc_auc_score`` (tied scores count one
-    half) but several times faster (one sort of the negatives and two binary
-    searches), which matters inside bootstrap loops. ``None`` unless both
-    positives and negatives are present.
+    sklearn's ``roc_auc_score`` (tied scores count one half) from one sort of
+    the negatives and two binary searches. ``None`` unless both positives and
+    negatives are present (sklearn raises).
     """
     positive = np.asarray(positive, dtype=bool)
     n_pos = int(positive.sum())
@@ -195,11 +210,10 @@ def _auc(positive: np.ndarray, score: np.ndarray) -> float | None:
 
 
 def _ap(positive: np.ndarray, score: np.ndarray) -> float | None:
-    """Average precision as sklearn's ``average_precision_score``; ``None`` without positives.
+    """sklearn's ``average_precision_score``; ``None`` without positives (sklearn warns, 0).
 
     AP = Σ_n (R_n − R_{n−1}) P_n over the distinct score thresholds in
     decreasing order (tied scores enter together; no interpolation).
-    Re-implemented because sklearn's checks dominate bootstrap run time.
     """
     positive = np.asarray(positive, dtype=bool)
     n_pos = int(positive.sum())
@@ -211,33 +225,23 @@ def _ap(positive: np.ndarray, score: np.ndarray) -> float | None:
     # last index of every run of equal scores = one threshold
     last = np.flatnonzero(np.append(s[1:] != s[:-1], True))
     tp = np.cumsum(hit)[last]
-    n_above = last + 1
-    precision = tp / n_above
+    precision = tp / (last + 1)
     recall_gain = np.diff(tp, prepend=0) / n_pos
     return float(np.sum(recall_gain * precision))
 
 
-def _confusion(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> np.ndarray:
-    """K × K counts, rows = true class, columns = predicted class."""
-    return np.bincount(k * y_true + y_pred, minlength=k * k).reshape(k, k)
-
-
-def _prf(cm: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-class precision, recall, F1 (zero_division=0), support and predicted counts."""
-    tp = np.diag(cm).astype(float)
-    support = cm.sum(axis=1)
-    predicted = cm.sum(axis=0)
-    return {
-        "precision": _safe_div(tp, predicted),
-        "recall": _safe_div(tp, support),
-        # F1 = 2TP / (2TP + FP + FN) = 2TP / (support + predicted)
-        "f1": _safe_div(2 * tp, support + predicted),
-        "support": support,
-        "predicted": predicted,
-    }
+def _log_loss(y_true, probs, y_pred):
+    """sklearn's ``log_loss(labels=range(K))`` of the renormalised rows: mean −log p_true,
+    p clipped to [eps, 1 − eps]. Rows are renormalised first (validation tolerates
+    ``ROW_SUM_TOL``, e.g. float16-stored softmax rows); scikit-learn >= 1.5 uses them as
+    they are and warns."""
+    p = probs[np.arange(probs.shape[0]), y_true] / probs.sum(axis=1)
+    eps = np.finfo(np.float64).eps
+    return float(-np.mean(np.log(np.clip(p, eps, 1 - eps))))
 
 
 def _ece(y_true: np.ndarray, probs: np.ndarray, n_bins: int = ECE_BINS) -> float:
+    """Top-label ECE (see the module docstring); scikit-learn has no calibration-error metric."""
     conf = probs.max(axis=1)
     correct = (probs.argmax(axis=1) == y_true).astype(float)
     edges = np.linspace(0.0, 1.0, n_bins + 1)
@@ -249,176 +253,14 @@ def _ece(y_true: np.ndarray, probs: np.ndarray, n_bins: int = ECE_BINS) -> float
     return float(np.abs(sum_acc - sum_conf).sum() / conf.size)
 
 
-# --------------------------------------------------------------------------- single-label
-
-
-def _mc_top_k(k: int):
-    """Top-k accuracy exactly as sklearn's ``top_k_accuracy_score(labels=range(K))``.
-
-    Re-implemented (sklearn's input checks dominate its run time in bootstrap
-    loops). Ties follow sklearn: classes are ranked by a stable ascending sort
-    reversed, so among equal scores the higher class index ranks first.
-    ``None`` when K <= k (the metric would be 1 by construction).
-    """
-
-    def fn(y_true, probs, y_pred):
-        if probs.shape[1] <= k:
-            return None
-        return float(np.mean(_ranked_ahead(y_true, probs) < k))
-
-    return fn
-
-
-def _ranked_ahead(y_true, probs) -> np.ndarray:
-    """Per row, how many classes sklearn's top-k ranking puts ahead of the true class."""
-    n_classes = probs.shape[1]
-    s_true = probs[np.arange(probs.shape[0]), y_true][:, None]
-    ahead = (probs > s_true).sum(axis=1)
-    ahead += ((probs == s_true) & (np.arange(n_classes) > y_true[:, None])).sum(axis=1)
-    return ahead
-
-
-def _mc_macro_auc(y_true, probs, y_pred):
-    return _mean_defined(_ovr_aucs(y_true, probs))[0]
-
-
-def _ovr_aucs(y_true, probs) -> list[float | None]:
-    return [_auc(y_true == c, probs[:, c]) for c in range(probs.shape[1])]
-
-
-def _mc_balanced_accuracy(y_true, probs, y_pred):
-    k = probs.shape[1]
-    m = _prf(_confusion(y_true, y_pred, k))
-    present = m["support"] > 0
-    return float(m["recall"][present].mean()) if present.any() else None
-
-
-def _mc_log_loss(y_true, probs, y_pred):
-    """sklearn's ``log_loss(labels=range(K))``: mean −log p_true, p clipped to [eps, 1 − eps].
-
-    Rows are renormalised first (validation tolerates ``ROW_SUM_TOL``).
-    """
-    p = probs[np.arange(probs.shape[0]), y_true] / probs.sum(axis=1)
-    eps = np.finfo(np.float64).eps
-    return float(-np.mean(np.log(np.clip(p, eps, 1 - eps))))
-
-
-def _from_prf(key: str, how: str):
-    def fn(y_true, probs, y_pred):
-        m = _prf(_confusion(y_true, y_pred, probs.shape[1]))
-        if how == "macro":
-            return float(m[key].mean())
-        return float((m[key] * m["support"]).sum() / m["support"].sum())
-
-    return fn
-
-
-def _accuracy(y_true, probs, y_pred):
-    return float(np.mean(y_true == y_pred))
-
-
-def _bin_counts(y_true, y_pred):
-    tn, fp, fn, tp = _confusion(y_true, y_pred, 2).ravel()
-    return tp, fp, fn, tn
-
-
-def _bin_f1(y_true, probs, y_pred):
-    tp, fp, fn, _ = _bin_counts(y_true, y_pred)
-    return _ratio(2 * tp, 2 * tp + fp + fn)
-
-
-def _bin_precision(y_true, probs, y_pred):
-    tp, fp, _, _ = _bin_counts(y_true, y_pred)
-    return _ratio(tp, tp + fp)
-
-
-def _bin_sensitivity(y_true, probs, y_pred):
-    tp, _, fn, _ = _bin_counts(y_true, y_pred)
-    return _ratio(tp, tp + fn, None)
-
-
-def _bin_specificity(y_true, probs, y_pred):
-    _, fp, _, tn = _bin_counts(y_true, y_pred)
-    return _ratio(tn, tn + fp, None)
-
-
-def _bin_balanced_accuracy(y_true, probs, y_pred):
-    return _mean_defined(
-        [_bin_sensitivity(y_true, probs, y_pred), _bin_specificity(y_true, probs, y_pred)]
-    )[0]
-
-
-def _bin_auc(y_true, probs, y_pred):
-    return _auc(y_true == 1, probs[:, 1])
-
-
-def _bin_auprc(y_true, probs, y_pred):
-    return _ap(y_true == 1, probs[:, 1])
-
-
-def _ece_fn(y_true, probs, y_pred):
-    return _ece(y_true, probs)
-
-
-# --------------------------------------------------------------------------- multi-label
-
-
-def _ml_counts(y_true, y_pred):
-    t = y_true.astype(bool)
-    p = y_pred.astype(bool)
-    tp = (t & p).sum(axis=0)
-    fp = (~t & p).sum(axis=0)
-    fn = (t & ~p).sum(axis=0)
-    tn = (~t & ~p).sum(axis=0)
-    return tp, fp, fn, tn
-
-
-def _ml_label_aucs(y_true, probs) -> list[float | None]:
-    return [_auc(y_true[:, c] == 1, probs[:, c]) for c in range(probs.shape[1])]
-
-
-def _ml_label_aps(y_true, probs) -> list[float | None]:
-    return [_ap(y_true[:, c], probs[:, c]) for c in range(probs.shape[1])]
-
-
-def _ml_macro_auc(y_true, probs, y_pred):
-    return _mean_defined(_ml_label_aucs(y_true, probs))[0]
-
-
-def _ml_map(y_true, probs, y_pred):
-    return _mean_defined(_ml_label_aps(y_true, probs))[0]
-
-
-def _ml_macro_f1(y_true, probs, y_pred):
-    tp, fp, fn, _ = _ml_counts(y_true, y_pred)
-    return float(_safe_div(2 * tp, 2 * tp + fp + fn).mean())
-
-
-def _ml_micro_f1(y_true, probs, y_pred):
-    tp, fp, fn, _ = (c.sum() for c in _ml_counts(y_true, y_pred))
-    return _ratio(2 * tp, 2 * tp + fp + fn)
-
-
-def _ml_mean_f2(y_true, probs, y_pred):
-    t = y_true.astype(bool)
-    p = y_pred.astype(bool)
-    tp = (t & p).sum(axis=1)
-    fn = (t & ~p).sum(axis=1)
-    fp = (~t & p).sum(axis=1)
-    den = 5.0 * tp + 4.0 * fn + fp
-    f2 = np.ones(den.shape)  # no true and no predicted positive: 1.0
-    np.divide(5.0 * tp, den, out=f2, where=den > 0)
-    return float(f2.mean())
-
-
 def _odir_parts(y_true, probs, want: str = "odir_score") -> dict[str, float | None]:
-    """The official ODIR-5K score on the flattened matrices (see module docstring).
+    """The official ODIR-5K score (see the module docstring) from the 2 × 2 counts of the
+    flattened vectors, equal to the official scikit-learn calls (tested):
 
-    Computed from the 2 × 2 counts of the flattened vectors, with the same
-    values as the official sklearn calls (checked against them in the tests):
-    kappa = (p_o − p_e) / (1 − p_e), None when p_e = 1 (sklearn's 0/0 = NaN);
-    micro-F1 of a binary vector = accuracy; AUC by :func:`_auc`. Only the parts
-    that ``want`` needs are computed (the AUC sort is the expensive one).
+    kappa = (p_o − p_e) / (1 − p_e) in exact integers, None when p_e = 1 (sklearn's
+    0/0 = NaN); micro-F1 of a binary vector = accuracy; AUC by :func:`_auc`. Only
+    the parts that ``want`` needs are computed (the AUC sort is the expensive one);
+    the score is bootstrapped, so this stays fast.
     """
     gt = np.asarray(y_true).ravel().astype(bool)
     pr = np.asarray(probs, dtype=float).ravel()
@@ -448,44 +290,178 @@ def _odir(name: str):
     return fn
 
 
-_FUNCS: dict[str, dict[str, Callable]] = {
+def _ranked_ahead(y_true, probs) -> np.ndarray:
+    """Per row, how many classes sklearn's top-k ranking puts ahead of the true class
+    (the replicate-weight top-k). Ties follow ``top_k_accuracy_score``: among equal
+    scores the higher class index ranks first."""
+    n_classes = probs.shape[1]
+    s_true = probs[np.arange(probs.shape[0]), y_true][:, None]
+    ahead = (probs > s_true).sum(axis=1)
+    ahead += ((probs == s_true) & (np.arange(n_classes) > y_true[:, None])).sum(axis=1)
+    return ahead
+
+
+# --------------------------------------------------------------------------- scikit-learn
+
+
+def _column_aucs(y_true, probs) -> list[float | None]:
+    """One-vs-rest (single-label) or per-label (multi-label) AUC of every class."""
+    cols = y_true.astype(bool) if y_true.ndim == 2 else (y_true[:, None] == _labels(probs))
+    return [_auc(cols[:, c], probs[:, c]) for c in range(probs.shape[1])]
+
+
+def _label_aps(y_true, probs) -> list[float | None]:
+    return [_ap(y_true[:, c], probs[:, c]) for c in range(probs.shape[1])]
+
+
+def _accuracy(y_true, probs, y_pred):
+    return skm.accuracy_score(y_true, y_pred)
+
+
+def _balanced_accuracy(y_true, probs, y_pred):
+    """Mean recall over the classes present in ``y_true`` (binary: of sensitivity and
+    specificity where defined)."""
+    return skm.balanced_accuracy_score(y_true, y_pred)
+
+
+def _averaged(score, average: str, **kw):
+    """``score(y_true, y_pred)`` over the fixed label set range(K), zero_division=0."""
+
+    def fn(y_true, probs, y_pred):
+        labels = None if y_true.ndim == 2 else _labels(probs)
+        return score(y_true, y_pred, labels=labels, average=average, zero_division=0, **kw)
+
+    return fn
+
+
+def _top_k(k: int):
+    """``top_k_accuracy_score(labels=range(K))``; None when K <= k (1 by construction)."""
+
+    def fn(y_true, probs, y_pred):
+        if probs.shape[1] <= k:
+            return None
+        return skm.top_k_accuracy_score(y_true, probs, k=k, labels=_labels(probs))
+
+    return fn
+
+
+def _macro_auc(y_true, probs, y_pred):
+    return _mean_defined(_column_aucs(y_true, probs))[0]
+
+
+def _ece_fn(y_true, probs, y_pred):
+    return _ece(y_true, probs)
+
+
+def _recall_of(label: int):
+    """Binary sensitivity (label 1) or specificity (label 0); None when ``label`` is absent."""
+
+    def fn(y_true, probs, y_pred):
+        if not np.any(y_true == label):
+            return None
+        return skm.recall_score(y_true, y_pred, labels=[0, 1], pos_label=label, zero_division=0)
+
+    return fn
+
+
+def _bin_auc(y_true, probs, y_pred):
+    return _auc(y_true == 1, probs[:, 1])
+
+
+def _bin_auprc(y_true, probs, y_pred):
+    return _ap(y_true == 1, probs[:, 1])
+
+
+def _ml_map(y_true, probs, y_pred):
+    return _mean_defined(_label_aps(y_true, probs))[0]
+
+
+def _ml_mean_f2(y_true, probs, y_pred):
+    """Sample-averaged F2; a sample with no true and no predicted label scores 1.0."""
+    return skm.fbeta_score(y_true, y_pred, beta=2, average="samples", zero_division=1.0)
+
+
+_POINT: dict[str, dict[str, Callable]] = {
     "multiclass": {
         "accuracy": _accuracy,
-        "balanced_accuracy": _mc_balanced_accuracy,
-        "macro_f1": _from_prf("f1", "macro"),
-        "weighted_f1": _from_prf("f1", "weighted"),
-        "macro_precision": _from_prf("precision", "macro"),
-        "macro_recall": _from_prf("recall", "macro"),
-        "macro_auc": _mc_macro_auc,
-        "top2_accuracy": _mc_top_k(2),
-        "top3_accuracy": _mc_top_k(3),
+        "balanced_accuracy": _balanced_accuracy,
+        "macro_f1": _averaged(skm.f1_score, "macro"),
+        "weighted_f1": _averaged(skm.f1_score, "weighted"),
+        "macro_precision": _averaged(skm.precision_score, "macro"),
+        "macro_recall": _averaged(skm.recall_score, "macro"),
+        "macro_auc": _macro_auc,
+        "top2_accuracy": _top_k(2),
+        "top3_accuracy": _top_k(3),
         "ece": _ece_fn,
-        "log_loss": _mc_log_loss,
+        "log_loss": _log_loss,
     },
     "binary": {
         "accuracy": _accuracy,
-        "f1": _bin_f1,
+        "f1": _averaged(skm.f1_score, "binary", pos_label=1),
         "auc": _bin_auc,
         "auprc": _bin_auprc,
-        "sensitivity": _bin_sensitivity,
-        "specificity": _bin_specificity,
-        "balanced_accuracy": _bin_balanced_accuracy,
-        "precision": _bin_precision,
+        "sensitivity": _recall_of(1),
+        "specificity": _recall_of(0),
+        "balanced_accuracy": _balanced_accuracy,
+        "precision": _averaged(skm.precision_score, "binary", pos_label=1),
         "ece": _ece_fn,
     },
     "multilabel": {
-        "macro_auc": _ml_macro_auc,
+        "macro_auc": _macro_auc,
         "map": _ml_map,
-        "macro_f1": _ml_macro_f1,
-        "micro_f1": _ml_micro_f1,
+        "macro_f1": _averaged(skm.f1_score, "macro"),
+        "micro_f1": _averaged(skm.f1_score, "micro"),
         "mean_f2": _ml_mean_f2,
-        "odir_score": _odir("odir_score"),
-        "odir_kappa": _odir("odir_kappa"),
-        "odir_f1": _odir("odir_f1"),
-        "odir_auc": _odir("odir_auc"),
+        **{name: _odir(name) for name in ODIR_PARTS},
     },
 }
-assert all(tuple(_FUNCS[k]) == _SCALARS[k] for k in KINDS)
+assert all(tuple(_POINT[k]) == _SCALARS[k] for k in KINDS)
+
+
+def point_fn(kind: str, name: str) -> Callable[[np.ndarray, np.ndarray, np.ndarray], float | None]:
+    """The function computing one scalar metric as :func:`compute_metrics` reports it
+    (scikit-learn where it has the metric); like :func:`scalar_fn` it does not validate."""
+    _check_name(kind, name)
+    f = _POINT[kind][name]
+    return lambda y_true, probs, y_pred: _point(f, y_true, probs, y_pred)
+
+
+def _check_name(kind: str, name: str) -> None:
+    _check_kind(kind)
+    if name not in _POINT[kind]:
+        raise ValueError(
+            f"metric: {name!r} is not a {kind} metric; expected one of {', '.join(_SCALARS[kind])}"
+        )
+
+
+def _point(f: Callable, y_true, probs, y_pred) -> float | None:
+    """``f`` with scikit-learn's warnings about undefined values silenced (they are None here)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _clean(f(y_true, probs, y_pred))
+
+
+def _fast_balanced_accuracy(y_true, probs, y_pred):
+    """Multi-class balanced accuracy from two bincounts (the multi-class headline metric is
+    bootstrapped per cell): the mean over present classes of hits / support."""
+    k = probs.shape[1]
+    support = np.bincount(y_true, minlength=k)
+    hits = np.bincount(y_true[y_true == y_pred], minlength=k)
+    present = support > 0
+    return float(np.mean(hits[present] / support[present]))
+
+
+def _fast_mean_f2(y_true, probs, y_pred):
+    return float(np.mean(_sample_f2(y_true, y_pred)))
+
+
+#: :func:`scalar_fn`'s function where it is not the replicate-weight form with one replicate
+#: (whose weighted mean rounds differently from scikit-learn's plain mean).
+_FAST: dict[str, dict[str, Callable]] = {
+    "multiclass": {"balanced_accuracy": _fast_balanced_accuracy},
+    "binary": {},
+    "multilabel": {"mean_f2": _fast_mean_f2},
+}
 
 
 def scalar_fn(kind: str, name: str) -> Callable[[np.ndarray, np.ndarray, np.ndarray], float | None]:
@@ -493,14 +469,21 @@ def scalar_fn(kind: str, name: str) -> Callable[[np.ndarray, np.ndarray, np.ndar
 
     It does not validate its inputs (validate once with :func:`check_inputs`,
     then bootstrap); K is taken from ``probs.shape[1]``, so a resample that
-    lacks some class is still scored over all K classes.
+    lacks some class is still scored over all K classes. Metrics with a fast
+    path use it (same value as :func:`compute_metrics`); the others call
+    scikit-learn.
     """
-    _check_kind(kind)
-    if name not in _FUNCS[kind]:
-        raise ValueError(
-            f"metric: {name!r} is not a {kind} metric; expected one of {', '.join(_SCALARS[kind])}"
-        )
-    f = _FUNCS[kind][name]
+    _check_name(kind, name)
+    if name in _FAST[kind]:
+        f = _FAST[kind][name]
+    elif name in _WEIGHTED[kind]:
+        weighted = _WEIGHTED[kind][name]
+
+        def f(y_true, probs, y_pred):
+            return weighted(y_true, probs, y_pred, np.ones((1, len(y_true))))[0]
+
+    else:
+        return point_fn(kind, name)
     return lambda y_true, probs, y_pred: _clean(f(y_true, probs, y_pred))
 
 
@@ -510,11 +493,13 @@ def scalar_fn(kind: str, name: str) -> Callable[[np.ndarray, np.ndarray, np.ndar
 # multiplicities w (how often each test row was drawn); a metric of the resampled rows equals the
 # metric of weighted counts, e.g. the confusion matrix Σ_i w_i [y_i = t][ŷ_i = p]. With the (B, N)
 # matrix W of all replicates, every count is one matrix product. Each function returns a (B,)
-# array, NaN where the scalar version returns None; the tests check them against the scalar
-# functions on explicitly resampled rows.
+# array, NaN where the scalar version returns None; the tests check them against scikit-learn
+# with ``sample_weight`` and on explicitly resampled rows.
 
 
 def _w_confusion(y_true, y_pred, k, w):
+    if w.shape[0] == 1:  # one replicate (scalar_fn): a weighted bincount is cheaper
+        return np.bincount(k * y_true + y_pred, weights=w[0], minlength=k * k).reshape(1, k, k)
     onehot = np.zeros((y_true.size, k * k))
     onehot[np.arange(y_true.size), k * y_true + y_pred] = 1.0
     return (w @ onehot).reshape(-1, k, k)
@@ -596,16 +581,23 @@ def _w_bin(name: str):
     return fn
 
 
+def _sample_f2(y_true, y_pred) -> np.ndarray:
+    """Per sample F2 = 5TP / (5TP + 4FN + FP); 1.0 with no true and no predicted label."""
+    t = y_true.astype(bool)
+    p = y_pred.astype(bool)
+    tp, fn, fp = (t & p).sum(axis=1), (t & ~p).sum(axis=1), (~t & p).sum(axis=1)
+    den = 5.0 * tp + 4.0 * fn + fp
+    f2 = np.ones(den.shape)
+    np.divide(5.0 * tp, den, out=f2, where=den > 0)
+    return f2
+
+
 def _w_ml(name: str):
     def fn(y_true, probs, y_pred, w):
         t = y_true.astype(bool)
         p = y_pred.astype(bool)
         if name == "mean_f2":
-            tp, fn_, fp = (t & p).sum(axis=1), (t & ~p).sum(axis=1), (~t & p).sum(axis=1)
-            den = 5.0 * tp + 4.0 * fn_ + fp
-            f2 = np.ones(den.shape)
-            np.divide(5.0 * tp, den, out=f2, where=den > 0)
-            return (w @ f2) / w.sum(axis=1)
+            return (w @ _sample_f2(y_true, y_pred)) / w.sum(axis=1)
         tp, fp, fn_ = (
             (w @ (t & p).astype(float)),
             (w @ (~t & p).astype(float)),
@@ -756,33 +748,32 @@ def compute_metrics(
     """
     y_true, probs, y_pred = check_inputs(kind, y_true, probs, y_pred, class_names)
     k = len(class_names)
-    scalars = {name: _clean(f(y_true, probs, y_pred)) for name, f in _FUNCS[kind].items()}
-
+    labels = np.arange(k)
+    scalars = {name: _point(f, y_true, probs, y_pred) for name, f in _POINT[kind].items()}
+    precision, recall, f1, support = skm.precision_recall_fscore_support(
+        y_true, y_pred, labels=None if kind == "multilabel" else labels, zero_division=0
+    )
+    aucs = _column_aucs(y_true, probs)
     if kind == "multilabel":
-        tp, fp, fn, _ = _ml_counts(y_true, y_pred)
-        support = tp + fn
-        predicted = tp + fp
-        prf = {
-            "precision": _safe_div(tp, predicted),
-            "recall": _safe_div(tp, support),
-            "f1": _safe_div(2 * tp, support + predicted),
-            "support": support,
-            "predicted": predicted,
-        }
-        aucs = _ml_label_aucs(y_true, probs)
-        aps = _ml_label_aps(y_true, probs)
+        predicted = y_pred.sum(axis=0)
+        aps = _label_aps(y_true, probs)
         cm = None
         used = {"macro_auc": _mean_defined(aucs)[1], "map": _mean_defined(aps)[1]}
     else:
-        cm_arr = _confusion(y_true, y_pred, k)
-        prf = _prf(cm_arr)
-        aucs = _ovr_aucs(y_true, probs)
+        cm_arr = skm.confusion_matrix(y_true, y_pred, labels=labels)
+        predicted = cm_arr.sum(axis=0)
         aps = None
         cm = cm_arr.astype(int).tolist()
-        n_present = int((prf["support"] > 0).sum())
-        used = {"balanced_accuracy": n_present}
+        used = {"balanced_accuracy": int((support > 0).sum())}
         if kind == "multiclass":
             used["macro_auc"] = _mean_defined(aucs)[1]
+    prf = {
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "support": support,
+        "predicted": predicted,
+    }
 
     per_class = []
     for c, name in enumerate(class_names):
