@@ -183,3 +183,15 @@ def test_la_posthoc_reuses_ce_predictions_and_fits_tau_on_validation_only(cells,
     scrambled.to_csv(base / "predictions.csv", index=False)
     (base / "run.json").write_text((ce_dir / "run.json").read_text())
     assert run_posthoc("la_posthoc", base, tmp_path / "la2", tau="fit")["decision_rule"] == rule
+
+
+@pytest.mark.parametrize("kind", ["multiclass", "binary", "multilabel"])
+def test_default_bootstrap_metrics_exist_for_every_kind(kind):
+    # a binary cell once asked for macro-F1, which binary tasks do not have, and failed
+    from imbench.evaluate import default_boot_metrics
+    from imbench.metrics import HEADLINE, scalar_fn
+
+    names = default_boot_metrics(kind)
+    assert names[0] == HEADLINE[kind] and len(names) >= 2
+    for name in names:
+        scalar_fn(kind, name)  # raises for a metric the kind does not have

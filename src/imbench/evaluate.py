@@ -21,7 +21,7 @@ import pandas as pd
 from .data.cache import file_sha256
 from .io import read_csv, read_json, write_json
 from .methods import fit_posthoc, get_method
-from .metrics import HEADLINE, compute_metrics, scalar_fn
+from .metrics import HEADLINE, compute_metrics, metric_names, scalar_fn
 from .predictions import prediction_columns, read_predictions, read_table, write_predictions
 from .stats import bootstrap_ci
 
@@ -77,6 +77,15 @@ def check_cell_inputs(cell_dir: Path, run: dict, split_path: str | Path | None) 
     check_against_split(df, path, split, split_path)
 
 
+def default_boot_metrics(kind: str) -> tuple[str, ...]:
+    """The metrics with a group-bootstrap interval when none are asked for: the kind's headline,
+    then macro-F1 and accuracy (multi-label: macro-F1 and macro AUC), those the kind has (a binary
+    task has F1, not macro-F1)."""
+    wanted = ["macro_f1", "macro_auc"] if kind == "multilabel" else ["macro_f1", "accuracy"]
+    names = metric_names(kind)
+    return tuple(dict.fromkeys([HEADLINE[kind], *(m for m in wanted if m in names)]))
+
+
 def evaluate_cell(
     cell_dir: str | Path,
     out: str | Path | None = None,
@@ -112,8 +121,7 @@ def evaluate_cell(
         p = preds[split]
         result[split] = compute_metrics(kind, p["label"], p["probs"], p["pred"], list(classes))
     if boot_metrics is None:
-        extra = ["macro_f1", "macro_auc"] if kind == "multilabel" else ["macro_f1", "accuracy"]
-        boot_metrics = tuple(dict.fromkeys([HEADLINE[kind], *extra]))
+        boot_metrics = default_boot_metrics(kind)
     p = preds[PRIMARY_SPLIT]
     result["bootstrap"] = {
         name: bootstrap_ci(
