@@ -91,9 +91,22 @@ import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from sklearn import metrics as skm
 
 from .kinds import KINDS
+
+
+class _SklearnMetrics:
+    """``sklearn.metrics``, imported on first use: the workflow imports this module (through
+    :mod:`imbench.aggregate`) while it plans, and planning imports nothing heavy."""
+
+    def __getattr__(self, name: str):
+        from sklearn import metrics
+
+        return getattr(metrics, name)
+
+
+skm = _SklearnMetrics()
+
 
 #: The metric each kind is ranked by in headline tables and heat-maps:
 #: balanced accuracy (BBFL "mean accuracy"; insensitive to class frequencies),
@@ -324,12 +337,15 @@ def _balanced_accuracy(y_true, probs, y_pred):
     return skm.balanced_accuracy_score(y_true, y_pred)
 
 
-def _averaged(score, average: str, **kw):
-    """``score(y_true, y_pred)`` over the fixed label set range(K), zero_division=0."""
+def _averaged(score: str, average: str, **kw):
+    """``sklearn.metrics.<score>(y_true, y_pred)`` over the fixed label set range(K),
+    zero_division=0 (looked up when called, so importing this module does not import sklearn)."""
 
     def fn(y_true, probs, y_pred):
         labels = None if y_true.ndim == 2 else _labels(probs)
-        return score(y_true, y_pred, labels=labels, average=average, zero_division=0, **kw)
+        return getattr(skm, score)(
+            y_true, y_pred, labels=labels, average=average, zero_division=0, **kw
+        )
 
     return fn
 
@@ -385,10 +401,10 @@ _POINT: dict[str, dict[str, Callable]] = {
     "multiclass": {
         "accuracy": _accuracy,
         "balanced_accuracy": _balanced_accuracy,
-        "macro_f1": _averaged(skm.f1_score, "macro"),
-        "weighted_f1": _averaged(skm.f1_score, "weighted"),
-        "macro_precision": _averaged(skm.precision_score, "macro"),
-        "macro_recall": _averaged(skm.recall_score, "macro"),
+        "macro_f1": _averaged("f1_score", "macro"),
+        "weighted_f1": _averaged("f1_score", "weighted"),
+        "macro_precision": _averaged("precision_score", "macro"),
+        "macro_recall": _averaged("recall_score", "macro"),
         "macro_auc": _macro_auc,
         "top2_accuracy": _top_k(2),
         "top3_accuracy": _top_k(3),
@@ -397,20 +413,20 @@ _POINT: dict[str, dict[str, Callable]] = {
     },
     "binary": {
         "accuracy": _accuracy,
-        "f1": _averaged(skm.f1_score, "binary", pos_label=1),
+        "f1": _averaged("f1_score", "binary", pos_label=1),
         "auc": _bin_auc,
         "auprc": _bin_auprc,
         "sensitivity": _recall_of(1),
         "specificity": _recall_of(0),
         "balanced_accuracy": _balanced_accuracy,
-        "precision": _averaged(skm.precision_score, "binary", pos_label=1),
+        "precision": _averaged("precision_score", "binary", pos_label=1),
         "ece": _ece_fn,
     },
     "multilabel": {
         "macro_auc": _macro_auc,
         "map": _ml_map,
-        "macro_f1": _averaged(skm.f1_score, "macro"),
-        "micro_f1": _averaged(skm.f1_score, "micro"),
+        "macro_f1": _averaged("f1_score", "macro"),
+        "micro_f1": _averaged("f1_score", "micro"),
         "mean_f2": _ml_mean_f2,
         **{name: _odir(name) for name in ODIR_PARTS},
     },
