@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
@@ -84,3 +85,36 @@ def tiny_synthetic(tmp_path_factory):
         "split": root / "split.csv",
         "cache": root / "cache",
     }
+
+
+@contextlib.contextmanager
+def saved_registries():
+    """Every global registry table (methods, their parameter tables, plug-in records, datasets,
+    tasks, model families) as it was on entry, restored on exit: plug-ins change them."""
+    from imbench import model_names, plugins
+    from imbench.data import registry
+    from imbench.methods import METHODS, tables
+
+    registry._ensure()
+    tabs = (
+        METHODS,
+        tables.LOSS_PARAMS,
+        tables.LOSS_DEFAULTS,
+        tables.LOSS_KINDS,
+        tables.LOSS_CLASS_WEIGHTS,
+        plugins.PLUGIN_LOSSES,
+        plugins.ORIGIN,
+        plugins.LOADED,
+        plugins.DATASET_ORIGIN,
+        plugins.FAMILY_ORIGIN,
+        registry.DATASETS,
+        registry.TASKS,
+        model_names.REGISTERED_FAMILIES,
+    )
+    saved = [dict(t) for t in tabs]
+    try:
+        yield
+    finally:
+        for t, s in zip(tabs, saved):
+            t.clear()
+            t.update(s)

@@ -12,11 +12,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from conftest import saved_registries
 from test_pipeline import smk
 
 from imbench import plugins
 from imbench.io import read_json
-from imbench.methods import METHODS, build_loss, tables
+from imbench.methods import METHODS, build_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "examples" / "plugin_demo.yaml"
@@ -71,21 +72,8 @@ def test_the_report_is_built(demo_run):
 
 @pytest.fixture
 def restored_registry():
-    tabs = (
-        METHODS,
-        tables.LOSS_PARAMS,
-        tables.LOSS_DEFAULTS,
-        tables.LOSS_KINDS,
-        tables.LOSS_CLASS_WEIGHTS,
-        plugins.PLUGIN_LOSSES,
-        plugins.ORIGIN,
-        plugins.LOADED,
-    )
-    saved = [dict(t) for t in tabs]
-    yield
-    for t, s in zip(tabs, saved):
-        t.clear()
-        t.update(s)
+    with saved_registries():
+        yield
 
 
 def test_poly1_is_cross_entropy_plus_epsilon_times_one_minus_pt(restored_registry, monkeypatch):

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from conftest import saved_registries
 from test_pipeline import smk
 
 import imbench
@@ -21,7 +22,6 @@ from imbench import model_names, plugins
 from imbench.cli import main as cli_main
 from imbench.config import ConfigError, validate_config
 from imbench.data import registry
-from imbench.methods import METHODS, tables
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = "examples/plugins/my_dataset.py"
@@ -34,28 +34,9 @@ TINY = yaml.safe_load((ROOT / "tests" / "configs" / "tiny.yaml").read_text())
 def clean_registries(monkeypatch):
     """Every test starts and ends with the package's own registries, in the repository's root
     (where the example plug-ins' paths start)."""
-    registry._ensure()
-    tabs = (
-        METHODS,
-        tables.LOSS_PARAMS,
-        tables.LOSS_DEFAULTS,
-        tables.LOSS_KINDS,
-        tables.LOSS_CLASS_WEIGHTS,
-        plugins.PLUGIN_LOSSES,
-        plugins.ORIGIN,
-        plugins.LOADED,
-        plugins.DATASET_ORIGIN,
-        plugins.FAMILY_ORIGIN,
-        registry.DATASETS,
-        registry.TASKS,
-        model_names.REGISTERED_FAMILIES,
-    )
-    saved = [dict(t) for t in tabs]
     monkeypatch.chdir(ROOT)
-    yield
-    for t, s in zip(tabs, saved):
-        t.clear()
-        t.update(s)
+    with saved_registries():
+        yield
 
 
 def _config(**changes) -> dict:

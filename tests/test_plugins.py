@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import saved_registries
 
 from imbench import plugins
 from imbench.cli import main as cli_main
@@ -50,21 +51,8 @@ def label_smoothing(class_counts, kind, smoothing):
 @pytest.fixture(autouse=True)
 def clean_registry():
     """Every test starts and ends with the package's own registry (plug-ins change global tables)."""
-    tabs = (
-        METHODS,
-        tables.LOSS_PARAMS,
-        tables.LOSS_DEFAULTS,
-        tables.LOSS_KINDS,
-        tables.LOSS_CLASS_WEIGHTS,
-        plugins.PLUGIN_LOSSES,
-        plugins.ORIGIN,
-        plugins.LOADED,
-    )
-    saved = [dict(t) for t in tabs]
-    yield
-    for t, s in zip(tabs, saved):
-        t.clear()
-        t.update(s)
+    with saved_registries():
+        yield
 
 
 @pytest.fixture
