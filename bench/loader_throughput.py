@@ -241,9 +241,10 @@ def device_augment_epochs(
     from imbench.augment import augment_batch
     from imbench.data.cache import load_cache
     from imbench.methods import build_sampler
-    from imbench.train import Settings, Split, to_device
+    from imbench.train import InputBuffer, Settings, Split, to_device
 
     torch.set_num_threads(threads)
+    buffer = InputBuffer()
     images, index = load_cache(cache)
     train = Split(images, index, np.arange(len(index)))
     settings = Settings(
@@ -264,8 +265,11 @@ def device_augment_epochs(
                 continue
             idx = torch.as_tensor(np.asarray(idx), dtype=torch.long)
             x = to_device(train.images, idx, device)
-            if not host_only:
-                x = augment_batch(x, settings, device, gen)
+            if not host_only:  # into a reused batch buffer on the CPU, as train_one_epoch does
+                dest = (
+                    buffer(len(idx), *x.shape[3:], *x.shape[1:3]) if device.type == "cpu" else None
+                )
+                x = augment_batch(x, settings, device, gen, out=dest)
             y = to_device(train.labels, idx, device)
             n += len(idx)
         benchlib.sync(device)

@@ -3,8 +3,10 @@ parameters, agreement with torchvision's per-image functions, CPU = GPU."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 
 from imbench import augment as A
@@ -146,17 +148,102 @@ def test_geometry_matches_torchvision():
         ("brightness", TF.adjust_brightness),
         ("contrast", TF.adjust_contrast),
         ("saturation", TF.adjust_saturation),
-        ("hue", TF.adjust_hue),
     ],
 )
 def test_colour_matches_torchvision_per_sample(name, fn):
+    """Each of brightness, contrast and saturation alone: torchvision's values, per sample, clamping
+    included (factors up to 1.3 on pixels up to 1 do clip)."""
     x = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
-    factors = [-0.1, 0.05, 0.1, 0.0] if name == "hue" else [0.7, 0.9, 1.1, 1.3]
+    factors = [0.7, 0.9, 1.1, 1.3]
     p = _params(4)
     p[name] = torch.tensor(factors)
     ours = A.color_jitter(x, p)
     ref = torch.stack([fn(x[i], f) for i, f in enumerate(factors)])
     torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+
+
+def _yiq_hue_reference(x: np.ndarray, turns: float) -> np.ndarray:
+    """Pixel by pixel in float64: RGB → YIQ with the NTSC matrix, (I, Q) turned by −2π·turns,
+    back to RGB, clamped (tfa.image.adjust_hsv_in_yiq's definition)."""
+    yiq = np.array([[0.299, 0.587, 0.114], [0.5959, -0.2746, -0.3213], [0.2115, -0.5227, 0.3112]])
+    a = -2 * np.pi * turns
+    out = np.empty_like(x)
+    for i in range(x.shape[1]):
+        for j in range(x.shape[2]):
+            y, ci, cq = yiq @ x[:, i, j]
+            ci, cq = ci * np.cos(a) - cq * np.sin(a), ci * np.sin(a) + cq * np.cos(a)
+            out[:, i, j] = np.linalg.solve(yiq, [y, ci, cq])
+    return out.clip(0, 1)
+
+
+def test_hue_is_a_rotation_in_yiq():
+    x = torch.rand(3, 3, 6, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    turns = [-0.1, 0.03, 0.1]
+    p = _params(3)
+    p["hue"] = torch.tensor(turns)
+    ours = A.color_jitter(x.float(), p)
+    ref = np.stack([_yiq_hue_reference(x[i].numpy(), t) for i, t in enumerate(turns)])
+    np.testing.assert_allclose(ours.numpy(), ref, atol=2e-6)
+
+
+def test_hue_turns_colours_the_way_torchvision_does():
+    """The YIQ rotation approximates torchvision's HSV hue shift: the same direction and, on
+    average, the same amount; individual hues deviate by about a quarter of the shift."""
+    from torchvision.transforms.v2.functional._color import _rgb_to_hsv
+
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 0.6 + 0.2
+    h0 = _rgb_to_hsv(x[0])[0]
+    for turns in (0.1, -0.1, 0.05):
+        p = _params(1, hue=turns)
+        ours = _rgb_to_hsv(A.color_jitter(x, p)[0])[0]
+        tv = _rgb_to_hsv(TF.adjust_hue(x[0], turns))[0]
+        moved = ((ours - h0 + 0.5) % 1 - 0.5).mean().item()
+        assert abs(moved - turns) < 0.15 * abs(turns)
+        deviation = ((ours - tv + 0.5) % 1 - 0.5).abs().median().item()
+        assert deviation < 0.3 * abs(turns)
+
+
+def test_all_four_compose_like_torchvision_where_nothing_clips():
+    """Brightness, contrast, saturation, then hue, on pixels that never leave [0, 1] on the way:
+    torchvision's sequence of functions for the first three, then the YIQ rotation."""
+    x = torch.rand(2, 3, 6, 6, generator=torch.Generator().manual_seed(2)) * 0.3 + 0.35
+    values = [dict(brightness=1.2, contrast=0.8, saturation=1.3, hue=0.07)]
+    values.append(dict(brightness=0.75, contrast=1.25, saturation=0.7, hue=-0.04))
+    p = {k: torch.tensor([v[k] for v in values]) for k in values[0]}
+    ours = A.color_jitter(x, p)
+    for i, v in enumerate(values):
+        ref = TF.adjust_saturation(
+            TF.adjust_contrast(TF.adjust_brightness(x[i], v["brightness"]), v["contrast"]),
+            v["saturation"],
+        )
+        assert 0 < ref.min() and ref.max() < 1
+        ref = _yiq_hue_reference(ref.double().numpy(), v["hue"])
+        np.testing.assert_allclose(ours[i].numpy(), ref, atol=2e-6)
+
+
+def test_sampling_grid_is_affine_grid():
+    theta = A.affine_matrices(
+        A.draw_params(5, A.RECIPES["standard"], torch.Generator().manual_seed(0)), 12, 20
+    )
+    ours = A.sampling_grid(theta, 12, 20)
+    torch.testing.assert_close(ours, F.affine_grid(theta, [5, 3, 12, 20], align_corners=False))
+
+
+def test_fused_batch_equals_the_steps_one_by_one():
+    """augment_batch (geometry, then colour, /255 and normalisation in one product with one clamp)
+    gives the values of the separate steps: warp, color_jitter, normalise."""
+    u8 = _batch(5, 24)
+    s = Settings(augment="standard", image_size=24)
+    fused = A.augment_batch(u8, s, CPU, torch.Generator().manual_seed(7))
+    p = A.draw_params(5, A.RECIPES["standard"], torch.Generator().manual_seed(7))
+    x = _warp(u8.permute(0, 3, 1, 2).float() / 255, p)
+    x = A.color_jitter(x, p)
+    mean = torch.tensor(A.IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(A.IMAGENET_STD).view(1, 3, 1, 1)
+    torch.testing.assert_close(fused, (x - mean) / std, atol=2e-5, rtol=0)
+    out = torch.empty_like(fused)
+    again = A.augment_batch(u8, s, CPU, torch.Generator().manual_seed(7), out=out)
+    assert again.data_ptr() == out.data_ptr() and torch.equal(again, fused)
 
 
 def test_parameters_do_not_depend_on_the_device():
@@ -192,7 +279,7 @@ def test_a_cell_trains_with_the_recipe_reproducibly(tiny_synthetic, tmp_path, mo
 
     calls = []
     real = T.augment_batch
-    monkeypatch.setattr(T, "augment_batch", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(T, "augment_batch", lambda *a, **k: calls.append(1) or real(*a, **k))
     settings = dict(epochs=1, batch_size=32, image_size=16, lr=3e-3, threads=1)
 
     def run(out, augment):

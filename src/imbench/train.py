@@ -552,7 +552,10 @@ def train_one_epoch(
     for idx in batches:
         idx = torch.as_tensor(np.asarray(idx), dtype=torch.long)
         if is_batched(settings):  # a recipe of imbench.augment: per-sample, on the device
-            x = augment_batch(to_device(train.images, idx, device), settings, device, generator)
+            out = x_buffer(len(idx), C, size, size) if device.type == "cpu" else None
+            x = augment_batch(
+                to_device(train.images, idx, device), settings, device, generator, out=out
+            )
             x = x.contiguous(
                 memory_format=torch_memory_format(memory_format_used(device, settings))
             )
