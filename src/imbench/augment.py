@@ -58,6 +58,7 @@ pixels agree to float rounding (bilinear weights computed on different hardware)
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -179,6 +180,12 @@ RGB_TO_YIQ = (
 )
 
 
+@functools.cache
+def _yiq_inverse() -> torch.Tensor:
+    """YIQ → RGB (float64, on the host: no linear-algebra library is started on a GPU)."""
+    return torch.linalg.inv(torch.tensor(RGB_TO_YIQ, dtype=torch.float64))
+
+
 def colour_matrices(
     params: dict[str, torch.Tensor], channel_means: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -215,7 +222,7 @@ def colour_matrices(
     rot = eye.repeat(n, 1, 1)
     rot[:, 1, 1], rot[:, 1, 2] = torch.cos(angle), -torch.sin(angle)
     rot[:, 2, 1], rot[:, 2, 2] = torch.sin(angle), torch.cos(angle)
-    hue_sat = torch.linalg.inv(yiq) @ rot @ yiq @ saturation
+    hue_sat = _yiq_inverse().to(device) @ rot @ yiq @ saturation
     matrix = hue_sat * (c * b)
     mean_grey = b.view(n) * (channel_means.to(f64) @ grey)
     shift = hue_sat.sum(-1) * ((1 - c.view(n)) * mean_grey).view(n, 1)
