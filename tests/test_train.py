@@ -804,3 +804,11 @@ def test_auto_is_recorded_as_resolved(tiny_synthetic, tmp_path):
     assert run["settings"]["memory_format"] == "auto" and run["settings"]["deterministic"] == "auto"
     assert run["resolved"]["memory_format"] == AUTO_MEMORY_FORMAT["cpu"]
     assert run["resolved"]["deterministic"] is AUTO_DETERMINISTIC["cpu"]
+    assert run["resolved"]["cudnn_benchmark"] is False  # only on CUDA
+
+
+def test_cudnn_benchmark_only_on_cuda():
+    from imbench.train import cudnn_benchmark_used
+
+    assert cudnn_benchmark_used(torch.device("cuda")) is True
+    assert cudnn_benchmark_used(torch.device("cpu")) is False

@@ -249,6 +249,14 @@ def deterministic_used(device: torch.device, settings: Settings) -> bool:
     return bool(settings.deterministic)
 
 
+def cudnn_benchmark_used(device: torch.device) -> bool:
+    """Whether cuDNN times its convolution algorithms and keeps the fastest
+    (``torch.backends.cudnn.benchmark``): on CUDA, where a cell's batches all have one image size
+    (the last, shorter batch costs one more search) and results are not bit-reproducible anyway
+    (``deterministic`` is off the CPU); off elsewhere."""
+    return device.type == "cuda"
+
+
 def precision_used(device: torch.device, settings: Settings) -> str:
     """The precision a cell trains in: ``bf16`` with ``precision: bf16`` on CUDA, else ``fp32``."""
     return "bf16" if device.type == "cuda" and settings.precision == "bf16" else "fp32"
@@ -726,6 +734,7 @@ def train_cell(
     device = resolve_device(settings.device)
     if device.type == "cpu":
         torch.use_deterministic_algorithms(deterministic_used(device, settings))
+    torch.backends.cudnn.benchmark = cudnn_benchmark_used(device)
     memory_format = torch_memory_format(memory_format_used(device, settings))
 
     index, data, splits = load_cell_data(cache_dir, split_path, settings, task, fold, log)
@@ -1006,6 +1015,7 @@ def resolved_block(
         "tta": settings.tta,
         "memory_format": memory_format_used(device, settings),
         "deterministic": deterministic_used(device, settings),
+        "cudnn_benchmark": cudnn_benchmark_used(device),
         "pretrained": bool(settings.pretrained),
         "pretrained_weights": pretrained_weights(model_name, settings.pretrained),
     }
