@@ -37,6 +37,17 @@ stop() {   # stop NAME PIDFILE
 
 if command -v squeue >/dev/null && squeue -h >/dev/null 2>&1 && [[ -n $(squeue -h -o %i) ]]; then
     log "warning: jobs still in the queue are ended with the cluster: $(squeue -h -o %i | tr '\n' ' ')"
+    if compgen -G "/run/netns/${NETNS_PREFIX}node*" >/dev/null; then
+        # Several nodes: their processes end with the namespaces below, so cancel the jobs first;
+        # otherwise the controller would recover them as running at the next start.
+        mapfile -t queued < <(squeue -h -o %i)
+        scancel "${queued[@]}" || true
+        for ((i = 0; i < 20; i++)); do
+            [[ -z $(squeue -h -o %i 2>/dev/null) ]] && break
+            sleep 0.5
+        done
+        log "cancelled them"
+    fi
 fi
 
 stop slurmd /run/slurmd.pid
