@@ -282,6 +282,12 @@ def two_node_cluster():
     if reason:
         pytest.skip(reason)
     was_running = pid_alive(Path("/run/slurmctld.pid"))
+
+    def stop() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(SLURM_DIR / "stop_cluster.sh")], capture_output=True, text=True, timeout=300
+        )
+
     t0 = time.monotonic()
     proc = subprocess.run(
         [str(SLURM_DIR / "start_cluster.sh"), "--nodes", "2"],
@@ -292,14 +298,14 @@ def two_node_cluster():
     out = proc.stdout + proc.stderr
     if proc.returncode != 0 and "configuration changed while SLURM is running" in out:
         pytest.skip("a SLURM cluster of another shape is running: workflow/slurm/stop_cluster.sh")
+    if proc.returncode != 0 and not was_running:
+        stop()  # nothing half-started is left behind
     assert proc.returncode == 0, out[-5000:]
     print(f"start_cluster.sh --nodes 2: {time.monotonic() - t0:.1f} s")
     yield
     if not was_running:
-        stop = subprocess.run(
-            [str(SLURM_DIR / "stop_cluster.sh")], capture_output=True, text=True, timeout=300
-        )
-        assert stop.returncode == 0, (stop.stdout + stop.stderr)[-3000:]
+        proc = stop()
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
 
 
 def sacct_jobs(*args: str) -> list[dict[str, str]]:

@@ -85,9 +85,12 @@ valid_subnet() {
 valid_subnet || die "IMBENCH_SLURM_SUBNET must be the first three octets of an IPv4 /24 network (e.g. 10.213.7), got '$SUBNET'"
 [[ $(id -u) -eq 0 ]] || die "run as root (sudo $0): it installs packages and starts daemons"
 if ((NNODES > 1)); then
-    for tool in ip unshare; do
+    for tool in ip unshare nsenter; do
         command -v "$tool" >/dev/null || die "'$tool' not found (package iproute2 / util-linux): needed for --nodes $NNODES"
     done
+    if ip -o -4 addr show | grep -v " $BRIDGE " | grep -q " inet $SUBNET\."; then
+        die "the network $SUBNET.0/24 is already used on this machine (ip -4 addr): set IMBENCH_SLURM_SUBNET"
+    fi
 fi
 CTL_ADDR=$SUBNET.1
 NODES=()
@@ -299,9 +302,6 @@ log "account '$ACCOUNT' on cluster '$CLUSTER' for: ${users[*]}"
 # the controller's address; per node a network namespace with a veth pair (imbn<i>h on the
 # bridge, eth0 inside). No name resolution is needed: slurm.conf gives every address.
 if ((NNODES > 1)); then
-    if ip -o -4 addr show | grep -v " $BRIDGE " | grep -q " inet $SUBNET\."; then
-        die "the network $SUBNET.0/24 is already used on this machine (ip -4 addr): set IMBENCH_SLURM_SUBNET"
-    fi
     ip link show "$BRIDGE" >/dev/null 2>&1 || ip link add "$BRIDGE" type bridge
     ip addr replace "$CTL_ADDR/24" dev "$BRIDGE"
     ip link set "$BRIDGE" up
