@@ -85,9 +85,11 @@ for nsfile in /run/netns/"$NETNS_PREFIX"node*; do
     ip netns del "$ns"
     log "removed network namespace $ns"
 done
+# Veth pairs go with their namespace (the kernel removes them shortly after); any left are
+# deleted here, and one that disappears meanwhile is no error.
 while read -r veth; do
     [[ -n $veth ]] || continue
-    ip link del "$veth" && log "removed $veth"
+    if ip link del "$veth" 2>/dev/null; then log "removed $veth"; fi
 done < <(ip -o link show type veth 2>/dev/null | sed -n 's/^[0-9]*: \(imbn[0-9]*h\)@.*/\1/p')
 if ip link show "$BRIDGE" >/dev/null 2>&1; then
     ip link del "$BRIDGE"
