@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Run a tiny grid (workflow/slurm/demo.yaml) through the SLURM profile (profiles/slurm) on the
 # cluster that answers `sinfo`, then check that every output exists and that `sacct` shows every
-# job of the run COMPLETED, with a GPU for each training job.
+# job of the run COMPLETED, with a GPU for each training job; it also prints the jobs per node.
 #
 #   sudo workflow/slurm/start_cluster.sh      # a local one-node cluster, if there is no real one
+#                                             # (--nodes 2: a local two-node one)
 #   workflow/slurm/run_demo.sh
 #
 # The demo runs in its own working directory, IMBENCH_SLURM_DEMO_DIR (default results/slurm_demo,
@@ -104,13 +105,14 @@ run_id=$(sed -n 's/.*SLURM run ID: \([^ ]*\).*/\1/p' "$RUN_LOG" | head -n 1)
 log "SLURM run ID (the job name of every job of this run): $run_id"
 log "sbatch command lines of the train jobs (from the log; the --wrap payload is cut):"
 grep -o 'sbatch call: sbatch .*rule_train_.*' "$RUN_LOG" | sed 's/ --wrap.*//; s/^sbatch call: //' || true
-fields=JobID,JobName%48,Partition,Account,AllocCPUS,AllocTRES%40,State,ExitCode,Elapsed,Comment%70
+fields=JobID,JobName%48,Partition,Account,AllocCPUS,AllocTRES%40,NodeList,State,ExitCode,Elapsed,Comment%70
 sacct -X --name "$run_id" -S now-1days -o "$fields"
-table=$(sacct -X -n -P --name "$run_id" -S now-1days -o JobID,Partition,AllocTRES,State,Comment)
+table=$(sacct -X -n -P --name "$run_id" -S now-1days -o JobID,Partition,AllocTRES,State,Comment,NodeList)
 n_jobs=$(grep -c . <<<"$table" || true)
 n_done=$(awk -F'|' '$4 == "COMPLETED"' <<<"$table" | grep -c . || true)
 n_gpu_train=$(awk -F'|' '$5 ~ /^rule_train_/ && $2 == "gpu" && $3 ~ /gres\/gpu=1/' <<<"$table" | grep -c . || true)
 ((n_jobs == EXPECTED_JOBS)) || die "sacct lists $n_jobs jobs for this run, expected $EXPECTED_JOBS"
 ((n_done == n_jobs)) || die "only $n_done of $n_jobs jobs are COMPLETED in sacct"
 ((n_gpu_train == 2)) || die "expected 2 train jobs on partition gpu with gres/gpu=1, sacct shows $n_gpu_train"
+log "jobs per node: $(awk -F'|' '{n[$6]++} END {for (k in n) printf "%s=%d ", k, n[k]}' <<<"$table" | xargs -n1 | sort | xargs)"
 log "OK: $n_jobs SLURM jobs COMPLETED (2 train jobs with one GPU each on partition gpu), ${elapsed} s"
