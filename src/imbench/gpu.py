@@ -258,10 +258,10 @@ def _dir_lock(lock_dir: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _load(lock_dir: Path, dev: str) -> Fraction:
-    """Sum of the shares of the live leases of ``dev``; a lease file whose holder died (nobody holds
-    its flock) is removed. Call under :func:`_dir_lock`."""
-    total = Fraction(0)
+def _load(lock_dir: Path, dev: str) -> tuple[Fraction, set[int]]:
+    """Sum of the shares of the live leases of ``dev`` and their slot numbers; a lease file whose
+    holder died (nobody holds its flock) is removed. Call under :func:`_dir_lock`."""
+    total, used = Fraction(0), set()
     for path in lock_dir.glob(f"gpu{glob.escape(dev)}.*.lease"):
         try:
             fh = open(path)
@@ -271,27 +271,32 @@ def _load(lock_dir: Path, dev: str) -> Fraction:
             try:
                 fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:  # held: a live job
-                total += Fraction(fh.read().strip())
+                share, slot = fh.read().split()
+                total += Fraction(share)
+                used.add(int(slot))
                 continue
             path.unlink(missing_ok=True)  # its job died
-    return total
+    return total, used
 
 
 def _admit(lock_dir: Path, pool: list[str], shares: dict[str, Fraction]):
     """Lease the least loaded device with room for this job's share: ``(device, open lease file,
-    its path, the device's load before)``, or None when no device has room."""
+    its path, slot number)``, or None when no device has room. The slot number is the lowest one
+    no live lease of the device has (a label: what is admitted is decided by the shares)."""
     with _dir_lock(lock_dir):
         loads = {dev: _load(lock_dir, dev) for dev in pool}
-        room = [dev for dev in pool if loads[dev] + shares[dev] <= 1]
+        room = [dev for dev in pool if loads[dev][0] + shares[dev] <= 1]
         if not room:
             return None
-        dev = min(room, key=lambda d: loads[d])
+        dev = min(room, key=lambda d: loads[d][0])
+        used = loads[dev][1]
+        slot = min(set(range(len(used) + 1)) - used)
         fd, path = tempfile.mkstemp(prefix=f"gpu{dev}.", suffix=".lease", dir=lock_dir)
         fh = os.fdopen(fd, "w")
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        fh.write(f"{shares[dev]}\n")
+        fh.write(f"{shares[dev]} {slot}\n")
         fh.flush()
-        return dev, fh, Path(path), loads[dev]
+        return dev, fh, Path(path), slot
 
 
 @contextlib.contextmanager
@@ -329,12 +334,11 @@ def gpu_lease(
                     f"no free GPU among {pool} ({how}) after {timeout:.0f} s (locks in {lock_dir})"
                 )
             time.sleep(poll)
-        dev, fh, path, load = lease
+        dev, fh, path, slot = lease
         previous = os.environ.get("CUDA_VISIBLE_DEVICES")
         os.environ["CUDA_VISIBLE_DEVICES"] = dev
-        share = shares[dev]
-        n = share.denominator  # shares are 1/slots
-        where = f"GPU {dev}" if n == 1 else f"GPU {dev} slot {int(load * n) + 1}/{n}"
+        n = shares[dev].denominator  # shares are 1/slots
+        where = f"GPU {dev}" if n == 1 else f"GPU {dev} slot {slot + 1}/{n}"
         log(f"leased {where} ({how}; pool {','.join(pool)}, locks in {lock_dir})")
         try:
             yield dev
