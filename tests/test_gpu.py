@@ -286,6 +286,35 @@ def test_a_job_with_the_device_to_itself_and_packed_jobs_exclude_each_other(monk
             assert devices == []
 
 
+def test_a_waiting_job_uses_a_peak_measured_meanwhile(monkeypatch, tmp_path):
+    """A job queued for a whole device (no measurement of its key) is packed as soon as a run of
+    its key records a peak, without waiting for the device to empty."""
+    import threading
+
+    _simulate(monkeypatch, {"0": 141 * GB})
+    record_peak(tmp_path, "train small {}", 2 * GB)
+    got = []
+    with gpu_lease(tmp_path, log=lambda m: None, memory_key="train small {}"):
+        waiter = threading.Thread(
+            target=lambda: got.append(
+                _lease_and_release(tmp_path, timeout=20, poll=0.02, memory_key=KEY)
+            )
+        )
+        waiter.start()
+        time.sleep(0.3)
+        assert not got  # still waiting for the whole device
+        record_peak(tmp_path, KEY, 20 * GB)
+        waiter.join(20)
+        assert got and "slot 2/5" in got[0]
+
+
+def _lease_and_release(lock_dir, **kwargs):
+    logs = []
+    with gpu_lease(lock_dir, log=logs.append, **kwargs):
+        pass
+    return logs[0]
+
+
 def test_job_memory_override_replaces_the_measurement(monkeypatch, tmp_path):
     _simulate(monkeypatch, {"0": 141 * GB})
     record_peak(tmp_path, KEY, 20 * GB)  # would give 5 slots

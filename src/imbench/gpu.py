@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import glob
 import os
 import re
@@ -217,10 +218,11 @@ def device_memory(pool: list[str]) -> dict[str, int]:
 
 
 def device_shares(
-    pool: list[str], slots: int | str, memory_key: str | None, lock_dir: Path
+    pool: list[str], slots: int | str, memory_key: str | None, lock_dir: Path, totals=None
 ) -> tuple[dict[str, Fraction], str]:
     """The share of each device one job of ``memory_key`` takes (1 / its slot count there), and
-    how it was decided (for the log line)."""
+    how it was decided (for the log line). ``totals``: a function without arguments giving the
+    devices' total memory (default: :func:`device_memory` of ``pool``)."""
     if slots != "auto":
         return {dev: Fraction(1, slots) for dev in pool}, f"{slots} slot(s) per device"
     need = job_memory_override(slots)
@@ -239,7 +241,7 @@ def device_shares(
             f"measured peak {_gib(peak)} + {MEMORY_MARGIN:.0%} + {_gib(CONTEXT_BYTES)} = "
             f"{_gib(need)} per job"
         )
-    totals = device_memory(pool)
+    totals = totals() if totals else device_memory(pool)
     counts = {dev: max(1, totals[dev] // need) for dev in pool}
     per_device = ", ".join(f"GPU {d}: {counts[d]} of {_gib(totals[d])}" for d in pool)
     return {dev: Fraction(1, counts[dev]) for dev in pool}, (
@@ -326,9 +328,13 @@ def gpu_lease(
         yield pool[0] if pool else None
     else:
         lock_dir.mkdir(parents=True, exist_ok=True)
-        shares, how = device_shares(pool, slots, memory_key, lock_dir)
+        totals = functools.cache(lambda: device_memory(pool))  # read once, when first needed
         deadline = time.monotonic() + timeout
-        while (lease := _admit(lock_dir, pool, shares)) is None:
+        while True:
+            # decided again while waiting: a peak measured meanwhile applies at once
+            shares, how = device_shares(pool, slots, memory_key, lock_dir, totals)
+            if (lease := _admit(lock_dir, pool, shares)) is not None:
+                break
             if time.monotonic() > deadline:
                 raise TimeoutError(
                     f"no free GPU among {pool} ({how}) after {timeout:.0f} s (locks in {lock_dir})"
