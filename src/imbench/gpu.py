@@ -9,7 +9,8 @@ killed job never leaves a device marked busy (its file is found unlocked and rem
 job that looks).
 
 The pool is ``CUDA_VISIBLE_DEVICES`` when set (so under SLURM, which already hands each job exactly
-its devices, the lease picks among those — normally one, which makes it a no-op), else every device
+its devices, the lease picks among those — normally one, which makes it a no-op unless packing is
+on: leave ``IMBENCH_GPU_SLOTS`` unset there, docs/slurm.md), else every device
 ``torch.cuda.device_count()`` sees. The leased device is published by rewriting
 ``CUDA_VISIBLE_DEVICES`` before CUDA initialises, so the job then simply uses ``cuda:0``.
 
@@ -30,7 +31,11 @@ takes one. ``IMBENCH_GPU_SLOTS`` (or the ``slots`` argument) sets it:
 The measurements live in the lock directory (``peak_memory.json``: memory key → largest peak in
 bytes): a job that leased with a memory key and finished without error records its process's
 ``torch.cuda.max_memory_reserved()`` there (training also writes the same figure into its
-``run.json``, ``timings.peak_device_memory_bytes``). A device's total memory is
+``run.json``, ``timings.peak_device_memory_bytes``), also when its lease locked nothing (one
+device, one slot), so a plain run measures for a later packed one. A failed job records nothing
+(an out-of-memory error would understate the need). The file outlives the runs: peaks are per
+machine, kept as the largest seen; delete it to measure again. Jobs that lease without a key
+(``imbench decouple``) have a device to themselves under ``auto``. A device's total memory is
 ``torch.cuda.get_device_properties(i).total_memory``, read in a short child process started with
 the job's pool as ``CUDA_VISIBLE_DEVICES``: the job itself must not initialise CUDA before its
 lease has narrowed ``CUDA_VISIBLE_DEVICES``, and the child sees the device ids exactly as CUDA
@@ -45,7 +50,9 @@ still never oversubscribe a device: a job that has a device to itself (share 1) 
 empty and keeps it empty. The check and the creation of the lease file happen under one short
 exclusive lock of the directory (``admit.lock``). Among the devices with room the least loaded one
 is taken (the first in pool order on a tie), so slots are filled across devices first: a grid
-smaller than the pool still spreads over the devices.
+smaller than the pool still spreads over the devices. A job waiting for room decides its share
+again at every poll, so a peak measured meanwhile applies at once. The log line's ``slot k/S`` is
+the lowest slot number free on the device (a label; admission is decided by the shares).
 
 Snakemake's resources are integers (a fractional request such as ``gpu=0.25`` is truncated to 0,
 which removes the limit), so when packing, the ``gpu`` resource counts jobs, not devices:
