@@ -341,7 +341,7 @@ def _dispatch(args) -> int:
         path = build_cache(index, args.raw, args.out_dir, args.size, args.mode, args.workers)
         print(f"cached {len(index)} images at {args.size} px ({args.mode}) in {path}")
     elif args.command == "train":
-        from .train import Settings, train_cell
+        from .train import Settings, memory_key, train_cell
 
         settings = Settings.from_dict(args.settings)
         if args.threads:
@@ -352,7 +352,12 @@ def _dispatch(args) -> int:
             print(message, flush=True)
 
         # On a machine with several GPUs each training job leases one (see imbench.gpu).
-        lease = gpu_lease(log=log) if settings.device != "cpu" else contextlib.nullcontext()
+        # IMBENCH_GPU_SLOTS=auto sizes its slots from peaks measured under the memory key.
+        lease = (
+            gpu_lease(log=log, memory_key=memory_key(args.model, settings))
+            if settings.device != "cpu"
+            else contextlib.nullcontext()
+        )
         with lease:
             run = train_cell(
                 args.task,

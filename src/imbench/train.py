@@ -617,6 +617,42 @@ class CellOutputs:
 #: identity, so changing them keeps a checkpoint usable.
 NOT_IN_IDENTITY = ("checkpoint_every_min",)
 
+#: Settings that do not change how much device memory training takes: left out of
+#: :func:`memory_key` (every other setting, including ones added later, is in it).
+MEMORY_NEUTRAL = (
+    "epochs",
+    "lr",
+    "weight_decay",
+    "momentum",
+    "scheduler",
+    "warmup_epochs",
+    "step_size",
+    "step_gamma",
+    "normalize",
+    "drop_rate",
+    "threads",
+    "device",
+    "deterministic",
+    "budget",
+    "grad_clip",
+    "early_stopping",
+    "checkpoint_every_min",
+    "method_params",
+)
+
+
+def memory_key(model_name: str, settings: Settings) -> str:
+    """What a training job's peak device memory depends on, as the key under which
+    :mod:`imbench.gpu` records and looks up measured peaks (``IMBENCH_GPU_SLOTS=auto``): the model
+    and every setting not in :data:`MEMORY_NEUTRAL` (image size, batch sizes, precision, memory
+    format, augmentation, compile, linear probe, optimiser, ...). Task, method and seed are left
+    out: they change the classifier head, the loss and the sampling, whose memory is small next to
+    the margin the lease adds."""
+    kept = {
+        k: v for k, v in sorted(dataclasses.asdict(settings).items()) if k not in MEMORY_NEUTRAL
+    }
+    return f"train {model_name} " + json.dumps(kept, sort_keys=True, separators=(",", ":"))
+
 
 @dataclasses.dataclass
 class Progress:
@@ -732,6 +768,8 @@ def train_cell(
 
     torch.set_num_threads(settings.threads)
     device = resolve_device(settings.device)
+    if device.type == "cuda":  # timings.peak_device_memory_bytes: this cell's peak
+        torch.cuda.reset_peak_memory_stats(device)
     if device.type == "cpu":
         torch.use_deterministic_algorithms(deterministic_used(device, settings))
     torch.backends.cudnn.benchmark = cudnn_benchmark_used(device)
@@ -914,6 +952,10 @@ def train_cell(
             else None,
             "checkpoint_seconds": round(ckpt.seconds, 3),
             "checkpoint_writes": ckpt.writes,
+            # the CUDA allocator's peak of reserved memory (what imbench.gpu sizes slots from)
+            "peak_device_memory_bytes": int(torch.cuda.max_memory_reserved(device))
+            if device.type == "cuda"
+            else None,
         },
         "identity_hash": ckpt.hash,
         "split_file": str(split_path),
