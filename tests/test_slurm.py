@@ -222,19 +222,27 @@ def test_demo_on_cluster(tmp_path):
     reason = cluster_answers()
     if reason:
         pytest.skip(reason)
-    env = {**os.environ, "SNAKEMAKE": str(Path(sys.executable).parent / "snakemake")}
-    env.setdefault("IMBENCH_SLURM_DEMO_DIR", str(tmp_path / "slurm_demo"))
+    demo_dir = os.environ.get("IMBENCH_SLURM_DEMO_DIR", str(tmp_path / "slurm_demo"))
+    run_demo(demo_dir, timeout=1700)
+
+
+def run_demo(demo_dir, timeout: int) -> str:
+    """workflow/slurm/run_demo.sh with this environment's snakemake, its output in ``demo_dir``;
+    asserts that it succeeded with its 9 jobs COMPLETED and returns what it printed."""
+    snakemake = str(Path(sys.executable).parent / "snakemake")
+    env = {**os.environ, "SNAKEMAKE": snakemake, "IMBENCH_SLURM_DEMO_DIR": str(demo_dir)}
     proc = subprocess.run(
         [str(ROOT / "workflow" / "slurm" / "run_demo.sh")],
         capture_output=True,
         text=True,
-        timeout=1700,
+        timeout=timeout,
         env=env,
         cwd=ROOT,
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-5000:]
     assert "OK: 9 SLURM jobs COMPLETED" in out
+    return out
 
 
 # --- two nodes ----------------------------------------------------------------------------------
@@ -406,20 +414,8 @@ def comparable_results(results: Path) -> dict[str, object]:
 def test_demo_on_two_node_cluster(two_node_cluster, tmp_path):
     """The demo through profiles/slurm on two nodes: every job COMPLETED, jobs on both nodes, and
     the same results as a local run of the same grid (timing fields aside)."""
-    snakemake = str(Path(sys.executable).parent / "snakemake")
-    env = {**os.environ, "SNAKEMAKE": snakemake, "IMBENCH_SLURM_DEMO_DIR": str(tmp_path / "demo")}
     t0 = time.monotonic()
-    proc = subprocess.run(
-        [str(SLURM_DIR / "run_demo.sh")],
-        capture_output=True,
-        text=True,
-        timeout=1500,
-        env=env,
-        cwd=ROOT,
-    )
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-5000:]
-    assert "OK: 9 SLURM jobs COMPLETED" in out
+    run_demo(tmp_path / "demo", timeout=1500)
     log = (tmp_path / "demo" / "run_demo.log").read_text()
     run_id = re.search(r"SLURM run ID: (\S+)", log).group(1)
     jobs = sacct_jobs("--name", run_id)
@@ -430,6 +426,7 @@ def test_demo_on_two_node_cluster(two_node_cluster, tmp_path):
 
     local = tmp_path / "local"
     local.mkdir()
+    snakemake = str(Path(sys.executable).parent / "snakemake")
     cmd = [snakemake, "--cores", "2", "--max-threads", "1", "-s", str(ROOT / "Snakefile")]
     cmd += ["--directory", str(local), "--configfile", str(DEMO_CONFIG)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=local)

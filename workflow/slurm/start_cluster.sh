@@ -124,12 +124,42 @@ gpu_files="/dev/fakegpu0"
 
 new_conf=$(mktemp)
 trap 'rm -f "$new_conf"' EXIT
+# The lines that differ between one node and several; everything else is shared.
 if ((NNODES == 1)); then
+    node_list=localhost
+    conf_header='# One node ("localhost") in two partitions, fake GPUs, accounting through slurmdbd.'
+    ctl_host=SlurmctldHost=localhost
+    select_params=SelectTypeParameters=CR_Core_Memory
+    slurmd_files="SlurmdSpoolDir=/var/spool/slurmd
+SlurmctldPidFile=/run/slurmctld.pid
+SlurmdPidFile=/run/slurmd.pid
+SlurmctldLogFile=$LOG_DIR/slurmctld.log
+SlurmdLogFile=$LOG_DIR/slurmd.log"
+    node_lines="NodeName=localhost CPUs=$(nproc) RealMemory=$NODE_MEM_MB Gres=gpu:$NGPUS State=UNKNOWN"
+else
+    node_list=node[1-$NNODES]
+    conf_header="# $NNODES nodes ($node_list, each a slurmd in its own network and UTS namespace on this machine)
+# in two partitions, fake GPUs, accounting through slurmdbd."
+    ctl_host="# The controller runs in the machine's own namespaces; the nodes reach it on the bridge address.
+SlurmctldHost=localhost($CTL_ADDR)"
+    select_params="# Least loaded node first, so that jobs running side by side spread over the nodes.
+SelectTypeParameters=CR_Core_Memory,CR_LLN"
+    slurmd_files="# One spool directory, pid file and log per node (%n: the node's name).
+SlurmdSpoolDir=/var/spool/slurmd/%n
+SlurmctldPidFile=/run/slurmctld.pid
+SlurmdPidFile=/run/slurmd-%n.pid
+SlurmctldLogFile=$LOG_DIR/slurmctld.log
+SlurmdLogFile=$LOG_DIR/slurmd-%n.log"
+    node_lines=$(for n in "${NODES[@]}"; do
+        printf 'NodeName=%s NodeAddr=%s NodeHostname=%s CPUs=%s RealMemory=%s Gres=gpu:%s State=UNKNOWN\n' \
+            "$n" "$(node_addr "$n")" "$n" "$(nproc)" "$NODE_MEM_MB" "$NGPUS"
+    done)
+fi
 cat >"$new_conf" <<CONF
 $MARKER
-# One node ("localhost") in two partitions, fake GPUs, accounting through slurmdbd.
+$conf_header
 ClusterName=$CLUSTER
-SlurmctldHost=localhost
+$ctl_host
 AuthType=auth/munge
 CredType=cred/munge
 # No cgroups needed (no systemd here): plain process tracking, no CPU binding.
@@ -144,71 +174,20 @@ JobAcctGatherType=jobacct_gather/linux
 JobCompType=jobcomp/none
 SchedulerType=sched/backfill
 SelectType=select/cons_tres
-SelectTypeParameters=CR_Core_Memory
+$select_params
 ReturnToService=2
 # Trust the node line below (memory is declared, not measured).
 SlurmdParameters=config_overrides
 SlurmUser=root
 SlurmdUser=root
 StateSaveLocation=/var/spool/slurmctld
-SlurmdSpoolDir=/var/spool/slurmd
-SlurmctldPidFile=/run/slurmctld.pid
-SlurmdPidFile=/run/slurmd.pid
-SlurmctldLogFile=$LOG_DIR/slurmctld.log
-SlurmdLogFile=$LOG_DIR/slurmd.log
-MpiDefault=none
-GresTypes=gpu
-NodeName=localhost CPUs=$(nproc) RealMemory=$NODE_MEM_MB Gres=gpu:$NGPUS State=UNKNOWN
-PartitionName=cpu Nodes=localhost Default=YES MaxTime=INFINITE State=UP
-PartitionName=gpu Nodes=localhost MaxTime=INFINITE State=UP
-CONF
-else
-# Several nodes: the same settings, except where marked.
-node_list=node[1-$NNODES]
-node_lines=$(for n in "${NODES[@]}"; do
-    printf 'NodeName=%s NodeAddr=%s NodeHostname=%s CPUs=%s RealMemory=%s Gres=gpu:%s State=UNKNOWN\n' \
-        "$n" "$(node_addr "$n")" "$n" "$(nproc)" "$NODE_MEM_MB" "$NGPUS"
-done)
-cat >"$new_conf" <<CONF
-$MARKER
-# $NNODES nodes ($node_list, each a slurmd in its own network and UTS namespace on this machine)
-# in two partitions, fake GPUs, accounting through slurmdbd.
-ClusterName=$CLUSTER
-# The controller runs in the machine's own namespaces; the nodes reach it on the bridge address.
-SlurmctldHost=localhost($CTL_ADDR)
-AuthType=auth/munge
-CredType=cred/munge
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-AccountingStorageType=accounting_storage/slurmdbd
-AccountingStorageHost=localhost
-AccountingStorageTRES=gres/gpu
-AccountingStorageEnforce=associations
-AccountingStoreFlags=job_comment
-JobAcctGatherType=jobacct_gather/linux
-JobCompType=jobcomp/none
-SchedulerType=sched/backfill
-SelectType=select/cons_tres
-# Least loaded node first, so that jobs running side by side spread over the nodes.
-SelectTypeParameters=CR_Core_Memory,CR_LLN
-ReturnToService=2
-SlurmdParameters=config_overrides
-SlurmUser=root
-SlurmdUser=root
-StateSaveLocation=/var/spool/slurmctld
-# One spool directory, pid file and log per node (%n: the node's name).
-SlurmdSpoolDir=/var/spool/slurmd/%n
-SlurmctldPidFile=/run/slurmctld.pid
-SlurmdPidFile=/run/slurmd-%n.pid
-SlurmctldLogFile=$LOG_DIR/slurmctld.log
-SlurmdLogFile=$LOG_DIR/slurmd-%n.log
+$slurmd_files
 MpiDefault=none
 GresTypes=gpu
 $node_lines
 PartitionName=cpu Nodes=$node_list Default=YES MaxTime=INFINITE State=UP
 PartitionName=gpu Nodes=$node_list MaxTime=INFINITE State=UP
 CONF
-fi
 
 slurmd_running() {   # any slurmd of this script, one node or several
     local f
@@ -220,9 +199,7 @@ if [[ -f $CONF_DIR/slurm.conf ]] && ! cmp -s "$new_conf" "$CONF_DIR/slurm.conf" 
     die "the configuration changed while SLURM is running: run workflow/slurm/stop_cluster.sh first"
 fi
 cp "$new_conf" "$CONF_DIR/slurm.conf"
-gres_nodes=localhost
-((NNODES > 1)) && gres_nodes=$node_list
-printf '%s\nAutoDetect=off\nNodeName=%s Name=gpu File=%s\n' "$MARKER" "$gres_nodes" "$gpu_files" >"$CONF_DIR/gres.conf"
+printf '%s\nAutoDetect=off\nNodeName=%s Name=gpu File=%s\n' "$MARKER" "$node_list" "$gpu_files" >"$CONF_DIR/gres.conf"
 cat >"$CONF_DIR/slurmdbd.conf" <<CONF
 $MARKER
 AuthType=auth/munge
