@@ -2,7 +2,8 @@
 
 CPU (the default): three loops train the same timm model (built by
 ``imbench.models.create_model`` from the same seed, each its own copy and optimiser: the demo
-protocol's AdamW, batch 32, 1 thread, no augmentation on any side) on the same images:
+protocol's AdamW, batch 32, the same torch threads (``--threads``, default PyTorch's own), no
+augmentation on any side) on the same images:
 
 - **imbench**: the real ``imbench.train.train_cell`` (method ``ce``) with its settings as a cell
   resolves them (``memory_format: auto``, ``deterministic: auto``), on the ``imbench cache`` of the
@@ -135,8 +136,9 @@ def bare_epochs(cache: Path, split_csv: Path, model_name: str, settings, device,
     import torch.nn.functional as F
 
     from imbench.models import create_model
+    from imbench.train import threads_used
 
-    torch.set_num_threads(settings.threads)
+    torch.set_num_threads(threads_used(settings))  # auto: PyTorch's default, as a plain script
     if settings.deterministic and device.type == "cpu":
         torch.use_deterministic_algorithms(True)
     images = np.load(cache / "images.npy", mmap_mode="r")
@@ -297,11 +299,29 @@ def jpeg_setup(work: Path, n_train: int, n_val: int, n_test: int, size: int):
     return cache, split_csv, trees[0], trees[1]
 
 
+def _threads(value: str):
+    if value == "auto":
+        return value
+    n = int(value)
+    if n < 1:
+        raise ValueError(value)
+    return n
+
+
+def _threads_tag(threads) -> str:
+    """'1 thread', '2 threads', or 'auto = N threads' (PyTorch's default for this process)."""
+    from imbench.train import DEFAULT_THREADS
+
+    n = DEFAULT_THREADS if threads == "auto" else threads
+    text = f"{n} thread{'s' if n > 1 else ''}"
+    return f"threads auto = {text}" if threads == "auto" else text
+
+
 def lmf_epochs(train_tree: Path, val_tree: Path, model_name: str, settings, seed: int):
     """The training loop of the LMF paper's official code with the same model: ``ImageFolder`` +
     PIL decoding + ``Resize((size, size))`` + ``ToTensor`` (no normalisation, no augmentation: the
-    ``lmf`` protocol) read by a ``DataLoader(batch_size, shuffle=True)`` (no workers: the same one
-    core as the other loops), ``model.train()``, forward, cross-entropy, ``zero_grad``, backward,
+    ``lmf`` protocol) read by a ``DataLoader(batch_size, shuffle=True)`` (no workers: the same process and torch
+    threads as the other loops), ``model.train()``, forward, cross-entropy, ``zero_grad``, backward,
     step; then a validation pass over its own ``ImageFolder``. A generator that runs one epoch per
     ``next()`` and yields ``(training images, seconds)``. The optimiser is the other loops' (the
     demo protocol's AdamW), so only the data path and the loop differ."""
@@ -435,9 +455,11 @@ def main(argv=None) -> Path:
     p.add_argument("--batch-size", type=int, default=None, help="default 32 (CPU), 64 (CUDA)")
     p.add_argument(
         "--threads",
-        type=int,
-        default=1,
-        help="torch threads (the demo protocol and the workflow's train rule use 1)",
+        type=_threads,
+        default="auto",
+        help="torch threads of all three loops: auto = PyTorch's default for the process (what "
+        "a plain script gets, and imbench's `threads: auto`), or a number (the workflow's train "
+        "rule uses 1)",
     )
     p.add_argument("--epochs", type=int, default=None, help="epochs per run, the first is warm-up")
     p.add_argument("--n-train", type=int, default=None, help="CUDA: training images")
@@ -493,10 +515,7 @@ def _main(args, argv) -> Path:
         }
         rates = {k: [s["images_per_s"][k] for s in samples] for k in samples[0]["images_per_s"]}
         medians = {k: round(benchlib.median(v), 4) for k, v in ratios.items()}
-        tag = (
-            f"{model} {size}px cpu, batch {batch}, {args.threads} thread"
-            f"{'s' if args.threads > 1 else ''}"
-        )
+        tag = f"{model} {size}px cpu, batch {batch}, {_threads_tag(args.threads)}"
         n_pairs = len(ratios["imbench/plain"])
         figures += [
             {
@@ -608,7 +627,7 @@ def _main_cuda(args, argv, device) -> Path:
         {
             "name": f"loop overhead: imbench / bare images/s, median of {len(epoch_ratios)} interleaved epoch pairs "
             f"({len(samples)} runs; {tag}, batch {(args.batch_size or 64)}, "
-            f"{args.threads} thread{'s' if args.threads > 1 else ''})",
+            f"{_threads_tag(args.threads)})",
             "value": ratio,
             "unit": "ratio",
             "target": None if cuda else 0.95,

@@ -22,6 +22,8 @@ import benchlib  # noqa: E402
 
 START, END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
 ORDER = [
+    "loop_overhead_threads_auto_resnet18",
+    "loop_overhead_threads_auto_resnet50",
     "loop_overhead",
     "loop_overhead_resnet18_run2",
     "loop_overhead_resnet50",

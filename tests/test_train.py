@@ -807,6 +807,26 @@ def test_auto_is_recorded_as_resolved(tiny_synthetic, tmp_path):
     assert run["resolved"]["cudnn_benchmark"] is False  # only on CUDA
 
 
+def test_threads_auto_is_pytorchs_default_and_recorded(tiny_synthetic, tmp_path):
+    """``threads: auto`` (the default) gives a cell the thread count a plain PyTorch script in the
+    same process has; an integer sets it; both are recorded as resolved."""
+    from imbench.train import DEFAULT_THREADS, threads_used
+
+    assert Settings().threads == "auto"
+    assert threads_used(Settings()) == DEFAULT_THREADS >= 1
+    assert threads_used(Settings(threads=3)) == 3
+    with pytest.raises(ValueError, match="threads"):
+        Settings.from_dict({"threads": "all"})
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # something else changed it: auto restores the default
+        run = _train(tiny_synthetic, tmp_path / "c", epochs=1, threads="auto")
+        assert run["resolved"]["threads"] == DEFAULT_THREADS
+        assert torch.get_num_threads() == DEFAULT_THREADS
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_cudnn_benchmark_only_on_cuda():
     from imbench.train import cudnn_benchmark_used
 

@@ -273,6 +273,7 @@ def run_decouple(
         predictions_frame,
         resolve_device,
         split_rows,
+        threads_used,
     )
 
     method = get_method(method_name)
@@ -292,7 +293,7 @@ def run_decouple(
     settings = Settings.from_dict({**base_run["settings"], "method_params": {}})
     if threads:
         settings.threads = threads
-    torch.set_num_threads(settings.threads)
+    torch.set_num_threads(threads_used(settings))
     device = resolve_device(settings.device)
     if settings.deterministic and device.type == "cpu":
         torch.use_deterministic_algorithms(True)

@@ -35,7 +35,10 @@ class Settings:
     pretrained: bool = False
     drop_rate: float = 0.0
     eval_batch_size: int = 256
-    threads: int = 1
+    # CPU threads of PyTorch's operators: an integer, or auto = PyTorch's own default for the
+    # process (as a plain script gets it; imbench.train.threads_used). The workflow's rules pass
+    # their Snakemake threads instead (1 for a training job).
+    threads: int | str = "auto"
     device: str = "auto"  # auto | cpu | cuda
     # CPU only: torch.use_deterministic_algorithms; auto = the measured faster choice per device
     # (imbench.train.AUTO_DETERMINISTIC). run.json's resolved block records the value used.
@@ -101,7 +104,7 @@ SETTING_RULES: dict[str, dict] = {
     "augment": dict(choices=("none", "flip", "standard")),
     "drop_rate": dict(lo=0.0, hi=1.0, hi_open=True),
     "eval_batch_size": dict(lo=1),
-    "threads": dict(lo=1),
+    "threads": dict(lo=1, choices=("auto",)),
     "device": dict(choices=("auto", "cpu", "cuda")),
     "deterministic": dict(choices=("auto",)),
     "memory_format": dict(choices=("auto", "channels_last", "contiguous")),

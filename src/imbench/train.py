@@ -249,6 +249,17 @@ def deterministic_used(device: torch.device, settings: Settings) -> bool:
     return bool(settings.deterministic)
 
 
+#: PyTorch's default number of CPU threads for this process, read when this module is first
+#: imported (before imbench sets any): what ``threads: auto`` restores.
+DEFAULT_THREADS = torch.get_num_threads()
+
+
+def threads_used(settings: Settings) -> int:
+    """CPU threads for the cell: ``threads`` as set, ``auto`` is :data:`DEFAULT_THREADS` (what a
+    plain PyTorch script in the same process would use: on most machines one per physical core)."""
+    return DEFAULT_THREADS if settings.threads == "auto" else int(settings.threads)
+
+
 def cudnn_benchmark_used(device: torch.device) -> bool:
     """Whether cuDNN times its convolution algorithms and keeps the fastest
     (``torch.backends.cudnn.benchmark``): on CUDA, where a cell's batches all have one image size
@@ -766,7 +777,7 @@ def train_cell(
         f"/fold{fold}" if fold is not None else ""
     )
 
-    torch.set_num_threads(settings.threads)
+    torch.set_num_threads(threads_used(settings))
     device = resolve_device(settings.device)
     if device.type == "cuda":  # timings.peak_device_memory_bytes: this cell's peak
         torch.cuda.reset_peak_memory_stats(device)
@@ -1058,6 +1069,7 @@ def resolved_block(
         "memory_format": memory_format_used(device, settings),
         "deterministic": deterministic_used(device, settings),
         "cudnn_benchmark": cudnn_benchmark_used(device),
+        "threads": threads_used(settings),
         "pretrained": bool(settings.pretrained),
         "pretrained_weights": pretrained_weights(model_name, settings.pretrained),
     }
