@@ -35,6 +35,7 @@ ORDER = [
     "loader_throughput_cuda",
     "loader_throughput_standard",
     "loader_throughput_standard_cuda",
+    "input_contention",
     "preprocessing",
     "planning",
 ]

@@ -146,6 +146,22 @@ def test_loader_throughput_quick(work):
     assert r["details"]["before_images_per_s"] > 0
 
 
+def test_input_contention_quick(work):
+    """The contention benchmark runs both phases, restores the copies' thread handling and the
+    thread count, and its busy phase really had a competitor."""
+    import torch
+
+    from imbench import train
+
+    before = torch.get_num_threads()
+    out = _load("input_contention").main(["--quick", "--out", str(work / "ic.json"), *QUIET])
+    r = _check(out, "input_contention")
+    assert train.one_thread.__name__ == "one_thread" and torch.get_num_threads() == before
+    sample = r["details"]["samples"][0]
+    assert sample["load_busy_phase"]["foreign_cores"] > 0.3
+    assert {"quiet_after_2t", "busy_before_2t", "busy_after_1t"} <= set(sample)
+
+
 def test_preprocessing_quick(work):
     out = _load("preprocessing").main(
         ["--quick", "--out", str(work / "prep.json"), "--work-dir", str(work / "data"), *QUIET]

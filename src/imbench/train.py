@@ -33,6 +33,7 @@ run produces exactly the numbers of an uninterrupted one on the CPU.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -144,6 +145,25 @@ def _normalization(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     )
 
 
+@contextlib.contextmanager
+def one_thread():
+    """Run the block's PyTorch operators on the calling thread only, then restore the count.
+
+    For loops of small operators (one image each): handing each to the intra-op thread pool costs
+    a synchronisation per operator, which under CPU contention (another process on the cores)
+    made the 2-thread image copy several times slower than the 1-thread one (BENCHMARKS.md).
+    Switching the count costs well under a microsecond."""
+    before = torch.get_num_threads()
+    if before == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def images_to_input(
     images: torch.Tensor,
     idx: torch.Tensor,
@@ -163,13 +183,14 @@ def images_to_input(
     """
     flip = generator is not None and settings.augment == "flip"
     draws = (torch.rand(len(idx), 2, generator=generator) < 0.5).tolist() if flip else None
-    for j, i in enumerate(idx.tolist()):
-        src = images[i]  # H, W, C
-        if flip and draws[j][0]:
-            src = src.flip(1)
-        if flip and draws[j][1]:
-            src = src.flip(0)
-        out[j].copy_(src.permute(2, 0, 1))
+    with one_thread():  # small copies: pool hand-offs cost more than they save under load
+        for j, i in enumerate(idx.tolist()):
+            src = images[i]  # H, W, C
+            if flip and draws[j][0]:
+                src = src.flip(1)
+            if flip and draws[j][1]:
+                src = src.flip(0)
+            out[j].copy_(src.permute(2, 0, 1))
     n, c, h, w = out.shape
     if not out.is_contiguous(memory_format=torch.channels_last) or c == 1:
         out.div_(255)  # contiguous NCHW
