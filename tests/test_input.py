@@ -167,3 +167,19 @@ def test_cuda_staging_buffers_are_not_overwritten_in_flight():
     on_device = [to_device(imgs, idx, cuda) for idx in batches]
     for idx, x in zip(batches, on_device):
         assert torch.equal(x.cpu(), imgs[idx])
+
+
+def test_one_thread_runs_the_block_on_one_thread_and_restores_the_count():
+    from imbench.train import one_thread
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with one_thread():
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        with pytest.raises(RuntimeError), one_thread():
+            raise RuntimeError("the count comes back on errors too")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
