@@ -180,17 +180,25 @@ def images_to_input(
     contiguous, with (1, C, 1, 1) constants. Both give the same float operations (x / 255,
     − mean, / std) in the same order as the element-wise form, so the values do not depend on the
     layout.
+
+    It runs on the calling thread only (:func:`one_thread`): with two threads, a machine shared
+    with another process made the pool's hand-offs cost more than the second thread gained
+    (``bench/input_contention.py``, BENCHMARKS.md).
     """
+    with one_thread():  # one image per copy: pool hand-offs cost more than they save under load
+        return _images_to_input(images, idx, settings, generator, out)
+
+
+def _images_to_input(images, idx, settings, generator, out) -> torch.Tensor:
     flip = generator is not None and settings.augment == "flip"
     draws = (torch.rand(len(idx), 2, generator=generator) < 0.5).tolist() if flip else None
-    with one_thread():  # small copies: pool hand-offs cost more than they save under load
-        for j, i in enumerate(idx.tolist()):
-            src = images[i]  # H, W, C
-            if flip and draws[j][0]:
-                src = src.flip(1)
-            if flip and draws[j][1]:
-                src = src.flip(0)
-            out[j].copy_(src.permute(2, 0, 1))
+    for j, i in enumerate(idx.tolist()):
+        src = images[i]  # H, W, C
+        if flip and draws[j][0]:
+            src = src.flip(1)
+        if flip and draws[j][1]:
+            src = src.flip(0)
+        out[j].copy_(src.permute(2, 0, 1))
     n, c, h, w = out.shape
     if not out.is_contiguous(memory_format=torch.channels_last) or c == 1:
         out.div_(255)  # contiguous NCHW
