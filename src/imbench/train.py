@@ -154,9 +154,6 @@ def one_thread():
     made the 2-thread image copy several times slower than the 1-thread one (BENCHMARKS.md).
     Switching the count costs well under a microsecond."""
     before = torch.get_num_threads()
-    if before == 1:
-        yield
-        return
     torch.set_num_threads(1)
     try:
         yield
